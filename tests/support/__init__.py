@@ -1,0 +1,1 @@
+"""Shared helpers for Spectr's test suites (test hosts reached over SSH)."""
