@@ -1,0 +1,1 @@
+"""spectr_proxy: Spectr's reverse proxy and OpenAI-compatible LLM gateway on mitmproxy."""

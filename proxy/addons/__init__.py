@@ -1,0 +1,1 @@
+"""mitmproxy addons of spectr_proxy, one concern per class."""

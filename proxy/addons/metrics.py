@@ -1,0 +1,128 @@
+"""Prometheus metrics on a separate admin port: requests, latency, tokens, errors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from mitmproxy import http
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from proxy.state import GATEWAY, TARGET, TOKENS, GatewayRequest, ProxyState, Target
+from proxy.usage import TokenCount
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+)
+
+
+class Metrics:
+    """Count every request by route (or model) and key; serve /metrics on the admin port."""
+
+    def __init__(self, state: ProxyState, host: str, port: int | None) -> None:
+        self.host, self.port = host, port
+        self.registry = CollectorRegistry()
+        self._server = None
+        self.requests = Counter(
+            "spectr_proxy_requests",
+            "Requests answered",
+            ["target", "model", "key", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "spectr_proxy_request_duration_seconds",
+            "Time from request to end of response",
+            ["target", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "spectr_proxy_tokens",
+            "Tokens used through the gateway",
+            ["model", "key", "kind"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "spectr_proxy_errors",
+            "Requests that failed, by reason",
+            ["target", "model", "key", "reason"],
+            registry=self.registry,
+        )
+        version = Gauge(
+            "spectr_proxy_config_version", "Config version in force", registry=self.registry
+        )
+        version.set_function(lambda: state.config.version)
+        self.registry.register(ReplicaHealth(state))
+
+    def running(self) -> None:
+        if self.port is not None:
+            self._server, _ = start_http_server(self.port, self.host, registry=self.registry)
+
+    def done(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._observe(flow, flow.response.status_code if flow.response else 502, None)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        target: Target | None = flow.metadata.get(TARGET)
+        reason = "timeout" if target and target.timed_out else "upstream_error"
+        self._observe(flow, 502, reason)
+
+    def _observe(self, flow: http.HTTPFlow, status: int, reason: str | None) -> None:
+        target_label, model, key = labels(flow)
+        self.requests.labels(target_label, model, key, str(status)).inc()
+        end = (flow.response.timestamp_end if flow.response else None) or time.time()
+        self.latency.labels(target_label, model).observe(end - flow.request.timestamp_start)
+        if reason or status >= 400:
+            self.errors.labels(target_label, model, key, reason or str(status)).inc()
+        tokens: TokenCount | None = flow.metadata.get(TOKENS)
+        if tokens is not None and tokens.total:
+            self.tokens.labels(model, key, "prompt").inc(tokens.prompt)
+            self.tokens.labels(model, key, "completion").inc(tokens.completion)
+
+
+def labels(flow: http.HTTPFlow) -> tuple[str, str, str]:
+    """Return (target, model, key id) labels of a flow; '' where it has none."""
+    gateway: GatewayRequest | None = flow.metadata.get(GATEWAY)
+    target: Target | None = flow.metadata.get(TARGET)
+    if gateway is not None:
+        model = gateway.model.name if gateway.model else ""
+        return "gateway", model, gateway.key.id if gateway.key else ""
+    return (target.label if target else ""), "", ""
+
+
+class ReplicaHealth(Collector):
+    """Report, at scrape time, whether each replica may get traffic."""
+
+    def __init__(self, state: ProxyState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "spectr_proxy_replica_up", "1 when the replica gets traffic", labels=["pool", "replica"]
+        )
+        now = time.monotonic()
+        for pool in self.state.config.pools.values():
+            for replica in pool.replicas:
+                up = self.state.balancer.is_available(replica, now)
+                family.add_metric([pool.name, replica.id], 1.0 if up else 0.0)
+        yield family

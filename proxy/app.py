@@ -1,0 +1,120 @@
+"""Assemble spectr_proxy: mitmproxy in reverse mode with Spectr's addons, in dependency order."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from mitmproxy import options
+from mitmproxy.tools.dump import DumpMaster
+from redis.asyncio import Redis
+
+from proxy.addons.access_log import AccessLog
+from proxy.addons.auth import GatewayAuth
+from proxy.addons.config_loader import ConfigLoader
+from proxy.addons.health import HealthChecks
+from proxy.addons.limits import Limits
+from proxy.addons.metrics import Metrics
+from proxy.addons.models import GatewayModels
+from proxy.addons.routing import Routing
+from proxy.addons.tls import TlsTermination
+from proxy.addons.usage import Usage
+from proxy.config import ConfigError, parse_config
+from proxy.ratelimit import RateLimiter
+from proxy.sources import ConfigSource, FileSource, PortalSource
+from proxy.state import ProxyState
+from proxy.usage import UsageSink
+
+# Nothing is ever connected to this: the routing addon sets each request's upstream.
+UNROUTED = "reverse:http://127.0.0.1:9"
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    config_file: Path | None
+    portal_url: str | None
+    portal_token: str
+    poll_interval_s: float
+    listen_host: str
+    listen_port: int
+    admin_host: str
+    admin_port: int | None
+    redis_url: str
+    redis_prefix: str
+    confdir: Path
+    access_log: str | None = None
+    upstream_insecure: bool = False
+    reuse_port: bool = False
+
+
+def config_source(settings: ProxySettings, redis: Redis) -> ConfigSource:
+    """Return the file or portal source the settings name."""
+    if settings.config_file is not None:
+        return FileSource(settings.config_file)
+    assert settings.portal_url
+    return PortalSource(
+        settings.portal_url,
+        settings.portal_token,
+        redis,
+        channel=f"{settings.redis_prefix}proxy:config",
+        poll_interval_s=settings.poll_interval_s,
+    )
+
+
+def mitmproxy_options(settings: ProxySettings) -> dict[str, object]:
+    """Return mitmproxy's options for a reverse proxy that routes every request itself."""
+    return {
+        "mode": [UNROUTED],
+        "listen_host": settings.listen_host,
+        "listen_port": settings.listen_port,
+        "confdir": str(settings.confdir),
+        "keep_host_header": True,
+        "connection_strategy": "lazy",
+        "ssl_insecure": settings.upstream_insecure,
+    }
+
+
+def open_access_log(target: str | None) -> TextIO | None:
+    """Open the access log destination ('-' is stdout)."""
+    if not target:
+        return None
+    return sys.stdout if target == "-" else open(target, "a", buffering=1)
+
+
+async def serve(settings: ProxySettings) -> None:
+    """Load the config, then serve until the master shuts down."""
+    redis = Redis.from_url(settings.redis_url)
+    state = ProxyState()
+    source = config_source(settings, redis)
+    document = await source.load_now()
+    if document is not None:
+        state.apply(parse_config(document))
+    elif settings.config_file is not None:
+        raise ConfigError(f"{settings.config_file}: empty")
+    limiter = RateLimiter(redis, settings.redis_prefix)
+    master = DumpMaster(options.Options(), with_termlog=False, with_dumper=False)
+    # Options are declared by the built-in addons, so they can only be set once those are loaded.
+    master.options.update(**mitmproxy_options(settings))
+    master.addons.add(
+        ConfigLoader(state, source),
+        HealthChecks(state),
+        TlsTermination(state, settings.confdir / "routes"),
+        GatewayAuth(state),
+        GatewayModels(state),
+        Limits(limiter),
+        Routing(state),
+        Usage(UsageSink(redis, settings.redis_prefix, limiter)),
+        Metrics(state, settings.admin_host, settings.admin_port),
+        AccessLog(open_access_log(settings.access_log)),
+    )
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, master.shutdown)
+    try:
+        await master.run()
+    finally:
+        await redis.aclose()

@@ -1,0 +1,256 @@
+"""The proxy's configuration document: validation against the JSON schema and typed views."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+
+
+class ConfigError(ValueError):
+    """The configuration document is invalid."""
+
+
+@dataclass(frozen=True)
+class Replica:
+    id: str
+    scheme: str
+    host: str
+    port: int
+    health: str = "unknown"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    path: str = "/health"
+    interval_s: float = 2.0
+    timeout_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    replicas: tuple[Replica, ...]
+    strategy: str = "round_robin"
+    health_check: HealthCheck | None = None
+    down_for_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class TlsCert:
+    cert_file: str
+    key_file: str
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    pool: str
+    hosts: tuple[str, ...] = ("*",)
+    path_prefix: str = "/"
+    strip_prefix: bool = False
+    timeout_s: float = 60.0
+    retries: int = 1
+    tls: TlsCert | None = None
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    pool: str
+    upstream_model: str
+
+
+@dataclass(frozen=True)
+class Budget:
+    tokens: int
+    period: str
+
+
+@dataclass(frozen=True)
+class GatewayKey:
+    id: str
+    sha256: str
+    user: str = ""
+    models: frozenset[str] = frozenset({"*"})
+    expires_at: datetime | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    budget: Budget | None = None
+
+    def allows(self, model: str) -> bool:
+        return "*" in self.models or model in self.models
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+
+@dataclass(frozen=True)
+class Gateway:
+    hosts: tuple[str, ...] = ("*",)
+    timeout_s: float = 600.0
+    retries: int = 1
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    version: int
+    etag: str = ""
+    gateway: Gateway = field(default_factory=Gateway)
+    pools: dict[str, Pool] = field(default_factory=dict)
+    routes: tuple[Route, ...] = ()
+    models: dict[str, Model] = field(default_factory=dict)
+    model_names: dict[str, str] = field(default_factory=dict)
+    keys_by_hash: dict[str, GatewayKey] = field(default_factory=dict)
+
+    def resolve_model(self, requested: str) -> Model | None:
+        """Return the model a name or alias refers to."""
+        name = self.model_names.get(requested)
+        return self.models[name] if name else None
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """Return the JSON schema of the configuration document."""
+    text = resources.files("proxy").joinpath("config.schema.json").read_text()
+    return json.loads(text)
+
+
+def parse_config(document: dict[str, Any]) -> ProxyConfig:
+    """Validate a configuration document and build its typed view."""
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema()).iter_errors(document), key=lambda e: e.path
+    )
+    if errors:
+        where = "/".join(str(p) for p in errors[0].absolute_path) or "(document)"
+        raise ConfigError(f"{where}: {errors[0].message}")
+    pools = {p["name"]: _pool(p) for p in document.get("pools", [])}
+    models: dict[str, Model] = {}
+    for raw in document.get("models", []):
+        model = _model(raw, pools)
+        models[model.name] = model
+    routes = tuple(_route(r) for r in document.get("routes", []))
+    for route in routes:
+        if route.pool not in pools:
+            raise ConfigError(f"routes/{route.name}: unknown pool {route.pool!r}")
+    keys = [_key(k) for k in document.get("keys", [])]
+    return ProxyConfig(
+        version=document["version"],
+        etag=document.get("etag", ""),
+        gateway=_gateway(document.get("gateway", {})),
+        pools=pools,
+        routes=_by_specificity(routes),
+        models=models,
+        model_names=_model_names(document.get("models", [])),
+        keys_by_hash={k.sha256: k for k in keys},
+    )
+
+
+def _replica(raw: dict[str, Any]) -> Replica:
+    url = urlsplit(raw["url"])
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return Replica(
+        id=raw.get("id") or raw["url"].rstrip("/"),
+        scheme=url.scheme,
+        host=url.hostname or "",
+        port=port,
+        health=raw.get("health", "unknown"),
+    )
+
+
+def _pool(raw: dict[str, Any]) -> Pool:
+    check = raw.get("health_check")
+    return Pool(
+        name=raw["name"],
+        replicas=tuple(_replica(r) for r in raw["replicas"]),
+        strategy=raw.get("strategy", "round_robin"),
+        health_check=HealthCheck(**check) if check is not None else None,
+        down_for_s=raw.get("down_for_s", 5.0),
+    )
+
+
+def _model(raw: dict[str, Any], pools: dict[str, Pool]) -> Model:
+    if "replicas" in raw:
+        pool_name = f"model:{raw['name']}"
+        pools[pool_name] = Pool(
+            name=pool_name,
+            replicas=tuple(_replica(r) for r in raw["replicas"]),
+            strategy=raw.get("strategy", "least_connections"),
+        )
+    else:
+        pool_name = raw["pool"]
+        if pool_name not in pools:
+            raise ConfigError(f"models/{raw['name']}: unknown pool {pool_name!r}")
+    return Model(raw["name"], pool_name, raw.get("upstream_model", raw["name"]))
+
+
+def _model_names(raw_models: list[dict[str, Any]]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for raw in raw_models:
+        for name in [raw["name"], *raw.get("aliases", [])]:
+            if name in names:
+                raise ConfigError(f"models/{raw['name']}: name or alias {name!r} is used twice")
+            names[name] = raw["name"]
+    return names
+
+
+def _route(raw: dict[str, Any]) -> Route:
+    tls = raw.get("tls")
+    return Route(
+        name=raw["name"],
+        pool=raw["pool"],
+        hosts=tuple(h.lower() for h in raw.get("hosts", ["*"])),
+        path_prefix=raw.get("path_prefix", "/"),
+        strip_prefix=raw.get("strip_prefix", False),
+        timeout_s=raw.get("timeout_s", 60.0),
+        retries=raw.get("retries", 1),
+        tls=TlsCert(**tls) if tls else None,
+    )
+
+
+def _by_specificity(routes: tuple[Route, ...]) -> tuple[Route, ...]:
+    """Order routes so the first match is the most specific (exact host, longest prefix)."""
+    return tuple(sorted(routes, key=lambda r: ("*" in r.hosts, -len(r.path_prefix))))
+
+
+def _key(raw: dict[str, Any]) -> GatewayKey:
+    budget = raw.get("budget")
+    expires = raw.get("expires_at")
+    return GatewayKey(
+        id=raw["id"],
+        sha256=raw["sha256"],
+        user=raw.get("user", ""),
+        models=frozenset(raw.get("models", ["*"])),
+        expires_at=_timestamp(expires, raw["id"]) if expires else None,
+        rpm=raw.get("rpm"),
+        tpm=raw.get("tpm"),
+        budget=Budget(**budget) if budget else None,
+    )
+
+
+def _timestamp(text: str, key_id: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigError(f"keys/{key_id}/expires_at: not an ISO 8601 time: {text!r}") from exc
+    if value.tzinfo is None:
+        raise ConfigError(f"keys/{key_id}/expires_at: needs a time zone: {text!r}")
+    return value
+
+
+def _gateway(raw: dict[str, Any]) -> Gateway:
+    return Gateway(
+        hosts=tuple(h.lower() for h in raw.get("hosts", ["*"])),
+        timeout_s=raw.get("timeout_s", 600.0),
+        retries=raw.get("retries", 1),
+    )

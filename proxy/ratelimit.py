@@ -1,0 +1,124 @@
+"""Per-key RPM, TPM and token budgets kept in Redis, so every proxy enforces the same limit."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from proxy.config import Budget, GatewayKey
+
+# One round trip per request: read the token windows, then count the request. A request that is
+# turned away still counts towards its minute, which keeps the script to one INCR.
+CHECK_LUA = """
+local rpm, tpm, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if tpm > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= tpm then return 2 end
+if budget > 0 and tonumber(redis.call('GET', KEYS[3]) or '0') >= budget then return 3 end
+if rpm > 0 then
+  local n = redis.call('INCR', KEYS[1])
+  if n == 1 then redis.call('EXPIRE', KEYS[1], 120) end
+  if n > rpm then return 1 end
+end
+return 0
+"""
+
+MINUTE_TTL_S = 120
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a request is over its key's limits, and when to come back."""
+
+    code: str
+    message: str
+    retry_after_s: int
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Redis keys of the counters a request falls into, and when each window ends."""
+
+    rpm: str
+    tpm: str
+    budget: str
+    minute_end: float
+    budget_end: float
+
+
+class RateLimiter:
+    """Check and count requests and tokens against a key's limits in Redis."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._check = redis.register_script(CHECK_LUA)
+
+    def windows(self, key: GatewayKey, now: float) -> Windows:
+        """Return the counters for a key at a moment."""
+        minute = int(now // 60)
+        base = f"{self.prefix}limit:{key.id}"
+        label, budget_end = budget_window(key.budget, now)
+        return Windows(
+            rpm=f"{base}:rpm:{minute}",
+            tpm=f"{base}:tpm:{minute}",
+            budget=f"{base}:budget:{label}",
+            minute_end=(minute + 1) * 60.0,
+            budget_end=budget_end,
+        )
+
+    async def check(self, key: GatewayKey, now: float) -> Rejection | None:
+        """Count one request; return why it is refused, or None."""
+        w = self.windows(key, now)
+        limits = [key.rpm or 0, key.tpm or 0, key.budget.tokens if key.budget else 0]
+        verdict = int(await self._check(keys=[w.rpm, w.tpm, w.budget], args=limits))
+        wait_minute = math.ceil(w.minute_end - now)
+        if verdict == 1:
+            return Rejection(
+                "rate_limit_exceeded", f"Over {key.rpm} requests per minute.", wait_minute
+            )
+        if verdict == 2:
+            return Rejection(
+                "rate_limit_exceeded", f"Over {key.tpm} tokens per minute.", wait_minute
+            )
+        if verdict == 3:
+            assert key.budget is not None
+            return Rejection(
+                "budget_exceeded",
+                f"Token budget of {key.budget.tokens} per {key.budget.period} is spent.",
+                math.ceil(w.budget_end - now),
+            )
+        return None
+
+    def add_tokens(self, pipe: Pipeline, key: GatewayKey, tokens: int, now: float) -> None:
+        """Queue counting a response's tokens into the key's minute and budget windows."""
+        if tokens <= 0 or not (key.tpm or key.budget):
+            return
+        w = self.windows(key, now)
+        if key.tpm:
+            pipe.incrby(w.tpm, tokens)
+            pipe.expire(w.tpm, MINUTE_TTL_S)
+        if key.budget:
+            pipe.incrby(w.budget, tokens)
+            pipe.expireat(w.budget, int(w.budget_end) + 3600)
+
+
+def budget_window(budget: Budget | None, now: float) -> tuple[str, float]:
+    """Return the label of the budget period holding `now` (UTC) and when it ends."""
+    if budget is None:
+        return "none", now
+    t = datetime.fromtimestamp(now, UTC)
+    if budget.period == "hour":
+        start = t.replace(minute=0, second=0, microsecond=0)
+        return start.strftime("h%Y%m%d%H"), (start + timedelta(hours=1)).timestamp()
+    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
+    if budget.period == "day":
+        return day.strftime("d%Y%m%d"), (day + timedelta(days=1)).timestamp()
+    if budget.period == "week":
+        monday = day - timedelta(days=day.weekday())
+        return monday.strftime("w%Y%m%d"), (monday + timedelta(days=7)).timestamp()
+    first = day.replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return first.strftime("m%Y%m"), following.timestamp()

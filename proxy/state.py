@@ -1,0 +1,96 @@
+"""State shared by the addons: the current config, the balancer, and per-flow annotations."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mitmproxy import http
+
+from proxy.balancer import Balancer
+from proxy.config import GatewayKey, Model, ProxyConfig, Replica, Route
+
+logger = logging.getLogger(__name__)
+
+# Keys of flow.metadata that the addons share.
+GATEWAY = "spectr.gateway"
+TARGET = "spectr.target"
+TOKENS = "spectr.tokens"
+
+GATEWAY_PREFIX = "/v1/"
+
+
+@dataclass
+class GatewayRequest:
+    """A request the gateway accepted: who asked for which model."""
+
+    endpoint: str
+    key: GatewayKey | None = None
+    model: Model | None = None
+    stream: bool = False
+
+
+@dataclass
+class Target:
+    """Where the routing addon sent a flow."""
+
+    pool: str
+    label: str
+    timeout_s: float
+    retries: int
+    replica: Replica
+    tried: list[str] = field(default_factory=list)
+    timed_out: bool = False
+
+
+class ProxyState:
+    """Hold the configuration in force; a config swap is one reference assignment."""
+
+    def __init__(self, config: ProxyConfig | None = None) -> None:
+        self.config = config or ProxyConfig(version=0)
+        self.balancer = Balancer()
+        self.listeners: list[Callable[[ProxyConfig], None]] = []
+
+    def apply(self, config: ProxyConfig) -> None:
+        """Put a new configuration in force; open connections are untouched."""
+        self.config = config
+        for listener in self.listeners:
+            listener(config)
+        self.balancer.forget_except({r.id for pool in config.pools.values() for r in pool.replicas})
+        logger.info("config version %s (etag %s) in force", config.version, config.etag)
+
+
+def request_host(flow: http.HTTPFlow) -> str:
+    """Return the host name the client asked for, lower case and without port."""
+    header = flow.request.host_header or ""
+    if header.startswith("["):
+        return header[: header.find("]") + 1].lower()
+    return header.rsplit(":", 1)[0].lower() if ":" in header else header.lower()
+
+
+def host_matches(hosts: tuple[str, ...], host: str) -> bool:
+    """Tell whether a host is listed (\"*\" lists every host)."""
+    return "*" in hosts or host in hosts
+
+
+def is_gateway_request(flow: http.HTTPFlow, config: ProxyConfig) -> bool:
+    """Tell whether the LLM gateway answers this request."""
+    return flow.request.path.startswith(GATEWAY_PREFIX) and host_matches(
+        config.gateway.hosts, request_host(flow)
+    )
+
+
+def match_route(config: ProxyConfig, host: str, path: str) -> Route | None:
+    """Return the most specific route for a host and path."""
+    for route in config.routes:
+        if host_matches(route.hosts, host) and prefix_matches(route.path_prefix, path):
+            return route
+    return None
+
+
+def prefix_matches(prefix: str, path: str) -> bool:
+    """Tell whether a path lies under a prefix, on a segment boundary (/api is not /apix)."""
+    if not path.startswith(prefix):
+        return False
+    return prefix.endswith("/") or len(path) == len(prefix) or path[len(prefix)] in "/?"

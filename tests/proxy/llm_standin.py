@@ -1,0 +1,144 @@
+"""A tiny OpenAI-compatible HTTP server that stands in for a real LLM server (vLLM, llama.cpp).
+
+A real model needs a GPU this machine lacks; this server answers the same HTTP API with canned
+text so the proxy's real behaviour (routing, streaming, usage) can be tested. Every response says
+which replica answered (`x-replica` header). Run it on its own: `python llm_standin.py --port N`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+WORDS = ["spectr", "routes", "every", "token", "through", "one", "gateway", "today"]
+
+
+class StandInHandler(BaseHTTPRequestHandler):
+    server: StandInServer
+    protocol_version = "HTTP/1.1"
+    # Without this every small response waits ~40 ms on delayed ACKs.
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if url.path == "/health":
+            self._json(200 if self.server.healthy else 503, {"healthy": self.server.healthy})
+        elif url.path == "/slow":
+            time.sleep(float(parse_qs(url.query).get("s", ["2"])[0]))
+            self._json(200, {"slow": True})
+        else:
+            self._json(200, self._echo())
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length)
+        path = urlsplit(self.path).path
+        if path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+            self._completion(path, json.loads(raw or b"{}"))
+        else:
+            self._json(200, {**self._echo(), "body": raw.decode(errors="replace")})
+
+    def _echo(self) -> dict:
+        return {"replica": self.server.name, "path": self.path, "headers": dict(self.headers)}
+
+    def _completion(self, path: str, body: dict) -> None:
+        self.server.models_seen.append(body.get("model"))
+        prompt_tokens = len(json.dumps(body.get("messages") or body.get("prompt") or "").split())
+        n = int(body.get("max_tokens") or 4)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n}
+        usage["total_tokens"] = prompt_tokens + n
+        if path == "/v1/embeddings":
+            usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
+            self._json(200, {"object": "list", "data": [{"embedding": [0.1, 0.2]}], "usage": usage})
+        elif body.get("stream"):
+            self._stream(body, n, usage)
+        else:
+            text = " ".join(WORDS[i % len(WORDS)] for i in range(n))
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}}
+            self._json(200, {"id": "cmpl-1", "object": "chat.completion",
+                             "model": body.get("model"), "choices": [choice], "usage": usage})
+
+    def _stream(self, body: dict, n: int, usage: dict) -> None:
+        delay = float(body.get("x_chunk_delay_s", self.server.chunk_delay_s))
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.send_header("x-replica", self.server.name)
+        self.end_headers()
+        for i in range(n):
+            delta = {"content": WORDS[i % len(WORDS)] + " "}
+            self._event({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]})
+            time.sleep(delay)
+        if (body.get("stream_options") or {}).get("include_usage"):
+            self._event({"object": "chat.completion.chunk", "choices": [], "usage": usage})
+        self._chunk(b"data: [DONE]\n\n")
+        self._chunk(b"")
+
+    def _event(self, payload: dict) -> None:
+        self._chunk(f"data: {json.dumps(payload)}\n\n".encode())
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _json(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.send_header("x-replica", self.server.name)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class StandInServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int = 0, name: str = "standin", chunk_delay_s: float = 0.05) -> None:
+        super().__init__(("127.0.0.1", port), StandInHandler)
+        self.name = name
+        self.chunk_delay_s = chunk_delay_s
+        self.healthy = True
+        self.models_seen: list[str | None] = []
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> StandInServer:
+        """Serve in a background thread."""
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket (the port then refuses connections)."""
+        self.shutdown()
+        self.server_close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--name", default="standin")
+    parser.add_argument("--chunk-delay", type=float, default=0.05)
+    args = parser.parse_args()
+    server = StandInServer(args.port, args.name, args.chunk_delay)
+    print(server.port, flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
