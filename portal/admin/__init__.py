@@ -1,0 +1,1 @@
+"""Administration: users, roles, API tokens, sessions and the audit trail's API."""

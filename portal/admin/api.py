@@ -1,0 +1,132 @@
+"""REST endpoints: users (admin), the caller's own account, API tokens, the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from portal.admin import service
+from portal.admin.schemas import (
+    AuditEventSchema,
+    AuditQuerySchema,
+    TokenCreatedSchema,
+    TokenCreateSchema,
+    TokenSchema,
+    UserCreateSchema,
+    UserSchema,
+    UserUpdateSchema,
+    WebhookSecretSchema,
+)
+from portal.core.audit import audit_events_query
+from portal.core.errors import Forbidden
+from portal.core.pagination import SelectPage
+from portal.core.security import check_role, require_principal, require_role
+
+blp = Blueprint("admin", __name__, url_prefix="/api/v1", description="Users, tokens and audit")
+
+
+@blp.route("/users")
+class Users(MethodView):
+    @require_role("admin")
+    @blp.response(200, UserSchema(many=True))
+    def get(self) -> Any:
+        """List users."""
+        return service.list_users()
+
+    @require_role("admin")
+    @blp.arguments(UserCreateSchema)
+    @blp.response(201, UserSchema)
+    def post(self, body: dict) -> Any:
+        """Create a user."""
+        return service.create_user(body["username"], body["password"], body["role"])
+
+
+@blp.route("/users/<int:user_id>")
+class UserItem(MethodView):
+    @require_role("admin")
+    @blp.response(200, UserSchema)
+    def get(self, user_id: int) -> Any:
+        """Show a user."""
+        return service.get_user(user_id)
+
+    @require_role("admin")
+    @blp.arguments(UserUpdateSchema)
+    @blp.response(200, UserSchema)
+    def patch(self, body: dict, user_id: int) -> Any:
+        """Change a user's role, active flag or password."""
+        return service.update_user(service.get_user(user_id), **body)
+
+    @require_role("admin")
+    @blp.response(204)
+    def delete(self, user_id: int) -> None:
+        """Delete a user."""
+        user = service.get_user(user_id)
+        if user.id == require_principal().user_id:
+            raise Forbidden("You cannot delete your own account.")
+        service.delete_user(user)
+
+
+@blp.route("/me")
+class Me(MethodView):
+    @require_role("viewer")
+    @blp.response(200, UserSchema)
+    def get(self) -> Any:
+        """Show the caller's own account."""
+        return service.get_user(require_principal().user_id)
+
+
+@blp.route("/me/webhook-secret")
+class MyWebhookSecret(MethodView):
+    @require_role("viewer")
+    @blp.response(200, WebhookSecretSchema)
+    def post(self) -> Any:
+        """Rotate the secret that signs your operations' callbacks; shown only here."""
+        user = service.get_user(require_principal().user_id)
+        return {"webhook_secret": service.rotate_webhook_secret(user)}
+
+
+@blp.route("/tokens")
+class Tokens(MethodView):
+    @require_role("viewer")
+    @blp.response(200, TokenSchema(many=True))
+    def get(self) -> Any:
+        """List your API tokens (admins see everyone's)."""
+        principal = require_principal()
+        owner = None if principal.has_role("admin") else service.get_user(principal.user_id)
+        return service.list_tokens(owner)
+
+    @require_role("viewer")
+    @blp.arguments(TokenCreateSchema)
+    @blp.response(201, TokenCreatedSchema)
+    def post(self, body: dict) -> Any:
+        """Create an API token for yourself; the token is in this answer only."""
+        user = service.get_user(require_principal().user_id)
+        days = body["expires_in_days"] or current_app.config["SPECTR_TOKEN_DEFAULT_DAYS"]
+        token, plaintext = service.create_token(user, body["name"], days)
+        return {**TokenSchema().dump(token), "token": plaintext}
+
+
+@blp.route("/tokens/<int:token_id>")
+class TokenItem(MethodView):
+    @require_role("viewer")
+    @blp.response(200, TokenSchema)
+    def delete(self, token_id: int) -> Any:
+        """Revoke an API token (your own; admins any)."""
+        token = service.get_token(token_id)
+        if token.user_id != require_principal().user_id:
+            check_role("admin")
+        return service.revoke_token(token)
+
+
+@blp.route("/audit")
+class AuditLog(MethodView):
+    @require_role("admin")
+    @blp.arguments(AuditQuerySchema, location="query")
+    @blp.response(200, AuditEventSchema(many=True))
+    @blp.paginate(SelectPage)
+    def get(self, filters: dict) -> Any:
+        """List audit records, newest first."""
+        return audit_events_query(**filters)

@@ -1,0 +1,89 @@
+"""Decide who the caller is, once per request: bearer token or login session.
+
+Sessions are flask-login's; a session id carries the user's session_version, so changing a
+password ends older sessions. Browser sessions must send a CSRF token with every mutating
+request; bearer-token clients do not, since browsers never attach tokens by themselves.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Flask, Response, g, request
+from flask_login import current_user
+
+from portal.admin import service
+from portal.admin.models import User
+from portal.core.errors import Unauthorized
+from portal.core.security import Principal
+from portal.extensions import csrf, db, login_manager
+
+MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@login_manager.user_loader
+def load_user(session_id: str) -> LoginUser | None:
+    user_id, _, version = session_id.partition(":")
+    if not user_id.isdigit():
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or not user.active or str(user.session_version) != version:
+        return None
+    return LoginUser(user)
+
+
+class LoginUser:
+    """flask-login's view of a Spectr user."""
+
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def __init__(self, user: User) -> None:
+        self.user = user
+
+    def get_id(self) -> str:
+        return f"{self.user.id}:{self.user.session_version}"
+
+
+def identify_caller() -> None:
+    """Put the request id and the authenticated Principal (or None) on `g`."""
+    g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    g.principal = None
+    header = request.headers.get("Authorization", "")
+    if header:
+        g.principal = _principal_from_header(header)
+        return
+    if current_user.is_authenticated:
+        user = current_user.user
+        g.principal = Principal(user.id, user.username, user.role, "session")
+        if request.method in MUTATING and not _csrf_exempt():
+            csrf.protect()
+
+
+def _principal_from_header(header: str) -> Principal:
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Use 'Authorization: Bearer <token>'.")
+    principal = service.principal_for_token(token.strip())
+    if principal is None:
+        raise Unauthorized("The API token is invalid, expired or revoked.")
+    return principal
+
+
+def _csrf_exempt() -> bool:
+    return request.endpoint in {"web.login"}
+
+
+def add_request_id(response: Response) -> Response:
+    if "request_id" in g:
+        response.headers["X-Request-ID"] = g.request_id
+    return response
+
+
+def init_authentication(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.login_view = "web.login"
+    csrf.init_app(app)
+    app.before_request(identify_caller)
+    app.after_request(add_request_id)

@@ -1,0 +1,82 @@
+"""Schemas of users, tokens and audit records."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+
+from portal.core.fields import UtcDateTime
+from portal.core.security import ROLES
+
+
+class UserSchema(ma.Schema):
+    id = ma.fields.Integer(dump_only=True)
+    username = ma.fields.String()
+    role = ma.fields.String()
+    active = ma.fields.Boolean()
+    created_at = UtcDateTime()
+    last_login_at = UtcDateTime(allow_none=True)
+
+
+class UserCreateSchema(ma.Schema):
+    username = ma.fields.String(
+        required=True,
+        validate=[
+            ma.validate.Length(1, 80),
+            ma.validate.Regexp(r"^[A-Za-z0-9_.@-]+$", error="Letters, digits and _.@- only."),
+        ],
+    )
+    password = ma.fields.String(required=True, load_only=True, validate=ma.validate.Length(10, 512))
+    role = ma.fields.String(load_default="viewer", validate=ma.validate.OneOf(ROLES))
+
+
+class UserUpdateSchema(ma.Schema):
+    role = ma.fields.String(validate=ma.validate.OneOf(ROLES))
+    active = ma.fields.Boolean()
+    password = ma.fields.String(load_only=True, validate=ma.validate.Length(10, 512))
+
+
+class TokenSchema(ma.Schema):
+    id = ma.fields.Integer(dump_only=True)
+    name = ma.fields.String()
+    owner = ma.fields.Function(lambda token: token.user.username)
+    prefix = ma.fields.String()
+    created_at = UtcDateTime()
+    expires_at = UtcDateTime(allow_none=True)
+    revoked_at = UtcDateTime(allow_none=True)
+    last_used_at = UtcDateTime(allow_none=True)
+
+
+class TokenCreatedSchema(TokenSchema):
+    token = ma.fields.String(metadata={"description": "The token itself; shown this once only"})
+
+
+class TokenCreateSchema(ma.Schema):
+    name = ma.fields.String(required=True, validate=ma.validate.Length(1, 120))
+    expires_in_days = ma.fields.Integer(
+        load_default=None, allow_none=True, validate=ma.validate.Range(1, 3650)
+    )
+
+
+class WebhookSecretSchema(ma.Schema):
+    webhook_secret = ma.fields.String()
+
+
+class AuditEventSchema(ma.Schema):
+    id = ma.fields.Integer()
+    at = UtcDateTime()
+    actor = ma.fields.String()
+    action = ma.fields.String()
+    target = ma.fields.String(allow_none=True)
+    outcome = ma.fields.String()
+    source_ip = ma.fields.String(allow_none=True)
+    request_id = ma.fields.String(allow_none=True)
+    details = ma.fields.Dict()
+
+
+class AuditQuerySchema(ma.Schema):
+    actor = ma.fields.String()
+    action = ma.fields.String()
+    target = ma.fields.String()
+    outcome = ma.fields.String()
+    since = UtcDateTime()
+    until = UtcDateTime()

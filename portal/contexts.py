@@ -1,0 +1,35 @@
+"""The bounded contexts the portal is made of: their API and page blueprints, and the modules
+that register their operation kinds and periodic jobs."""
+
+from __future__ import annotations
+
+import importlib
+
+from flask import Flask
+from flask_smorest import Api
+
+API_BLUEPRINTS = [
+    "portal.core.operations.api",
+    "portal.admin.api",
+    "portal.settings.api",
+]
+PAGE_BLUEPRINTS = [
+    "portal.web.views",
+    "portal.core.operations.views",
+    "portal.admin.views",
+    "portal.settings.views",
+]
+TASK_MODULES = [
+    "portal.core.operations.tasks",
+    "portal.core.operations.builtin",
+    "portal.core.operations.periodic",
+]
+
+
+def register_contexts(app: Flask, api: Api) -> None:
+    for module_name in TASK_MODULES:
+        importlib.import_module(module_name)
+    for module_name in API_BLUEPRINTS:
+        api.register_blueprint(importlib.import_module(module_name).blp)
+    for module_name in PAGE_BLUEPRINTS:
+        app.register_blueprint(importlib.import_module(module_name).bp)

@@ -1,0 +1,73 @@
+"""flask-smorest Api that answers every error in Spectr's one JSON shape."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import request
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+
+from portal.core.errors import ErrorSchema, SpectrError, error_payload
+
+log = logging.getLogger(__name__)
+
+
+class SpectrApi(Api):
+    ERROR_SCHEMA = ErrorSchema
+
+    def _register_error_handlers(self) -> None:
+        self._app.register_error_handler(HTTPException, self.handle_http_exception)
+        self._app.register_error_handler(SpectrError, self.handle_spectr_error)
+
+    def handle_http_exception(self, error: HTTPException) -> Any:
+        """Answer an HTTP error in JSON for API callers, as a page for browsers."""
+        status = error.code or 500
+        data = getattr(error, "data", None) or {}
+        details = data.get("errors") or data.get("messages") or {}
+        details = _flatten_webargs_locations(details)
+        message = data.get("message") or _describe(status, error, details)
+        headers = data.get("headers", {})
+        if status >= 500:
+            log.error("internal error on %s %s", request.method, request.path)
+        if _wants_html():
+            from portal.web.errors import render_error_page
+
+            return render_error_page(status, message), status, headers
+        return error_payload(status, message, details), status, headers
+
+    def handle_spectr_error(self, error: SpectrError) -> Any:
+        if _wants_html():
+            from portal.web.errors import render_error_page
+
+            return render_error_page(error.status, error.message), error.status
+        body = {"code": error.code, "message": error.message, "details": error.details}
+        return body, error.status
+
+
+def _flatten_webargs_locations(details: dict) -> dict:
+    """webargs nests errors under 'json'/'query'; callers want the field names."""
+    if set(details) <= {"json", "query", "form", "headers", "files", "view_args"} and details:
+        flat: dict = {}
+        for errors in details.values():
+            if isinstance(errors, dict):
+                flat.update(errors)
+        return flat
+    return details
+
+
+def _describe(status: int, error: HTTPException, details: dict) -> str:
+    if status == 422 and details:
+        fields = ", ".join(sorted(str(name) for name in details))
+        return f"Invalid input in: {fields}."
+    if status >= 500:
+        return "Spectr hit an internal error; the server log has the details."
+    return error.description or error.name
+
+
+def _wants_html() -> bool:
+    if request.path.startswith("/api/") or request.path in {"/healthz", "/metrics"}:
+        return False
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"

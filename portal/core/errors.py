@@ -1,0 +1,87 @@
+"""Spectr's exception tree and its one JSON error shape: {code, message, details}.
+
+Services raise these; a single handler maps them to HTTP. Each carries a short machine code,
+a sentence for a person, and optional details (for example which field was wrong).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+
+
+class SpectrError(Exception):
+    """Base of every error Spectr reports to a caller."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class ValidationFailed(SpectrError):
+    status = 422
+    code = "validation_error"
+
+
+class NotFound(SpectrError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(SpectrError):
+    status = 409
+    code = "conflict"
+
+
+class Unauthorized(SpectrError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(SpectrError):
+    status = 403
+    code = "forbidden"
+
+
+class UpstreamUnavailable(SpectrError):
+    """A peer Spectr depends on (agent, registry, host) could not be reached."""
+
+    status = 502
+    code = "upstream_unavailable"
+
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    412: "precondition_failed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    428: "precondition_required",
+    429: "too_many_requests",
+    500: "internal_error",
+    502: "upstream_unavailable",
+    503: "unavailable",
+}
+
+
+class ErrorSchema(ma.Schema):
+    """The error payload every API endpoint returns."""
+
+    code = ma.fields.String(metadata={"description": "Machine-readable error code"})
+    message = ma.fields.String(metadata={"description": "What went wrong, for a person"})
+    details = ma.fields.Dict(metadata={"description": "Field errors or other specifics"})
+
+
+def error_payload(status: int, message: str, details: dict[str, Any] | None = None) -> dict:
+    """Build the JSON error body for an HTTP status."""
+    return {"code": HTTP_CODES.get(status, "error"), "message": message, "details": details or {}}

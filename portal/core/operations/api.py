@@ -1,0 +1,130 @@
+"""REST endpoints of operations: list, create (tests and benchmarks), show, log, cancel."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import g, request, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from portal.core.operations import service
+from portal.core.operations.schemas import (
+    LogLineSchema,
+    LogQuerySchema,
+    OperationCreateSchema,
+    OperationLogSchema,
+    OperationQuerySchema,
+    OperationSchema,
+)
+from portal.core.pagination import SelectPage
+from portal.core.security import current_principal, require_role
+from portal.core.sse import sse_event, sse_response
+from portal.extensions import db
+
+blp = Blueprint(
+    "operations", __name__, url_prefix="/api/v1/operations", description="Long-running actions"
+)
+FOLLOW_POLL_SECONDS = 0.25
+
+
+def accepted(operation: Any, created: bool = True) -> tuple[Any, int, dict[str, str]]:
+    """The 202 answer every creating endpoint gives: the operation and its Location."""
+    location = url_for("operations.OperationItem", operation_id=operation.id)
+    return operation, 202, {"Location": location}
+
+
+def create_from_request(kind: str, params: dict, target: str | None = None, **extra: Any) -> Any:
+    """Create an operation with the request's caller, Idempotency-Key and request id."""
+    operation, _ = service.create_operation(
+        kind,
+        params,
+        target=target,
+        requested_by=current_principal(),
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        request_id=g.get("request_id"),
+        **extra,
+    )
+    return accepted(operation)
+
+
+@blp.route("")
+class OperationCollection(MethodView):
+    @require_role("viewer")
+    @blp.arguments(OperationQuerySchema, location="query")
+    @blp.response(200, OperationSchema(many=True))
+    @blp.paginate(SelectPage)
+    def get(self, filters: dict) -> Any:
+        """List operations, newest first."""
+        return service.list_operations(**filters)
+
+    @require_role("operator")
+    @blp.arguments(OperationCreateSchema)
+    @blp.response(202, OperationSchema)
+    @blp.alt_response(409, description="Idempotency-Key reused for another request")
+    def post(self, body: dict) -> Any:
+        """Start an operation of a directly creatable kind (noop, sleep)."""
+        service.require_creatable_kind(body["kind"])
+        return create_from_request(
+            body["kind"],
+            body["params"],
+            target=body["target"],
+            callback_url=body["callback_url"],
+            max_attempts=body["max_attempts"],
+        )
+
+
+@blp.route("/<operation_id>")
+class OperationItem(MethodView):
+    @require_role("viewer")
+    @blp.response(200, OperationSchema)
+    def get(self, operation_id: str) -> Any:
+        """Show one operation."""
+        return service.get_operation(operation_id)
+
+
+@blp.route("/<operation_id>/cancel")
+class OperationCancel(MethodView):
+    @require_role("operator")
+    @blp.response(202, OperationSchema)
+    def post(self, operation_id: str) -> Any:
+        """Cancel an operation (at once if waiting; a running one is asked to stop)."""
+        return service.cancel_operation(operation_id)
+
+
+@blp.route("/<operation_id>/log")
+class OperationLog(MethodView):
+    @require_role("viewer")
+    @blp.arguments(LogQuerySchema, location="query")
+    @blp.response(200, OperationLogSchema)
+    def get(self, query: dict, operation_id: str) -> Any:
+        """Read the log; with follow=1, stream it as Server-Sent Events until the end."""
+        operation = service.get_operation(operation_id)
+        if query["follow"]:
+            after = int(request.headers.get("Last-Event-ID", query["after"]))
+            return sse_response(_follow_log(operation_id, after))
+        lines = service.read_log(operation_id, query["after"], query["limit"])
+        return {"operation_id": operation_id, "state": operation.state, "lines": lines}
+
+
+def _follow_log(operation_id: str, after: int) -> Iterator[str]:
+    """Yield log lines as they are written, then the final state, then stop."""
+    line_schema = LogLineSchema()
+    idle_polls = 0
+    while True:
+        lines = service.read_log(operation_id, after)
+        for line in lines:
+            after = line.id
+            yield sse_event(line_schema.dump(line), event="line", event_id=line.id)
+        operation = service.get_operation(operation_id)
+        state = {"state": operation.state, "progress": operation.progress, "error": operation.error}
+        if operation.is_final and not lines:
+            yield sse_event(state, event="end")
+            return
+        db.session.rollback()  # see rows committed by the worker on the next poll
+        idle_polls = 0 if lines else idle_polls + 1
+        if idle_polls and idle_polls % 40 == 0:
+            yield sse_event(state, event="state")
+        time.sleep(FOLLOW_POLL_SECONDS)

@@ -1,0 +1,194 @@
+"""Create, enqueue, query, cancel operations and read their logs.
+
+The API answers 202 as soon as the row is committed; the queue only carries the row's id, and
+the row, not the queue, is the truth: `recovery` re-enqueues whatever the queue lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from portal.core.audit import record_audit
+from portal.core.errors import Conflict, NotFound, ValidationFailed
+from portal.core.operations.kinds import get_kind
+from portal.core.operations.models import (
+    ACCEPTED,
+    ACTIVE_STATES,
+    CANCELLED,
+    QUEUED,
+    RUNNING,
+    Operation,
+    OperationLogLine,
+)
+from portal.core.security import Principal
+from portal.core.timeutil import utcnow
+from portal.extensions import db
+
+log = logging.getLogger(__name__)
+
+
+def create_operation(
+    kind: str,
+    params: dict[str, Any] | None = None,
+    *,
+    target: str | None = None,
+    requested_by: Principal | None = None,
+    idempotency_key: str | None = None,
+    callback_url: str | None = None,
+    max_attempts: int | None = None,
+    request_id: str | None = None,
+) -> tuple[Operation, bool]:
+    """Record an operation and hand it to the queue; return it and whether it is new."""
+    operation_kind = get_kind(kind)
+    params = operation_kind.validate(params or {}) if operation_kind.validate else (params or {})
+    user_id = requested_by.user_id if requested_by else None
+    if idempotency_key:
+        existing = _find_by_idempotency_key(user_id, idempotency_key)
+        if existing is not None:
+            return _same_request_or_conflict(existing, kind, params), False
+    operation = Operation(
+        id=str(uuid.uuid4()),
+        kind=kind,
+        target=target,
+        requested_by_id=user_id,
+        params=params,
+        idempotency_key=idempotency_key,
+        callback_url=callback_url,
+        max_attempts=max_attempts or current_app.config["SPECTR_OPERATION_MAX_ATTEMPTS"],
+        request_id=request_id,
+        state=ACCEPTED,
+        created_at=utcnow(),
+    )
+    db.session.add(operation)
+    record_audit(
+        "operation.create", f"operation:{operation.id}", details={"kind": kind, "target": target}
+    )
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        existing = _find_by_idempotency_key(user_id, idempotency_key)
+        if existing is None:
+            raise
+        return _same_request_or_conflict(existing, kind, params), False
+    enqueue_operation(operation.id)
+    db.session.refresh(operation)  # the queue step changed the row outside this session
+    return operation, True
+
+
+def _find_by_idempotency_key(user_id: int | None, key: str | None) -> Operation | None:
+    return db.session.scalar(
+        select(Operation).filter_by(requested_by_id=user_id, idempotency_key=key)
+    )
+
+
+def _same_request_or_conflict(existing: Operation, kind: str, params: dict) -> Operation:
+    if existing.kind != kind or existing.params != params:
+        raise Conflict(
+            "This Idempotency-Key was already used for a different request.",
+            {"operation_id": existing.id},
+        )
+    return existing
+
+
+def enqueue_operation(operation_id: str, delay: float | None = None) -> None:
+    """Mark the operation queued and put its id on the task queue (after the commit)."""
+    from portal.core.operations.tasks import execute_operation
+
+    now = utcnow()
+    with db.engine.begin() as conn:
+        conn.execute(
+            update(Operation)
+            .where(Operation.id == operation_id, Operation.state.in_((ACCEPTED, QUEUED)))
+            .values(state=QUEUED, queued_at=now)
+        )
+    try:
+        if delay:
+            execute_operation.schedule((operation_id,), delay=delay)
+        else:
+            execute_operation(operation_id)
+    except Exception:  # the queue is down: recovery re-enqueues from the row later
+        log.warning("could not enqueue operation %s; recovery will retry", operation_id)
+
+
+def get_operation(operation_id: str) -> Operation:
+    operation = db.session.get(Operation, operation_id)
+    if operation is None:
+        raise NotFound(f"No operation with id '{operation_id}'.")
+    return operation
+
+
+def list_operations(
+    *,
+    state: str | None = None,
+    kind: str | None = None,
+    target: str | None = None,
+    since: datetime | None = None,
+) -> Any:
+    """Return a select() of operations, newest first, filtered as asked."""
+    query = select(Operation).order_by(Operation.created_at.desc(), Operation.id)
+    if state:
+        query = query.where(Operation.state == state)
+    if kind:
+        query = query.where(Operation.kind == kind)
+    if target:
+        query = query.where(Operation.target == target)
+    if since:
+        query = query.where(Operation.created_at >= since)
+    return query
+
+
+def cancel_operation(operation_id: str) -> Operation:
+    """Cancel a waiting operation at once, or ask a running one to stop."""
+    operation = get_operation(operation_id)
+    if operation.state not in ACTIVE_STATES:
+        raise Conflict(f"Operation {operation_id} already ended ({operation.state}).")
+    if operation.state == RUNNING:
+        operation.cancel_requested = True
+        append_log(operation_id, "Cancellation requested; waiting for the worker to stop.")
+    else:
+        operation.state = CANCELLED
+        operation.finished_at = utcnow()
+        operation.error = "Cancelled before it started."
+    record_audit("operation.cancel", f"operation:{operation_id}")
+    db.session.commit()
+    return operation
+
+
+def append_log(operation_id: str, message: str, level: str = "info") -> None:
+    """Append one line to an operation's log, in its own short transaction."""
+    with db.engine.begin() as conn:
+        conn.execute(
+            insert(OperationLogLine).values(
+                operation_id=operation_id, message=message, level=level, at=utcnow()
+            )
+        )
+
+
+def read_log(operation_id: str, after_id: int = 0, limit: int = 1000) -> list[OperationLogLine]:
+    """Return log lines with id greater than `after_id`, oldest first."""
+    get_operation(operation_id)
+    return list(
+        db.session.scalars(
+            select(OperationLogLine)
+            .where(OperationLogLine.operation_id == operation_id, OperationLogLine.id > after_id)
+            .order_by(OperationLogLine.id)
+            .limit(limit)
+        )
+    )
+
+
+def require_creatable_kind(kind: str) -> None:
+    """Refuse kinds that only their own context may create."""
+    if not get_kind(kind).creatable:
+        raise ValidationFailed(
+            f"Operations of kind '{kind}' are created through their own endpoint.",
+            {"kind": [f"'{kind}' cannot be created directly."]},
+        )

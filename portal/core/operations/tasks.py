@@ -1,0 +1,22 @@
+"""huey tasks of the operations backbone; each runs inside the app's context."""
+
+from __future__ import annotations
+
+from portal.core.operations import runner
+from portal.extensions import queue
+
+
+@queue.task(name="spectr.execute_operation")
+def execute_operation(operation_id: str) -> None:
+    """Run the operation `operation_id`, if it still waits to run."""
+    with queue.flask_app.app_context():
+        runner.run_operation(operation_id)
+
+
+@queue.task(name="spectr.deliver_callback")
+def deliver_callback(operation_id: str, attempt: int = 1) -> None:
+    """POST an operation's final state to its callback URL."""
+    from portal.core.operations.callbacks import deliver
+
+    with queue.flask_app.app_context():
+        deliver(operation_id, attempt)

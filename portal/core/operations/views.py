@@ -1,0 +1,70 @@
+"""Pages of operations: the list, and one operation with its live log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, g, redirect, render_template, request, url_for
+from sqlalchemy import func, select
+
+from portal.core.errors import ValidationFailed
+from portal.core.operations import service
+from portal.core.operations.builtin import validate_sleep
+from portal.core.operations.models import STATES
+from portal.core.security import current_principal
+from portal.extensions import db
+from portal.web.auth import page_role
+
+bp = Blueprint("operations_pages", __name__, url_prefix="/operations")
+PAGE_SIZE = 25
+
+
+@bp.get("")
+@page_role("viewer")
+def index() -> Any:
+    filters = {k: v for k in ("state", "kind", "target") if (v := request.args.get(k))}
+    page = max(request.args.get("page", 1, type=int), 1)
+    query = service.list_operations(**filters)
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    operations = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    return render_template(
+        "operations/index.html",
+        operations=operations,
+        filters=filters,
+        states=STATES,
+        page=page,
+        pages=max(1, -(-(total or 0) // PAGE_SIZE)),
+    )
+
+
+@bp.post("/sleep")
+@page_role("operator")
+def start_sleep() -> Any:
+    """Start a `sleep` operation from the page (a way to see the machinery work)."""
+    try:
+        seconds = float(request.form.get("seconds", "5"))
+    except ValueError:
+        raise ValidationFailed("Seconds must be a number.", {"seconds": ["not a number"]}) from None
+    operation, _ = service.create_operation(
+        "sleep",
+        validate_sleep({"seconds": seconds}),
+        target="demo",
+        requested_by=current_principal(),
+        request_id=g.get("request_id"),
+    )
+    return redirect(url_for("operations_pages.detail", operation_id=operation.id))
+
+
+@bp.get("/<operation_id>")
+@page_role("viewer")
+def detail(operation_id: str) -> Any:
+    operation = service.get_operation(operation_id)
+    lines = service.read_log(operation_id)
+    return render_template("operations/detail.html", op=operation, lines=lines)
+
+
+@bp.post("/<operation_id>/cancel")
+@page_role("operator")
+def cancel(operation_id: str) -> Any:
+    service.cancel_operation(operation_id)
+    return redirect(url_for("operations_pages.detail", operation_id=operation_id))

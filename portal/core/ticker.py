@@ -1,0 +1,85 @@
+"""Periodic jobs at sub-minute intervals, run by a thread in every worker process.
+
+huey's periodic tasks tick once a minute at best and fire again after a quick restart, so
+Spectr keeps its own: each job runs at most once per interval across all workers (a Redis
+lock when Redis is configured; the embedded default has one process), and every job is
+written to be idempotent anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import Flask
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    name: str
+    interval: Callable[[Flask], float]
+    run: Callable[[], object]
+
+
+JOBS: dict[str, PeriodicJob] = {}
+
+
+def periodic_job(name: str, interval: Callable[[Flask], float]) -> Callable:
+    """Register `run` to be called every `interval(app)` seconds inside an app context."""
+
+    def register(run: Callable[[], object]) -> Callable[[], object]:
+        JOBS[name] = PeriodicJob(name, interval, run)
+        return run
+
+    return register
+
+
+class Ticker(threading.Thread):
+    def __init__(self, app: Flask, resolution: float = 0.5) -> None:
+        super().__init__(name="spectr-ticker", daemon=True)
+        self.app = app
+        self.resolution = resolution
+        self.stopping = threading.Event()
+        self._next_run: dict[str, float] = {}
+        self._redis = _redis_client(app)
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.resolution):
+            for job in list(JOBS.values()):
+                self._maybe_run(job)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _maybe_run(self, job: PeriodicJob) -> None:
+        now = time.monotonic()
+        if now < self._next_run.get(job.name, 0):
+            return
+        with self.app.app_context():
+            try:
+                interval = float(job.interval(self.app))
+                self._next_run[job.name] = now + interval
+                if self._acquire(job.name, interval):
+                    job.run()
+            except Exception:
+                log.exception("periodic job %s failed", job.name)
+
+    def _acquire(self, name: str, interval: float) -> bool:
+        if self._redis is None:
+            return True
+        key = f"spectr:ticker:{name}"
+        return bool(self._redis.set(key, "1", nx=True, px=max(int(interval * 900), 100)))
+
+
+def _redis_client(app: Flask) -> object | None:
+    url = app.config.get("SPECTR_REDIS_URL")
+    if not url:
+        return None
+    import redis
+
+    return redis.Redis.from_url(url)

@@ -1,0 +1,74 @@
+"""Flask extensions, created unbound and initialised by the app factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
+from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+from portal.core.api_base import SpectrApi
+
+# Stable constraint names, so Alembic migrations can drop them on SQLite and Postgres alike.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class TaskQueue(Huey):
+    """A huey instance whose storage is chosen by the app config, after tasks are declared.
+
+    Tasks decorate this object at import time; `init_app` swaps in the storage (Redis,
+    SQLite or memory) that the configuration names, keeping the registered tasks.
+    """
+
+    flask_app: Flask
+
+    def __init__(self) -> None:
+        super().__init__(
+            "spectr", results=False, immediate=False, storage_class=MemoryHuey.storage_class
+        )
+
+    def init_app(self, app: Flask) -> None:
+        cfg = app.config
+        self.name = cfg["SPECTR_QUEUE_NAME"]
+        self._immediate = bool(cfg.get("SPECTR_QUEUE_IMMEDIATE", False))
+        storage_class, kwargs = _queue_storage(cfg)
+        self.storage_class = storage_class
+        self.storage_kwargs = kwargs
+        self.storage = self.create_storage()
+        self.flask_app = app
+        app.extensions["spectr_queue"] = self
+
+
+def _queue_storage(cfg: dict[str, Any]) -> tuple[type, dict[str, Any]]:
+    if cfg.get("SPECTR_QUEUE_IMMEDIATE"):
+        return MemoryHuey.storage_class, {}
+    if cfg.get("SPECTR_REDIS_URL"):
+        return RedisHuey.storage_class, {"url": cfg["SPECTR_REDIS_URL"]}
+    from pathlib import Path
+
+    queue_file = Path(cfg["SPECTR_INSTANCE_PATH_RESOLVED"]) / "queue.db"
+    return SqliteHuey.storage_class, {"filename": str(queue_file)}
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate(render_as_batch=True, compare_type=True)
+api = SpectrApi()
+queue = TaskQueue()
+login_manager = LoginManager()
+csrf = CSRFProtect()

@@ -1,0 +1,1 @@
+"""Typed, validated settings that operators change at run time (not deployment config)."""

@@ -1,0 +1,54 @@
+"""The settings page: everyone reads, admins change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from portal.core.errors import SpectrError
+from portal.core.security import require_principal
+from portal.settings import service
+from portal.settings.registry import SETTINGS
+from portal.web.auth import page_role
+
+bp = Blueprint("settings_pages", __name__, url_prefix="/settings")
+
+
+@bp.get("")
+@page_role("viewer")
+def index() -> Any:
+    return render_template("settings/index.html", settings=service.describe_settings())
+
+
+@bp.post("")
+@page_role("admin")
+def update() -> Any:
+    changes = _changes_from_form(request.form)
+    try:
+        service.update_settings(changes, require_principal().username)
+        flash("Settings saved.")
+    except SpectrError as exc:
+        fields = "; ".join(
+            f"{name}: {', '.join(map(str, errs))}" for name, errs in exc.details.items()
+        )
+        flash(f"{exc.message} {fields}", "error")
+    return redirect(url_for("settings_pages.index"))
+
+
+def _changes_from_form(form: Any) -> dict[str, Any]:
+    """Form fields are text: turn them into the types the definitions expect."""
+    changes: dict[str, Any] = {}
+    for name, definition in SETTINGS.items():
+        if name not in form:
+            continue
+        raw = form[name]
+        if definition.secret and raw == "":
+            continue  # an empty secret field means "keep the stored secret"
+        if definition.type_name == "boolean":
+            changes[name] = raw == "on"
+        elif raw == "" and definition.default is None:
+            changes[name] = None
+        else:
+            changes[name] = raw
+    return changes

@@ -1,0 +1,1 @@
+"""The web UI shell: login, layout, home page, health endpoint, error pages."""

@@ -1,0 +1,75 @@
+"""Login, logout, the home page and the health endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import login_user, logout_user
+from sqlalchemy import func, select, text
+
+from portal import __version__
+from portal.admin import service as admin_service
+from portal.admin.authentication import LoginUser
+from portal.core.audit import record_audit
+from portal.core.operations.models import Operation
+from portal.extensions import db
+from portal.web.auth import page_role
+
+bp = Blueprint("web", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    """Liveness and database reachability, for load balancers and benchmarks."""
+    db.session.execute(text("SELECT 1"))
+    return {"status": "ok", "version": __version__}
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    if request.method == "GET":
+        return render_template("login.html")
+    username = request.form.get("username", "")
+    user = admin_service.authenticate_password(username, request.form.get("password", ""))
+    if user is None:
+        record_audit("session.login", f"user:{username}", "failed")
+        db.session.commit()
+        flash("Wrong user name or password.", "error")
+        return render_template("login.html", username=username), 401
+    login_user(LoginUser(user))
+    record_audit("session.login", f"user:{username}")
+    db.session.commit()
+    return redirect(_safe_next(request.args.get("next")))
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    logout_user()
+    return redirect(url_for("web.login"))
+
+
+@bp.get("/")
+@page_role("viewer")
+def home() -> Any:
+    counts = dict(
+        db.session.execute(select(Operation.state, func.count()).group_by(Operation.state)).all()
+    )
+    recent = db.session.scalars(
+        select(Operation).order_by(Operation.created_at.desc()).limit(10)
+    ).all()
+    return render_template("home.html", counts=counts, recent=recent)
+
+
+@bp.get("/<any(hosts, catalog, apps, registry, proxy, monitoring):section>")
+@page_role("viewer")
+def section_placeholder(section: str) -> Any:
+    """Sections whose contexts are not built yet show what they will hold."""
+    return render_template("placeholder.html", section=section)
+
+
+def _safe_next(target: str | None) -> str:
+    # Only local paths: an absolute URL here would make the login page an open redirect.
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return url_for("web.home")
