@@ -1,0 +1,72 @@
+"""`spectr-agent --config /etc/spectr-agent/agent.json`: serve the agent API over TLS."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from agent import __version__
+from agent.auth import hash_token
+from agent.config import ConfigError, add_arguments, load_config
+
+log = logging.getLogger("spectr_agent")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spectr-agent", description=__doc__)
+    add_arguments(parser)
+    parser.add_argument(
+        "--hash-token",
+        action="store_true",
+        help="read a bearer token on stdin, print its token_sha256, exit",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the agent until SIGTERM or SIGINT."""
+    args = _parser().parse_args(argv)
+    if args.hash_token:
+        print(hash_token(sys.stdin.readline().strip()))
+        return 0
+    try:
+        config = load_config(args)
+    except ConfigError as error:
+        print(f"spectr-agent: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
+    )
+    from agent.server import AgentApp, AgentServer  # imported late: --hash-token stays light
+
+    try:
+        server = AgentServer(AgentApp(config))
+    except (OSError, ValueError) as error:
+        print(f"spectr-agent: cannot start: {error}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def _shutdown(signum: int, frame: object) -> None:
+        stop.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _shutdown)
+    signal.signal(signal.SIGINT, _shutdown)
+    log.info(
+        "spectr-agent %s listening on https://%s:%s%s",
+        __version__,
+        config.listen_host,
+        server.server_address[1],
+        " (mutual TLS)" if config.client_ca else "",
+    )
+    server.serve_forever(poll_interval=0.5)
+    server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Agent configuration: a JSON file, then SPECTR_AGENT_* environment variables, then flags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from dataclasses import dataclass, fields
+from typing import Any
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ConfigError(ValueError):
+    """The configuration is missing a value or holds a bad one."""
+
+
+@dataclass
+class AgentConfig:
+    """Settings the agent's Ansible role writes to /etc/spectr-agent/agent.json."""
+
+    tls_cert: str = ""
+    tls_key: str = ""
+    token_sha256: str = ""
+    client_ca: str | None = None
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 7443
+    docker_socket: str = "/var/run/docker.sock"
+    max_connections: int = 64
+    log_level: str = "INFO"
+
+    def validate(self) -> AgentConfig:
+        """Raise ConfigError unless TLS files and a token hash are set and well formed."""
+        for name in ("tls_cert", "tls_key"):
+            path = getattr(self, name)
+            if not path or not os.path.isfile(path):
+                raise ConfigError(f"{name} must name a readable file (got {path!r})")
+        if self.client_ca is not None and not os.path.isfile(self.client_ca):
+            raise ConfigError(f"client_ca must name a readable file (got {self.client_ca!r})")
+        self.token_sha256 = self.token_sha256.strip().lower()
+        if not _HEX64.match(self.token_sha256):
+            raise ConfigError("token_sha256 must be the hex SHA-256 of the bearer token")
+        if not 0 < int(self.listen_port) < 65536:
+            raise ConfigError(f"listen_port out of range: {self.listen_port}")
+        return self
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name in ("listen_port", "max_connections"):
+        try:
+            return int(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{name} must be an integer (got {value!r})") from exc
+    return None if value in ("", None) and name == "client_ca" else value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare --config and one override flag per setting."""
+    parser.add_argument("--config", help="JSON config file (e.g. /etc/spectr-agent/agent.json)")
+    for field in fields(AgentConfig):
+        parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name, default=None)
+
+
+def load_config(args: argparse.Namespace, environ: dict[str, str] | None = None) -> AgentConfig:
+    """Merge file, environment and flags (later wins) and validate the result."""
+    environ = dict(os.environ) if environ is None else environ
+    values: dict[str, Any] = {}
+    config_path = args.config or environ.get("SPECTR_AGENT_CONFIG")
+    if config_path:
+        try:
+            with open(config_path, encoding="utf-8") as handle:
+                document = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read config {config_path}: {exc}") from exc
+        if not isinstance(document, dict):
+            raise ConfigError(f"config {config_path} must hold a JSON object")
+        known = {field.name for field in fields(AgentConfig)}
+        unknown = sorted(set(document) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
+        values.update(document)
+    for field in fields(AgentConfig):
+        env_value = environ.get("SPECTR_AGENT_" + field.name.upper())
+        if env_value is not None:
+            values[field.name] = env_value
+        flag_value = getattr(args, field.name, None)
+        if flag_value is not None:
+            values[field.name] = flag_value
+    coerced = {name: _coerce(name, value) for name, value in values.items()}
+    return AgentConfig(**coerced).validate()

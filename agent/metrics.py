@@ -1,0 +1,123 @@
+"""Prometheus metrics of the host, its containers, its GPUs and the agent itself."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from agent.docker_api import DockerAPI, DockerError
+from agent.facts import disk_facts, gpu_facts, memory_facts
+
+_CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+_MAX_CONTAINERS = 200  # bounds scrape time on crowded hosts
+
+
+def _host_cpu() -> Metric:
+    metric = CounterMetricFamily(
+        "spectr_host_cpu_seconds", "Host CPU time by mode", labels=["mode"]
+    )
+    tick = 100.0  # USER_HZ on Linux
+    with open("/proc/stat", encoding="utf-8") as handle:
+        fields = handle.readline().split()[1:]
+    for mode, value in zip(_CPU_MODES, fields, strict=False):
+        metric.add_metric([mode], int(value) / tick)
+    return metric
+
+
+def _host_memory_and_disk() -> Iterator[Metric]:
+    memory = GaugeMetricFamily("spectr_host_memory_bytes", "Host memory", labels=["kind"])
+    for kind, value in memory_facts().items():
+        memory.add_metric([kind.removesuffix("_bytes")], value)
+    yield memory
+    disk = GaugeMetricFamily("spectr_host_disk_bytes", "Filesystem space", labels=["mount", "kind"])
+    for entry in disk_facts():
+        disk.add_metric([entry["mountpoint"], "total"], entry["total_bytes"])
+        disk.add_metric([entry["mountpoint"], "free"], entry["free_bytes"])
+    if shutil.which("nvidia-smi"):
+        yield from _gpus()
+    yield disk
+
+
+def _gpus() -> Iterator[Metric]:
+    labels = ["index", "uuid", "name"]
+    total = GaugeMetricFamily("spectr_gpu_memory_total_bytes", "GPU memory", labels=labels)
+    used = GaugeMetricFamily("spectr_gpu_memory_used_bytes", "GPU memory in use", labels=labels)
+    for gpu in gpu_facts():
+        key = [str(gpu["index"]), gpu["uuid"], gpu["name"]]
+        total.add_metric(key, (gpu["memory_total_mib"] or 0) * 1024 * 1024)
+        used.add_metric(key, (gpu["memory_used_mib"] or 0) * 1024 * 1024)
+    yield total
+    yield used
+
+
+class DockerCollector:
+    """Read container states and per-container CPU/memory at scrape time."""
+
+    def __init__(self, docker: DockerAPI) -> None:
+        self.docker = docker
+
+    def describe(self) -> list[Metric]:
+        """Declare nothing up front, so registering does not query the engine."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield host, container and GPU metrics."""
+        yield _host_cpu()
+        yield from _host_memory_and_disk()
+        up = GaugeMetricFamily("spectr_engine_up", "Docker engine reachable")
+        try:
+            containers = self.docker.request("GET", "/containers/json", {"all": 1}, timeout=5)
+        except DockerError:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from self._containers(containers)
+
+    def _containers(self, containers: list[dict]) -> Iterator[Metric]:
+        states = GaugeMetricFamily("spectr_containers", "Containers by state", labels=["state"])
+        counts: dict[str, int] = {}
+        for entry in containers:
+            counts[entry["State"]] = counts.get(entry["State"], 0) + 1
+        for state, count in counts.items():
+            states.add_metric([state], count)
+        yield states
+        labels = ["id", "name"]
+        cpu = CounterMetricFamily("spectr_container_cpu_seconds", "Container CPU", labels=labels)
+        memory = GaugeMetricFamily(
+            "spectr_container_memory_bytes", "Container memory", labels=labels
+        )
+        running = [entry for entry in containers if entry["State"] == "running"]
+        for entry in running[:_MAX_CONTAINERS]:
+            key = [entry["Id"][:12], (entry.get("Names") or ["/"])[0].lstrip("/")]
+            try:
+                stats = self.docker.request(
+                    "GET",
+                    f"/containers/{entry['Id']}/stats",
+                    {"stream": 0, "one-shot": 1},
+                    timeout=5,
+                )
+            except DockerError:
+                continue  # the container went away between list and stats
+            usage = (stats.get("cpu_stats") or {}).get("cpu_usage") or {}
+            cpu.add_metric(key, usage.get("total_usage", 0) / 1e9)
+            memory.add_metric(key, (stats.get("memory_stats") or {}).get("usage", 0))
+        yield cpu
+        yield memory
+
+
+class AgentMetrics:
+    """A registry of its own (no import-time global state) exposed as text."""
+
+    def __init__(self, docker: DockerAPI) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self.registry.register(DockerCollector(docker))
+
+    def render(self) -> bytes:
+        """Return the exposition text."""
+        return generate_latest(self.registry)

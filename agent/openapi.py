@@ -1,0 +1,158 @@
+"""The agent's OpenAPI 3.1 document, written by hand and checked against the router in tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent import __version__
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_STR = {"type": "string"}
+_BOOL = {"type": "boolean"}
+_INT = {"type": "integer"}
+_STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _ndjson(description: str) -> dict[str, Any]:
+    line = {"type": "object", "description": description}
+    return {"description": description, "content": {"application/x-ndjson": {"schema": line}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    texts = {400: "Bad input", 401: "Missing or wrong bearer token", 404: "No such object",
+             409: "Conflict with the object's state", 422: "Input breaks a rule",
+             429: "Too many failed authentications", 502: "Docker engine error"}  # fmt: skip
+    return {str(s): {"description": texts[s], **_json(_ERROR)} for s in (401, 429, *statuses)}
+
+
+def _param(name: str, schema: dict[str, Any], where: str = "query", text: str = "") -> dict:
+    return {"name": name, "in": where, "required": where == "path", "schema": schema,
+            "description": text}  # fmt: skip
+
+
+def _op(summary: str, ok: dict[str, Any], *errors: int, params: list | None = None,
+        body: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    operation: dict[str, Any] = {"summary": summary, "responses": {**ok, **_errors(*errors)}}
+    if params:
+        operation["parameters"] = params
+    if body:
+        operation["requestBody"] = {"required": True, **_json(body)}
+    return operation
+
+
+_ID = _param("id", _STR, "path", "container id or name")
+_REF = _param("reference", _STR, "path", "image reference or id, URL-encoded (/ as %2F)")
+_TIMEOUT = _param("timeout", _INT, text="seconds before the engine kills it (default 10)")
+_NO_CONTENT = {"204": {"description": "Done"}}
+
+_CONTAINER_SPEC = {
+    "type": "object", "required": ["image"], "additionalProperties": False,
+    "properties": {
+        "image": _STR, "name": _STR, "command": {"type": "array", "items": _STR},
+        "entrypoint": {"type": "array", "items": _STR}, "env": _STR_MAP, "labels": _STR_MAP,
+        "ports": {"type": "array", "items": {"type": "object", "properties": {
+            "container_port": _INT, "protocol": {"enum": ["tcp", "udp"]},
+            "host_port": {"type": ["integer", "null"]},
+            "host_ip": {"type": "string", "default": "127.0.0.1"}}}},
+        "volumes": {"type": "array", "items": {"type": "object", "properties": {
+            "source": _STR, "target": _STR, "read_only": _BOOL,
+            "type": {"enum": ["bind", "volume"]}}}},
+        "restart_policy": {"type": "object", "properties": {
+            "name": {"enum": ["no", "always", "unless-stopped", "on-failure"]},
+            "maximum_retry_count": _INT}},
+        "cpus": {"type": "number"}, "memory_bytes": _INT,
+        "gpus": {"description": '"all", {"count": n} or {"device_ids": [...]}'},
+        "user": _STR, "working_dir": _STR, "network": _STR,
+        "start": {"type": "boolean", "default": True},
+    },
+}  # fmt: skip
+
+_EXEC_SPEC = {
+    "type": "object", "required": ["argv"], "additionalProperties": False,
+    "properties": {"argv": {"type": "array", "items": _STR, "minItems": 1}, "user": _STR,
+                   "workdir": _STR, "env": _STR_MAP,
+                   "timeout_s": {"type": "number", "default": 60, "maximum": 3600}},
+}  # fmt: skip
+
+_PULL_SPEC = {
+    "type": "object", "required": ["image"],
+    "properties": {"image": _STR, "auth": {"type": "object", "properties": {
+        "username": _STR, "password": _STR, "serveraddress": _STR}}},
+}  # fmt: skip
+
+_LOG_PARAMS = [
+    _ID, _param("follow", _BOOL, text="keep streaming until the container stops"),
+    _param("since", _STR, text="Unix timestamp or ISO-8601 time"),
+    _param("tail", _STR, text="number of lines or 'all'"), _param("timestamps", _BOOL),
+    _param("stdout", _BOOL), _param("stderr", _BOOL),
+]  # fmt: skip
+
+
+def _paths() -> dict[str, Any]:
+    obj = {"type": "object"}
+    arr = {"type": "array", "items": obj}
+    return {
+        "/v1/health": {"get": _op("Agent version and engine reachability", {"200": _json(obj)})},
+        "/v1/facts": {"get": _op("Host facts: OS, kernel, CPU, memory, disks, Docker, GPUs",
+                                 {"200": _json(obj)})},
+        "/v1/openapi.json": {"get": _op("This document", {"200": _json(obj)})},
+        "/metrics": {"get": _op("Prometheus metrics", {"200": {"description": "text format"}})},
+        "/v1/images": {"get": _op("List images", {"200": _json(arr)}, 502)},
+        "/v1/images/pull": {"post": _op(
+            "Pull an image; progress lines, then {status: done} or {error}",
+            {"200": _ndjson("progress event")}, 400, 404, 422, 502, body=_PULL_SPEC)},
+        "/v1/images/{reference}": {
+            "get": _op("Inspect an image", {"200": _json(obj)}, 404, 502, params=[_REF]),
+            "delete": _op("Remove an image", {"200": _json(obj)}, 404, 409, 502,
+                          params=[_REF, _param("force", _BOOL), _param("noprune", _BOOL)]),
+        },
+        "/v1/containers": {
+            "get": _op("List containers", {"200": _json(arr)}, 400, 502, params=[
+                _param("all", _BOOL, text="include stopped ones (default true)"),
+                _param("label", _STR, text="KEY or KEY=VALUE; repeat to require several")]),
+            "post": _op("Create and (unless start is false) start a container",
+                        {"201": _json(obj)}, 400, 404, 409, 422, 502, body=_CONTAINER_SPEC),
+        },
+        "/v1/containers/{id}": {
+            "get": _op("Inspect a container", {"200": _json(obj)}, 404, 502, params=[_ID]),
+            "delete": _op("Remove a container", _NO_CONTENT, 404, 409, 502,
+                          params=[_ID, _param("force", _BOOL), _param("volumes", _BOOL)]),
+        },
+        "/v1/containers/{id}/start": {"post": _op("Start", _NO_CONTENT, 404, 502, params=[_ID])},
+        "/v1/containers/{id}/stop": {"post": _op("Stop", _NO_CONTENT, 400, 404, 502,
+                                                 params=[_ID, _TIMEOUT])},
+        "/v1/containers/{id}/restart": {"post": _op("Restart", _NO_CONTENT, 400, 404, 502,
+                                                    params=[_ID, _TIMEOUT])},
+        "/v1/containers/{id}/stats": {"get": _op("One stats sample", {"200": _json(obj)}, 404,
+                                                 502, params=[_ID])},
+        "/v1/containers/{id}/logs": {"get": _op(
+            "Logs as JSON lines {stream, data[, ts]}; blank lines are keepalives",
+            {"200": _ndjson("log frame")}, 400, 404, 502, params=_LOG_PARAMS)},
+        "/v1/containers/{id}/exec": {"post": _op(
+            "Run an argv (no shell); {stream, data} lines, then {exit_code, timed_out}",
+            {"200": _ndjson("output frame or exit")}, 404, 409, 422, 502, params=[_ID],
+            body=_EXEC_SPEC)},
+    }  # fmt: skip
+
+
+def openapi_document() -> dict[str, Any]:
+    """Return the OpenAPI document of API v1."""
+    error = {
+        "type": "object",
+        "required": ["code", "message", "details"],
+        "properties": {"code": _STR, "message": _STR, "details": {"type": "object"}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Spectr agent", "version": __version__},
+        "paths": _paths(),
+        "security": [{"bearer": []}],
+        "components": {
+            "schemas": {"Error": error},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,204 @@
+"""TLS-only threaded HTTP server: authentication, error boundary, connection limits."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from agent import __version__
+from agent.auth import FailureBackoff, TokenVerifier
+from agent.config import AgentConfig
+from agent.docker_api import DockerAPI, DockerError
+from agent.errors import ApiError, from_docker
+from agent.web import MAX_BODY_BYTES, RawBody, Request, Router, split_target
+
+log = logging.getLogger("spectr_agent")
+
+
+class AgentApp:
+    """Everything a request needs: the Docker client (created once), auth state and routes."""
+
+    def __init__(self, config: AgentConfig, docker: DockerAPI | None = None) -> None:
+        from agent.routes import build_router  # routes import this module's types
+
+        self.config = config
+        self.docker = docker or DockerAPI(config.docker_socket)
+        self.verifier = TokenVerifier(config.token_sha256)
+        self.backoff = FailureBackoff()
+        self.router: Router = build_router(self)
+
+
+def build_ssl_context(config: AgentConfig) -> ssl.SSLContext:
+    """Return a server context: TLS 1.2+, client certificates required when client_ca is set."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    if config.client_ca:
+        context.load_verify_locations(cafile=config.client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class AgentRequestHandler(BaseHTTPRequestHandler):
+    """Authenticate, route and answer one request; errors leave as one JSON shape."""
+
+    server: AgentServer
+    protocol_version = "HTTP/1.1"
+    server_version = f"spectr-agent/{__version__}"
+    sys_version = ""
+    disable_nagle_algorithm = True  # otherwise small answers wait ~40 ms on delayed ACKs
+    timeout = 120
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        app = self.server.app
+        client = self.client_address[0]
+        try:
+            body = self._read_body()
+            self._authenticate(app, client)
+            path, query = split_target(self.path)
+            handler, params = app.router.resolve(self.command, path)
+            request = Request(self.command, path, query, body, self, params)
+            result = handler(request)
+        except ApiError as error:
+            self.send_json(error.status, error.body(), error)
+            return
+        except DockerError as error:
+            mapped = from_docker(error)
+            self.send_json(mapped.status, mapped.body(), mapped)
+            return
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, TimeoutError):
+            self.close_connection = True
+            return
+        except Exception:
+            log.exception("unhandled error on %s %s", self.command, self.path.split("?")[0])
+            error = ApiError(500, "internal_error", "the agent failed; see its log")
+            self.send_json(500, error.body(), error)
+            return
+        if result is not None:
+            status, document = result
+            self.send_json(status, document)
+
+    def _read_body(self) -> bytes:
+        length_header = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            raise ApiError(411, "length_required", "send the body with Content-Length")
+        try:
+            length = int(length_header or 0)
+        except ValueError as exc:
+            self.close_connection = True
+            raise ApiError(400, "bad_request", "Content-Length is not a number") from exc
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            raise ApiError(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
+        return self.rfile.read(length) if length else b""
+
+    def _authenticate(self, app: AgentApp, client: str) -> None:
+        wait = app.backoff.retry_after(client)
+        if wait > 0:
+            raise ApiError(
+                429,
+                "too_many_failures",
+                "too many failed authentications; wait",
+                {"retry_after_s": round(wait, 1)},
+            )
+        if not app.verifier.verify(self.headers.get("Authorization")):
+            app.backoff.record_failure(client)
+            log.warning("refused unauthenticated request from %s", client)
+            raise ApiError(401, "unauthorized", "a valid bearer token is required")
+        app.backoff.record_success(client)
+
+    def send_json(self, status: int, document: Any, error: ApiError | None = None) -> None:
+        """Send a complete answer: JSON, a RawBody, or nothing for 204."""
+        content_type = "application/json"
+        if isinstance(document, RawBody):
+            content_type, payload = document.content_type, document.data
+        else:
+            payload = b"" if status == 204 else json.dumps(document).encode()
+        self.send_response(status)
+        if status == 401:
+            self.send_header("WWW-Authenticate", 'Bearer realm="spectr-agent"')
+        if error is not None and "retry_after_s" in error.details:
+            self.send_header("Retry-After", str(int(error.details["retry_after_s"]) + 1))
+        if payload:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Answer malformed HTTP in the API's JSON error shape, not HTML."""
+        self.close_connection = True
+        error = ApiError(code, "bad_http", message or "malformed request")
+        with contextlib.suppress(OSError):
+            self.send_json(code, error.body())
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Log without query strings or headers: nothing secret reaches the log."""
+        log.debug("%s %s", self.client_address[0], format % args)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Log method, path and status of each request."""
+        path = getattr(self, "path", "").split("?")[0]
+        log.info("%s %s %s %s", self.client_address[0], self.command, path, code)
+
+
+class AgentServer(ThreadingHTTPServer):
+    """HTTPS server that handshakes in the request thread and caps concurrent connections."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, app: AgentApp) -> None:
+        self.app = app
+        self.ssl_context = build_ssl_context(app.config)
+        self._slots = threading.BoundedSemaphore(app.config.max_connections)
+        host = app.config.listen_host
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        super().__init__((host, int(app.config.listen_port)), AgentRequestHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Refuse connections beyond the cap instead of growing threads without bound."""
+        if not self._slots.acquire(blocking=False):
+            log.warning("connection limit reached; closing connection from %s", client_address[0])
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Serve one connection and give its slot back."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Do the TLS handshake here, off the accept loop, then serve the connection."""
+        request.settimeout(10)
+        try:
+            tls = self.ssl_context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            log.info("TLS handshake with %s failed: %s", client_address[0], exc)
+            return
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        finally:
+            tls.close()

@@ -1,0 +1,180 @@
+"""Streaming endpoints: container logs and exec, relayed frame by frame as JSON lines."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import time
+from datetime import datetime
+from typing import Any
+
+from agent.docker_api import DockerAPI, DockerStream, FrameDecoder, quote_segment
+from agent.errors import bad_request, invalid
+from agent.web import Request, Router, StreamWriter
+
+KEEPALIVE_S = 15.0
+MAX_EXEC_TIMEOUT_S = 3600.0
+
+
+def _since(value: str | None) -> str | None:
+    """Accept a Unix timestamp or an ISO-8601 time; return the engine's Unix timestamp."""
+    if value is None or value == "":
+        return None
+    try:
+        return str(float(value))
+    except ValueError:
+        pass
+    try:
+        return str(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+    except ValueError as exc:
+        raise bad_request("since must be a Unix timestamp or an ISO-8601 time") from exc
+
+
+def _log_line(stream: str, payload: bytes, timestamps: bool) -> dict[str, Any]:
+    text = payload.decode(errors="replace")
+    if timestamps:
+        stamp, _, text = text.partition(" ")
+        return {"stream": stream, "ts": stamp, "data": text}
+    return {"stream": stream, "data": text}
+
+
+def relay(
+    source: DockerStream,
+    writer: StreamWriter,
+    decoder: FrameDecoder,
+    timestamps: bool,
+    deadline: float | None = None,
+) -> bool:
+    """Copy frames until the source ends, the client leaves or the deadline passes.
+
+    Return True when the source ended by itself.
+    """
+    client = writer.handler.connection
+    while not source.eof:
+        wait = KEEPALIVE_S if deadline is None else min(KEEPALIVE_S, deadline - time.monotonic())
+        if wait <= 0:
+            return False
+        if not source.has_buffered():
+            readable, _, _ = select.select([source, client], [], [], wait)
+            if client in readable:
+                return False  # clients send nothing mid-stream: this is their close
+            if not readable:
+                writer.keepalive()  # fails once the client is gone
+                continue
+        for stream, payload in decoder.feed(source.read_some()):
+            writer.write_json(_log_line(stream, payload, timestamps))
+    return True
+
+
+class StreamRoutes:
+    """Logs and exec handlers bound to the agent's single Docker client."""
+
+    def __init__(self, docker: DockerAPI) -> None:
+        self.docker = docker
+
+    def register(self, router: Router) -> None:
+        """Add this module's routes."""
+        router.add("GET", "/v1/containers/{id}/logs", self.logs)
+        router.add("POST", "/v1/containers/{id}/exec", self.exec)
+
+    def logs(self, request: Request) -> None:
+        """Stream logs as JSON lines until the client leaves or (follow) the container stops."""
+        container = quote_segment(request.params["id"])
+        tail = request.arg("tail", "all")
+        if tail != "all" and not (tail or "").isdigit():
+            raise bad_request("tail must be a number of lines or 'all'")
+        timestamps = request.flag("timestamps")
+        params = {
+            "follow": int(request.flag("follow")),
+            "stdout": int(request.flag("stdout", True)),
+            "stderr": int(request.flag("stderr", True)),
+            "since": _since(request.arg("since")),
+            "timestamps": int(timestamps),
+            "tail": tail,
+        }
+        tty = bool(self.docker.request("GET", f"/containers/{container}/json")["Config"]["Tty"])
+        source = self.docker.open_stream("GET", f"/containers/{container}/logs", params)
+        writer = request.stream()
+        try:
+            relay(source, writer, FrameDecoder(tty), timestamps)
+        except OSError:
+            pass  # the client left mid-write
+        finally:
+            source.close()
+            writer.close()
+
+    def exec(self, request: Request) -> None:
+        """Run an argv in the container, streaming stdout/stderr, then the exit code."""
+        body = request.json()
+        config = _exec_config(body)
+        timeout = _exec_timeout(body)
+        container = quote_segment(request.params["id"])
+        created = self.docker.request("POST", f"/containers/{container}/exec", body=config)
+        exec_id = created["Id"]
+        source = self.docker.open_stream(
+            "POST", f"/exec/{exec_id}/start", body={"Detach": False, "Tty": False}, upgrade=True
+        )
+        writer = request.stream()
+        try:
+            finished = relay(source, writer, FrameDecoder(), False, time.monotonic() + timeout)
+            source.close()
+            if finished:
+                writer.write_json({"exit_code": self._exit_code(exec_id), "timed_out": False})
+            elif not writer.client_gone():
+                writer.write_json(
+                    {"exit_code": None, "timed_out": True, "killed": self._kill(exec_id)}
+                )
+        except OSError:
+            pass
+        finally:
+            source.close()
+            writer.close()
+
+    def _exit_code(self, exec_id: str) -> int | None:
+        # the engine may report the stream's end a moment before it records the exit
+        for _ in range(50):
+            state = self.docker.request("GET", f"/exec/{exec_id}/json")
+            if not state.get("Running"):
+                return state.get("ExitCode")
+            time.sleep(0.02)
+        return None
+
+    def _kill(self, exec_id: str) -> bool:
+        """Kill a timed-out exec's process; the Engine API has no call for it."""
+        pid = self.docker.request("GET", f"/exec/{exec_id}/json").get("Pid") or 0
+        if pid <= 0:
+            return False
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            return True
+        return False
+
+
+def _exec_config(body: dict[str, Any]) -> dict[str, Any]:
+    argv, user, workdir, env = (body.get(k) for k in ("argv", "user", "workdir", "env"))
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        raise invalid("argv: must be a non-empty list of strings; no shell is involved")
+    config: dict[str, Any] = {"AttachStdout": True, "AttachStderr": True, "Cmd": argv}
+    for field, key, value in (("user", "User", user), ("workdir", "WorkingDir", workdir)):
+        if value is not None:
+            if not isinstance(value, str):
+                raise invalid(f"{field}: must be a string", field=field)
+            config[key] = value
+    if env is not None:
+        if not isinstance(env, dict) or not all(
+            isinstance(k, str) and k and isinstance(v, str) for k, v in env.items()
+        ):
+            raise invalid("env: must be an object of string keys and values", field="env")
+        config["Env"] = [f"{key}={value}" for key, value in env.items()]
+    return config
+
+
+def _exec_timeout(body: dict[str, Any]) -> float:
+    timeout = body.get("timeout_s", 60)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise invalid("timeout_s: must be a number of seconds", field="timeout_s")
+    if not 0 < timeout <= MAX_EXEC_TIMEOUT_S:
+        raise invalid(f"timeout_s: must be in (0, {MAX_EXEC_TIMEOUT_S}]", field="timeout_s")
+    return float(timeout)

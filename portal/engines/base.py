@@ -1,0 +1,146 @@
+"""The ContainerEngine contract: what the portal needs from one Docker host."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from portal.engines.models import (
+    ContainerInfo,
+    ContainerSpec,
+    ContainerStats,
+    EngineHealth,
+    ExecChunk,
+    ExecExit,
+    ExecResult,
+    ImageInfo,
+    LogChunk,
+    PullProgress,
+)
+
+ProgressCallback = Callable[[PullProgress], None]
+LabelFilter = Mapping[str, str | None]  # a None value matches any value of the key
+
+
+class ContainerEngine(ABC):
+    """Images, containers, exec and logs on one Docker host; errors from portal.engines.errors."""
+
+    @abstractmethod
+    def health(self) -> EngineHealth:
+        """Report whether the engine answers; never raises for an unreachable host."""
+
+    @abstractmethod
+    def facts(self) -> dict[str, Any]:
+        """Return host facts: hostname, os, kernel, cpu, memory, disks, docker, gpus."""
+
+    @abstractmethod
+    def list_images(self) -> list[ImageInfo]:
+        """List local images."""
+
+    @abstractmethod
+    def inspect_image(self, reference: str) -> ImageInfo:
+        """Return one image by reference or id."""
+
+    @abstractmethod
+    def pull_image(
+        self,
+        reference: str,
+        auth: Mapping[str, str] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> ImageInfo:
+        """Pull an image (name:tag, or name for :latest), reporting progress events."""
+
+    @abstractmethod
+    def remove_image(self, reference: str, force: bool = False) -> None:
+        """Remove an image."""
+
+    @abstractmethod
+    def list_containers(
+        self, labels: LabelFilter | None = None, include_stopped: bool = True
+    ) -> list[ContainerInfo]:
+        """List containers carrying every given label."""
+
+    @abstractmethod
+    def create_container(self, spec: ContainerSpec, start: bool = True) -> ContainerInfo:
+        """Create a container (and start it unless start is False)."""
+
+    @abstractmethod
+    def inspect_container(self, container_id: str) -> ContainerInfo:
+        """Return one container by id or name."""
+
+    @abstractmethod
+    def start_container(self, container_id: str) -> None:
+        """Start a container; a running one is left as it is."""
+
+    @abstractmethod
+    def stop_container(self, container_id: str, timeout: int = 10) -> None:
+        """Stop a container, killing it after timeout seconds."""
+
+    @abstractmethod
+    def restart_container(self, container_id: str, timeout: int = 10) -> None:
+        """Restart a container."""
+
+    @abstractmethod
+    def remove_container(
+        self, container_id: str, force: bool = False, volumes: bool = False
+    ) -> None:
+        """Remove a container."""
+
+    @abstractmethod
+    def container_stats(self, container_id: str) -> ContainerStats:
+        """Return one resource sample."""
+
+    @abstractmethod
+    def logs(
+        self,
+        container_id: str,
+        follow: bool = False,
+        since: float | None = None,
+        tail: int | None = None,
+        timestamps: bool = False,
+    ) -> Iterator[LogChunk]:
+        """Yield log frames; with follow, until the container stops. close() ends early."""
+
+    @abstractmethod
+    def exec_stream(
+        self,
+        container_id: str,
+        argv: list[str],
+        user: str | None = None,
+        workdir: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> Iterator[ExecChunk | ExecExit]:
+        """Run argv (no shell) in a running container; yield output, then one ExecExit."""
+
+    def exec_run(
+        self,
+        container_id: str,
+        argv: list[str],
+        user: str | None = None,
+        workdir: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> ExecResult:
+        """Run argv and collect its output and exit code."""
+        out: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        end = ExecExit(exit_code=None)
+        for event in self.exec_stream(container_id, argv, user, workdir, env, timeout):
+            if isinstance(event, ExecExit):
+                end = event
+            else:
+                out[event.stream].append(event.data)
+        return ExecResult(
+            end.exit_code, "".join(out["stdout"]), "".join(out["stderr"]), end.timed_out
+        )
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    def __enter__(self) -> ContainerEngine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,178 @@
+"""Build the contract's value types from Docker Engine API documents (LocalDockerEngine).
+
+The agent shapes the same documents on its side; the two must agree, which the contract
+suite in tests/engines checks against both engines.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from typing import Any
+
+from portal.engines.models import ContainerInfo, ContainerStats, ImageInfo, PortBinding
+
+GPU_FIELDS = ("index", "uuid", "name", "memory_total_mib", "memory_used_mib", "driver_version")
+
+
+def _iso(timestamp: Any) -> str | None:
+    if isinstance(timestamp, int | float) and timestamp:
+        return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+    return timestamp or None
+
+
+def container_from_list(entry: dict[str, Any]) -> ContainerInfo:
+    """Shape one entry of GET /containers/json."""
+    ports = [
+        PortBinding(p["PrivatePort"], p.get("Type", "tcp"), p.get("PublicPort"), p.get("IP", ""))
+        for p in entry.get("Ports") or []
+    ]
+    return ContainerInfo(
+        id=entry["Id"],
+        name=(entry.get("Names") or [""])[0].lstrip("/"),
+        image=entry.get("Image"),
+        image_id=entry.get("ImageID"),
+        state=entry.get("State"),
+        status=entry.get("Status"),
+        labels=entry.get("Labels") or {},
+        created=_iso(entry.get("Created")),
+        ports=ports,
+    )
+
+
+def _inspect_ports(ports: dict[str, Any] | None) -> list[PortBinding]:
+    result = []
+    for key, bindings in (ports or {}).items():
+        number, _, protocol = key.partition("/")
+        for binding in bindings or [{}]:
+            host_port = binding.get("HostPort")
+            result.append(
+                PortBinding(
+                    int(number),
+                    protocol or "tcp",
+                    int(host_port) if host_port else None,
+                    binding.get("HostIp") or "",
+                )
+            )
+    return result
+
+
+def container_from_inspect(document: dict[str, Any]) -> ContainerInfo:
+    """Shape GET /containers/{id}/json."""
+    state, config = document.get("State") or {}, document.get("Config") or {}
+    return ContainerInfo(
+        id=document["Id"],
+        name=document.get("Name", "").lstrip("/"),
+        image=config.get("Image"),
+        image_id=document.get("Image"),
+        state=state.get("Status"),
+        status=state.get("Status"),
+        labels=config.get("Labels") or {},
+        created=document.get("Created"),
+        ports=_inspect_ports((document.get("NetworkSettings") or {}).get("Ports")),
+        exit_code=state.get("ExitCode"),
+        started_at=state.get("StartedAt"),
+        finished_at=state.get("FinishedAt"),
+        restart_count=document.get("RestartCount", 0),
+        health=(state.get("Health") or {}).get("Status"),
+        tty=bool(config.get("Tty")),
+    )
+
+
+def image_from_document(entry: dict[str, Any]) -> ImageInfo:
+    """Shape an entry of GET /images/json or GET /images/{name}/json."""
+    return ImageInfo(
+        id=entry["Id"],
+        tags=[t for t in entry.get("RepoTags") or [] if t != "<none>:<none>"],
+        digests=[d for d in entry.get("RepoDigests") or [] if d != "<none>@<none>"],
+        size=entry.get("Size"),
+        created=_iso(entry.get("Created")),
+        labels=entry.get("Labels") or (entry.get("Config") or {}).get("Labels") or {},
+    )
+
+
+def stats_from_sample(stats: dict[str, Any]) -> ContainerStats:
+    """Reduce one stats sample to CPU percent and memory."""
+    cpu, precpu = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
+    cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (
+        precpu.get("cpu_usage") or {}
+    ).get("total_usage", 0)
+    system_delta = cpu.get("system_cpu_usage", 0) - precpu.get("system_cpu_usage", 0)
+    online = cpu.get("online_cpus") or 1
+    percent = cpu_delta / system_delta * online * 100 if system_delta > 0 else 0.0
+    memory = stats.get("memory_stats") or {}
+    return ContainerStats(
+        round(percent, 2),
+        memory.get("usage"),
+        memory.get("limit"),
+        (stats.get("pids_stats") or {}).get("current"),
+    )
+
+
+def local_gpus() -> list[dict[str, Any]]:
+    """Return this node's NVIDIA GPUs in host_facts' fields, [] without nvidia-smi."""
+    binary = shutil.which("nvidia-smi")
+    if binary is None:
+        return []
+    query = "--query-gpu=index,uuid,name,memory.total,memory.used,driver_version"
+    try:
+        result = subprocess.run(
+            [binary, query, "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        banner = subprocess.run([binary], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    cuda = banner.split("CUDA Version:", 1)[1].split()[0] if "CUDA Version:" in banner else None
+    gpus = []
+    for line in result.stdout.strip().splitlines():
+        cells = [cell.strip() for cell in line.split(",")]
+        if len(cells) == len(GPU_FIELDS):
+            gpu: dict[str, Any] = dict(zip(GPU_FIELDS, cells, strict=True))
+            for key in ("index", "memory_total_mib", "memory_used_mib"):
+                gpu[key] = int(gpu[key]) if gpu[key].isdigit() else None
+            gpus.append({**gpu, "cuda_version": cuda})
+    return gpus
+
+
+def local_facts(info: dict[str, Any], version: dict[str, Any]) -> dict[str, Any]:
+    """Return host facts of this node in the agent's shape, from the engine's info."""
+    root = info.get("DockerRootDir") or "/"
+    try:
+        usage = shutil.disk_usage(root)
+        disks = [
+            {
+                "device": None,
+                "mountpoint": root,
+                "fstype": None,
+                "total_bytes": usage.total,
+                "free_bytes": usage.free,
+            }
+        ]
+    except OSError:
+        disks = []
+    return {
+        "hostname": info.get("Name"),
+        "os": {
+            "id": info.get("OSType"),
+            "version_id": info.get("OSVersion", ""),
+            "pretty_name": info.get("OperatingSystem"),
+        },
+        "kernel": info.get("KernelVersion"),
+        "cpu": {"model": "", "count": info.get("NCPU"), "architecture": info.get("Architecture")},
+        "memory": {"total_bytes": info.get("MemTotal"), "available_bytes": None},
+        "disks": disks,
+        "docker": {
+            "reachable": True,
+            "version": version.get("Version"),
+            "api_version": version.get("ApiVersion"),
+            "storage_driver": info.get("Driver"),
+            "containers": info.get("Containers"),
+            "images": info.get("Images"),
+        },
+        "gpus": local_gpus(),
+    }

@@ -1,0 +1,367 @@
+"""LocalDockerEngine: the ContainerEngine of the Spectr node itself, over its Docker socket."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import select
+import signal
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import requests
+from docker.types import DeviceRequest, Mount
+
+from portal.engines.base import ContainerEngine, LabelFilter, ProgressCallback
+from portal.engines.docker_shapes import (
+    container_from_inspect,
+    container_from_list,
+    image_from_document,
+    local_facts,
+    stats_from_sample,
+)
+from portal.engines.errors import BadRequest, Conflict, EngineError, NotFound, Unavailable
+from portal.engines.models import (
+    ContainerInfo,
+    ContainerSpec,
+    ContainerStats,
+    EngineHealth,
+    ExecChunk,
+    ExecExit,
+    ImageInfo,
+    LogChunk,
+    PullProgress,
+)
+
+T = TypeVar("T")
+_STREAMS = {1: "stdout", 2: "stderr"}
+
+
+def _mapped(error: Exception) -> EngineError:
+    """Map docker SDK errors to the contract's errors, like the agent maps HTTP statuses."""
+    if isinstance(error, docker.errors.NotFound):
+        return NotFound(str(error.explanation or error))
+    if isinstance(error, docker.errors.APIError):
+        status = error.status_code or 0
+        message = str(error.explanation or error)
+        if status == 409:
+            return Conflict(message)
+        if status == 400:
+            return BadRequest(message)
+        return EngineError(message, {"engine_status": status})
+    if isinstance(error, docker.errors.DockerException | requests.RequestException):
+        return Unavailable(f"docker engine unreachable: {error}")
+    raise error
+
+
+def translate_errors(method: Callable[..., T]) -> Callable[..., T]:
+    """Raise portal.engines.errors instead of docker SDK errors."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return method(*args, **kwargs)
+        except (docker.errors.DockerException, requests.RequestException) as error:
+            raise _mapped(error) from error
+
+    return wrapper
+
+
+def _host_config_args(spec: ContainerSpec) -> dict[str, Any]:
+    bindings: dict[str, list[tuple[str, int | None]]] = {}
+    for port in spec.ports:
+        key = f"{port.container_port}/{port.protocol}"
+        bindings.setdefault(key, []).append((port.host_ip, port.host_port))
+    mounts = [
+        Mount(
+            v.target,
+            v.source,
+            type=v.type or ("bind" if v.source.startswith("/") else "volume"),
+            read_only=v.read_only,
+        )
+        for v in spec.volumes
+    ]
+    args: dict[str, Any] = {"port_bindings": bindings, "mounts": mounts}
+    if spec.restart_policy is not None:
+        args["restart_policy"] = {
+            "Name": spec.restart_policy.name,
+            "MaximumRetryCount": spec.restart_policy.maximum_retry_count,
+        }
+    if spec.cpus is not None:
+        args["nano_cpus"] = int(spec.cpus * 1e9)
+    if spec.memory_bytes is not None:
+        args["mem_limit"] = spec.memory_bytes
+    if spec.gpus is not None:
+        ids = spec.gpus.device_ids
+        args["device_requests"] = [
+            DeviceRequest(
+                driver=spec.gpus.driver,
+                count=0 if ids is not None else spec.gpus.count,
+                device_ids=ids,
+                capabilities=[["gpu"]],
+            )
+        ]
+    if spec.network is not None:
+        args["network_mode"] = spec.network
+    return args
+
+
+class LocalDockerEngine(ContainerEngine):
+    """Drive the Docker engine on this machine with the docker SDK."""
+
+    def __init__(self, base_url: str | None = None, timeout_s: int = 60) -> None:
+        if base_url:
+            self._client = docker.DockerClient(base_url=base_url, timeout=timeout_s)
+        else:
+            self._client = docker.from_env(timeout=timeout_s)
+        self._api = self._client.api
+
+    def __repr__(self) -> str:
+        return f"LocalDockerEngine({self._api.base_url!r})"
+
+    def close(self) -> None:
+        """Close the SDK's connection pool."""
+        self._client.close()
+
+    def health(self) -> EngineHealth:
+        """Report whether the local engine answers; never raises."""
+        try:
+            version = self._api.version()
+        except (docker.errors.DockerException, requests.RequestException) as error:
+            return EngineHealth(reachable=False, error=str(error))
+        return EngineHealth(reachable=True, engine_version=version.get("Version"))
+
+    @translate_errors
+    def facts(self) -> dict[str, Any]:
+        """Return facts of this node, as the engine reports them."""
+        return local_facts(self._api.info(), self._api.version())
+
+    @translate_errors
+    def list_images(self) -> list[ImageInfo]:
+        """List local images."""
+        return [image_from_document(item) for item in self._api.images()]
+
+    @translate_errors
+    def inspect_image(self, reference: str) -> ImageInfo:
+        """Return one image."""
+        return image_from_document(self._api.inspect_image(reference))
+
+    @translate_errors
+    def pull_image(
+        self,
+        reference: str,
+        auth: Mapping[str, str] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> ImageInfo:
+        """Pull an image, passing progress events on; raise on a pull error."""
+        name, _, tag = reference.rpartition(":")
+        if not name or "/" in tag or "@" in reference:
+            name, tag = reference, "latest" if "@" not in reference else ""
+        events = self._api.pull(
+            name,
+            tag=tag or None,
+            stream=True,
+            decode=True,
+            auth_config=dict(auth) if auth else None,
+        )
+        for event in events:
+            if "error" in event:
+                raise EngineError(str(event["error"]))
+            if progress is not None:
+                detail = event.get("progressDetail") or {}
+                progress(
+                    PullProgress(
+                        event.get("status", ""),
+                        event.get("id"),
+                        detail.get("current"),
+                        detail.get("total"),
+                    )
+                )
+        return self.inspect_image(reference)
+
+    @translate_errors
+    def remove_image(self, reference: str, force: bool = False) -> None:
+        """Remove an image."""
+        self._api.remove_image(reference, force=force)
+
+    @translate_errors
+    def list_containers(
+        self, labels: LabelFilter | None = None, include_stopped: bool = True
+    ) -> list[ContainerInfo]:
+        """List containers with every given label."""
+        label_filters = [k if v is None else f"{k}={v}" for k, v in (labels or {}).items()]
+        filters = {"label": label_filters} if label_filters else None
+        entries = self._api.containers(all=include_stopped, filters=filters)
+        return [container_from_list(entry) for entry in entries]
+
+    @translate_errors
+    def create_container(self, spec: ContainerSpec, start: bool = True) -> ContainerInfo:
+        """Create (and start) a container; one that cannot start is removed again."""
+        created = self._api.create_container(
+            spec.image,
+            command=spec.command,
+            name=spec.name,
+            entrypoint=spec.entrypoint,
+            environment=dict(spec.env),
+            labels=dict(spec.labels),
+            user=spec.user,
+            working_dir=spec.working_dir,
+            ports=[(p.container_port, p.protocol) for p in spec.ports],
+            host_config=self._api.create_host_config(**_host_config_args(spec)),
+        )
+        if start:
+            try:
+                self._api.start(created["Id"])
+            except docker.errors.APIError:
+                self._api.remove_container(created["Id"], force=True)
+                raise
+        return self.inspect_container(created["Id"])
+
+    @translate_errors
+    def inspect_container(self, container_id: str) -> ContainerInfo:
+        """Return one container."""
+        return container_from_inspect(self._api.inspect_container(container_id))
+
+    @translate_errors
+    def start_container(self, container_id: str) -> None:
+        """Start a container."""
+        self._api.start(container_id)
+
+    @translate_errors
+    def stop_container(self, container_id: str, timeout: int = 10) -> None:
+        """Stop a container."""
+        self._api.stop(container_id, timeout=timeout)
+
+    @translate_errors
+    def restart_container(self, container_id: str, timeout: int = 10) -> None:
+        """Restart a container."""
+        self._api.restart(container_id, timeout=timeout)
+
+    @translate_errors
+    def remove_container(
+        self, container_id: str, force: bool = False, volumes: bool = False
+    ) -> None:
+        """Remove a container."""
+        self._api.remove_container(container_id, v=volumes, force=force)
+
+    @translate_errors
+    def container_stats(self, container_id: str) -> ContainerStats:
+        """Return one resource sample."""
+        return stats_from_sample(self._api.stats(container_id, stream=False))
+
+    @translate_errors
+    def logs(
+        self,
+        container_id: str,
+        follow: bool = False,
+        since: float | None = None,
+        tail: int | None = None,
+        timestamps: bool = False,
+    ) -> Iterator[LogChunk]:
+        """Open the log stream now (errors raise here) and return its frames."""
+        tty = self.inspect_container(container_id).tty
+        params = {
+            "stdout": 1,
+            "stderr": 1,
+            "follow": int(follow),
+            "timestamps": int(timestamps),
+            "tail": "all" if tail is None else tail,
+        }
+        if since is not None:
+            params["since"] = since
+        url = self._api._url("/containers/{0}/logs", container_id)
+        # the SDK's own logs() merges stdout and stderr; read the frames ourselves to keep both
+        response = self._api._get(url, params=params, stream=True)
+        self._api._raise_for_status(response)
+        return self._log_frames(response, tty, timestamps)
+
+    def _log_frames(self, response: Any, tty: bool, timestamps: bool) -> Iterator[LogChunk]:
+        raw = response.raw
+        try:
+            while True:
+                if tty:
+                    data, stream = raw.read1(65536) if hasattr(raw, "read1") else raw.read(1), 1
+                else:
+                    header = raw.read(8)
+                    if len(header) < 8:
+                        return
+                    stream, length = struct.unpack(">BxxxL", header)
+                    data = raw.read(length)
+                if not data:
+                    return
+                text = data.decode(errors="replace")
+                stamp = None
+                if timestamps:
+                    stamp, _, text = text.partition(" ")
+                yield LogChunk(_STREAMS.get(stream, "stdout"), text, stamp)  # type: ignore[arg-type]
+        except (requests.RequestException, OSError) as error:
+            raise Unavailable(f"local log stream interrupted: {error}") from error
+        finally:
+            response.close()
+
+    @translate_errors
+    def exec_stream(
+        self,
+        container_id: str,
+        argv: list[str],
+        user: str | None = None,
+        workdir: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> Iterator[ExecChunk | ExecExit]:
+        """Start the exec now (errors raise here) and return its output and exit."""
+        created = self._api.exec_create(
+            container_id,
+            list(argv),
+            user=user or "",
+            workdir=workdir,
+            environment=dict(env) if env else None,
+        )
+        sock = self._api.exec_start(created["Id"], socket=True)
+        return self._exec_events(created["Id"], getattr(sock, "_sock", sock), timeout)
+
+    def _exec_events(
+        self, exec_id: str, sock: socket.socket, timeout: float
+    ) -> Iterator[ExecChunk | ExecExit]:
+        deadline, buffer = time.monotonic() + timeout, b""
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not select.select([sock], [], [], remaining)[0]:
+                    yield ExecExit(None, timed_out=True)
+                    self._kill_exec(exec_id)
+                    return
+                data = sock.recv(65536)
+                if not data:
+                    break
+                buffer += data
+                while len(buffer) >= 8:
+                    stream, length = struct.unpack(">BxxxL", buffer[:8])
+                    if len(buffer) < 8 + length:
+                        break
+                    text = buffer[8 : 8 + length].decode(errors="replace")
+                    buffer = buffer[8 + length :]
+                    yield ExecChunk(_STREAMS.get(stream, "stdout"), text)  # type: ignore[arg-type]
+        finally:
+            sock.close()
+        yield ExecExit(self._exit_code(exec_id))
+
+    def _exit_code(self, exec_id: str) -> int | None:
+        for _ in range(50):  # the stream may end a moment before the engine records the exit
+            state = self._api.exec_inspect(exec_id)
+            if not state.get("Running"):
+                return state.get("ExitCode")
+            time.sleep(0.02)
+        return None
+
+    def _kill_exec(self, exec_id: str) -> None:
+        pid = self._api.exec_inspect(exec_id).get("Pid") or 0
+        if pid > 0:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
