@@ -10,10 +10,13 @@ module: proxy_route
 short_description: Add or remove a route in a spectr_proxy config file
 version_added: 0.1.0
 description:
-  - Edits the JSON config document spectr_proxy reads, whose key C(routes) is a list of
-    routes C({name, hosts, path_prefix, upstreams, timeout_s}). Other keys are kept as they are.
-  - A route is identified by its O(name); a route of that name is replaced when it differs.
-  - Creates the file with only this route when it does not exist.
+  - Edits the JSON config document spectr_proxy reads (C(proxy/config.schema.json) in Spectr's
+    repository). A route C({name, hosts, path_prefix, strip_prefix, pool, timeout_s}) sends
+    requests to a pool C({name, replicas}) of upstream URLs; the module writes both. Other keys (models,
+    gateway keys, other routes) are kept as they are.
+  - A route is identified by its O(name); a route or pool of that name is replaced when it
+    differs. Each change increments the document's C(version).
+  - Creates the file when it does not exist.
 options:
   path:
     description: The config file on the host.
@@ -29,21 +32,28 @@ options:
     choices: [present, absent]
     default: present
   hosts:
-    description: Host names the route answers for; empty means any host.
+    description: Host names the route answers for; V(*) (the default) means any host.
     type: list
     elements: str
-    default: []
+    default: ["*"]
   path_prefix:
     description: Requests whose path starts with this go to the route's upstreams.
     type: str
     default: /
+  strip_prefix:
+    description: Remove O(path_prefix) from the path before forwarding.
+    type: bool
+    default: false
+  pool:
+    description: Name of the pool of upstreams; defaults to O(name).
+    type: str
   upstreams:
-    description: Where requests go; the proxy balances among them. Required when O(state=present).
+    description: Replicas of the pool; the proxy balances among them. Required when O(state=present).
     type: list
     elements: dict
     suboptions:
       url:
-        description: Base URL of the upstream (http:// or https://).
+        description: Base URL of the replica, V(http(s\)://host:port) without a path.
         type: str
         required: true
   timeout_s:
@@ -66,6 +76,7 @@ author:
 EXAMPLES = r"""
 - name: Route chat.example.com to the model server
   spectr.core.proxy_route:
+    path: /etc/spectr-proxy/config.json
     name: llama-chat
     hosts: [chat.example.com]
     path_prefix: /v1/
@@ -84,8 +95,17 @@ route:
   description: The route as written, or null after removal.
   returned: always
   type: dict
-  sample: {name: llama-chat, hosts: [chat.example.com], path_prefix: /v1/,
-           upstreams: [{url: "http://10.0.0.5:8000"}], timeout_s: 300}
+  sample: {name: llama-chat, hosts: [chat.example.com], path_prefix: /v1/, strip_prefix: false,
+           pool: llama-chat, timeout_s: 300}
+pool:
+  description: The route's pool as written, or null after removal.
+  returned: always
+  type: dict
+  sample: {name: llama-chat, replicas: [{url: "http://10.0.0.5:8000"}]}
+version:
+  description: The document's version afterwards.
+  returned: always
+  type: int
 routes_count:
   description: Number of routes in the file afterwards.
   returned: always
@@ -99,8 +119,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.spectr.core.plugins.module_utils._proxy_config import (
     ProxyConfigError,
+    build_pool,
     build_route,
     dump_config,
+    find_pool,
     find_route,
     load_config,
     remove_route,
@@ -133,8 +155,8 @@ def desired_config(module, config):
     if params["state"] == "absent":
         return remove_route(config, params["name"])
     route = build_route(params["name"], params["hosts"], params["path_prefix"],
-                        params["upstreams"] or [], params["timeout_s"])
-    return upsert_route(config, route)
+                        params["timeout_s"], params["pool"], params["strip_prefix"])
+    return upsert_route(config, route, build_pool(route["pool"], params["upstreams"] or []))
 
 
 def main():
@@ -143,8 +165,10 @@ def main():
             path=dict(type="path", default="/etc/spectr-proxy/config.json"),
             name=dict(type="str", required=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
-            hosts=dict(type="list", elements="str", default=[]),
+            hosts=dict(type="list", elements="str", default=["*"]),
             path_prefix=dict(type="str", default="/"),
+            strip_prefix=dict(type="bool", default=False),
+            pool=dict(type="str"),
             upstreams=dict(type="list", elements="dict",
                            options=dict(url=dict(type="str", required=True))),
             timeout_s=dict(type="float", default=60),
@@ -162,8 +186,10 @@ def main():
         module.fail_json(msg="%s: %s" % (path, to_native(error)))
     if before_text is None and module.params["state"] == "absent":
         changed = False  # nothing to remove and no reason to create the file
-    result = dict(changed=changed, route=find_route(after, module.params["name"]),
-                  routes_count=len(after["routes"]))
+    route = find_route(after, module.params["name"])
+    result = dict(changed=changed, route=route, routes_count=len(after["routes"]),
+                  pool=find_pool(after, route["pool"]) if route else None,
+                  version=after["version"])
     if changed and module._diff:
         result["diff"] = dict(before=before_text or "", after=dump_config(after),
                               before_header=path, after_header=path)
