@@ -62,8 +62,16 @@ class StandInHandler(BaseHTTPRequestHandler):
         else:
             text = " ".join(WORDS[i % len(WORDS)] for i in range(n))
             choice = {"index": 0, "message": {"role": "assistant", "content": text}}
-            self._json(200, {"id": "cmpl-1", "object": "chat.completion",
-                             "model": body.get("model"), "choices": [choice], "usage": usage})
+            self._json(
+                200,
+                {
+                    "id": "cmpl-1",
+                    "object": "chat.completion",
+                    "model": body.get("model"),
+                    "choices": [choice],
+                    "usage": usage,
+                },
+            )
 
     def _stream(self, body: dict, n: int, usage: dict) -> None:
         delay = float(body.get("x_chunk_delay_s", self.server.chunk_delay_s))
@@ -74,7 +82,12 @@ class StandInHandler(BaseHTTPRequestHandler):
         self.end_headers()
         for i in range(n):
             delta = {"content": WORDS[i % len(WORDS)] + " "}
-            self._event({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]})
+            self._event(
+                {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]}
+            )
+            if i == 0 and self.server.stream_gate is not None:
+                # Tests hold the rest of the stream until the first chunk reached the client.
+                self.server.stream_gate.wait(15)
             time.sleep(delay)
         if (body.get("stream_options") or {}).get("include_usage"):
             self._event({"object": "chat.completion.chunk", "choices": [], "usage": usage})
@@ -107,6 +120,7 @@ class StandInServer(ThreadingHTTPServer):
         self.chunk_delay_s = chunk_delay_s
         self.healthy = True
         self.models_seen: list[str | None] = []
+        self.stream_gate: threading.Event | None = None
         self._thread: threading.Thread | None = None
 
     @property
