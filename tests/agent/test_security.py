@@ -1,0 +1,100 @@
+"""TLS, bearer-token and mutual-TLS behaviour of a real agent process."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import httpx
+import pytest
+
+from tests.agent.harness import client_context
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
+
+
+def test_request_without_token_is_refused(agent, pki):
+    with agent.http(pki.ca.cert_path, token=None) as client:
+        answer = client.get("/v1/containers")
+    assert answer.status_code == 401
+    assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+    assert answer.json() == {"code": "unauthorized", "details": {},
+                             "message": "a valid bearer token is required"}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ["/v1/health", "/v1/openapi.json", "/metrics", "/v1/nothing"])
+def test_every_path_needs_the_token(agent, pki, path):
+    with agent.http(pki.ca.cert_path, token="not-the-token") as client:
+        assert client.get(path).status_code == 401
+
+
+def test_repeated_failures_are_backed_off_then_a_good_token_is_still_locked(agent_factory, pki):
+    own = agent_factory()  # its own process: the lockout is per client address
+    with own.http(pki.ca.cert_path, token="wrong") as bad:
+        statuses = [bad.get("/v1/health").status_code for _ in range(7)]
+    assert statuses[:5] == [401] * 5
+    assert statuses[5:] == [429, 429]
+    with own.http(pki.ca.cert_path) as good:
+        locked = good.get("/v1/health")
+    assert locked.status_code == 429
+    assert int(locked.headers["Retry-After"]) >= 1
+    assert locked.json()["code"] == "too_many_failures"
+
+
+def test_log_holds_no_token(agent_factory, pki):
+    own = agent_factory()
+    with own.http(pki.ca.cert_path) as client:
+        client.get("/v1/health", params={"x": "1"})
+    with own.http(pki.ca.cert_path, token="guessed-secret-value") as client:
+        client.get("/v1/health")
+    own.stop()
+    log = own.log_path.read_text()
+    assert "GET /v1/health 200" in log
+    assert own.token not in log and "guessed-secret-value" not in log
+    assert own.config["token_sha256"] not in log
+
+
+def test_client_refuses_an_agent_certificate_from_another_ca(agent_factory, pki):
+    rogue = agent_factory(cert=pki.rogue_server)
+    with rogue.http(pki.ca.cert_path) as client, pytest.raises(httpx.ConnectError) as caught:
+        client.get("/v1/health")
+    assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
+
+
+def test_plain_http_gets_no_answer(agent):
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{agent.port}/v1/health", timeout=5)
+
+
+@pytest.fixture(scope="module")
+def mtls_agent(agent_factory, pki):
+    return agent_factory(client_ca=pki.ca.cert_path)
+
+
+def test_mtls_accepts_a_client_certificate_of_the_spectr_ca(mtls_agent, pki):
+    with mtls_agent.http(pki.ca.cert_path, cert=pki.client) as client:
+        answer = client.get("/v1/health")
+    assert answer.status_code == 200
+    assert answer.json()["engine"]["reachable"] is True
+
+
+def test_mtls_still_requires_the_token(mtls_agent, pki):
+    with mtls_agent.http(pki.ca.cert_path, token=None, cert=pki.client) as client:
+        assert client.get("/v1/health").status_code == 401
+
+
+@pytest.mark.parametrize("client_cert", [None, "rogue"], ids=["no-cert", "rogue-cert"])
+def test_mtls_refuses_clients_without_a_trusted_certificate(mtls_agent, pki, client_cert):
+    cert = pki.rogue_client if client_cert else None
+    verify = client_context(pki.ca.cert_path, cert)
+    with (
+        mtls_agent.http(pki.ca.cert_path, verify=verify) as client,
+        pytest.raises((httpx.TransportError, ssl.SSLError)),
+    ):
+        client.get("/v1/health")
+
+
+def test_agent_binds_only_the_configured_address(agent):
+    # listen_host is 127.0.0.1: another loopback address of this machine must not answer
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.2", agent.port), timeout=2).close()

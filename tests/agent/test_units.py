@@ -1,0 +1,201 @@
+"""Fast tests of the agent's parsing, validation, config and auth pieces (no Docker)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from agent.auth import FailureBackoff, TokenVerifier, hash_token
+from agent.config import ConfigError, add_arguments, load_config
+from agent.docker_api import FrameDecoder, _ChunkedDecoder
+from agent.errors import ApiError
+from agent.facts import parse_nvidia_smi_csv
+from agent.images import split_reference
+from agent.specs import container_create_body
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+@pytest.fixture()
+def tls_files(tmp_path):
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    return str(cert), str(key)
+
+
+def test_config_file_then_env_then_flags(tmp_path, tls_files):
+    path = tmp_path / "agent.json"
+    document = {"listen_host": "127.0.0.1", "listen_port": 8443, "tls_cert": tls_files[0],
+                "tls_key": tls_files[1], "token_sha256": "A" * 64}  # fmt: skip
+    path.write_text(json.dumps(document))
+    config = load_config(_args("--config", str(path), "--listen-port", "9443"),
+                         {"SPECTR_AGENT_LISTEN_HOST": "127.0.0.2"})  # fmt: skip
+    assert (config.listen_host, config.listen_port) == ("127.0.0.2", 9443)
+    assert config.token_sha256 == "a" * 64
+    assert config.client_ca is None
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"token_sha256": "abc"}, "token_sha256"),
+        ({"tls_cert": "/nonexistent"}, "tls_cert"),
+        ({"client_ca": "/nonexistent"}, "client_ca"),
+        ({"listen_port": "http"}, "listen_port"),
+        ({"token": "plain"}, "unknown config keys: token"),
+    ],
+)
+def test_config_rejects_bad_values(tmp_path, tls_files, document, message):
+    base = {"tls_cert": tls_files[0], "tls_key": tls_files[1], "token_sha256": "b" * 64}
+    path = tmp_path / "agent.json"
+    path.write_text(json.dumps({**base, **document}))
+    with pytest.raises(ConfigError, match=message):
+        load_config(_args("--config", str(path)), {})
+
+
+def test_cli_exits_2_with_a_clear_message_on_bad_config(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "agent", "--token-sha256", "x"],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2
+    assert "tls_cert must name a readable file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_hashes_a_token_from_stdin():
+    result = subprocess.run([sys.executable, "-m", "agent", "--hash-token"], input="s3cret\n",
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    assert result.stdout.strip() == hash_token("s3cret")
+
+
+def test_token_verifier_accepts_only_the_right_bearer_token():
+    verifier = TokenVerifier(hash_token("right"))
+    assert verifier.verify("Bearer right")
+    assert verifier.verify("bearer right")
+    assert not verifier.verify("Bearer wrong")
+    assert not verifier.verify("Basic right")
+    assert not verifier.verify(None)
+    assert not verifier.verify("Bearer ")
+
+
+def test_backoff_locks_out_after_free_failures_and_success_forgets():
+    backoff = FailureBackoff(free_failures=3, base_lockout_s=60)
+    for _ in range(2):
+        backoff.record_failure("10.0.0.1")
+    assert backoff.retry_after("10.0.0.1") == 0
+    backoff.record_failure("10.0.0.1")
+    assert backoff.retry_after("10.0.0.1") > 0
+    assert backoff.retry_after("10.0.0.2") == 0
+    backoff.record_success("10.0.0.1")
+    assert backoff.retry_after("10.0.0.1") == 0
+
+
+def test_backoff_forgets_the_oldest_clients_beyond_its_cap():
+    backoff = FailureBackoff(free_failures=1, base_lockout_s=60, max_clients=2)
+    for client in ("a", "b", "c"):
+        backoff.record_failure(client)
+    assert backoff.retry_after("a") == 0
+    assert backoff.retry_after("c") > 0
+
+
+def test_chunked_decoder_handles_split_input():
+    raw = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n"
+    decoder = _ChunkedDecoder()
+    body = b"".join(decoder.feed(raw[i : i + 3]) for i in range(0, len(raw), 3))
+    assert body == b"hello world"
+    assert decoder.done
+
+
+def test_frame_decoder_separates_streams_across_partial_frames():
+    frames = struct.pack(">BxxxL", 1, 4) + b"out\n" + struct.pack(">BxxxL", 2, 4) + b"err\n"
+    decoder = FrameDecoder()
+    assert decoder.feed(frames[:10]) == []
+    assert decoder.feed(frames[10:]) == [("stdout", b"out\n"), ("stderr", b"err\n")]
+    assert FrameDecoder(tty=True).feed(b"raw") == [("stdout", b"raw")]
+
+
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        ("busybox", ("busybox", "latest")),
+        ("busybox:1.36", ("busybox", "1.36")),
+        ("127.0.0.1:5000/team/app", ("127.0.0.1:5000/team/app", "latest")),
+        ("127.0.0.1:5000/team/app:v2", ("127.0.0.1:5000/team/app", "v2")),
+        ("app@sha256:abc", ("app", "sha256:abc")),
+    ],
+)
+def test_split_reference(reference, expected):
+    assert split_reference(reference) == expected
+
+
+def test_spec_maps_every_field_to_the_engine_body():
+    name, body = container_create_body({
+        "image": "img", "name": "web-1", "command": ["serve", "--port", "80"],
+        "env": {"A": "1"}, "labels": {"spectr.app": "web"},
+        "ports": [{"container_port": 80}, {"container_port": 53, "protocol": "udp",
+                                           "host_port": 5353, "host_ip": "0.0.0.0"}],
+        "volumes": [{"source": "/srv/data", "target": "/data", "read_only": True},
+                    {"source": "cache", "target": "/cache"}],
+        "restart_policy": {"name": "on-failure", "maximum_retry_count": 3},
+        "cpus": 1.5, "memory_bytes": 64 * 1024 * 1024, "gpus": {"count": 2},
+    })  # fmt: skip
+    host = body["HostConfig"]
+    assert name == "web-1"
+    assert body["Cmd"] == ["serve", "--port", "80"] and body["Env"] == ["A=1"]
+    assert host["PortBindings"]["80/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": ""}]
+    assert host["PortBindings"]["53/udp"] == [{"HostIp": "0.0.0.0", "HostPort": "5353"}]
+    assert [m["Type"] for m in host["Mounts"]] == ["bind", "volume"]
+    assert host["Mounts"][0]["ReadOnly"] is True
+    assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+    assert host["NanoCpus"] == 1_500_000_000 and host["Memory"] == 64 * 1024 * 1024
+    assert host["DeviceRequests"][0]["Count"] == 2
+    assert host["DeviceRequests"][0]["Capabilities"] == [["gpu"]]
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({}, "image"),
+        ({"image": "i", "command": "echo hi"}, "command"),
+        ({"image": "i", "ports": [{"container_port": 70000}]}, "ports[0]"),
+        ({"image": "i", "volumes": [{"source": "/a", "target": "rel"}]}, "volumes[0]"),
+        ({"image": "i", "restart_policy": "sometimes"}, "restart_policy"),
+        ({"image": "i", "memory_bytes": 10}, "memory_bytes"),
+        ({"image": "i", "cpus": -1}, "cpus"),
+        ({"image": "i", "gpus": {"count": 0}}, "gpus"),
+        ({"image": "i", "name": "bad name"}, "name"),
+        ({"image": "i", "env": {"A": 1}}, "env"),
+    ],
+)
+def test_spec_errors_name_the_field(spec, field):
+    with pytest.raises(ApiError) as caught:
+        container_create_body(spec)
+    assert caught.value.status == 422
+    assert caught.value.details["field"] == field
+
+
+def test_spec_rejects_unknown_fields():
+    with pytest.raises(ApiError, match="unknown spec fields: privileged"):
+        container_create_body({"image": "i", "privileged": True})
+
+
+def test_nvidia_smi_csv_parsing():
+    # Canned nvidia-smi output: there is no GPU on this machine.
+    output = (
+        "0, GPU-1111, NVIDIA H100 80GB HBM3, 81559, 1024, 550.54.15\n"
+        "1, GPU-2222, NVIDIA H100 80GB HBM3, 81559, [N/A], 550.54.15\n"
+    )
+    gpus = parse_nvidia_smi_csv(output, "12.4")
+    assert gpus[0] == {"index": 0, "uuid": "GPU-1111", "name": "NVIDIA H100 80GB HBM3",
+                       "memory_total_mib": 81559, "memory_used_mib": 1024,
+                       "driver_version": "550.54.15", "cuda_version": "12.4"}  # fmt: skip
+    assert gpus[1]["memory_used_mib"] is None
