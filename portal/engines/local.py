@@ -323,13 +323,21 @@ class LocalDockerEngine(ContainerEngine):
             workdir=workdir,
             environment=dict(env) if env else None,
         )
-        sock = self._api.exec_start(created["Id"], socket=True)
-        return self._exec_events(created["Id"], getattr(sock, "_sock", sock), timeout)
+        # exec_start(socket=True) hides the HTTP response, which must be closed with the socket
+        response = self._api._post_json(
+            self._api._url("/exec/{0}/start", created["Id"]),
+            headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+            data={"Tty": False, "Detach": False},
+            stream=True,
+        )
+        raw = self._api._get_raw_response_socket(response)
+        return self._exec_events(created["Id"], raw, response, timeout)
 
     def _exec_events(
-        self, exec_id: str, sock: socket.socket, timeout: float
+        self, exec_id: str, raw: Any, response: Any, timeout: float
     ) -> Iterator[ExecChunk | ExecExit]:
         deadline, buffer = time.monotonic() + timeout, b""
+        sock: socket.socket = getattr(raw, "_sock", raw)
         try:
             while True:
                 remaining = deadline - time.monotonic()
@@ -349,6 +357,7 @@ class LocalDockerEngine(ContainerEngine):
                     buffer = buffer[8 + length :]
                     yield ExecChunk(_STREAMS.get(stream, "stdout"), text)  # type: ignore[arg-type]
         finally:
+            response.close()  # closes the HTTP layers first; the socket last
             sock.close()
         yield ExecExit(self._exit_code(exec_id))
 
