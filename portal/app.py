@@ -13,6 +13,7 @@ from portal.admin.authentication import init_authentication
 from portal.config import load_config
 from portal.contexts import register_contexts
 from portal.core.audit import init_audit
+from portal.core.converters import DatabaseIdConverter
 from portal.core.logging import configure_logging
 from portal.core.secrets_box import load_secret_box
 from portal.extensions import api, db, migrate, queue
@@ -23,6 +24,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Create the Spectr portal application."""
     app = Flask(__name__, instance_path=_instance_path(test_config))
+    app.url_map.converters["id"] = DatabaseIdConverter
     load_config(app, test_config)
     _openapi_config(app)
     configure_logging(app)

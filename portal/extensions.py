@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Flask
@@ -53,6 +54,19 @@ class TaskQueue(Huey):
         self.storage = self.create_storage()
         self.flask_app = app
         app.extensions["spectr_queue"] = self
+
+
+    def submit(self, task: Any, *args: Any, delay: float | None = None) -> None:
+        """Enqueue `task(*args)`, after `delay` seconds if given.
+
+        In immediate mode (tests) everything runs inline, so a delayed task waits inline too.
+        """
+        if delay and not self.immediate:
+            task.schedule(args, delay=delay)
+            return
+        if delay:
+            time.sleep(delay)
+        task(*args)
 
 
 def _queue_storage(cfg: dict[str, Any]) -> tuple[type, dict[str, Any]]:

@@ -44,7 +44,7 @@ class Users(MethodView):
         return service.create_user(body["username"], body["password"], body["role"])
 
 
-@blp.route("/users/<int:user_id>")
+@blp.route("/users/<id:user_id>")
 class UserItem(MethodView):
     @require_role("admin")
     @blp.response(200, UserSchema)
@@ -106,10 +106,11 @@ class Tokens(MethodView):
         user = service.get_user(require_principal().user_id)
         days = body["expires_in_days"] or current_app.config["SPECTR_TOKEN_DEFAULT_DAYS"]
         token, plaintext = service.create_token(user, body["name"], days)
-        return {**TokenSchema().dump(token), "token": plaintext}
+        token.token = plaintext  # a plain attribute for this answer; never stored
+        return token
 
 
-@blp.route("/tokens/<int:token_id>")
+@blp.route("/tokens/<id:token_id>")
 class TokenItem(MethodView):
     @require_role("viewer")
     @blp.response(200, TokenSchema)

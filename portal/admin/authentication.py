@@ -7,6 +7,7 @@ request; bearer-token clients do not, since browsers never attach tokens by them
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from flask import Flask, Response, g, request
@@ -19,6 +20,7 @@ from portal.core.security import Principal
 from portal.extensions import csrf, db, login_manager
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 @login_manager.user_loader
@@ -48,7 +50,10 @@ class LoginUser:
 
 def identify_caller() -> None:
     """Put the request id and the authenticated Principal (or None) on `g`."""
-    g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    # An app context can outlive one request (tests, CLI); start each request afresh.
+    g.pop("_login_user", None)
+    g.audited = False
+    g.request_id = _request_id(request.headers.get("X-Request-ID"))
     g.principal = None
     header = request.headers.get("Authorization", "")
     if header:
@@ -59,6 +64,13 @@ def identify_caller() -> None:
         g.principal = Principal(user.id, user.username, user.role, "session")
         if request.method in MUTATING and not _csrf_exempt():
             csrf.protect()
+
+
+def _request_id(offered: str | None) -> str:
+    """Carry a caller's request id through logs only if it is a short plain token."""
+    if offered and REQUEST_ID.fullmatch(offered):
+        return offered
+    return uuid.uuid4().hex
 
 
 def _principal_from_header(header: str) -> Principal:

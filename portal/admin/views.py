@@ -38,7 +38,7 @@ def create_user() -> Any:
     return redirect(url_for("admin_pages.users"))
 
 
-@bp.post("/users/<int:user_id>")
+@bp.post("/users/<id:user_id>")
 @page_role("admin")
 def update_user(user_id: int) -> Any:
     user = service.get_user(user_id)
@@ -70,7 +70,7 @@ def tokens() -> Any:
     return render_template("admin/tokens.html", tokens=listed, new_token=new_token)
 
 
-@bp.post("/tokens/<int:token_id>/revoke")
+@bp.post("/tokens/<id:token_id>/revoke")
 @page_role("viewer")
 def revoke_token(token_id: int) -> Any:
     token = service.get_token(token_id)
@@ -85,7 +85,7 @@ def revoke_token(token_id: int) -> Any:
 @page_role("admin")
 def audit() -> Any:
     filters = {k: v for k in ("actor", "action", "target", "outcome") if (v := request.args.get(k))}
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = min(max(request.args.get("page", 1, type=int), 1), 10**6)
     query = audit_events_query(**filters)
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     events = db.session.scalars(

@@ -10,14 +10,17 @@ from sqlalchemy import func, select
 from portal.extensions import db
 
 
+# Offsets past any real table; larger page numbers would overflow the database's integers.
+MAX_OFFSET = 2**31
+
+
 class SelectPage(Page):
     """Page through a select(): count once, then LIMIT / OFFSET."""
 
     @property
     def items(self) -> list[Any]:
-        query = self.collection.limit(self.page_params.page_size).offset(
-            self.page_params.first_item
-        )
+        offset = min(self.page_params.first_item, MAX_OFFSET)
+        query = self.collection.limit(self.page_params.page_size).offset(offset)
         return list(db.session.scalars(query).unique().all())
 
     @property

@@ -239,8 +239,14 @@ class AgentEngine(ContainerEngine):
             if event.get("status") == "done":
                 return image_info(event["image"])
             if progress is not None:
-                fields = ("status", "id", "current", "total")
-                progress(PullProgress(**{k: event.get(k) for k in fields}))
+                progress(
+                    PullProgress(
+                        str(event.get("status") or ""),
+                        event.get("id"),
+                        event.get("current"),
+                        event.get("total"),
+                    )
+                )
         raise Unavailable(f"pull stream from {self.host} ended without a result")
 
     def remove_image(self, reference: str, force: bool = False) -> None:
@@ -347,9 +353,12 @@ class AgentEngine(ContainerEngine):
     ) -> Iterator[ExecChunk | ExecExit]:
         """Start the exec now (errors raise here) and return its output and exit."""
         body: dict[str, Any] = {"argv": list(argv), "timeout_s": timeout}
-        for key, value in (("user", user), ("workdir", workdir), ("env", env)):
-            if value is not None:
-                body[key] = dict(value) if key == "env" else value
+        if user is not None:
+            body["user"] = user
+        if workdir is not None:
+            body["workdir"] = workdir
+        if env is not None:
+            body["env"] = dict(env)
         path = f"/v1/containers/{_segment(container_id)}/exec"
         response = self._open_stream("POST", path, json=body, idempotent=False)
         return self._exec_events(response)

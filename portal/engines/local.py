@@ -266,7 +266,7 @@ class LocalDockerEngine(ContainerEngine):
     ) -> Iterator[LogChunk]:
         """Open the log stream now (errors raise here) and return its frames."""
         tty = self.inspect_container(container_id).tty
-        params = {
+        params: dict[str, Any] = {
             "stdout": 1,
             "stderr": 1,
             "follow": int(follow),

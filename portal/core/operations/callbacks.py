@@ -15,7 +15,7 @@ from flask import current_app
 
 from portal.core.operations.models import Operation
 from portal.core.security import sign_payload
-from portal.extensions import db
+from portal.extensions import db, queue
 
 log = logging.getLogger(__name__)
 MAX_CALLBACK_ATTEMPTS = 6
@@ -25,10 +25,7 @@ def schedule_callback(operation_id: str, attempt: int = 1, delay: float | None =
     from portal.core.operations.tasks import deliver_callback
 
     try:
-        if delay:
-            deliver_callback.schedule((operation_id, attempt), delay=delay)
-        else:
-            deliver_callback(operation_id, attempt)
+        queue.submit(deliver_callback, operation_id, attempt, delay=delay)
     except Exception:
         log.warning("could not enqueue callback for operation %s", operation_id)
 
@@ -56,15 +53,17 @@ def deliver(operation_id: str, attempt: int) -> None:
 
 
 def _record_attempt(operation: Operation, attempt: int, delivered: bool, outcome: str) -> None:
+    retry = not delivered and attempt < MAX_CALLBACK_ATTEMPTS
     if delivered:
         operation.callback_state = "delivered"
-    elif attempt >= MAX_CALLBACK_ATTEMPTS:
-        operation.callback_state = f"failed: {outcome}"
-    else:
+    elif retry:
         operation.callback_state = f"retrying: {outcome}"
+    else:
+        operation.callback_state = f"failed: {outcome}"
+    db.session.commit()
+    if retry:
         delay = random.uniform(0.5, 1.0) * 2**attempt
         schedule_callback(operation.id, attempt + 1, delay=delay)
-    db.session.commit()
 
 
 def _callback_body(operation: Operation) -> dict:

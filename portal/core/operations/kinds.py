@@ -18,6 +18,8 @@ from portal.core.errors import SpectrError
 class TransientError(Exception):
     """A failure that may pass: the operation is retried with backoff."""
 
+    transient = True
+
 
 class PermanentError(Exception):
     """A failure that will not pass by retrying: the operation fails at once."""

@@ -29,7 +29,7 @@ from portal.core.operations.models import (
 )
 from portal.core.security import Principal
 from portal.core.timeutil import utcnow
-from portal.extensions import db
+from portal.extensions import db, queue
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +110,7 @@ def enqueue_operation(operation_id: str, delay: float | None = None) -> None:
             .values(state=QUEUED, queued_at=now)
         )
     try:
-        if delay:
-            execute_operation.schedule((operation_id,), delay=delay)
-        else:
-            execute_operation(operation_id)
+        queue.submit(execute_operation, operation_id, delay=delay)
     except Exception:  # the queue is down: recovery re-enqueues from the row later
         log.warning("could not enqueue operation %s; recovery will retry", operation_id)
 

@@ -23,7 +23,7 @@ PAGE_SIZE = 25
 @page_role("viewer")
 def index() -> Any:
     filters = {k: v for k in ("state", "kind", "target") if (v := request.args.get(k))}
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = min(max(request.args.get("page", 1, type=int), 1), 10**6)
     query = service.list_operations(**filters)
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     operations = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()

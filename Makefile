@@ -1,0 +1,52 @@
+# Spectr: one entry point for people and CI. `make run` and `make test` are the README's two.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export SPECTR_INSTANCE_PATH ?= $(CURDIR)/instance
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install run test test-fast lint services images collection-lint molecule bench clean
+
+$(BIN)/spectr: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/spectr
+
+## Start Spectr on the embedded default (SQLite, in-process worker, local Docker engine).
+run: install
+	$(BIN)/spectr init
+	$(BIN)/spectr run --host 127.0.0.1 --port 8000
+
+## Everything CI checks: lint, all tests (slow ones included), the collection's lint and Molecule.
+test: install services lint collection-lint
+	$(BIN)/pytest -q -p no:cacheprovider
+	$(MAKE) molecule
+
+## The quick loop: lint and the tests not marked slow (no Docker, no browsers, no SSH hosts).
+test-fast: install lint
+	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## Services the tests need beyond Postgres and Redis: a Docker engine and the test images.
+services:
+	scripts/ensure-docker.sh
+	tests/images/build-base.sh >/dev/null
+
+collection-lint: install
+	scripts/collection-check.sh
+
+molecule: install services
+	tests/collection/run-molecule.sh
+
+bench: install
+	@echo "Benchmarks: $$(ls bench/*.py | grep -v _)"; \
+	for b in bench/accept.py bench/operations.py; do $(BIN)/python $$b; done
+
+clean:
+	rm -rf $(VENV) instance build *.egg-info

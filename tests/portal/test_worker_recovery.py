@@ -1,0 +1,162 @@
+"""The recovery promise with real processes: Postgres, Redis and `spectr worker` processes.
+
+A worker killed with SIGKILL mid-operation, and a Redis that restarts empty, must not lose
+any operation: the rows in Postgres carry them to an end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from portal.app import create_app
+from portal.core.operations import service
+from portal.core.operations.models import Operation
+from portal.extensions import db
+from tests.portal.conftest import _test_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
+SPECTR = str(Path(sys.executable).with_name("spectr"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A private redis-server on 127.0.0.1 that keeps nothing on disk, so a restart empties it."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        _wait_for(lambda: _port_open(self.port), 10, "redis-server to listen")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+def cluster(tmp_path, postgres_migrated):
+    """Config shared by this test and its worker processes, plus helpers to run workers."""
+    redis = RedisServer(_free_port())
+    redis.start()
+    settings = {
+        "SPECTR_REDIS_URL": redis.url,
+        "SPECTR_QUEUE_NAME": f"spectr-test-{uuid.uuid4().hex[:8]}",
+        "SPECTR_OPERATION_LEASE_SECONDS": 2,
+        "SPECTR_RECOVERY_INTERVAL_SECONDS": 0.5,
+        "SPECTR_OPERATION_REQUEUE_AFTER_SECONDS": 2,
+    }
+    config = _test_config(tmp_path, postgres_migrated, SPECTR_QUEUE_IMMEDIATE=False, **settings)
+    app = create_app(config)
+    env = {**os.environ, **{k: str(v) for k, v in config.items() if k.startswith("SPECTR_")}}
+    env.pop("SPECTR_QUEUE_IMMEDIATE")
+    workers: list[subprocess.Popen] = []
+    logs = []
+
+    def start_worker() -> subprocess.Popen:
+        log = open(tmp_path / f"worker-{len(workers)}.log", "w")  # noqa: SIM115 - closed below
+        logs.append(log)
+        proc = subprocess.Popen([SPECTR, "worker", "--threads", "2"], env=env, stdout=log, stderr=log)
+        workers.append(proc)
+        return proc
+
+    with app.app_context():
+        yield app, redis, start_worker
+        db.session.remove()
+        db.engine.dispose()
+    for proc in workers:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    for log in logs:
+        log.close()
+    if redis.process and redis.process.poll() is None:
+        redis.kill()
+
+
+def _reload(operation_id: str) -> Operation:
+    db.session.rollback()
+    return db.session.get(Operation, operation_id)
+
+
+def _wait_final(operation_id: str, timeout: float = 60) -> Operation:
+    _wait_for(lambda: _reload(operation_id).is_final, timeout, f"operation {operation_id} to end")
+    return _reload(operation_id)
+
+
+def test_operation_survives_a_worker_killed_with_sigkill(cluster):
+    app, _, start_worker = cluster
+    worker = start_worker()
+    operation, _ = service.create_operation("sleep", {"seconds": 4})
+    _wait_for(lambda: len(service.read_log(operation.id)) >= 2, 30, "the first log lines")
+    assert _reload(operation.id).state == "running"
+
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    assert _reload(operation.id).state == "running"  # nobody knows yet: the lease runs on
+    start_worker()
+
+    finished = _wait_final(operation.id)
+    assert finished.state == "succeeded"
+    assert finished.attempts == 2
+    messages = [line.message for line in service.read_log(operation.id)]
+    assert any(m.startswith("Worker ") and m.endswith("was lost; running the operation again.") for m in messages)
+    assert messages[-1] == "slept 4.00 of 4 s"
+
+
+def test_operations_survive_a_redis_restart(cluster):
+    app, redis, start_worker = cluster
+    queued = [service.create_operation("noop")[0].id for _ in range(5)]
+    assert {_reload(op_id).state for op_id in queued} == {"queued"}
+
+    redis.kill()  # the queue and everything in it is gone
+    while_down = [service.create_operation("noop")[0].id for _ in range(2)]
+    assert {_reload(op_id).state for op_id in while_down} == {"queued"}
+    redis.start()  # back, empty
+    start_worker()
+
+    for op_id in queued + while_down:
+        assert _wait_final(op_id).state == "succeeded"
