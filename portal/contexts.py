@@ -19,6 +19,9 @@ PAGE_BLUEPRINTS = [
     "portal.admin.views",
     "portal.settings.views",
 ]
+MODEL_MODULES = [
+    "portal.hosts.models",
+]
 TASK_MODULES = [
     "portal.core.operations.tasks",
     "portal.core.operations.builtin",
@@ -27,6 +30,8 @@ TASK_MODULES = [
 
 
 def register_contexts(app: Flask, api: Api) -> None:
+    for module_name in MODEL_MODULES:
+        importlib.import_module(module_name)
     for module_name in TASK_MODULES:
         importlib.import_module(module_name)
     for module_name in API_BLUEPRINTS:

@@ -1,0 +1,1 @@
+"""Hosts: machines Spectr manages — onboarding over SSH, bootstrap, facts, GPUs, health."""

@@ -1,0 +1,115 @@
+"""Hosts, their GPUs, their status history and the containers seen on them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.core.secrets_box import EncryptedText
+from portal.core.timeutil import utcnow
+from portal.extensions import db
+
+NEW, BOOTSTRAPPING, READY, DEGRADED, UNREACHABLE = (
+    "new",
+    "bootstrapping",
+    "ready",
+    "degraded",
+    "unreachable",
+)
+HOST_STATUSES = (NEW, BOOTSTRAPPING, READY, DEGRADED, UNREACHABLE)
+LOCAL_HOST_NAME = "spectr-node"
+
+
+class Host(db.Model):
+    __tablename__ = "hosts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    address: Mapped[str] = mapped_column(String(255))
+    ssh_port: Mapped[int] = mapped_column(Integer, default=22)
+    ssh_user: Mapped[str] = mapped_column(String(64), default="root")
+    auth_method: Mapped[str] = mapped_column(String(16), default="key")  # key | password
+    ssh_private_key: Mapped[str | None] = mapped_column(EncryptedText(8192))
+    ssh_password: Mapped[str | None] = mapped_column(EncryptedText(1024))
+    become_method: Mapped[str] = mapped_column(String(16), default="sudo")
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The Spectr node itself: driven through the local Docker socket, no SSH, no agent.
+    is_local: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default=NEW, index=True)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    status_changed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # First contact records the SSH host key (known_hosts line) and shows its fingerprint.
+    host_key: Mapped[str | None] = mapped_column(Text)
+    host_key_fingerprint: Mapped[str | None] = mapped_column(String(128))
+    facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    agent_url: Mapped[str | None] = mapped_column(String(255))
+    agent_token: Mapped[str | None] = mapped_column(EncryptedText(512))
+    agent_version: Mapped[str | None] = mapped_column(String(64))
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime)
+    missed_checks: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    gpus: Mapped[list[HostGpu]] = relationship(
+        back_populates="host", cascade="all, delete-orphan", order_by="HostGpu.index"
+    )
+    status_changes: Mapped[list[HostStatusChange]] = relationship(
+        back_populates="host", cascade="all, delete-orphan", order_by="HostStatusChange.at.desc()"
+    )
+    containers: Mapped[list[HostContainer]] = relationship(
+        back_populates="host", cascade="all, delete-orphan"
+    )
+
+
+class HostGpu(db.Model):
+    __tablename__ = "host_gpus"
+    __table_args__ = (UniqueConstraint("host_id", "index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    uuid: Mapped[str | None] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    memory_total_mib: Mapped[int] = mapped_column(Integer, default=0)
+    memory_used_mib: Mapped[int] = mapped_column(Integer, default=0)
+    driver_version: Mapped[str | None] = mapped_column(String(64))
+    cuda_version: Mapped[str | None] = mapped_column(String(32))
+
+    host: Mapped[Host] = relationship(back_populates="gpus")
+
+
+class HostStatusChange(db.Model):
+    __tablename__ = "host_status_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    from_status: Mapped[str] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    host: Mapped[Host] = relationship(back_populates="status_changes")
+
+
+class HostContainer(db.Model):
+    """A container last seen on a host (synced by health checks, for apps and the UI)."""
+
+    __tablename__ = "host_containers"
+    __table_args__ = (UniqueConstraint("host_id", "container_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), index=True)
+    container_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(255))
+    image: Mapped[str] = mapped_column(String(512))
+    state: Mapped[str] = mapped_column(String(32))  # running, exited, restarting, ...
+    health: Mapped[str | None] = mapped_column(String(32))  # healthy, unhealthy, starting
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    restart_count: Mapped[int] = mapped_column(Integer, default=0)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    host: Mapped[Host] = relationship(back_populates="containers")
