@@ -37,15 +37,26 @@ class PlaybookRun:
     stderr: str
 
     def task(self, name: str, host: str = "testhost") -> dict[str, Any]:
-        """Return the result of the last task with this name on a host."""
+        """Return the result of the last task with this name on a host (role prefix ignored)."""
         found = None
         for play in self.report.get("plays", []):
             for task in play.get("tasks", []):
-                if task["task"]["name"] == name and host in task["hosts"]:
+                task_name = task["task"]["name"]
+                named = task_name == name or task_name.endswith(" : " + name)
+                if named and host in task["hosts"]:
                     found = task["hosts"][host]
         if found is None:
             raise KeyError(f"no task {name!r} ran on {host}")
         return found
+
+    def failed_tasks(self, host: str = "testhost") -> list[tuple[str, dict[str, Any]]]:
+        """Return (task name, result) of every failed task on a host."""
+        return [
+            (task["task"]["name"], task["hosts"][host])
+            for play in self.report.get("plays", [])
+            for task in play.get("tasks", [])
+            if task["hosts"].get(host, {}).get("failed")
+        ]
 
     @property
     def stats(self) -> dict[str, Any]:
