@@ -1,0 +1,288 @@
+"""Accept rate and latency of POST /api/v1/operations (noop) under gunicorn, Postgres and Redis.
+
+Baseline in the same run: GET /healthz (one `SELECT 1`), same server, same clients. Two phases
+for each endpoint, 50 concurrent keep-alive clients each:
+
+- saturation: every client sends its next request as soon as the last one answered, so the
+  figure is the most the server takes; latency there is queueing (Little's law: 50 clients at
+  R requests/s wait ~50/R s each), so p99 <= 30 ms at 50 busy clients would need >1,600/s.
+- paced: the 50 clients together send the target rate (300/s) on a fixed schedule; this is
+  where the p99 target applies. "p99 sched" counts from the planned send time, so a server or
+  client that falls behind cannot hide it (no coordinated omission).
+
+Usage: .venv/bin/python bench/accept.py [--requests 3000] [--seconds 20] [--rate 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from _common import (
+    BIN,
+    POSTGRES_ADMIN_URL,
+    CpuMeter,
+    RawHttp,
+    background,
+    free_port,
+    http_request,
+    init_instance,
+    percentile,
+    print_table,
+    spectr_env,
+    temporary_database,
+    temporary_queue,
+    verdict,
+    wait_for_http,
+)
+
+TARGET_P99_MS = 30.0
+TARGET_RATE = 300.0
+
+
+@dataclass
+class Phase:
+    """What one load phase measured."""
+
+    name: str
+    expected_status: int
+    latencies_ms: list[float] = field(default_factory=list)
+    scheduled_ms: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+    cores: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def record(self, started: float, planned: float, status: int) -> None:
+        if status != self.expected_status:
+            self.record_failure(f"HTTP {status}")
+            return
+        now = time.perf_counter()
+        self.latencies_ms.append((now - started) * 1000)
+        self.scheduled_ms.append((now - planned) * 1000)
+
+    def record_failure(self, reason: str) -> None:
+        self.errors[reason] = self.errors.get(reason, 0) + 1
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies_ms) / self.wall_s if self.wall_s else 0.0
+
+    def row(self) -> list[object]:
+        client, server, machine = self.cores
+        return [
+            self.name,
+            len(self.latencies_ms),
+            sum(self.errors.values()),
+            self.rate,
+            percentile(self.latencies_ms, 0.5),
+            percentile(self.latencies_ms, 0.99),
+            percentile(self.scheduled_ms, 0.99),
+            client,
+            server,
+            machine,
+        ]
+
+
+async def _send(conn: RawHttp, request: bytes, phase: Phase, planned: float) -> None:
+    started = time.perf_counter()
+    try:
+        status = await conn.request(request)
+    except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+        phase.record_failure(type(exc).__name__)
+        await conn.reconnect()
+        return
+    phase.record(started, planned, status)
+
+
+async def saturate(conns: list[RawHttp], request: bytes, phase: Phase, args: Namespace) -> None:
+    """Closed loop: each client sends again as soon as it has its answer."""
+    remaining = args.requests
+    deadline = time.perf_counter() + args.seconds
+
+    async def one_client(conn: RawHttp) -> None:
+        nonlocal remaining
+        while remaining > 0 and time.perf_counter() < deadline:
+            remaining -= 1
+            await _send(conn, request, phase, time.perf_counter())
+
+    await asyncio.gather(*(one_client(conn) for conn in conns))
+
+
+async def paced(conns: list[RawHttp], request: bytes, phase: Phase, args: Namespace) -> None:
+    """Open loop: request i is due at start + i / rate; a free client takes the next one due."""
+    total = int(args.rate * args.paced_seconds)
+    start = time.perf_counter() + 0.05
+    next_index = 0
+
+    async def one_client(conn: RawHttp) -> None:
+        nonlocal next_index
+        while next_index < total:
+            planned = start + next_index / args.rate
+            next_index += 1
+            delay = planned - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await _send(conn, request, phase, planned)
+
+    await asyncio.gather(*(one_client(conn) for conn in conns))
+
+
+async def measure(port: int, token: str, args: Namespace, server_pids: list[int]) -> list[Phase]:
+    """Warm up, then run saturation and paced phases for healthz and noop accepts."""
+    # A load balancer's probe carries no credentials; the accepts carry a bearer token.
+    healthz = http_request("GET", "/healthz", {})
+    accept = http_request(
+        "POST",
+        "/api/v1/operations",
+        {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        b'{"kind": "noop"}',
+    )
+    conns = [RawHttp("127.0.0.1", port) for _ in range(args.clients)]
+    warm = Namespace(**{**vars(args), "requests": 300, "seconds": 10})
+    for request, status in ((healthz, 200), (accept, 202)):
+        await saturate(conns, request, Phase("warm-up", status), warm)
+    phases = []
+    for label, runner in (("saturation", saturate), (f"paced {args.rate:g}/s", paced)):
+        for name, request, status in (("GET /healthz", healthz, 200), ("POST noop", accept, 202)):
+            phase = Phase(f"{name}, {label}", status)
+            meter = CpuMeter(server_pids)
+            began = time.perf_counter()
+            await runner(conns, request, phase, args)
+            phase.wall_s = time.perf_counter() - began
+            phase.cores = meter.cores()
+            phases.append(phase)
+    for conn in conns:
+        conn.close()
+    return phases
+
+
+WHAT_IF = {
+    "no-pre-ping": "SQLAlchemy pool without pre-ping (one SELECT 1 less per connection checkout)",
+    "async-commit": "synchronous_commit=off on the bench database (no WAL flush wait per commit)",
+}
+
+
+def apply_what_ifs(args: Namespace, database_url: str, env: dict[str, str]) -> None:
+    """Apply the --what-if changes: engine options through the environment, Postgres settings."""
+    if "no-pre-ping" in args.what_if:
+        # Flask's from_prefixed_env turns '__' into nested keys of SQLALCHEMY_ENGINE_OPTIONS.
+        env["SPECTR_SQLALCHEMY_ENGINE_OPTIONS__pool_pre_ping"] = "false"
+        env["SPECTR_SQLALCHEMY_ENGINE_OPTIONS__pool_size"] = "10"
+        env["SPECTR_SQLALCHEMY_ENGINE_OPTIONS__max_overflow"] = "20"
+    if "async-commit" in args.what_if:
+        name = database_url.rsplit("/", 1)[1]
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    for what_if in args.what_if:
+        print(f"what-if: {WHAT_IF[what_if]}")
+
+
+class Namespace(argparse.Namespace):
+    requests: int
+    seconds: float
+    rate: float
+    paced_seconds: float
+    clients: int
+    workers: int
+    threads: int
+    what_if: list[str]
+
+
+def parse_args() -> Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000, help="cap per saturation phase")
+    parser.add_argument("--seconds", type=float, default=20.0, help="cap per saturation phase")
+    parser.add_argument("--rate", type=float, default=TARGET_RATE, help="paced phase, requests/s")
+    parser.add_argument("--paced-seconds", type=float, default=8.0)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
+    parser.add_argument(
+        "--what-if",
+        action="append",
+        default=[],
+        choices=sorted(WHAT_IF),
+        help="diagnosis only: change one thing outside the portal's code and measure again",
+    )
+    return parser.parse_args(namespace=Namespace())
+
+
+def report(phases: list[Phase], args: Namespace) -> None:
+    print()
+    print_table(
+        [
+            "phase",
+            "ok",
+            "errors",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "p99 sched",
+            "client cores",
+            "server cores",
+            "machine cores",
+        ],
+        [phase.row() for phase in phases],
+    )
+    for phase in phases:
+        if phase.errors:
+            print(f"  errors in '{phase.name}': {phase.errors}")
+    health_sat, noop_sat, health_paced, noop_paced = phases
+    print()
+    print(
+        f"accepts/s at saturation: {noop_sat.rate:,.0f}  (healthz baseline {health_sat.rate:,.0f};"
+        f" ratio {noop_sat.rate / health_sat.rate:.2f})"
+    )
+    p99 = percentile(noop_paced.scheduled_ms, 0.99)
+    p99_health = percentile(health_paced.scheduled_ms, 0.99)
+    print(
+        f"p99 of accepts at {args.rate:g}/s: {p99:.1f} ms  (healthz baseline {p99_health:.1f} ms;"
+        f" ratio {p99 / p99_health:.2f})"
+    )
+    print(
+        f"target >= {TARGET_RATE:g} accepts/s: {verdict(noop_sat.rate >= TARGET_RATE)};"
+        f" target p99 <= {TARGET_P99_MS:g} ms at {args.rate:g}/s: {verdict(p99 <= TARGET_P99_MS)}"
+    )
+    print(
+        "(server cores: gunicorn master + workers; Postgres and Redis count only in machine"
+        " cores, which also include anything else running on this shared machine)"
+    )
+
+
+def main() -> None:
+    args = parse_args()
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    with (
+        temporary_database() as database_url,
+        temporary_queue() as queue_name,
+        tempfile.TemporaryDirectory(prefix="spectr-bench-") as instance,
+    ):
+        env = spectr_env(Path(instance), database_url, queue_name)
+        apply_what_ifs(args, database_url, env)
+        token = init_instance(env)
+        gunicorn = [
+            str(BIN / "gunicorn"),
+            "-k", "gthread",
+            "-w", str(args.workers),
+            "--threads", str(args.threads),
+            "-b", f"127.0.0.1:{port}",
+            "portal.app:create_app()",
+        ]  # fmt: skip
+        with background(gunicorn, env, "bench-accept-gunicorn") as pid:
+            wait_for_http(f"{base_url}/healthz")
+            print(
+                f"gunicorn gthread, {args.workers} workers x {args.threads} threads, "
+                f"on Postgres + Redis; {args.clients} keep-alive clients (raw HTTP/1.1, asyncio)"
+            )
+            phases = asyncio.run(measure(port, token, args, [pid]))
+    report(phases, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Browser test harness: Debian's chromium driven by Playwright against a real `spectr run`.
+
+The portal runs as its own process on the embedded default (SQLite, SqliteHuey, worker threads
+inside the portal), exactly as `make run` starts it; the browser talks to it over real HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import BrowserContext, Page, Playwright, sync_playwright
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+ARTIFACTS = ROOT / "tests" / ".artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+SPECTR = Path(sys.executable).parent / "spectr"
+ADMIN_PASSWORD = "browser-test-password"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@dataclass(frozen=True)
+class Portal:
+    """A running portal: where it answers and how to log in."""
+
+    url: str
+    username: str
+    password: str
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> Path:
+    """Debian's chromium, installed by the set-up script when it is missing."""
+    done = subprocess.run(
+        [str(HERE / "install-chromium.sh")], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0 or not CHROMIUM.exists():
+        pytest.fail(f"could not install chromium:\n{done.stdout}\n{done.stderr}")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
+    """`spectr init` then `spectr run` on a free 127.0.0.1 port, on a fresh embedded instance."""
+    instance = tmp_path_factory.mktemp("browser-instance")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPECTR_")}
+    env.update(SPECTR_INSTANCE_PATH=str(instance), SPECTR_ADMIN_PASSWORD=ADMIN_PASSWORD)
+    init = subprocess.run(
+        [str(SPECTR), "init"], env=env, cwd=instance, capture_output=True, text=True, check=False
+    )
+    assert init.returncode == 0, f"spectr init failed:\n{init.stdout}\n{init.stderr}"
+    port = _free_port()
+    log_path = instance / "portal.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [str(SPECTR), "run", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=instance,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_until_healthy(url, server, log_path)
+        yield Portal(url, "admin", ADMIN_PASSWORD)
+    finally:
+        _stop(server)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_healthy(url: str, server: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"spectr run exited with {server.returncode}:\n{log_path.read_text()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    pytest.fail(f"spectr run did not answer /healthz within 60 s:\n{log_path.read_text()}")
+
+
+def _stop(server: subprocess.Popen) -> None:
+    # The portal runs in a session of its own (start_new_session): signal only that group.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+@pytest.fixture(scope="session")
+def playwright_driver() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture
+def browser_context(
+    playwright_driver: Playwright, chromium_path: Path, tmp_path: Path
+) -> Iterator[BrowserContext]:
+    """A chromium with a fresh profile (user-data-dir) for each test."""
+    context = playwright_driver.chromium.launch_persistent_context(
+        user_data_dir=str(tmp_path / "chromium-profile"),
+        executable_path=str(chromium_path),
+        headless=True,
+        args=CHROMIUM_ARGS,
+    )
+    context.set_default_timeout(15_000)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(browser_context: BrowserContext, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A browser tab; when the test fails, its screenshot goes to tests/.artifacts/."""
+    tab = browser_context.pages[0] if browser_context.pages else browser_context.new_page()
+    yield tab
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)
+        with contextlib.suppress(Exception):  # a crashed tab must not hide the real failure
+            tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the test item, so fixtures can tell a failed test."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
