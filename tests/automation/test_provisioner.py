@@ -38,7 +38,14 @@ def _inventory_host(host, **overrides) -> InventoryHost:
 
 def test_inventory_keeps_secrets_in_private_files(tmp_path):
     inventory = build_inventory(
-        [InventoryHost("a", "127.0.0.1", private_key="KEY", known_host_key="[127.0.0.1]:22 ssh-ed25519 AAAA")],
+        [
+            InventoryHost(
+                "a",
+                "127.0.0.1",
+                private_key="KEY",
+                known_host_key="[127.0.0.1]:22 ssh-ed25519 AAAA",
+            )
+        ],
         tmp_path,
     )
     variables = inventory["all"]["hosts"]["a"]
@@ -50,7 +57,7 @@ def test_inventory_keeps_secrets_in_private_files(tmp_path):
 
 
 def test_unknown_playbook_of_the_collection_is_refused():
-    with pytest.raises(ValueError, match="no playbook 'spectr.core.nope'"):
+    with pytest.raises(ValueError, match=r"no playbook 'spectr\.core\.nope'"):
         resolve_playbook("spectr.core.nope")
     assert resolve_playbook("spectr.core.bootstrap").endswith("playbooks/bootstrap.yml")
 
@@ -97,7 +104,10 @@ def test_task_failure_carries_the_command_error(test_host):  # noqa: F811
 @pytest.mark.docker
 def test_changed_host_key_is_refused(test_host):  # noqa: F811
     real = _known_host_key(test_host)
-    forged = real.rsplit(" ", 1)[0] + " AAAAC3NzaC1lZDI1NTE5AAAAIEVbXtEnB5jZq0a5xVnU5dQnq0v1VHqpXc7H4t5K6b7G"
+    forged = (
+        real.rsplit(" ", 1)[0]
+        + " AAAAC3NzaC1lZDI1NTE5AAAAIEVbXtEnB5jZq0a5xVnU5dQnq0v1VHqpXc7H4t5K6b7G"
+    )
     result = run_playbook(PLAYBOOK, [_inventory_host(test_host, known_host_key=forged)])
     outcome = result.hosts["web1"]
     assert outcome.unreachable == 1
