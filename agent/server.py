@@ -89,8 +89,8 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
             return
         except Exception:
             log.exception("unhandled error on %s %s", self.command, self.path.split("?")[0])
-            error = ApiError(500, "internal_error", "the agent failed; see its log")
-            self.send_json(500, error.body(), error)
+            failure = ApiError(500, "internal_error", "the agent failed; see its log")
+            self.send_json(500, failure.body(), failure)
             return
         if result is not None:
             status, document = result
@@ -199,6 +199,6 @@ class AgentServer(ThreadingHTTPServer):
             log.info("TLS handshake with %s failed: %s", client_address[0], exc)
             return
         try:
-            self.RequestHandlerClass(tls, client_address, self)
+            self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
         finally:
             tls.close()

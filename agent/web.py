@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, unquote
 from agent.errors import ApiError, bad_request
 
 MAX_BODY_BYTES = 1024 * 1024
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps(separators=) is not
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -105,7 +106,13 @@ class StreamWriter:
 
     def write_json(self, document: dict[str, Any]) -> None:
         """Send one JSON line."""
-        self.write(json.dumps(document, separators=(",", ":")).encode() + b"\n")
+        self.write(_COMPACT.encode(document).encode() + b"\n")
+
+    def write_lines(self, documents: list[dict[str, Any]]) -> None:
+        """Send several JSON lines as one chunk."""
+        self.write(
+            b"".join(json.dumps(d, separators=(",", ":")).encode() + b"\n" for d in documents)
+        )
 
     def keepalive(self) -> None:
         """Send an empty line so idle streams prove both ends are still there."""

@@ -182,10 +182,14 @@ class AgentEngine(ContainerEngine):
 
     def _lines(self, response: httpx.Response) -> Iterator[dict[str, Any]]:
         """Yield JSON lines, skipping keepalives; a broken stream raises Unavailable."""
+        buffer = b""
         try:
-            for line in response.iter_lines():
-                if line.strip():
-                    yield json.loads(line)
+            # split bytes ourselves: httpx's iter_lines decodes text first and halves throughput
+            for data in response.iter_bytes():
+                *lines, buffer = (buffer + data).split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
         except httpx.TransportError as error:
             raise Unavailable(
                 f"stream from {self.host} interrupted: {error}", {"host": self.host}
