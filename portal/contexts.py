@@ -12,12 +12,14 @@ API_BLUEPRINTS = [
     "portal.core.operations.api",
     "portal.admin.api",
     "portal.settings.api",
+    "portal.proxy.api",
 ]
 PAGE_BLUEPRINTS = [
     "portal.web.views",
     "portal.core.operations.views",
     "portal.admin.views",
     "portal.settings.views",
+    "portal.proxy.views",
 ]
 MODEL_MODULES = [
     "portal.hosts.models",
@@ -26,6 +28,7 @@ TASK_MODULES = [
     "portal.core.operations.tasks",
     "portal.core.operations.builtin",
     "portal.core.operations.periodic",
+    "portal.proxy.usage",
 ]
 
 

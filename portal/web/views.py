@@ -61,7 +61,7 @@ def home() -> Any:
     return render_template("home.html", counts=counts, recent=recent)
 
 
-@bp.get("/<any(hosts, catalog, apps, registry, proxy, monitoring):section>")
+@bp.get("/<any(hosts, catalog, apps, registry, monitoring):section>")
 @page_role("viewer")
 def section_placeholder(section: str) -> Any:
     """Sections whose contexts are not built yet show what they will hold."""

@@ -128,7 +128,7 @@ def _wait_final(operation_id: str, timeout: float = 60) -> Operation:
 
 
 def test_operation_survives_a_worker_killed_with_sigkill(cluster):
-    app, _, start_worker = cluster
+    _, _, start_worker = cluster
     worker = start_worker()
     operation, _ = service.create_operation("sleep", {"seconds": 4})
     _wait_for(lambda: len(service.read_log(operation.id)) >= 2, 30, "the first log lines")
@@ -148,7 +148,7 @@ def test_operation_survives_a_worker_killed_with_sigkill(cluster):
 
 
 def test_operations_survive_a_redis_restart(cluster):
-    app, redis, start_worker = cluster
+    _, redis, start_worker = cluster
     queued = [service.create_operation("noop")[0].id for _ in range(5)]
     assert {_reload(op_id).state for op_id in queued} == {"queued"}
 

@@ -1,0 +1,144 @@
+"""REST endpoints of the proxy context: the config document, routes, models, keys, usage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from portal.core.errors import Forbidden
+from portal.core.security import require_principal, require_role
+from portal.proxy import service
+from portal.proxy.config_document import config_document
+from portal.proxy.schemas import (
+    GatewayKeyCreatedSchema,
+    GatewayKeySchema,
+    GatewayModelSchema,
+    RouteSchema,
+    RouteUpdateSchema,
+    UsageAggregateSchema,
+    UsageQuerySchema,
+)
+from portal.proxy.usage import usage_aggregates
+
+blp = Blueprint("proxy", __name__, url_prefix="/api/v1/proxy", description="Proxy and LLM gateway")
+
+
+@blp.route("/config")
+class ProxyConfig(MethodView):
+    @require_role("operator")
+    @blp.response(200)
+    @blp.alt_response(304, description="Unchanged since the ETag sent in If-None-Match")
+    def get(self) -> Any:
+        """The config document spectr_proxy runs on (ETag / If-None-Match)."""
+        document = config_document()
+        etag = f'"{document["etag"]}"'
+        if request.headers.get("If-None-Match") in (etag, document["etag"]):
+            return "", 304, {"ETag": etag}
+        return document, 200, {"ETag": etag}
+
+
+@blp.route("/routes")
+class Routes(MethodView):
+    @require_role("viewer")
+    @blp.response(200, RouteSchema(many=True))
+    def get(self) -> Any:
+        """List routes."""
+        return service.list_routes()
+
+    @require_role("operator")
+    @blp.arguments(RouteSchema)
+    @blp.response(201, RouteSchema)
+    def post(self, body: dict) -> Any:
+        """Create a route: host names and a path prefix to a pool of upstreams."""
+        return service.create_route(body)
+
+
+@blp.route("/routes/<id:route_id>")
+class RouteItem(MethodView):
+    @require_role("viewer")
+    @blp.response(200, RouteSchema)
+    def get(self, route_id: int) -> Any:
+        """Show a route."""
+        return service.get_route(route_id)
+
+    @require_role("operator")
+    @blp.arguments(RouteUpdateSchema)
+    @blp.response(200, RouteSchema)
+    def patch(self, body: dict, route_id: int) -> Any:
+        """Change a route."""
+        return service.update_route(service.get_route(route_id), body)
+
+    @require_role("operator")
+    @blp.response(204)
+    def delete(self, route_id: int) -> None:
+        """Delete a route."""
+        service.delete_route(service.get_route(route_id))
+
+
+@blp.route("/models")
+class Models(MethodView):
+    @require_role("viewer")
+    @blp.response(200, GatewayModelSchema(many=True))
+    def get(self) -> Any:
+        """List models the gateway serves."""
+        return service.list_models()
+
+    @require_role("operator")
+    @blp.arguments(GatewayModelSchema)
+    @blp.response(200, GatewayModelSchema)
+    def put(self, body: dict) -> Any:
+        """Create or replace a gateway model by name (its replicas and aliases)."""
+        return service.upsert_model(body)
+
+
+@blp.route("/models/<id:model_id>")
+class ModelItem(MethodView):
+    @require_role("operator")
+    @blp.response(204)
+    def delete(self, model_id: int) -> None:
+        """Stop serving a model through the gateway."""
+        service.delete_model(service.get_model(model_id))
+
+
+@blp.route("/keys")
+class Keys(MethodView):
+    @require_role("viewer")
+    @blp.response(200, GatewayKeySchema(many=True))
+    def get(self) -> Any:
+        """List gateway keys (yours; admins see all)."""
+        return service.list_keys(require_principal())
+
+    @require_role("operator")
+    @blp.arguments(GatewayKeySchema)
+    @blp.response(201, GatewayKeyCreatedSchema)
+    def post(self, body: dict) -> Any:
+        """Create a gateway key; the secret is in this answer only."""
+        key, secret = service.create_key(require_principal(), body)
+        key.key = secret  # a plain attribute for this answer; never stored
+        return key
+
+
+@blp.route("/keys/<id:key_id>")
+class KeyItem(MethodView):
+    @require_role("operator")
+    @blp.response(200, GatewayKeySchema)
+    def delete(self, key_id: int) -> Any:
+        """Revoke a gateway key; proxies refuse it within a second."""
+        key = service.get_key(key_id)
+        principal = require_principal()
+        if key.user_id != principal.user_id and not principal.has_role("admin"):
+            raise Forbidden("Only the key's owner or an admin can revoke it.")
+        return service.revoke_key(key)
+
+
+@blp.route("/usage")
+class Usage(MethodView):
+    @require_role("viewer")
+    @blp.arguments(UsageQuerySchema, location="query")
+    @blp.response(200, UsageAggregateSchema(many=True))
+    def get(self, query: dict) -> Any:
+        """Requests and tokens aggregated per day, key, model or user."""
+        return usage_aggregates(query["group_by"], query.get("since"), query.get("until"))

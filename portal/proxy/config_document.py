@@ -1,0 +1,116 @@
+"""The config document spectr_proxy runs on (schema: proxy/config.schema.json).
+
+The portal is its only author: every change of a route, gateway model or key adds a revision
+row and publishes `<prefix>proxy:config` on Redis, so running proxies refetch within a second
+(they also poll, in case a notification is lost).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from portal.core.timeutil import isoformat, utcnow
+from portal.extensions import db
+from portal.proxy.models import GatewayKey, GatewayModel, ProxyConfigRevision, ProxyRoute
+
+log = logging.getLogger(__name__)
+
+
+def config_document() -> dict[str, Any]:
+    """Build the whole document, with its version and an ETag over its content."""
+    document: dict[str, Any] = {
+        "version": db.session.scalar(select(func.max(ProxyConfigRevision.id))) or 0,
+        "pools": [_route_pool(route) for route in _all(ProxyRoute)],
+        "routes": [_route(route) for route in _all(ProxyRoute)],
+        "models": [_model(model) for model in _all(GatewayModel) if model.replicas],
+        "keys": [_key(key) for key in _all(GatewayKey) if key.is_active(utcnow())],
+    }
+    document["etag"] = content_etag(document)
+    return document
+
+
+def content_etag(document: dict[str, Any]) -> str:
+    body = json.dumps({k: v for k, v in document.items() if k != "etag"}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def _all(model: type) -> list[Any]:
+    return list(db.session.scalars(select(model).order_by(model.id)))
+
+
+def _route_pool(route: ProxyRoute) -> dict[str, Any]:
+    pool: dict[str, Any] = {
+        "name": f"route-{route.name}",
+        "strategy": route.strategy,
+        "replicas": [{"url": url} for url in route.upstreams],
+    }
+    if route.health_path:
+        pool["health_check"] = {"path": route.health_path}
+    return pool
+
+
+def _route(route: ProxyRoute) -> dict[str, Any]:
+    return {
+        "name": route.name,
+        "hosts": route.hosts or ["*"],
+        "path_prefix": route.path_prefix,
+        "strip_prefix": route.strip_prefix,
+        "pool": f"route-{route.name}",
+        "timeout_s": route.timeout_s,
+        "retries": route.retries,
+    }
+
+
+def _model(model: GatewayModel) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": model.name,
+        "aliases": model.aliases or [],
+        "replicas": [{"url": url} for url in model.replicas],
+        "strategy": model.strategy,
+    }
+    if model.upstream_model:
+        entry["upstream_model"] = model.upstream_model
+    return entry
+
+
+def _key(key: GatewayKey) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "id": key.public_id,
+        "sha256": key.sha256,
+        "user": key.user.username if key.user else "",
+        "models": key.models or ["*"],
+        "expires_at": isoformat(key.expires_at),
+        "rpm": key.rpm,
+        "tpm": key.tpm,
+        "budget": None,
+    }
+    if key.budget_tokens and key.budget_period:
+        entry["budget"] = {"tokens": key.budget_tokens, "period": key.budget_period}
+    return entry
+
+
+def record_config_change(reason: str) -> None:
+    """Add a revision to the current transaction; call `notify_proxies` after the commit."""
+    db.session.add(ProxyConfigRevision(reason=reason[:255]))
+
+
+def notify_proxies() -> None:
+    """Tell running proxies to refetch the document (they poll too, so a failure is logged)."""
+    url = current_app.config.get("SPECTR_REDIS_URL")
+    if not url:
+        return
+    import redis
+
+    channel = f"{current_app.config['SPECTR_PROXY_REDIS_PREFIX']}proxy:config"
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=2)
+        client.publish(channel, "changed")
+        client.close()
+    except redis.RedisError:
+        log.warning("could not notify proxies on %s; they will poll", channel)

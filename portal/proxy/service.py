@@ -1,0 +1,134 @@
+"""Routes, gateway models and gateway keys; every change bumps the config revision."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from portal.core.audit import record_audit
+from portal.core.errors import Conflict, NotFound
+from portal.core.security import Principal
+from portal.core.timeutil import utcnow
+from portal.extensions import db
+from portal.proxy.config_document import notify_proxies, record_config_change
+from portal.proxy.models import GatewayKey, GatewayModel, ProxyRoute
+
+KEY_PREFIX = "sk-spectr-"
+
+
+def _commit_change(action: str, target: str, details: dict[str, Any] | None = None) -> None:
+    record_config_change(f"{action} {target}")
+    record_audit(action, target, details=details)
+    db.session.commit()
+    notify_proxies()
+
+
+def _get(model: type, item_id: int, what: str) -> Any:
+    item = db.session.get(model, item_id)
+    if item is None:
+        raise NotFound(f"No {what} with id {item_id}.")
+    return item
+
+
+def _unique_name(model: type, name: str, what: str, exclude_id: int | None = None) -> None:
+    existing = db.session.scalar(select(model).filter_by(name=name))
+    if existing is not None and existing.id != exclude_id:
+        raise Conflict(f"A {what} named '{name}' already exists.", {"name": ["taken"]})
+
+
+def list_routes() -> list[ProxyRoute]:
+    return list(db.session.scalars(select(ProxyRoute).order_by(ProxyRoute.name)))
+
+
+def get_route(route_id: int) -> ProxyRoute:
+    return _get(ProxyRoute, route_id, "route")
+
+
+def create_route(fields: dict[str, Any]) -> ProxyRoute:
+    _unique_name(ProxyRoute, fields["name"], "route")
+    route = ProxyRoute(**fields)
+    db.session.add(route)
+    db.session.flush()
+    _commit_change("proxy.route.create", f"route:{route.name}", {"upstreams": route.upstreams})
+    return route
+
+
+def update_route(route: ProxyRoute, fields: dict[str, Any]) -> ProxyRoute:
+    if "name" in fields:
+        _unique_name(ProxyRoute, fields["name"], "route", exclude_id=route.id)
+    for name, value in fields.items():
+        setattr(route, name, value)
+    _commit_change("proxy.route.update", f"route:{route.name}", {"fields": sorted(fields)})
+    return route
+
+
+def delete_route(route: ProxyRoute) -> None:
+    db.session.delete(route)
+    _commit_change("proxy.route.delete", f"route:{route.name}")
+
+
+def list_models() -> list[GatewayModel]:
+    return list(db.session.scalars(select(GatewayModel).order_by(GatewayModel.name)))
+
+
+def get_model(model_id: int) -> GatewayModel:
+    return _get(GatewayModel, model_id, "gateway model")
+
+
+def upsert_model(fields: dict[str, Any]) -> GatewayModel:
+    """Create a gateway model, or replace the replicas and aliases of one with this name."""
+    model = db.session.scalar(select(GatewayModel).filter_by(name=fields["name"]))
+    if model is None:
+        model = GatewayModel(**fields)
+        db.session.add(model)
+    else:
+        for name, value in fields.items():
+            setattr(model, name, value)
+    db.session.flush()
+    _commit_change("proxy.model.upsert", f"model:{model.name}", {"replicas": model.replicas})
+    return model
+
+
+def delete_model(model: GatewayModel) -> None:
+    db.session.delete(model)
+    _commit_change("proxy.model.delete", f"model:{model.name}")
+
+
+def list_keys(principal: Principal) -> list[GatewayKey]:
+    query = select(GatewayKey).order_by(GatewayKey.created_at.desc())
+    if not principal.has_role("admin"):
+        query = query.where(GatewayKey.user_id == principal.user_id)
+    return list(db.session.scalars(query))
+
+
+def get_key(key_id: int) -> GatewayKey:
+    return _get(GatewayKey, key_id, "gateway key")
+
+
+def create_key(principal: Principal, fields: dict[str, Any]) -> tuple[GatewayKey, str]:
+    """Create a gateway key; the secret is returned this once and only its hash is kept."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    days = fields.pop("expires_in_days", None)
+    key = GatewayKey(
+        public_id="key_" + secrets.token_hex(8),
+        user_id=principal.user_id,
+        sha256=hashlib.sha256(secret.encode()).hexdigest(),
+        prefix=secret[:16],
+        expires_at=utcnow() + timedelta(days=days) if days else None,
+        **fields,
+    )
+    db.session.add(key)
+    db.session.flush()
+    _commit_change("proxy.key.create", f"gateway-key:{key.public_id}", {"models": key.models})
+    return key, secret
+
+
+def revoke_key(key: GatewayKey) -> GatewayKey:
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+    _commit_change("proxy.key.revoke", f"gateway-key:{key.public_id}")
+    return key

@@ -1,0 +1,110 @@
+"""Pages of the gateway: routes, models, keys and a usage chart."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import marshmallow as ma
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from portal.core.errors import SpectrError, ValidationFailed
+from portal.core.security import require_principal
+from portal.core.timeutil import utcnow
+from portal.proxy import service
+from portal.proxy.schemas import GatewayKeySchema, RouteSchema
+from portal.proxy.usage import usage_aggregates
+from portal.web.auth import page_role
+
+bp = Blueprint("proxy_pages", __name__, url_prefix="/gateway")
+
+
+@bp.get("")
+@page_role("viewer")
+def index() -> Any:
+    daily = usage_aggregates("day", since=utcnow() - timedelta(days=14))
+    return render_template(
+        "proxy/index.html",
+        routes=service.list_routes(),
+        models=service.list_models(),
+        keys=service.list_keys(require_principal()),
+        daily=daily,
+        per_model=usage_aggregates("model", since=utcnow() - timedelta(days=1)),
+        chart=bar_chart(daily),
+    )
+
+
+@bp.post("/routes")
+@page_role("operator")
+def create_route() -> Any:
+    form = request.form
+    body = {
+        "name": form.get("name", ""),
+        "hosts": [h.strip() for h in form.get("hosts", "*").split(",") if h.strip()] or ["*"],
+        "path_prefix": form.get("path_prefix") or "/",
+        "upstreams": [u.strip() for u in form.get("upstreams", "").split(",") if u.strip()],
+    }
+    try:
+        service.create_route(_load(RouteSchema(), body))
+        flash(f"Route {body['name']} created.")
+    except SpectrError as exc:
+        flash(f"{exc.message} {_fields(exc)}", "error")
+    return redirect(url_for("proxy_pages.index"))
+
+
+@bp.post("/keys")
+@page_role("operator")
+def create_key() -> Any:
+    form = request.form
+    body = {
+        "name": form.get("name", ""),
+        "models": [m.strip() for m in form.get("models", "*").split(",") if m.strip()] or ["*"],
+        "rpm": form.get("rpm", type=int),
+        "tpm": form.get("tpm", type=int),
+        "expires_in_days": form.get("expires_in_days", type=int),
+    }
+    try:
+        _, secret = service.create_key(require_principal(), _load(GatewayKeySchema(), body))
+    except SpectrError as exc:
+        flash(f"{exc.message} {_fields(exc)}", "error")
+        return redirect(url_for("proxy_pages.index"))
+    # The secret is rendered in this response only, never flashed into the session cookie.
+    return render_template("proxy/key_created.html", secret=secret, name=body["name"])
+
+
+@bp.post("/keys/<id:key_id>/revoke")
+@page_role("operator")
+def revoke_key(key_id: int) -> Any:
+    service.revoke_key(service.get_key(key_id))
+    flash("Key revoked; proxies refuse it within a second.")
+    return redirect(url_for("proxy_pages.index"))
+
+
+def _load(schema: ma.Schema, body: dict) -> dict:
+    try:
+        return schema.load(body)
+    except ma.ValidationError as exc:
+        raise ValidationFailed("Invalid input.", exc.messages) from exc
+
+
+def _fields(exc: SpectrError) -> str:
+    return "; ".join(f"{name}: {errors}" for name, errors in exc.details.items())
+
+
+def bar_chart(rows: list[dict[str, Any]], width: int = 640, height: int = 160) -> dict[str, Any]:
+    """Bars of total tokens per group, laid out for an inline SVG (no chart library needed)."""
+    peak = max((row["total_tokens"] or 0 for row in rows), default=0) or 1
+    step = width / max(len(rows), 1)
+    bars = [
+        {
+            "x": round(i * step + 2, 1),
+            "width": round(max(step - 4, 1), 1),
+            "height": round((row["total_tokens"] or 0) / peak * (height - 20), 1),
+            "label": row["group"],
+            "value": row["total_tokens"] or 0,
+        }
+        for i, row in enumerate(rows)
+    ]
+    for bar in bars:
+        bar["y"] = round(height - 16 - bar["height"], 1)
+    return {"width": width, "height": height, "bars": bars}
