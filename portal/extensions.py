@@ -55,7 +55,6 @@ class TaskQueue(Huey):
         self.flask_app = app
         app.extensions["spectr_queue"] = self
 
-
     def submit(self, task: Any, *args: Any, delay: float | None = None) -> None:
         """Enqueue `task(*args)`, after `delay` seconds if given.
 

@@ -10,5 +10,5 @@ MAX_DATABASE_ID = 2**63 - 1
 class DatabaseIdConverter(IntegerConverter):
     """`<id:name>`: a positive integer that a BIGINT column can hold."""
 
-    def __init__(self, map: object, *args: object, **kwargs: object) -> None:  # noqa: A002
+    def __init__(self, map: object, *args: object, **kwargs: object) -> None:
         super().__init__(map, min=1, max=MAX_DATABASE_ID)  # type: ignore[arg-type]

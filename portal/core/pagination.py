@@ -9,7 +9,6 @@ from sqlalchemy import func, select
 
 from portal.extensions import db
 
-
 # Offsets past any real table; larger page numbers would overflow the database's integers.
 MAX_OFFSET = 2**31
 

@@ -102,7 +102,9 @@ def app(tmp_path: Path, sqlite_template: Path) -> Iterator[Flask]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_db_app(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[Flask]:
+def any_db_app(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
+) -> Iterator[Flask]:
     """The portal on each database Spectr supports."""
     if request.param == "sqlite":
         application = _make_sqlite_app(tmp_path, sqlite_template)
@@ -158,7 +160,9 @@ class ApiClient:
 
 
 @pytest.fixture
-def api_as(app: Flask, client: FlaskClient, create_user: Callable[..., Any]) -> Callable[[str], ApiClient]:
+def api_as(
+    app: Flask, client: FlaskClient, create_user: Callable[..., Any]
+) -> Callable[[str], ApiClient]:
     """Factory: api_as("operator") -> ApiClient for a new user with that role."""
     from portal.admin import service
 

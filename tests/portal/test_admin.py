@@ -27,12 +27,16 @@ def test_passwords_are_stored_as_argon2_hashes(any_db_app, create_user):
 def test_admin_manages_users_and_others_cannot(api_as):
     admin = api_as("admin")
     created = admin.post(
-        "/api/v1/users", json={"username": "alice", "password": "long enough pw", "role": "operator"}
+        "/api/v1/users",
+        json={"username": "alice", "password": "long enough pw", "role": "operator"},
     )
     assert created.status_code == 201
     assert "password" not in created.get_json()
     user_id = created.get_json()["id"]
-    assert admin.patch(f"/api/v1/users/{user_id}", json={"role": "viewer"}).get_json()["role"] == "viewer"
+    assert (
+        admin.patch(f"/api/v1/users/{user_id}", json={"role": "viewer"}).get_json()["role"]
+        == "viewer"
+    )
     assert api_as("operator").get("/api/v1/users").status_code == 403
     assert admin.delete(f"/api/v1/users/{user_id}").status_code == 204
     assert admin.get(f"/api/v1/users/{user_id}").status_code == 404
@@ -42,7 +46,9 @@ def test_user_input_errors_name_the_field(api_as):
     admin = api_as("admin")
     short = admin.post("/api/v1/users", json={"username": "bob", "password": "short"})
     assert short.status_code == 422 and "password" in short.get_json()["details"]
-    role = admin.post("/api/v1/users", json={"username": "bob", "password": "long enough pw", "role": "king"})
+    role = admin.post(
+        "/api/v1/users", json={"username": "bob", "password": "long enough pw", "role": "king"}
+    )
     assert role.status_code == 422 and "role" in role.get_json()["details"]
     admin.post("/api/v1/users", json={"username": "bob", "password": "long enough pw"})
     taken = admin.post("/api/v1/users", json={"username": "bob", "password": "long enough pw"})
@@ -57,7 +63,12 @@ def test_token_is_shown_once_and_stored_hashed(api_as):
     stored = db.session.get(ApiToken, created["id"])
     assert stored.token_hash == hash_token(plaintext)
     assert all("token" not in token for token in viewer.get("/api/v1/tokens").get_json())
-    assert viewer.client.get("/api/v1/me", headers={"Authorization": f"Bearer {plaintext}"}).status_code == 200
+    assert (
+        viewer.client.get(
+            "/api/v1/me", headers={"Authorization": f"Bearer {plaintext}"}
+        ).status_code
+        == 200
+    )
 
 
 def test_revoked_and_expired_tokens_are_refused(api_as):
@@ -73,9 +84,16 @@ def test_revoked_and_expired_tokens_are_refused(api_as):
     other = viewer.post("/api/v1/tokens", json={"name": "expiring"}).get_json()
     with db.engine.begin() as conn:
         conn.execute(
-            update(ApiToken).where(ApiToken.id == other["id"]).values(expires_at=utcnow() - timedelta(seconds=1))
+            update(ApiToken)
+            .where(ApiToken.id == other["id"])
+            .values(expires_at=utcnow() - timedelta(seconds=1))
         )
-    assert viewer.client.get("/api/v1/me", headers={"Authorization": f"Bearer {other['token']}"}).status_code == 401
+    assert (
+        viewer.client.get(
+            "/api/v1/me", headers={"Authorization": f"Bearer {other['token']}"}
+        ).status_code
+        == 401
+    )
 
 
 def test_malformed_authorization_header_is_401(client):
@@ -100,7 +118,9 @@ def test_session_login_needs_csrf_for_changes(client, create_user):
     assert refused.status_code == 400
     assert "CSRF" in refused.get_json()["message"]
     token = _csrf_token(client)
-    accepted = client.post("/api/v1/operations", json={"kind": "noop"}, headers={"X-CSRFToken": token})
+    accepted = client.post(
+        "/api/v1/operations", json={"kind": "noop"}, headers={"X-CSRFToken": token}
+    )
     assert accepted.status_code == 202
 
 
@@ -129,7 +149,11 @@ def test_every_mutating_call_is_audited_with_outcome(api_as):
     actions = [(e["action"], e["outcome"]) for e in events]
     assert ("operation.create", "success") in actions
     assert ("POST operations.OperationCollection", "failed (422)") in actions
-    assert all(e["actor"].startswith("admin-") for e in events if e["action"].startswith(("POST", "operation")))
+    assert all(
+        e["actor"].startswith("admin-")
+        for e in events
+        if e["action"].startswith(("POST", "operation"))
+    )
     filtered = admin.get("/api/v1/audit?action=operation.create").get_json()
     assert {e["action"] for e in filtered} == {"operation.create"}
     assert api_as("operator").get("/api/v1/audit").status_code == 403

@@ -47,7 +47,12 @@ def _spectr(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
     environment = {**os.environ, "SPECTR_INSTANCE_PATH": str(tmp_path), **env}
     environment.pop("SPECTR_REDIS_URL", None)
     return subprocess.run(
-        [SPECTR, *args], env=environment, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+        [SPECTR, *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -64,7 +69,15 @@ def test_init_creates_database_and_admin_with_a_generated_password(tmp_path):
 
 def test_cli_manages_users_tokens_and_watches_operations(tmp_path):
     assert _spectr(tmp_path, "init", SPECTR_ADMIN_PASSWORD="initial admin pw").returncode == 0
-    created = _spectr(tmp_path, "user", "create", "dana", "--role", "operator", SPECTR_NEW_USER_PASSWORD="dana's long password")
+    created = _spectr(
+        tmp_path,
+        "user",
+        "create",
+        "dana",
+        "--role",
+        "operator",
+        SPECTR_NEW_USER_PASSWORD="dana's long password",
+    )
     assert created.returncode == 0, created.stderr
     assert "operator" in _spectr(tmp_path, "user", "list").stdout
     assert _spectr(tmp_path, "user", "set-role", "dana", "viewer").returncode == 0

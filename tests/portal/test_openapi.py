@@ -18,7 +18,11 @@ def test_openapi_document_is_served_and_describes_the_api(client):
     post = spec["paths"]["/api/v1/operations"]["post"]
     assert "202" in post["responses"]
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
-    assert set(spec["components"]["schemas"]["Error"]["properties"]) == {"code", "message", "details"}
+    assert set(spec["components"]["schemas"]["Error"]["properties"]) == {
+        "code",
+        "message",
+        "details",
+    }
 
 
 def test_swagger_ui_uses_vendored_assets(client):

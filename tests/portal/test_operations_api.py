@@ -23,7 +23,9 @@ def test_create_answers_202_with_location_and_runs(api_as):
 
 def test_sleep_operation_writes_log_and_progress(api_as):
     api = api_as("operator")
-    op = api.post("/api/v1/operations", json={"kind": "sleep", "params": {"seconds": 0.2}}).get_json()
+    op = api.post(
+        "/api/v1/operations", json={"kind": "sleep", "params": {"seconds": 0.2}}
+    ).get_json()
     log = api.get(f"/api/v1/operations/{op['id']}/log").get_json()
     assert log["state"] == "succeeded"
     messages = [line["message"] for line in log["lines"]]
@@ -37,7 +39,9 @@ def test_sleep_operation_writes_log_and_progress(api_as):
 
 def test_log_follow_streams_server_sent_events_until_the_end(api_as):
     api = api_as("operator")
-    op = api.post("/api/v1/operations", json={"kind": "sleep", "params": {"seconds": 0.1}}).get_json()
+    op = api.post(
+        "/api/v1/operations", json={"kind": "sleep", "params": {"seconds": 0.1}}
+    ).get_json()
     response = api.get(f"/api/v1/operations/{op['id']}/log?follow=1")
     assert response.mimetype == "text/event-stream"
     text = response.get_data(as_text=True)

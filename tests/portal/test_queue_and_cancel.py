@@ -127,7 +127,9 @@ def _age(operation_id: str, seconds: float) -> None:
         )
 
 
-def _mark_running_with_expired_lease(operation_id: str, attempts: int, expired: bool = True) -> None:
+def _mark_running_with_expired_lease(
+    operation_id: str, attempts: int, expired: bool = True
+) -> None:
     lease_end = utcnow() + timedelta(seconds=-5 if expired else 60)
     with db.engine.begin() as conn:
         conn.execute(

@@ -41,9 +41,11 @@ def test_secret_settings_are_encrypted_and_never_returned(any_db_app, api_as):
     assert "hunter2-registry" not in response.get_data(as_text=True)
     shown = _by_name(response.get_json())["registry_password"]
     assert shown["is_set"] is True and "value" not in shown
-    raw = any_db_app.extensions["sqlalchemy"].session.execute(
-        text("SELECT secret_value FROM settings WHERE name = 'registry_password'")
-    ).scalar_one()
+    raw = (
+        any_db_app.extensions["sqlalchemy"]
+        .session.execute(text("SELECT secret_value FROM settings WHERE name = 'registry_password'"))
+        .scalar_one()
+    )
     assert "hunter2" not in raw
     assert service.get_setting("registry_password") == "hunter2-registry"
     audit = admin.get("/api/v1/audit?action=settings.update").get_json()
@@ -52,4 +54,7 @@ def test_secret_settings_are_encrypted_and_never_returned(any_db_app, api_as):
 
 def test_only_admins_change_settings(api_as):
     assert api_as("viewer").get("/api/v1/settings").status_code == 200
-    assert api_as("operator").patch("/api/v1/settings", json={"ssh_default_port": 2222}).status_code == 403
+    assert (
+        api_as("operator").patch("/api/v1/settings", json={"ssh_default_port": 2222}).status_code
+        == 403
+    )

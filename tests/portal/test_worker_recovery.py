@@ -48,7 +48,17 @@ class RedisServer:
     def start(self) -> None:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             stdout=subprocess.DEVNULL,
         )
         _wait_for(lambda: _port_open(self.port), 10, "redis-server to listen")
@@ -95,7 +105,9 @@ def cluster(tmp_path, postgres_migrated):
     def start_worker() -> subprocess.Popen:
         log = open(tmp_path / f"worker-{len(workers)}.log", "w")  # noqa: SIM115 - closed below
         logs.append(log)
-        proc = subprocess.Popen([SPECTR, "worker", "--threads", "2"], env=env, stdout=log, stderr=log)
+        proc = subprocess.Popen(
+            [SPECTR, "worker", "--threads", "2"], env=env, stdout=log, stderr=log
+        )
         workers.append(proc)
         return proc
 
@@ -143,7 +155,10 @@ def test_operation_survives_a_worker_killed_with_sigkill(cluster):
     assert finished.state == "succeeded"
     assert finished.attempts == 2
     messages = [line.message for line in service.read_log(operation.id)]
-    assert any(m.startswith("Worker ") and m.endswith("was lost; running the operation again.") for m in messages)
+    assert any(
+        m.startswith("Worker ") and m.endswith("was lost; running the operation again.")
+        for m in messages
+    )
     assert messages[-1] == "slept 4.00 of 4 s"
 
 
