@@ -16,9 +16,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -142,58 +144,77 @@ def wait_for_http(url: str, timeout: float = 60.0) -> None:
     raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
 
 
-def process_tree_cpu(root_pid: int) -> float:
-    """CPU seconds (user + system) used so far by `root_pid` and all its descendants."""
-    children: dict[int, list[int]] = {}
-    times: dict[int, float] = {}
+def _proc_table() -> dict[int, tuple[int, str, float]]:
+    """pid -> (parent pid, command name, CPU seconds) for every process on the machine."""
+    table = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            stat = (entry / "stat").read_text()
         except OSError:
             continue
-        pid = int(entry.name)
-        children.setdefault(int(fields[1]), []).append(pid)
-        times[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    total, todo = 0.0, [root_pid]
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        table[int(entry.name)] = (int(fields[1]), name, cpu)
+    return table
+
+
+def process_tree_cpu(root_pids: Sequence[int], table: dict[int, tuple[int, str, float]]) -> float:
+    """CPU seconds used so far by `root_pids` and all their descendants."""
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo = 0.0, list(root_pids)
     while todo:
         pid = todo.pop()
-        total += times.get(pid, 0.0)
+        total += table[pid][2] if pid in table else 0.0
         todo.extend(children.get(pid, []))
     return total
 
 
+def named_cpu(names: set[str], table: dict[int, tuple[int, str, float]]) -> float:
+    """CPU seconds of the live processes with these command names (Postgres, Redis)."""
+    return sum(cpu for _, name, cpu in table.values() if name in names)
+
+
 def machine_busy_cpu() -> float:
-    """CPU seconds all processes on the machine have used (from /proc/stat), for load share."""
+    """CPU seconds all processes on the machine have used (from /proc/stat)."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
     return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
 
 
-def own_cpu() -> float:
-    """CPU seconds used by this process (the load generator) so far."""
-    return time.process_time()
+DATA_SERVERS = {"postgres", "redis-server"}
 
 
 @dataclass
 class CpuMeter:
-    """CPU seconds of the bench client, the measured server tree, and the whole machine."""
+    """Cores busy in a phase: this client, the measured server, Postgres + Redis, the rest.
+
+    The machine is shared with other work; "other" is what none of ours used, so a phase
+    that ran while something else was busy shows it.
+    """
 
     server_pids: Sequence[int]
 
     def __post_init__(self) -> None:
         self._start = self._read()
 
-    def _read(self) -> tuple[float, float, float, float]:
-        server = sum(process_tree_cpu(pid) for pid in self.server_pids)
-        return time.monotonic(), own_cpu(), server, machine_busy_cpu()
+    def _read(self) -> tuple[float, ...]:
+        table = _proc_table()
+        server = process_tree_cpu(self.server_pids, table)
+        data = named_cpu(DATA_SERVERS, table)
+        return time.monotonic(), time.process_time(), server, data, machine_busy_cpu()
 
-    def cores(self) -> tuple[float, float, float]:
-        """Cores busy since creation: (client, server, whole machine)."""
+    def cores(self) -> dict[str, float]:
+        """Cores busy since creation, by who used them."""
         end = self._read()
         wall = max(end[0] - self._start[0], 1e-9)
-        return tuple((end[i] - self._start[i]) / wall for i in (1, 2, 3))  # type: ignore[return-value]
+        client, server, data, machine = ((end[i] - self._start[i]) / wall for i in (1, 2, 3, 4))
+        other = max(machine - client - server - data, 0.0)
+        return {"client": client, "server": server, "pg+redis": data, "other": other}
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -277,3 +298,54 @@ def http_request(method: str, path: str, headers: dict[str, str], body: bytes = 
     if body or method in ("POST", "PUT", "PATCH"):
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+WHAT_IF = {
+    "no-pre-ping": "SQLAlchemy pool without pre-ping (one SELECT 1 less per connection checkout)",
+    "async-commit": "synchronous_commit=off on the bench database (no WAL flush wait per commit)",
+}
+
+
+def apply_what_ifs(what_ifs: Sequence[str], database_url: str, env: dict[str, str]) -> None:
+    """Diagnosis only: change one thing outside the portal's code (engine options, Postgres)."""
+    if "no-pre-ping" in what_ifs:
+        # Flask's from_prefixed_env turns '__' into nested keys of SQLALCHEMY_ENGINE_OPTIONS.
+        env["SPECTR_SQLALCHEMY_ENGINE_OPTIONS__pool_pre_ping"] = "false"
+        env["SPECTR_SQLALCHEMY_ENGINE_OPTIONS__pool_size"] = "10"
+        env["SPECTR_SQLALCHEMY_ENGINE_OPTIONS__max_overflow"] = "20"
+    if "async-commit" in what_ifs:
+        name = database_url.rsplit("/", 1)[1]
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    for what_if in what_ifs:
+        print(f"what-if: {WHAT_IF[what_if]}")
+
+
+@contextlib.contextmanager
+def round_trip_trace(engine: Any) -> Iterator[Counter[str]]:
+    """Count what a block sends to the database: checkouts (a ping each), BEGIN, statements."""
+    from sqlalchemy import event
+
+    seen: Counter[str] = Counter()
+    pre_ping = bool(getattr(engine.pool, "_pre_ping", False))
+    listeners = {
+        "checkout": lambda *_: seen.update(["SELECT 1 (pre-ping)"] if pre_ping else []),
+        "begin": lambda *_: seen.update(["BEGIN"]),
+        "commit": lambda *_: seen.update(["COMMIT"]),
+        "rollback": lambda *_: seen.update(["ROLLBACK"]),
+        "reset": lambda *_: seen.update(["ROLLBACK (pool reset on return)"]),
+        "before_cursor_execute": lambda _c, _cur, sql, *_: seen.update([sql.split()[0].upper()]),
+    }
+    for name, listener in listeners.items():
+        event.listen(engine, name, listener)
+    try:
+        yield seen
+    finally:
+        for name, listener in listeners.items():
+            event.remove(engine, name, listener)
+
+
+def describe_trace(seen: Counter[str]) -> str:
+    """One line: total round trips, then each kind with its count."""
+    parts = ", ".join(f"{count} {kind}" for kind, count in seen.most_common())
+    return f"{sum(seen.values())} database round trips ({parts})"

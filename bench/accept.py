@@ -17,23 +17,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import os
+import pstats
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
 from _common import (
     BIN,
-    POSTGRES_ADMIN_URL,
+    ROOT,
+    WHAT_IF,
     CpuMeter,
     RawHttp,
+    apply_what_ifs,
     background,
+    describe_trace,
     free_port,
     http_request,
     init_instance,
     percentile,
     print_table,
+    round_trip_trace,
     spectr_env,
     temporary_database,
     temporary_queue,
@@ -55,7 +62,7 @@ class Phase:
     scheduled_ms: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
-    cores: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    cores: dict[str, float] = field(default_factory=dict)
 
     def record(self, started: float, planned: float, status: int) -> None:
         if status != self.expected_status:
@@ -73,7 +80,7 @@ class Phase:
         return len(self.latencies_ms) / self.wall_s if self.wall_s else 0.0
 
     def row(self) -> list[object]:
-        client, server, machine = self.cores
+        server_ms = self.cores["server"] / self.rate * 1000 if self.rate else float("nan")
         return [
             self.name,
             len(self.latencies_ms),
@@ -82,9 +89,8 @@ class Phase:
             percentile(self.latencies_ms, 0.5),
             percentile(self.latencies_ms, 0.99),
             percentile(self.scheduled_ms, 0.99),
-            client,
-            server,
-            machine,
+            server_ms,
+            *self.cores.values(),
         ]
 
 
@@ -161,27 +167,6 @@ async def measure(port: int, token: str, args: Namespace, server_pids: list[int]
     return phases
 
 
-WHAT_IF = {
-    "no-pre-ping": "SQLAlchemy pool without pre-ping (one SELECT 1 less per connection checkout)",
-    "async-commit": "synchronous_commit=off on the bench database (no WAL flush wait per commit)",
-}
-
-
-def apply_what_ifs(args: Namespace, database_url: str, env: dict[str, str]) -> None:
-    """Apply the --what-if changes: engine options through the environment, Postgres settings."""
-    if "no-pre-ping" in args.what_if:
-        # Flask's from_prefixed_env turns '__' into nested keys of SQLALCHEMY_ENGINE_OPTIONS.
-        env["SPECTR_SQLALCHEMY_ENGINE_OPTIONS__pool_pre_ping"] = "false"
-        env["SPECTR_SQLALCHEMY_ENGINE_OPTIONS__pool_size"] = "10"
-        env["SPECTR_SQLALCHEMY_ENGINE_OPTIONS__max_overflow"] = "20"
-    if "async-commit" in args.what_if:
-        name = database_url.rsplit("/", 1)[1]
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
-    for what_if in args.what_if:
-        print(f"what-if: {WHAT_IF[what_if]}")
-
-
 class Namespace(argparse.Namespace):
     requests: int
     seconds: float
@@ -223,9 +208,8 @@ def report(phases: list[Phase], args: Namespace) -> None:
             "p50 ms",
             "p99 ms",
             "p99 sched",
-            "client cores",
-            "server cores",
-            "machine cores",
+            "srv CPU ms/req",
+            *(f"{who} cores" for who in ("client", "server", "pg+redis", "other")),
         ],
         [phase.row() for phase in phases],
     )
@@ -249,9 +233,54 @@ def report(phases: list[Phase], args: Namespace) -> None:
         f" target p99 <= {TARGET_P99_MS:g} ms at {args.rate:g}/s: {verdict(p99 <= TARGET_P99_MS)}"
     )
     print(
-        "(server cores: gunicorn master + workers; Postgres and Redis count only in machine"
-        " cores, which also include anything else running on this shared machine)"
+        "(latencies in ms; server = gunicorn master + workers; other = the rest of this shared"
+        " 2-core machine, busy with work that is not this bench)"
     )
+
+
+def cpu_shares(send: Callable[[], object], repeat: int, top: int = 12) -> list[tuple[float, str]]:
+    """Profile `send` by CPU time; return the biggest cumulative shares of portal functions."""
+    profile = cProfile.Profile(time.process_time)
+    profile.runcall(lambda: [send() for _ in range(repeat)])
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    total = max(cum for (_, _, _, cum, _) in stats.values())
+    portal = str(ROOT / "portal") + "/"
+    rows = [
+        (cum / total, f"{path.removeprefix(portal)}:{line} {func}")
+        for (path, line, func), (_, _, _, cum, _) in stats.items()
+        if path.startswith(portal)
+    ]
+    return sorted(rows, reverse=True)[:top]
+
+
+def explain(env: dict[str, str], token: str, repeat: int = 200) -> None:
+    """Where an accept's time goes: round trips and CPU of one request, in this process."""
+    os.environ.update(env)
+    from portal.app import create_app
+    from portal.extensions import db
+
+    app = create_app()
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {token}"}
+    requests = {
+        "GET /healthz": lambda: client.get("/healthz"),
+        "POST noop": lambda: client.post("/api/v1/operations", json={"kind": "noop"}, headers=auth),
+    }
+    print("\nwhere the time goes (one request at a time, in this process, same database):")
+    for name, send in requests.items():
+        send()  # warm: the token's last-use write and first connections are not per request
+        with app.app_context(), round_trip_trace(db.engine) as seen:
+            send()
+        began = time.process_time()
+        for _ in range(repeat):
+            send()
+        cpu_ms = (time.process_time() - began) / repeat * 1000
+        print(f"  {name}: {cpu_ms:.2f} ms CPU; {describe_trace(seen)}")
+    print("  POST noop, share of its CPU by portal function (cProfile, cumulative):")
+    for share, function in cpu_shares(requests["POST noop"], repeat):
+        print(f"    {share:5.1%}  {function}")
+    with app.app_context():
+        db.engine.dispose()  # the bench database is dropped next
 
 
 def main() -> None:
@@ -264,7 +293,7 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="spectr-bench-") as instance,
     ):
         env = spectr_env(Path(instance), database_url, queue_name)
-        apply_what_ifs(args, database_url, env)
+        apply_what_ifs(args.what_if, database_url, env)
         token = init_instance(env)
         gunicorn = [
             str(BIN / "gunicorn"),
@@ -281,7 +310,8 @@ def main() -> None:
                 f"on Postgres + Redis; {args.clients} keep-alive clients (raw HTTP/1.1, asyncio)"
             )
             phases = asyncio.run(measure(port, token, args, [pid]))
-    report(phases, args)
+        report(phases, args)
+        explain(env, token)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,13 @@ import redis
 from _common import (
     BIN,
     REDIS_BASE_URL,
+    WHAT_IF,
     CpuMeter,
+    apply_what_ifs,
     background,
+    describe_trace,
     print_table,
+    round_trip_trace,
     spectr,
     spectr_env,
     temporary_database,
@@ -50,6 +54,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=5000, help="operations (and tasks) to drain")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker process")
     parser.add_argument("--timeout", type=float, default=120.0, help="give up after, per phase")
+    parser.add_argument(
+        "--what-if",
+        action="append",
+        default=[],
+        choices=sorted(WHAT_IF),
+        help="diagnosis only: change one thing outside the portal's code and measure again",
+    )
     parser.add_argument("--huey-consumer", metavar="QUEUE", help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -132,11 +143,14 @@ def measure_operations(args: argparse.Namespace) -> dict[str, object]:
         env = spectr_env(
             Path(instance), database_url, queue_name, SPECTR_WORKER_THREADS=str(args.threads)
         )
+        apply_what_ifs(args.what_if, database_url, env)
         spectr(["init"], env)
         os.environ.update(env)  # this process writes rows and enqueues with the same config
         from portal.app import create_app
 
         app = create_app()
+        with app.app_context():
+            trace = _explain_worker_path()
         with (
             app.app_context(),
             workers([str(BIN / "spectr"), "worker"], env, "bench-worker") as pids,
@@ -155,13 +169,38 @@ def measure_operations(args: argparse.Namespace) -> dict[str, object]:
         "Spectr noop operation", args.count, done, began, enqueued, first_start, last_finish, cores
     )
     figures["states"] = states
+    figures["trace"] = trace
     return figures
+
+
+def _explain_worker_path(repeat: int = 200) -> str:
+    """Round trips and CPU of one operation run by the worker code, here, one at a time."""
+    from portal.core.operations import runner
+    from portal.extensions import db
+
+    ids = _insert_rows(repeat + 1, "explain")
+    with round_trip_trace(db.engine) as seen:
+        runner.run_operation(ids[0])
+    began = time.process_time()
+    for op_id in ids[1:]:
+        runner.run_operation(op_id)
+    cpu_ms = (time.process_time() - began) / repeat * 1000
+    return f"{cpu_ms:.2f} ms CPU; {describe_trace(seen)}"
 
 
 def _insert_and_enqueue(count: int, target: str) -> list[str]:
     """Write `count` queued noop rows in one transaction, then put each id on the queue."""
-    from portal.core.operations.models import QUEUED, Operation
     from portal.core.operations.tasks import execute_operation
+
+    ids = _insert_rows(count, target)
+    for op_id in ids:
+        execute_operation(op_id)
+    return ids
+
+
+def _insert_rows(count: int, target: str) -> list[str]:
+    """Write `count` noop rows as create_operation leaves them once enqueued (state queued)."""
+    from portal.core.operations.models import QUEUED, Operation
     from portal.core.timeutil import utcnow
     from portal.extensions import db
 
@@ -175,8 +214,6 @@ def _insert_and_enqueue(count: int, target: str) -> list[str]:
         for op_id in ids
     )  # fmt: skip
     db.session.commit()
-    for op_id in ids:
-        execute_operation(op_id)
     return ids
 
 
@@ -274,7 +311,7 @@ def _figures(
     enqueued: float,
     first_start: float,
     last_finish: float,
-    cores: tuple[float, float, float],
+    cores: dict[str, float],
 ) -> dict[str, object]:
     return {
         "name": name,
@@ -284,29 +321,37 @@ def _figures(
         "wall_s": last_finish - began,
         "rate_end_to_end": done / max(last_finish - began, 1e-9),
         "rate_drain": done / max(last_finish - first_start, 1e-9),
-        "worker_cores": cores[1],
-        "machine_cores": cores[2],
+        "worker_cores": cores["server"],
+        "worker_ms": cores["server"]
+        / max(done / max(last_finish - first_start, 1e-9), 1e-9)
+        * 1000,
+        "data_cores": cores["pg+redis"],
+        "other_cores": cores["other"],
     }
 
 
 def report(baseline: dict[str, object], spectr_figures: dict[str, object]) -> None:
-    keys = ["done", "enqueue_s", "wall_s", "rate_end_to_end", "rate_drain", "worker_cores"]
+    keys = ["done", "enqueue_s", "wall_s", "rate_end_to_end", "rate_drain", "worker_ms", "worker_cores",
+            "data_cores", "other_cores"]  # fmt: skip
     print()
     print_table(
-        ["what", "done", "enqueue s", "wall s", "per s (wall)", "per s (drain)", "worker cores",
-         "machine cores"],
-        [[f["name"], *(f[k] for k in keys), f["machine_cores"]] for f in (baseline, spectr_figures)],
+        ["what", "done", "enqueue s", "wall s", "per s (wall)", "per s (drain)", "CPU ms/task", "worker cores",
+         "pg+redis cores", "other cores"],
+        [[f["name"], *(f[k] for k in keys)] for f in (baseline, spectr_figures)],
     )  # fmt: skip
     rate = float(spectr_figures["rate_end_to_end"])  # type: ignore[arg-type]
     ratio = rate / float(baseline["rate_end_to_end"])  # type: ignore[arg-type]
     print()
     print(f"operation states at the end: {spectr_figures['states']}")
+    print(
+        f"one noop operation in the worker code, run here one at a time: {spectr_figures['trace']}"
+    )
     print(f"Spectr operations/s: {rate:,.0f}; plain huey {baseline['rate_end_to_end']:,.0f}/s;"
           f" ratio {ratio:.2f}")  # fmt: skip
     print(f"target >= {TARGET:g} operations/s: {verdict(rate >= TARGET)}")
     print(
         "(wall: from the first enqueue to the last finish; drain: first start to last finish;"
-        " machine cores include Postgres, Redis and anything else on this shared machine)"
+        " other: the rest of this shared 2-core machine, busy with work that is not this bench)"
     )
 
 
