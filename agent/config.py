@@ -23,6 +23,8 @@ class AgentConfig:
     tls_cert: str = ""
     tls_key: str = ""
     token_sha256: str = ""
+    # Optional second token, valid only for GET /metrics: one scrape credential for the fleet.
+    metrics_token_sha256: str | None = None
     client_ca: str | None = None
     listen_host: str = "127.0.0.1"
     listen_port: int = 7443
@@ -41,6 +43,10 @@ class AgentConfig:
         self.token_sha256 = self.token_sha256.strip().lower()
         if not _HEX64.match(self.token_sha256):
             raise ConfigError("token_sha256 must be the hex SHA-256 of the bearer token")
+        if self.metrics_token_sha256 is not None:
+            self.metrics_token_sha256 = self.metrics_token_sha256.strip().lower()
+            if not _HEX64.match(self.metrics_token_sha256):
+                raise ConfigError("metrics_token_sha256 must be the hex SHA-256 of a bearer token")
         if not 0 < int(self.listen_port) < 65536:
             raise ConfigError(f"listen_port out of range: {self.listen_port}")
         return self
@@ -52,7 +58,8 @@ def _coerce(name: str, value: Any) -> Any:
             return int(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{name} must be an integer (got {value!r})") from exc
-    return None if value in ("", None) and name == "client_ca" else value
+    optional = ("client_ca", "metrics_token_sha256")
+    return None if value in ("", None) and name in optional else value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

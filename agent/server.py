@@ -30,6 +30,9 @@ class AgentApp:
         self.config = config
         self.docker = docker or DockerAPI(config.docker_socket)
         self.verifier = TokenVerifier(config.token_sha256)
+        self.metrics_verifier = (
+            TokenVerifier(config.metrics_token_sha256) if config.metrics_token_sha256 else None
+        )
         self.backoff = FailureBackoff()
         self.router: Router = build_router(self)
 
@@ -120,11 +123,22 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
                 "too many failed authentications; wait",
                 {"retry_after_s": round(wait, 1)},
             )
-        if not app.verifier.verify(self.headers.get("Authorization")):
+        if not self._authorized(app, self.headers.get("Authorization")):
             app.backoff.record_failure(client)
             log.warning("refused unauthenticated request from %s", client)
             raise ApiError(401, "unauthorized", "a valid bearer token is required")
         app.backoff.record_success(client)
+
+    def _authorized(self, app: AgentApp, authorization: str | None) -> bool:
+        if app.verifier.verify(authorization):
+            return True
+        # The fleet-wide scrape token opens GET /metrics and nothing else.
+        is_scrape = self.command == "GET" and self.path.split("?", 1)[0] == "/metrics"
+        return (
+            is_scrape
+            and app.metrics_verifier is not None
+            and app.metrics_verifier.verify(authorization)
+        )
 
     def send_json(self, status: int, document: Any, error: ApiError | None = None) -> None:
         """Send a complete answer: JSON, a RawBody, or nothing for 204."""

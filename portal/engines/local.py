@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import select
 import signal
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import docker
 import docker.errors
 import requests
-from docker.types import DeviceRequest, Mount
 
 from portal.engines.base import ContainerEngine, LabelFilter, ProgressCallback
 from portal.engines.docker_shapes import (
@@ -26,7 +24,7 @@ from portal.engines.docker_shapes import (
     local_facts,
     stats_from_sample,
 )
-from portal.engines.errors import BadRequest, Conflict, EngineError, NotFound, Unavailable
+from portal.engines.errors import EngineError, Unavailable
 from portal.engines.models import (
     ContainerInfo,
     ContainerSpec,
@@ -38,78 +36,9 @@ from portal.engines.models import (
     LogChunk,
     PullProgress,
 )
+from portal.engines.sdk_translation import host_config_args, translate_errors
 
-T = TypeVar("T")
 _STREAMS = {1: "stdout", 2: "stderr"}
-
-
-def _mapped(error: Exception) -> EngineError:
-    """Map docker SDK errors to the contract's errors, like the agent maps HTTP statuses."""
-    if isinstance(error, docker.errors.NotFound):
-        return NotFound(str(error.explanation or error))
-    if isinstance(error, docker.errors.APIError):
-        status = error.status_code or 0
-        message = str(error.explanation or error)
-        if status == 409:
-            return Conflict(message)
-        if status == 400:
-            return BadRequest(message)
-        return EngineError(message, {"engine_status": status})
-    if isinstance(error, docker.errors.DockerException | requests.RequestException):
-        return Unavailable(f"docker engine unreachable: {error}")
-    raise error
-
-
-def translate_errors(method: Callable[..., T]) -> Callable[..., T]:
-    """Raise portal.engines.errors instead of docker SDK errors."""
-
-    @functools.wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        try:
-            return method(*args, **kwargs)
-        except (docker.errors.DockerException, requests.RequestException) as error:
-            raise _mapped(error) from error
-
-    return wrapper
-
-
-def _host_config_args(spec: ContainerSpec) -> dict[str, Any]:
-    bindings: dict[str, list[tuple[str, int | None]]] = {}
-    for port in spec.ports:
-        key = f"{port.container_port}/{port.protocol}"
-        bindings.setdefault(key, []).append((port.host_ip, port.host_port))
-    mounts = [
-        Mount(
-            v.target,
-            v.source,
-            type=v.type or ("bind" if v.source.startswith("/") else "volume"),
-            read_only=v.read_only,
-        )
-        for v in spec.volumes
-    ]
-    args: dict[str, Any] = {"port_bindings": bindings, "mounts": mounts}
-    if spec.restart_policy is not None:
-        args["restart_policy"] = {
-            "Name": spec.restart_policy.name,
-            "MaximumRetryCount": spec.restart_policy.maximum_retry_count,
-        }
-    if spec.cpus is not None:
-        args["nano_cpus"] = int(spec.cpus * 1e9)
-    if spec.memory_bytes is not None:
-        args["mem_limit"] = spec.memory_bytes
-    if spec.gpus is not None:
-        ids = spec.gpus.device_ids
-        args["device_requests"] = [
-            DeviceRequest(
-                driver=spec.gpus.driver,
-                count=0 if ids is not None else spec.gpus.count,
-                device_ids=ids,
-                capabilities=[["gpu"]],
-            )
-        ]
-    if spec.network is not None:
-        args["network_mode"] = spec.network
-    return args
 
 
 class LocalDockerEngine(ContainerEngine):
@@ -213,7 +142,7 @@ class LocalDockerEngine(ContainerEngine):
             user=spec.user,
             working_dir=spec.working_dir,
             ports=[(p.container_port, p.protocol) for p in spec.ports],
-            host_config=self._api.create_host_config(**_host_config_args(spec)),
+            host_config=self._api.create_host_config(**host_config_args(spec)),
         )
         if start:
             try:
