@@ -1,0 +1,1 @@
+"""Applications context: containers and compose projects deployed to hosts, with revisions."""

@@ -1,0 +1,192 @@
+"""REST endpoints of applications: CRUD with revisions, lifecycle operations, logs, exec,
+adoption, and deploying a catalog model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from portal.apps import adoption, relay, service
+from portal.apps.lifecycle import refresh_status
+from portal.apps.model_deploy import deploy_model
+from portal.apps.schemas import (
+    AdoptableSchema,
+    AdoptBodySchema,
+    AppDetailSchema,
+    AppQuerySchema,
+    AppSchema,
+    DeployBodySchema,
+    DeployModelSchema,
+    DiffQuerySchema,
+    DiffSchema,
+    ExecBodySchema,
+    ExecResultSchema,
+    LogsQuerySchema,
+    RefreshQuerySchema,
+    RevisionSchema,
+    RollbackBodySchema,
+)
+from portal.apps.spec import AppInputSchema
+from portal.core.operations.api import accepted
+from portal.core.operations.schemas import OperationSchema
+from portal.core.security import require_role
+from portal.core.sse import sse_response
+
+blp = Blueprint("apps", __name__, url_prefix="/api/v1", description="Applications on hosts")
+
+
+@blp.route("/apps")
+class AppCollection(MethodView):
+    @require_role("viewer")
+    @blp.arguments(AppQuerySchema, location="query")
+    @blp.response(200, AppSchema(many=True))
+    def get(self, query: dict) -> Any:
+        """List applications (optionally of one host)."""
+        return service.list_apps(query["host_id"])
+
+    @require_role("operator")
+    @blp.arguments(AppInputSchema)
+    @blp.response(201, AppDetailSchema)
+    @blp.alt_response(409, description="Host not ready, port taken, GPUs not free, name taken")
+    def post(self, body: dict) -> Any:
+        """Create an application (revision 1) and, unless deploy=false, start deploying it."""
+        return service.create_app(body)
+
+
+@blp.route("/apps/<int:app_id>")
+class AppItem(MethodView):
+    @require_role("viewer")
+    @blp.arguments(RefreshQuerySchema, location="query")
+    @blp.response(200, AppDetailSchema)
+    def get(self, query: dict, app_id: int) -> Any:
+        """Show an application with its revisions; refresh=1 reads status from the host."""
+        app = service.get_app(app_id)
+        return refresh_status(app) if query["refresh"] else app
+
+    @require_role("operator")
+    @blp.response(204)
+    def delete(self, app_id: int) -> None:
+        """Forget an application that is no longer on its host."""
+        service.delete_app(service.get_app(app_id))
+
+
+@blp.route("/apps/<int:app_id>/revisions")
+class AppRevisions(MethodView):
+    @require_role("viewer")
+    @blp.response(200, RevisionSchema(many=True))
+    def get(self, app_id: int) -> Any:
+        """List the revisions of an application, oldest first."""
+        return service.get_app(app_id).revisions
+
+    @require_role("operator")
+    @blp.arguments(AppInputSchema)
+    @blp.response(201, AppDetailSchema)
+    def post(self, body: dict, app_id: int) -> Any:
+        """Add a revision (a full spec; secrets are kept unless replaced or removed), deploy it."""
+        app = service.get_app(app_id)
+        return service.add_revision(app, {**body, "kind": app.kind})
+
+
+@blp.route("/apps/<int:app_id>/diff")
+class AppDiff(MethodView):
+    @require_role("viewer")
+    @blp.arguments(DiffQuerySchema, location="query")
+    @blp.response(200, DiffSchema)
+    def get(self, query: dict, app_id: int) -> Any:
+        """Diff two revisions (secret values shown as fingerprints)."""
+        app = service.get_app(app_id)
+        return service.diff_revisions(app, query["from_revision"], query["to_revision"])
+
+
+@blp.route("/apps/<int:app_id>/deploy")
+class AppDeploy(MethodView):
+    @require_role("operator")
+    @blp.arguments(DeployBodySchema)
+    @blp.response(202, OperationSchema)
+    def post(self, body: dict, app_id: int) -> Any:
+        """Deploy a revision (the latest by default) through spectr.core.deploy_app."""
+        return accepted(service.deploy(service.get_app(app_id), body["revision"]))
+
+
+@blp.route("/apps/<int:app_id>/rollback")
+class AppRollback(MethodView):
+    @require_role("operator")
+    @blp.arguments(RollbackBodySchema)
+    @blp.response(202, OperationSchema)
+    def post(self, body: dict, app_id: int) -> Any:
+        """Make a new revision equal to an older one and deploy it."""
+        return accepted(service.rollback(service.get_app(app_id), body["revision"]))
+
+
+def _action_view(action: str) -> type[MethodView]:
+    class AppAction(MethodView):
+        @require_role("operator")
+        @blp.response(202, OperationSchema)
+        def post(self, app_id: int) -> Any:
+            return accepted(service.act(service.get_app(app_id), action))
+
+    AppAction.__name__ = f"App{action.capitalize()}"
+    AppAction.post.__doc__ = {
+        "remove": "Remove the application from its host through spectr.core.remove_app.",
+        "pull": "Pull the application's images onto its host.",
+    }.get(action, f"{action.capitalize()} the application's containers through the host's engine.")
+    return AppAction
+
+
+for _action in ("start", "stop", "restart", "pull", "remove"):
+    blp.route(f"/apps/<int:app_id>/{_action}")(_action_view(_action))
+
+
+@blp.route("/apps/<int:app_id>/logs")
+class AppLogs(MethodView):
+    @require_role("viewer")
+    @blp.arguments(LogsQuerySchema, location="query")
+    @blp.response(200)
+    def get(self, query: dict, app_id: int) -> Any:
+        """Read a container's log; follow=1 streams it as Server-Sent Events."""
+        app = service.get_app(app_id)
+        if query["follow"]:
+            return sse_response(relay.follow_logs(app, query["tail"], query["container"]))
+        return relay.read_logs(app, query["tail"], query["container"])
+
+
+@blp.route("/apps/<int:app_id>/exec")
+class AppExec(MethodView):
+    @require_role("operator")
+    @blp.arguments(ExecBodySchema)
+    @blp.response(200, ExecResultSchema)
+    def post(self, body: dict, app_id: int) -> Any:
+        """Run a command in one of the application's containers (no shell) and return its output."""
+        return relay.run_exec(service.get_app(app_id), body)
+
+
+@blp.route("/hosts/<int:host_id>/adoptable")
+class HostAdoptable(MethodView):
+    @require_role("viewer")
+    @blp.response(200, AdoptableSchema(many=True))
+    def get(self, host_id: int) -> Any:
+        """Containers and compose projects on the host that no application covers."""
+        return adoption.adoptable(host_id)
+
+
+@blp.route("/apps/adopt")
+class AppAdopt(MethodView):
+    @require_role("operator")
+    @blp.arguments(AdoptBodySchema)
+    @blp.response(201, AppDetailSchema)
+    def post(self, body: dict) -> Any:
+        """Adopt a running container or compose project as an application, without restarting it."""
+        return adoption.adopt(body["host_id"], body["kind"], body["name"])
+
+
+@blp.route("/models/<int:model_id>/deploy")
+class ModelDeploy(MethodView):
+    @require_role("operator")
+    @blp.arguments(DeployModelSchema)
+    @blp.response(201, AppDetailSchema)
+    @blp.alt_response(409, description="Host not ready, port taken, GPUs not free or too small")
+    def post(self, body: dict, model_id: int) -> Any:
+        """Create and deploy a model server from a catalog model, a runtime, a host and GPUs."""
+        return deploy_model(model_id, body)

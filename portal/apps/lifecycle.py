@@ -1,0 +1,221 @@
+"""What runs inside operations: deploy and remove through the app role, start / stop /
+restart / pull through the host's engine, and status read back from the engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from portal.apps.models import COMPOSE, Application, AppRevision
+from portal.apps.spec import role_variables
+from portal.automation.inventory import InventoryHost
+from portal.automation.provisioner import run_playbook
+from portal.core.errors import NotFound, UpstreamUnavailable
+from portal.core.operations.kinds import (
+    OperationCancelled,
+    OperationContext,
+    PermanentError,
+    TransientError,
+)
+from portal.core.timeutil import utcnow
+from portal.engines import ContainerEngine, ContainerInfo, EngineError
+from portal.engines import errors as engine_errors
+from portal.extensions import db
+from portal.hosts.models import Host
+from portal.hosts.service import engine_for
+
+REMOVED = "removed"
+
+
+def engine_of(host: Host) -> ContainerEngine:
+    """The engine of `host`, or a 404/502 a caller can read."""
+    try:
+        return engine_for(host)
+    except EngineError as exc:
+        raise UpstreamUnavailable(
+            f"Cannot reach the engine of '{host.name}': {exc.message}"
+        ) from None
+
+
+def app_containers(engine: ContainerEngine, app: Application) -> list[ContainerInfo]:
+    """The application's containers: the named container, or the compose project's."""
+    if app.kind == COMPOSE:
+        return engine.list_containers(labels={"com.docker.compose.project": app.name})
+    try:
+        return [engine.inspect_container(app.name)]
+    except engine_errors.NotFound:
+        return []
+
+
+def container_status(info: ContainerInfo) -> str:
+    """One container's status as people read it."""
+    if info.state == "running" and info.health == "unhealthy":
+        return "unhealthy"
+    if info.state == "exited":
+        return f"exited ({info.exit_code})" if info.exit_code is not None else "exited"
+    return info.state or "unknown"
+
+
+def summarize(containers: list[ContainerInfo]) -> tuple[str, str]:
+    """Overall status (the worst container's) and a per-container detail line."""
+    if not containers:
+        return "absent", "no container found"
+    statuses = [container_status(info) for info in containers]
+    rank = ["running", "created", "restarting", "unhealthy", "paused", "exited", "dead"]
+    worst = max(
+        statuses, key=lambda s: rank.index(s.split(" ")[0]) if s.split(" ")[0] in rank else 99
+    )
+    detail = ", ".join(
+        f"{info.name}: {status}" for info, status in zip(containers, statuses, strict=True)
+    )
+    return worst, detail
+
+
+def refresh_status(app: Application) -> Application:
+    """Read the application's containers from its host's engine and store the status."""
+    if app.status == REMOVED:
+        return app
+    host = db.session.get(Host, app.host_id)
+    try:
+        with engine_of(host) as engine:
+            app.status, app.status_detail = summarize(app_containers(engine, app))
+    except (EngineError, UpstreamUnavailable, NotFound) as exc:
+        app.status, app.status_detail = "unknown", getattr(exc, "message", str(exc))
+    app.status_checked_at = utcnow()
+    db.session.commit()
+    return app
+
+
+def inventory_host(host: Host) -> InventoryHost:
+    """How Ansible reaches `host`: the local connection for the Spectr node, SSH otherwise."""
+    if host.is_local:
+        local = {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            "ansible_become": os.geteuid() != 0,
+        }
+        return InventoryHost(name=host.name, address="127.0.0.1", vars=local)
+    return InventoryHost(
+        name=host.name,
+        address=host.address,
+        port=host.ssh_port,
+        user=host.ssh_user,
+        private_key=host.ssh_private_key,
+        password=host.ssh_password,
+        become_method=host.become_method,
+        known_host_key=host.host_key,
+    )
+
+
+def _load(app_id: int) -> tuple[Application, Host]:
+    app = db.session.get(Application, app_id)
+    if app is None:
+        raise PermanentError(f"Application {app_id} no longer exists.")
+    return app, db.session.get(Host, app.host_id)
+
+
+def _run(ctx: OperationContext, playbook: str, host: Host, variables: dict[str, Any]) -> bool:
+    """Run a playbook on one host; return whether it changed anything."""
+    result = run_playbook(
+        playbook,
+        hosts=[inventory_host(host)],
+        extravars=variables,
+        log=ctx.log,
+        cancel_event=ctx.cancel_event,
+    )
+    if result.status == "canceled":
+        raise OperationCancelled()
+    outcome = result.hosts.get(host.name)
+    if outcome and outcome.unreachable:
+        raise TransientError(f"Host '{host.name}' is unreachable: {outcome.unreachable_message}")
+    if not result.succeeded:
+        reason = (outcome.failure_message if outcome else None) or f"playbook ended {result.status}"
+        raise PermanentError(f"{playbook} failed on '{host.name}': {reason}")
+    return bool(outcome and outcome.changed)
+
+
+def deploy_revision(ctx: OperationContext) -> dict[str, Any]:
+    """Deploy one revision with spectr.core.deploy_app (declarative: twice changes nothing)."""
+    app, host = _load(ctx.params["app_id"])
+    revision = _revision(app, ctx.params["revision"])
+    secrets = json.loads(revision.secret_env) if revision.secret_env else {}
+    variables = role_variables(app.name, app.kind, revision.number, revision.spec, secrets)
+    ctx.progress(0.1, f"deploying revision {revision.number} of {app.name} to {host.name}")
+    changed = _run(ctx, "spectr.core.deploy_app", host, variables)
+    app.deployed_revision = revision.number
+    refresh_status(app)
+    return {"app": app.name, "revision": revision.number, "changed": changed, "status": app.status}
+
+
+def remove_application(ctx: OperationContext) -> dict[str, Any]:
+    """Remove the application's containers (and compose project) from its host."""
+    app, host = _load(ctx.params["app_id"])
+    variables = {"app_name": app.name, "app_kind": app.kind}
+    changed = _run(ctx, "spectr.core.remove_app", host, variables)
+    app.status, app.status_detail, app.deployed_revision = REMOVED, "removed from the host", None
+    app.status_checked_at = utcnow()
+    db.session.commit()
+    return {"app": app.name, "changed": changed, "status": REMOVED}
+
+
+def container_action(ctx: OperationContext) -> dict[str, Any]:
+    """Start, stop or restart every container of the application through the engine."""
+    app, host = _load(ctx.params["app_id"])
+    action = ctx.params["action"]
+    done = []
+    with _engine_or_retry(host) as engine:
+        containers = app_containers(engine, app)
+        if not containers:
+            raise PermanentError(f"Application '{app.name}' has no container on '{host.name}'.")
+        for info in containers:
+            ctx.raise_if_cancelled()
+            _engine_step(lambda info=info: getattr(engine, f"{action}_container")(info.id))
+            ctx.log(f"{action}: {info.name}")
+            done.append(info.name)
+    refresh_status(app)
+    return {"app": app.name, "action": action, "containers": done, "status": app.status}
+
+
+def pull_images(ctx: OperationContext) -> dict[str, Any]:
+    """Pull the images of the application's latest revision onto its host."""
+    app, host = _load(ctx.params["app_id"])
+    spec = _revision(app, app.latest_revision).spec
+    images = _images_of(app.kind, spec)
+    with _engine_or_retry(host) as engine:
+        for number, image in enumerate(images, 1):
+            ctx.progress(number / (len(images) + 1), f"pulling {image}")
+            info = _engine_step(lambda image=image: engine.pull_image(image))
+            ctx.log(f"pulled {image} ({info.id[:19]})")
+    return {"app": app.name, "images": images}
+
+
+def _images_of(kind: str, spec: dict[str, Any]) -> list[str]:
+    from portal.apps.compose import service_images
+
+    return service_images(spec["compose"]) if kind == COMPOSE else [spec["image"]]
+
+
+def _revision(app: Application, number: int) -> AppRevision:
+    for revision in app.revisions:
+        if revision.number == number:
+            return revision
+    raise PermanentError(f"Application '{app.name}' has no revision {number}.")
+
+
+def _engine_or_retry(host: Host) -> ContainerEngine:
+    try:
+        return engine_for(host)
+    except EngineError as exc:
+        raise TransientError(exc.message) from None
+
+
+def _engine_step(call: Any) -> Any:
+    """Run one engine call; an unreachable engine is worth a retry, a refusal is not."""
+    try:
+        return call()
+    except engine_errors.Unavailable as exc:
+        raise TransientError(exc.message) from None
+    except EngineError as exc:
+        raise PermanentError(exc.message) from None

@@ -1,0 +1,1 @@
+"""Catalog context: Docker images, LLM models, serving runtimes, VRAM estimates, placement."""

@@ -1,0 +1,38 @@
+"""Operation kinds of the catalog context: pull a catalog image onto a host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from portal.core.operations.kinds import (
+    OperationContext,
+    PermanentError,
+    TransientError,
+    operation_kind,
+)
+from portal.engines import EngineError
+from portal.engines import errors as engine_errors
+from portal.extensions import db
+
+
+@operation_kind("catalog.pull_image")
+def pull_image(ctx: OperationContext) -> dict[str, Any]:
+    """Pull a catalog image onto a host through its engine."""
+    from portal.catalog.models import CatalogImage
+    from portal.hosts.models import Host
+    from portal.hosts.service import engine_for
+
+    image = db.session.get(CatalogImage, ctx.params["image_id"])
+    host = db.session.get(Host, ctx.params["host_id"])
+    if image is None or host is None:
+        raise PermanentError("The image or the host no longer exists.")
+    try:
+        with engine_for(host) as engine:
+            info = engine.pull_image(
+                image.reference, progress=lambda p: ctx.log(f"{p.status} {p.id or ''}".strip())
+            )
+    except engine_errors.Unavailable as exc:
+        raise TransientError(exc.message) from None
+    except EngineError as exc:
+        raise PermanentError(exc.message) from None
+    return {"image": image.reference, "host": host.name, "id": info.id}
