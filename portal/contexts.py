@@ -13,6 +13,8 @@ API_BLUEPRINTS = [
     "portal.admin.api",
     "portal.settings.api",
     "portal.proxy.api",
+    "portal.catalog.api",
+    "portal.apps.api",
 ]
 PAGE_BLUEPRINTS = [
     "portal.web.views",
@@ -20,15 +22,21 @@ PAGE_BLUEPRINTS = [
     "portal.admin.views",
     "portal.settings.views",
     "portal.proxy.views",
+    "portal.catalog.views",
+    "portal.apps.views",
 ]
 MODEL_MODULES = [
     "portal.hosts.models",
+    "portal.catalog.models",
+    "portal.apps.models",
 ]
 TASK_MODULES = [
     "portal.core.operations.tasks",
     "portal.core.operations.builtin",
     "portal.core.operations.periodic",
     "portal.proxy.usage",
+    "portal.catalog.tasks",
+    "portal.apps.tasks",
 ]
 
 
