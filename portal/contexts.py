@@ -13,8 +13,12 @@ API_BLUEPRINTS = [
     "portal.admin.api",
     "portal.settings.api",
     "portal.proxy.api",
+    "portal.monitoring.api",
+    "portal.hosts.api",
     "portal.catalog.api",
     "portal.apps.api",
+    "portal.registry.api",
+    "portal.backup.api",
 ]
 PAGE_BLUEPRINTS = [
     "portal.web.views",
@@ -22,21 +26,31 @@ PAGE_BLUEPRINTS = [
     "portal.admin.views",
     "portal.settings.views",
     "portal.proxy.views",
+    "portal.monitoring.views",
+    "portal.hosts.views",
     "portal.catalog.views",
     "portal.apps.views",
+    "portal.registry.views",
 ]
 MODEL_MODULES = [
+    "portal.monitoring.models",
     "portal.hosts.models",
     "portal.catalog.models",
     "portal.apps.models",
+    "portal.registry.models",
 ]
 TASK_MODULES = [
     "portal.core.operations.tasks",
     "portal.core.operations.builtin",
     "portal.core.operations.periodic",
     "portal.proxy.usage",
+    "portal.monitoring.tasks",
+    "portal.hosts.tasks",
+    "portal.hosts.health",
     "portal.catalog.tasks",
     "portal.apps.tasks",
+    "portal.registry.tasks",
+    "portal.backup.tasks",
 ]
 
 

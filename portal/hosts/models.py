@@ -46,10 +46,17 @@ class Host(db.Model):
     host_key_fingerprint: Mapped[str | None] = mapped_column(String(128))
     facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     agent_url: Mapped[str | None] = mapped_column(String(255))
+    # Port the portal reaches the agent on (differs from the agent's listen port behind NAT).
+    agent_port: Mapped[int] = mapped_column(Integer, default=7443, server_default="7443")
     agent_token: Mapped[str | None] = mapped_column(EncryptedText(512))
+    # Kept so a re-bootstrap hands the agent the same certificate (an idempotent run).
+    agent_certificate: Mapped[str | None] = mapped_column(Text)
+    agent_private_key: Mapped[str | None] = mapped_column(EncryptedText(4096))
     agent_version: Mapped[str | None] = mapped_column(String(64))
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime)
     missed_checks: Mapped[int] = mapped_column(Integer, default=0)
+    bootstrapped_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_operation_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

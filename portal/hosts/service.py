@@ -1,27 +1,154 @@
-"""Host records and the engines that reach them. (Onboarding and bootstrap build on this.)"""
+"""Host records: add, edit, list, delete, status transitions, and the engines that reach them."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
 
-from portal.core.errors import NotFound
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from portal.core.audit import record_audit
+from portal.core.errors import Conflict, NotFound, ValidationFailed
+from portal.core.timeutil import utcnow
 from portal.engines import AgentEngine, ContainerEngine, LocalDockerEngine
 from portal.extensions import db
-from portal.hosts.models import LOCAL_HOST_NAME, READY, Host
+from portal.hosts.models import (
+    LOCAL_HOST_NAME,
+    NEW,
+    READY,
+    Host,
+    HostGpu,
+    HostStatusChange,
+)
+from portal.settings.service import get_setting
+
+EDITABLE_FIELDS = (
+    "name", "address", "ssh_port", "ssh_user", "become_method", "labels", "agent_port",
+    "ssh_private_key", "ssh_password",
+)  # fmt: skip
+
+
+MAX_HOST_ID = 2**31 - 1  # the column is a 32-bit integer on Postgres
 
 
 def get_host(host_id: int) -> Host:
-    host = db.session.get(Host, host_id)
+    host = db.session.get(Host, host_id) if 0 < host_id <= MAX_HOST_ID else None
     if host is None:
         raise NotFound(f"No host with id {host_id}.")
     return host
 
 
 def list_hosts(status: str | None = None) -> list[Host]:
+    return list(db.session.scalars(hosts_query(status=status)))
+
+
+def hosts_query(
+    *, status: str | None = None, label: str | None = None, gpu_model: str | None = None
+) -> Any:
+    """A select() of hosts by name, filtered by status, a label (KEY or KEY=VALUE), GPU model."""
     query = select(Host).order_by(Host.name)
     if status:
         query = query.where(Host.status == status)
-    return list(db.session.scalars(query))
+    if label:
+        key, has_value, value = label.partition("=")
+        text = Host.labels[key.strip()].as_string()
+        query = query.where(text == value.strip() if has_value else text.is_not(None))
+    if gpu_model:
+        matching = select(HostGpu.host_id).where(
+            func.lower(HostGpu.model).contains(gpu_model.lower(), autoescape=True)
+        )
+        query = query.where(Host.id.in_(matching))
+    return query
+
+
+def create_host(values: dict[str, Any]) -> Host:
+    """Add a host (status `new`); exactly one of a private key or a password is required."""
+    values = _with_defaults(values)
+    _require_one_credential(values.get("ssh_private_key"), values.get("ssh_password"))
+    host = Host(
+        status=NEW,
+        auth_method="key" if values.get("ssh_private_key") else "password",
+        labels=values.pop("labels", None) or {},
+        facts={},
+        **values,
+    )
+    db.session.add(host)
+    _commit_unique_name(host, "host.create")
+    return host
+
+
+def create_hosts(rows: list[dict[str, Any]]) -> list[Host]:
+    """Add many hosts in one transaction: all of them, or none when one is wrong."""
+    names = [row["name"] for row in rows]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValidationFailed(f"Duplicate host names: {', '.join(duplicates)}.")
+    hosts = []
+    for row in rows:
+        row = _with_defaults(dict(row))
+        _require_one_credential(row.get("ssh_private_key"), row.get("ssh_password"))
+        auth = "key" if row.get("ssh_private_key") else "password"
+        labels = row.pop("labels", None) or {}
+        hosts.append(Host(status=NEW, auth_method=auth, labels=labels, facts={}, **row))
+    db.session.add_all(hosts)
+    _commit_unique_name(None, "host.import", {"count": len(hosts), "names": names[:50]})
+    return hosts
+
+
+def update_host(host: Host, changes: dict[str, Any]) -> Host:
+    """Change a host's settings; a new address or port forgets the recorded SSH host key."""
+    if host.is_local:
+        raise Conflict("The Spectr node's own host cannot be edited.")
+    if {"address", "ssh_port"} & changes.keys() and (
+        changes.get("address", host.address) != host.address
+        or changes.get("ssh_port", host.ssh_port) != host.ssh_port
+    ):
+        forget_host_key(host, commit=False)
+    for name in EDITABLE_FIELDS:
+        if name in changes:
+            setattr(host, name, changes[name])
+    if changes.get("ssh_private_key"):
+        host.auth_method, host.ssh_password = "key", None
+    elif changes.get("ssh_password"):
+        host.auth_method, host.ssh_private_key = "password", None
+    _require_one_credential(host.ssh_private_key, host.ssh_password)
+    if host.agent_url:  # the portal reaches the agent at the new address or port
+        host.agent_url = agent_url_for(host)
+    _commit_unique_name(host, "host.update", {"fields": sorted(changes)})
+    return host
+
+
+def delete_host(host: Host) -> None:
+    """Forget a host and everything recorded about it."""
+    if host.is_local:
+        raise Conflict("The Spectr node's own host cannot be deleted.")
+    record_audit("host.delete", f"host:{host.id}", details={"name": host.name})
+    db.session.delete(host)
+    db.session.commit()
+
+
+def forget_host_key(host: Host, commit: bool = True) -> None:
+    """Drop the recorded SSH host key, so the next contact records the host's key anew."""
+    if host.host_key:
+        record_audit(
+            "host.forget_host_key", f"host:{host.id}", details={"was": host.host_key_fingerprint}
+        )
+    host.host_key, host.host_key_fingerprint = None, None
+    if commit:
+        db.session.commit()
+
+
+def set_status(host: Host, status: str, reason: str | None = None) -> bool:
+    """Move a host to `status`, recording the transition; return whether it changed."""
+    if host.status == status:
+        if reason and host.status_reason != reason and status != READY:
+            host.status_reason = reason
+        return False
+    db.session.add(
+        HostStatusChange(host=host, from_status=host.status, to_status=status, reason=reason)
+    )
+    host.status, host.status_reason, host.status_changed_at = status, reason, utcnow()
+    return True
 
 
 def ensure_local_host() -> Host:
@@ -36,6 +163,12 @@ def ensure_local_host() -> Host:
     return host
 
 
+def agent_url_for(host: Host) -> str:
+    """The HTTPS base URL where the portal reaches a host's agent."""
+    address = f"[{host.address}]" if ":" in host.address else host.address
+    return f"https://{address}:{host.agent_port}"
+
+
 def engine_for(host: Host) -> ContainerEngine:
     """The ContainerEngine that reaches `host`: the local socket or the host's agent."""
     if host.is_local:
@@ -45,3 +178,66 @@ def engine_for(host: Host) -> ContainerEngine:
     from portal.core.pki import ca_certificate_path
 
     return AgentEngine(host.agent_url, host.agent_token, str(ca_certificate_path()))
+
+
+def _with_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    values = {key: value for key, value in values.items() if value is not None}
+    values.setdefault("ssh_user", get_setting("ssh_default_user"))
+    values.setdefault("ssh_port", get_setting("ssh_default_port"))
+    return values
+
+
+def _require_one_credential(private_key: str | None, password: str | None) -> None:
+    if bool(private_key) == bool(password):
+        raise ValidationFailed(
+            "Give either an SSH private key or a password (exactly one).",
+            {"ssh_private_key": ["give a private key or a password, not both or neither"]},
+        )
+
+
+def _commit_unique_name(host: Host | None, action: str, details: dict | None = None) -> None:
+    try:
+        db.session.flush()
+        target = f"host:{host.id}" if host is not None else "hosts"
+        record_audit(action, target, details=details)
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict(
+            "A host with this name already exists.", {"name": ["already used"]}
+        ) from None
+
+
+def import_hosts(content: str, file_format: str | None, defaults: dict[str, Any]) -> list[Host]:
+    """Bulk add from an inventory or CSV; `defaults` (credential, user, labels) fill the gaps."""
+    from portal.hosts.inventory_import import InventoryError, guess_format, parse_hosts_file
+    from portal.hosts.schemas import HostWriteSchema
+
+    try:
+        rows = parse_hosts_file(content, file_format or guess_format("", content))
+    except InventoryError as exc:
+        raise ValidationFailed(
+            f"Cannot read the inventory: {exc}", {"content": [str(exc)]}
+        ) from None
+    merged, errors = [], {}
+    for row in rows:
+        values = _merge_import_row(row, defaults)
+        problems = HostWriteSchema().validate(values)
+        if problems:
+            errors[row["name"]] = problems
+        merged.append(values)
+    if errors:
+        names = ", ".join(sorted(errors)[:10])
+        raise ValidationFailed(f"Some hosts in the file are not valid: {names}.", errors)
+    return create_hosts(merged)
+
+
+def _merge_import_row(row: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    values = {key: defaults[key] for key in ("ssh_user", "become_method") if defaults.get(key)}
+    values.update(row)
+    values["labels"] = {**(defaults.get("labels") or {}), **row.get("labels", {})}
+    if not row.get("ssh_password"):
+        for key in ("ssh_private_key", "ssh_password"):
+            if defaults.get(key):
+                values[key] = defaults[key]
+    return values

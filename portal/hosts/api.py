@@ -1,0 +1,122 @@
+"""REST endpoints of hosts: add, bulk add, list, show, edit, delete, bootstrap, host key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from portal.core.operations.api import create_from_request
+from portal.core.operations.schemas import OperationSchema
+from portal.core.pagination import SelectPage
+from portal.core.security import require_role
+from portal.hosts import service
+from portal.hosts.schemas import (
+    BootstrapManySchema,
+    BootstrapOneSchema,
+    DeleteQuerySchema,
+    HostDetailSchema,
+    HostPatchSchema,
+    HostQuerySchema,
+    HostSchema,
+    HostWriteSchema,
+    ImportSchema,
+)
+
+blp = Blueprint("hosts", __name__, url_prefix="/api/v1/hosts", description="Hosts")
+
+
+@blp.route("")
+class HostCollection(MethodView):
+    @require_role("viewer")
+    @blp.arguments(HostQuerySchema, location="query")
+    @blp.response(200, HostSchema(many=True))
+    @blp.paginate(SelectPage)
+    def get(self, filters: dict) -> Any:
+        """List hosts, filtered by status, label (KEY or KEY=VALUE) or GPU model."""
+        return service.hosts_query(**filters)
+
+    @require_role("operator")
+    @blp.arguments(HostWriteSchema)
+    @blp.response(201, HostDetailSchema)
+    def post(self, body: dict) -> Any:
+        """Add a host with an SSH private key or a password (stored encrypted, never shown)."""
+        return service.create_host(body)
+
+
+@blp.route("/import")
+class HostImport(MethodView):
+    @require_role("operator")
+    @blp.arguments(ImportSchema)
+    @blp.response(201, HostSchema(many=True))
+    def post(self, body: dict) -> Any:
+        """Add many hosts from an Ansible inventory (INI or YAML) or CSV; all or none."""
+        return service.import_hosts(body.pop("content"), body.pop("format"), body)
+
+
+@blp.route("/bootstrap")
+class HostBootstrapMany(MethodView):
+    @require_role("operator")
+    @blp.arguments(BootstrapManySchema)
+    @blp.response(202, OperationSchema)
+    def post(self, body: dict) -> Any:
+        """Bootstrap many hosts in one operation (Ansible forks, per-host progress)."""
+        host_ids = list(dict.fromkeys(body["host_ids"]))
+        for host_id in host_ids:
+            service.get_host(host_id)
+        params = {"host_ids": host_ids, "forks": body["forks"]}
+        return create_from_request("bootstrap_hosts", params, target="hosts")
+
+
+@blp.route("/<id:host_id>")
+class HostItem(MethodView):
+    @require_role("viewer")
+    @blp.response(200, HostDetailSchema)
+    def get(self, host_id: int) -> Any:
+        """Show a host with its facts, GPUs, status history and containers."""
+        return service.get_host(host_id)
+
+    @require_role("operator")
+    @blp.arguments(HostPatchSchema(partial=True))
+    @blp.response(200, HostDetailSchema)
+    def patch(self, body: dict, host_id: int) -> Any:
+        """Change a host; a new address or SSH port forgets the recorded host key."""
+        return service.update_host(service.get_host(host_id), body)
+
+    @require_role("operator")
+    @blp.arguments(DeleteQuerySchema, location="query")
+    @blp.response(204)
+    @blp.alt_response(202, schema=OperationSchema, description="cleanup=1: an operation")
+    def delete(self, query: dict, host_id: int) -> Any:
+        """Delete a host; with cleanup=1, first stop Spectr's containers and remove the agent."""
+        host = service.get_host(host_id)
+        if query["cleanup"]:
+            return create_from_request(
+                "delete_host", {"host_id": host.id}, target=f"host:{host.id}"
+            )
+        service.delete_host(host)
+        return None
+
+
+@blp.route("/<id:host_id>/bootstrap")
+class HostBootstrap(MethodView):
+    @require_role("operator")
+    @blp.arguments(BootstrapOneSchema)
+    @blp.response(202, OperationSchema)
+    def post(self, body: dict, host_id: int) -> Any:
+        """Bootstrap (or re-bootstrap, idempotently) one host: Docker, agent, facts."""
+        host = service.get_host(host_id)
+        params = {"host_ids": [host.id], "forks": 1}
+        return create_from_request("bootstrap_hosts", params, target=f"host:{host.id}")
+
+
+@blp.route("/<id:host_id>/host-key")
+class HostKey(MethodView):
+    @require_role("operator")
+    @blp.response(200, HostDetailSchema)
+    def delete(self, host_id: int) -> Any:
+        """Forget the recorded SSH host key; the next bootstrap records the key it meets."""
+        host = service.get_host(host_id)
+        service.forget_host_key(host)
+        return host

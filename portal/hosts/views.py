@@ -1,0 +1,196 @@
+"""Pages of hosts: the list with filters and bulk actions, add / import / edit, one host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from sqlalchemy import func, select
+
+from portal.core.errors import SpectrError, ValidationFailed
+from portal.core.operations import service as operations
+from portal.core.security import current_principal
+from portal.extensions import db
+from portal.hosts import service
+from portal.hosts.models import HOST_STATUSES
+from portal.hosts.schemas import BECOME_METHODS, HostPatchSchema, HostWriteSchema
+from portal.web.auth import page_role
+
+bp = Blueprint("hosts_pages", __name__, url_prefix="/hosts")
+PAGE_SIZE = 50
+FORM_FIELDS = ("name", "address", "ssh_port", "ssh_user", "become_method", "agent_port",
+               "ssh_private_key", "ssh_password")  # fmt: skip
+
+
+@bp.get("")
+@page_role("viewer")
+def index() -> Any:
+    filters = {k: v for k in ("status", "label", "gpu_model") if (v := request.args.get(k))}
+    if filters.get("status") not in (None, *HOST_STATUSES):
+        filters.pop("status")
+    page = min(max(request.args.get("page", 1, type=int), 1), 10**6)
+    query = service.hosts_query(**filters)
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    hosts = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    return render_template(
+        "hosts/index.html",
+        hosts=hosts,
+        filters=filters,
+        statuses=HOST_STATUSES,
+        page=page,
+        pages=max(1, -(-(total or 0) // PAGE_SIZE)),
+    )
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@page_role("operator")
+def new() -> Any:
+    if request.method == "GET":
+        return render_template("hosts/form.html", host=None, values={}, methods=BECOME_METHODS)
+    try:
+        host = service.create_host(_form_values(HostWriteSchema()))
+    except SpectrError as exc:
+        flash(_describe(exc), "error")
+        page = render_template(
+            "hosts/form.html", host=None, values=request.form, methods=BECOME_METHODS
+        )
+        return page, 422
+    flash(f"Host {host.name} added. Bootstrap it to install Docker and the agent.")
+    return redirect(url_for("hosts_pages.detail", host_id=host.id))
+
+
+@bp.route("/<id:host_id>/edit", methods=["GET", "POST"])
+@page_role("operator")
+def edit(host_id: int) -> Any:
+    host = service.get_host(host_id)
+    if request.method == "GET":
+        return render_template("hosts/form.html", host=host, values={}, methods=BECOME_METHODS)
+    try:
+        service.update_host(host, _form_values(HostPatchSchema(partial=True)))
+    except SpectrError as exc:
+        db.session.rollback()
+        flash(_describe(exc), "error")
+        page = render_template(
+            "hosts/form.html", host=host, values=request.form, methods=BECOME_METHODS
+        )
+        return page, 422
+    flash(f"Host {host.name} saved.")
+    return redirect(url_for("hosts_pages.detail", host_id=host.id))
+
+
+@bp.post("/import")
+@page_role("operator")
+def import_hosts() -> Any:
+    upload = request.files.get("file")
+    content = (
+        upload.read().decode("utf-8", "replace") if upload else request.form.get("content", "")
+    )
+    defaults = {
+        k: v for k in ("ssh_user", "ssh_private_key", "ssh_password") if (v := request.form.get(k))
+    }
+    file_format = request.form.get("format") or None
+    if file_format is None and upload is not None:
+        from portal.hosts.inventory_import import guess_format
+
+        file_format = guess_format(upload.filename or "", content)
+    try:
+        hosts = service.import_hosts(content, file_format, defaults)
+        flash(f"Added {len(hosts)} host(s).")
+    except SpectrError as exc:
+        flash(_describe(exc), "error")
+    return redirect(url_for("hosts_pages.index"))
+
+
+@bp.get("/<id:host_id>")
+@page_role("viewer")
+def detail(host_id: int) -> Any:
+    host = service.get_host(host_id)
+    operation, lines = None, []
+    if host.last_operation_id:
+        try:
+            operation = operations.get_operation(host.last_operation_id)
+            lines = operations.read_log(operation.id)
+        except SpectrError:
+            operation = None
+    return render_template("hosts/detail.html", host=host, op=operation, lines=lines)
+
+
+@bp.post("/<id:host_id>/bootstrap")
+@page_role("operator")
+def bootstrap(host_id: int) -> Any:
+    host = service.get_host(host_id)
+    _start("bootstrap_hosts", {"host_ids": [host.id], "forks": 1}, f"host:{host.id}")
+    return redirect(url_for("hosts_pages.detail", host_id=host.id))
+
+
+@bp.post("/bootstrap")
+@page_role("operator")
+def bootstrap_many() -> Any:
+    host_ids = [int(i) for i in request.form.getlist("host_id") if i.isdigit()]
+    if not host_ids:
+        flash("Select at least one host to bootstrap.", "error")
+        return redirect(url_for("hosts_pages.index"))
+    for host_id in host_ids:
+        service.get_host(host_id)
+    forks = min(max(request.form.get("forks", 10, type=int) or 10, 1), 50)
+    operation = _start("bootstrap_hosts", {"host_ids": host_ids, "forks": forks}, "hosts")
+    return redirect(url_for("operations_pages.detail", operation_id=operation.id))
+
+
+@bp.post("/<id:host_id>/forget-host-key")
+@page_role("operator")
+def forget_host_key(host_id: int) -> Any:
+    host = service.get_host(host_id)
+    service.forget_host_key(host)
+    flash("Recorded host key forgotten; the next bootstrap records the key it meets.")
+    return redirect(url_for("hosts_pages.detail", host_id=host.id))
+
+
+@bp.post("/<id:host_id>/delete")
+@page_role("operator")
+def delete(host_id: int) -> Any:
+    host = service.get_host(host_id)
+    if request.form.get("cleanup") == "on":
+        operation = _start("delete_host", {"host_id": host.id}, f"host:{host.id}")
+        return redirect(url_for("operations_pages.detail", operation_id=operation.id))
+    name = host.name
+    service.delete_host(host)
+    flash(f"Host {name} deleted.")
+    return redirect(url_for("hosts_pages.index"))
+
+
+def _start(kind: str, params: dict, target: str) -> Any:
+    operation, _ = operations.create_operation(
+        kind,
+        params,
+        target=target,
+        requested_by=current_principal(),
+        request_id=g.get("request_id"),
+    )
+    return operation
+
+
+def _form_values(schema: Any) -> dict[str, Any]:
+    """Read the form through the API's schema, so pages and API validate the same way."""
+    raw: dict[str, Any] = {}
+    for name in FORM_FIELDS:
+        value = request.form.get(name, "")
+        if value.strip():
+            raw[name] = value if name == "ssh_private_key" else value.strip()
+    raw["labels"] = {}
+    for part in request.form.get("labels", "").replace(";", ",").split(","):
+        key, _, value = part.partition("=")
+        if key.strip():
+            raw["labels"][key.strip()] = value.strip()
+    errors = schema.validate(raw)
+    if errors:
+        raise ValidationFailed("Invalid input in: " + ", ".join(sorted(errors)) + ".", errors)
+    return schema.load(raw)
+
+
+def _describe(exc: SpectrError) -> str:
+    details = "; ".join(
+        f"{field}: {' '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
+        for field, msgs in (exc.details or {}).items()
+    )
+    return f"{exc.message} {details}".strip()
