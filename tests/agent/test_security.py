@@ -98,3 +98,41 @@ def test_agent_binds_only_the_configured_address(agent):
     # listen_host is 127.0.0.1: another loopback address of this machine must not answer
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.2", agent.port), timeout=2).close()
+
+
+def test_metrics_token_opens_metrics_and_nothing_else(agent_factory, pki):
+    from agent.auth import hash_token
+
+    scraper = agent_factory(metrics_token_sha256=hash_token("scrape-token"))
+    with scraper.http(pki.ca.cert_path, token="scrape-token") as client:
+        metrics = client.get("/metrics")
+        health = client.get("/v1/health")
+    assert metrics.status_code == 200 and "spectr_engine_up" in metrics.text
+    assert health.status_code == 401
+
+
+def test_sigterm_stops_the_agent_cleanly(agent_factory):
+    own = agent_factory()
+    own.stop()
+    assert own.process.returncode == 0
+
+
+def test_connections_beyond_the_cap_are_closed(agent_factory, pki):
+    own = agent_factory(max_connections=2)
+    context = client_context(pki.ca.cert_path)
+    held = [context.wrap_socket(socket.create_connection(("127.0.0.1", own.port)),
+                                server_hostname="127.0.0.1") for _ in range(2)]  # fmt: skip
+    extra = socket.create_connection(("127.0.0.1", own.port), timeout=5)
+    try:
+        # a timeout here would mean the agent accepted and waits: not caught, so the test fails
+        with context.wrap_socket(extra, server_hostname="127.0.0.1") as tls:
+            outcome: object = tls.recv(1)
+    except (ssl.SSLError, ConnectionError) as error:
+        outcome = error
+    finally:
+        extra.close()
+        for connection in held:
+            connection.close()
+    assert outcome == b"" or isinstance(outcome, ssl.SSLError | ConnectionError)
+    with own.http(pki.ca.cert_path) as client:
+        assert client.get("/v1/health").status_code == 200
