@@ -181,3 +181,7 @@ def _or_exit(action):  # type: ignore[no-untyped-def]
 from portal.core.operations.cli import operation_group  # noqa: E402
 
 cli.add_command(operation_group)
+
+from portal.monitoring.cli import monitoring_group  # noqa: E402
+
+cli.add_command(monitoring_group)

@@ -6,13 +6,12 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import login_user, logout_user
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
 from portal import __version__
 from portal.admin import service as admin_service
 from portal.admin.authentication import LoginUser
 from portal.core.audit import record_audit
-from portal.core.operations.models import Operation
 from portal.extensions import db
 from portal.web.auth import page_role
 
@@ -52,16 +51,12 @@ def logout() -> Any:
 @bp.get("/")
 @page_role("viewer")
 def home() -> Any:
-    counts = dict(
-        db.session.execute(select(Operation.state, func.count()).group_by(Operation.state)).all()
-    )
-    recent = db.session.scalars(
-        select(Operation).order_by(Operation.created_at.desc()).limit(10)
-    ).all()
-    return render_template("home.html", counts=counts, recent=recent)
+    from portal.monitoring.overview import fleet_overview
+
+    return render_template("home.html", overview=fleet_overview())
 
 
-@bp.get("/<any(hosts, catalog, apps, registry, monitoring):section>")
+@bp.get("/<any(hosts, catalog, apps, registry):section>")
 @page_role("viewer")
 def section_placeholder(section: str) -> Any:
     """Sections whose contexts are not built yet show what they will hold."""

@@ -43,7 +43,9 @@ def test_config_refuses_a_scrape_token_that_is_not_a_sha256(tmp_path: Path) -> N
 
 
 @pytest.fixture(scope="module")
-def scrape_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AgentProcess, str, str]]:
+def scrape_agent(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[AgentProcess, str, str]]:
     folder = tmp_path_factory.mktemp("scrape-agent")
     ca = CertificateAuthority.create("spectr", folder)
     scrape_token = secrets.token_urlsafe(24)

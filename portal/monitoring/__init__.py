@@ -1,0 +1,1 @@
+"""Monitoring: Prometheus metrics and service discovery, events and webhooks, the fleet overview."""

@@ -1,0 +1,130 @@
+"""Prometheus HTTP service discovery: the portal, every host's agent, every known proxy.
+
+Proxies become known by fetching their config document: spectr-proxy sends
+`X-Spectr-Proxy-Metrics: <host>:<port>` (its admin listener) with that request, and the portal
+remembers the address. A wildcard host (0.0.0.0, ::) is replaced by the proxy's own address as
+the portal saw it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask, request
+from sqlalchemy import select
+
+from portal.core.timeutil import utcnow
+from portal.extensions import db
+from portal.hosts.models import Host
+from portal.monitoring.models import ProxyInstance
+from portal.monitoring.settings import monitoring_setting
+
+ROLES = ("portal", "agent", "proxy")
+PROXY_METRICS_HEADER = "X-Spectr-Proxy-Metrics"
+PROXY_CONFIG_ENDPOINT = "proxy.ProxyConfig"
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]{1,253}):(\d{1,5})$")
+_WILDCARDS = {"0.0.0.0", "[::]", ""}
+# A proxy polls every few seconds; writing last-seen once a minute is plenty.
+_SEEN_WRITE_INTERVAL = timedelta(seconds=60)
+
+
+def scrape_targets(role: str | None, portal_address: str, portal_scheme: str) -> list[dict]:
+    """Return target groups in Prometheus HTTP SD format, optionally for one role only."""
+    groups: list[dict[str, Any]] = []
+    if role in (None, "portal"):
+        groups.append(_group(portal_address, "portal", {"__scheme__": portal_scheme}))
+    if role in (None, "agent"):
+        groups.extend(_agent_groups())
+    if role in (None, "proxy"):
+        groups.extend(_proxy_groups())
+    return groups
+
+
+def _group(address: str, role: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"targets": [address], "labels": {"role": role, **labels}}
+
+
+def _agent_groups() -> list[dict[str, Any]]:
+    hosts = db.session.scalars(
+        select(Host).where(Host.agent_url.is_not(None)).order_by(Host.name)
+    ).all()
+    groups = []
+    for host in hosts:
+        address = urlsplit(host.agent_url).netloc
+        if not address:
+            continue
+        models = sorted({gpu.model for gpu in host.gpus})
+        labels = {
+            "__scheme__": "https",
+            "host": host.name,
+            "gpu_model": ",".join(models) or "none",
+            "host_status": host.status,
+        }
+        host_role = (host.labels or {}).get("role")
+        if host_role:
+            labels["host_role"] = str(host_role)
+        groups.append(_group(address, "agent", labels))
+    return groups
+
+
+def _proxy_groups() -> list[dict[str, Any]]:
+    fresh_since = utcnow() - timedelta(
+        seconds=float(monitoring_setting("MONITORING_PROXY_STALE_SECONDS"))
+    )
+    proxies = db.session.scalars(
+        select(ProxyInstance)
+        .where(ProxyInstance.last_seen_at >= fresh_since)
+        .order_by(ProxyInstance.metrics_address)
+    ).all()
+    return [
+        _group(p.metrics_address, "proxy", {"__scheme__": "http", "proxy": p.metrics_address})
+        for p in proxies
+    ]
+
+
+def proxy_metrics_address(announced: str, remote_addr: str | None) -> str | None:
+    """Turn an announced `host:port` into the address to scrape, or None when malformed."""
+    match = _ADDRESS.match(announced.strip())
+    if not match or not 0 < int(match.group(2)) < 65536:
+        return None
+    host = match.group(1)
+    if host in _WILDCARDS and remote_addr:
+        host = f"[{remote_addr}]" if ":" in remote_addr else remote_addr
+    return f"{host}:{match.group(2)}"
+
+
+def remember_proxy(address: str) -> None:
+    """Record that a proxy answering metrics at `address` is alive."""
+    now = utcnow()
+    proxy = db.session.scalar(select(ProxyInstance).filter_by(metrics_address=address))
+    if proxy is None:
+        db.session.add(ProxyInstance(metrics_address=address, last_seen_at=now))
+    elif now - proxy.last_seen_at >= _SEEN_WRITE_INTERVAL:
+        proxy.last_seen_at = now
+    else:
+        return
+    db.session.commit()
+
+
+def init_proxy_discovery(app: Flask) -> None:
+    """Learn proxies from their config fetches, without touching the proxy context's code."""
+
+    @app.after_request
+    def _note_proxy(response: Any) -> Any:
+        announced = request.headers.get(PROXY_METRICS_HEADER)
+        if (
+            announced
+            and request.endpoint == PROXY_CONFIG_ENDPOINT
+            and response.status_code
+            in (
+                200,
+                304,
+            )
+        ):
+            address = proxy_metrics_address(announced, request.remote_addr)
+            if address:
+                remember_proxy(address)
+        return response

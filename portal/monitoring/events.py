@@ -1,0 +1,192 @@
+"""Spectr's own alerts: detectors that open and resolve events, and the event log queries.
+
+Each detector compares the fleet's current state (hosts, containers, GPUs, operations) with
+the open events: a condition without an open event opens one, an open event whose condition
+ended is resolved. Running a detector twice changes nothing, so the periodic job may fire
+again after a restart without raising duplicates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from portal.core.operations.models import FAILED, Operation
+from portal.core.timeutil import utcnow
+from portal.extensions import db
+from portal.hosts.models import UNREACHABLE, Host, HostContainer, HostGpu
+from portal.monitoring.models import (
+    CONTAINER_RESTARTING,
+    DEPLOYMENT_FAILED,
+    GPU_MEMORY_HIGH,
+    HOST_UNREACHABLE,
+    OPEN,
+    RESOLVED,
+    Event,
+)
+from portal.monitoring.settings import monitoring_setting
+
+# Failed operations of these kinds (or kinds containing "deploy") raise deployment.failed.
+DEPLOY_KIND_WORDS = ("deploy",)
+# Only failures this recent raise an event: a fresh install must not replay history.
+DEPLOY_FAILURE_WINDOW = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A problem that holds now: what it is about and how to describe it."""
+
+    kind: str
+    key: str
+    subject: str
+    message: str
+    severity: str = "warning"
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def unreachable_hosts() -> list[Condition]:
+    hosts = db.session.scalars(select(Host).where(Host.status == UNREACHABLE)).all()
+    return [
+        Condition(
+            HOST_UNREACHABLE,
+            f"host:{host.id}",
+            host.name,
+            host.status_reason or f"Host {host.name} does not answer.",
+            "critical",
+            {"host_id": host.id, "address": host.address},
+        )
+        for host in hosts
+    ]
+
+
+def restarting_containers() -> list[Condition]:
+    rows = db.session.execute(
+        select(HostContainer, Host.name)
+        .join(Host, Host.id == HostContainer.host_id)
+        .where(HostContainer.state == "restarting")
+    ).all()
+    return [
+        Condition(
+            CONTAINER_RESTARTING,
+            f"container:{row.host_id}:{row.container_id}",
+            f"{host_name}/{row.name}",
+            f"Container {row.name} on {host_name} is restarting "
+            f"(restarted {row.restart_count} times).",
+            details={"host": host_name, "container": row.name, "restarts": row.restart_count},
+        )
+        for row, host_name in rows
+    ]
+
+
+def high_gpu_memory() -> list[Condition]:
+    ratio = float(monitoring_setting("MONITORING_GPU_MEMORY_RATIO"))
+    rows = db.session.execute(
+        select(HostGpu, Host.name)
+        .join(Host, Host.id == HostGpu.host_id)
+        .where(HostGpu.memory_total_mib > 0)
+        .where(HostGpu.memory_used_mib > HostGpu.memory_total_mib * ratio)
+    ).all()
+    return [
+        Condition(
+            GPU_MEMORY_HIGH,
+            f"gpu:{gpu.host_id}:{gpu.index}",
+            f"{host_name}/gpu{gpu.index}",
+            f"GPU {gpu.index} ({gpu.model}) on {host_name} uses "
+            f"{gpu.memory_used_mib} of {gpu.memory_total_mib} MiB.",
+            details={"host": host_name, "model": gpu.model, "used_mib": gpu.memory_used_mib},
+        )
+        for gpu, host_name in rows
+    ]
+
+
+def failed_deployments() -> list[Condition]:
+    since = utcnow() - DEPLOY_FAILURE_WINDOW
+    operations = db.session.scalars(
+        select(Operation).where(Operation.state == FAILED, Operation.finished_at >= since)
+    ).all()
+    return [
+        Condition(
+            DEPLOYMENT_FAILED,
+            f"operation:{op.id}",
+            op.target or op.kind,
+            f"{op.kind} of {op.target or 'an application'} failed: {op.error or 'no reason given'}",
+            "critical",
+            {"operation_id": op.id, "kind": op.kind},
+        )
+        for op in operations
+        if any(word in op.kind for word in DEPLOY_KIND_WORDS)
+    ]
+
+
+# Point-in-time events stay open until an operator resolves them; the others end by themselves.
+LASTING_DETECTORS = (unreachable_hosts, restarting_containers, high_gpu_memory)
+POINT_DETECTORS = (failed_deployments,)
+
+
+def detect_events() -> tuple[list[Event], list[Event]]:
+    """Open events for new conditions and resolve ended ones; return (opened, resolved)."""
+    open_events = {e.key: e for e in db.session.scalars(select(Event).where(Event.state == OPEN))}
+    opened: list[Event] = []
+    lasting: dict[str, Condition] = {}
+    for detector in LASTING_DETECTORS:
+        lasting.update({c.key: c for c in detector()})
+    for key, condition in lasting.items():
+        if key not in open_events:
+            opened.append(_open(condition))
+    resolved = [
+        _resolve(event)
+        for key, event in open_events.items()
+        if event.kind != DEPLOYMENT_FAILED and key not in lasting
+    ]
+    opened.extend(_open(c) for c in _unseen(POINT_DETECTORS))
+    db.session.commit()
+    return opened, resolved
+
+
+def _unseen(detectors: tuple) -> list[Condition]:
+    conditions = [c for detector in detectors for c in detector()]
+    if not conditions:
+        return []
+    seen = set(
+        db.session.scalars(select(Event.key).where(Event.key.in_([c.key for c in conditions])))
+    )
+    return [c for c in conditions if c.key not in seen]
+
+
+def _open(condition: Condition) -> Event:
+    event = Event(
+        kind=condition.kind,
+        key=condition.key,
+        severity=condition.severity,
+        subject=condition.subject,
+        message=condition.message,
+        details=condition.details,
+    )
+    db.session.add(event)
+    return event
+
+
+def _resolve(event: Event) -> Event:
+    event.state, event.resolved_at = RESOLVED, utcnow()
+    return event
+
+
+def resolve_event(event: Event) -> Event:
+    """Close an event by hand (an operator acknowledged it)."""
+    if event.state == OPEN:
+        _resolve(event)
+        db.session.commit()
+    return event
+
+
+def list_events(state: str | None, kind: str | None, limit: int) -> list[Event]:
+    """Newest events first, optionally only one state or kind."""
+    query = select(Event).order_by(Event.opened_at.desc(), Event.id.desc()).limit(limit)
+    if state:
+        query = query.where(Event.state == state)
+    if kind:
+        query = query.where(Event.kind == kind)
+    return list(db.session.scalars(query))

@@ -1,0 +1,223 @@
+"""The portal's Prometheus metrics: fleet state read from the database at scrape time, and
+HTTP request latency measured around every request.
+
+Database-derived families (operations, hosts, GPUs, applications, events) are computed per
+scrape by a collector, so every portal process answers the same figures. Request latency is a
+prometheus-client Histogram; under gunicorn set PROMETHEUS_MULTIPROC_DIR (an empty folder
+shared by the workers) so a scrape sums all processes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
+from sqlalchemy import Float, case, cast, func, inspect, select, text
+
+from portal.core.operations.models import ACTIVE_STATES, Operation
+from portal.extensions import db, queue
+from portal.hosts.models import HOST_STATUSES, Host, HostContainer, HostGpu
+from portal.monitoring.models import OPEN, Event
+
+DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+# Our own registry: create_app may run many times in one process (tests), metrics must not.
+HTTP_REGISTRY = CollectorRegistry(auto_describe=True)
+HTTP_LATENCY = Histogram(
+    "spectr_http_request_duration_seconds",
+    "Portal HTTP request latency by route",
+    ["method", "route", "status"],
+    buckets=HTTP_BUCKETS,
+    registry=HTTP_REGISTRY,
+)
+
+
+def init_request_metrics(app: Flask) -> None:
+    """Time every request; label by URL rule, not path, so label values stay bounded."""
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.monitoring_started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        started = g.pop("monitoring_started", None)
+        if started is not None:
+            route = request.url_rule.rule if request.url_rule else "<unmatched>"
+            HTTP_LATENCY.labels(request.method, route, str(response.status_code)).observe(
+                time.perf_counter() - started
+            )
+        return response
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """Return the exposition text of every portal metric and its content type."""
+    registry = CollectorRegistry(auto_describe=False)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(_RegistryCollector(HTTP_REGISTRY))
+    registry.register(FleetCollector())
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class _RegistryCollector:
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.source.collect()
+
+
+class FleetCollector:
+    """Read operations, queue, hosts, GPUs, containers, applications and events per scrape."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from operation_metrics()
+        yield queue_metric()
+        yield from host_metrics()
+        yield from application_metrics()
+        yield open_event_metric()
+
+
+def operation_metrics() -> Iterator[Metric]:
+    """Operations by kind and state, retries, and the duration histogram of finished ones."""
+    counts = GaugeMetricFamily(
+        "spectr_operations", "Operations by kind and state", labels=["kind", "state"]
+    )
+    rows = db.session.execute(
+        select(Operation.kind, Operation.state, func.count()).group_by(
+            Operation.kind, Operation.state
+        )
+    ).all()
+    for kind, state, count in rows:
+        counts.add_metric([kind, state], count)
+    yield counts
+    retries = CounterMetricFamily(
+        "spectr_operation_retries", "Attempts beyond the first, by kind", labels=["kind"]
+    )
+    extra = func.sum(case((Operation.attempts > 1, Operation.attempts - 1), else_=0))
+    for kind, total in db.session.execute(
+        select(Operation.kind, extra).group_by(Operation.kind)
+    ).all():
+        retries.add_metric([kind], float(total or 0))
+    yield retries
+    yield _duration_histogram()
+
+
+def _duration_seconds() -> Any:
+    if db.engine.dialect.name == "postgresql":
+        return func.extract("epoch", Operation.finished_at - Operation.started_at)
+    return (func.julianday(Operation.finished_at) - func.julianday(Operation.started_at)) * 86400.0
+
+
+def _duration_histogram() -> HistogramMetricFamily:
+    """Bucket the finished operations' run time in SQL: one row per kind, not per operation."""
+    duration = cast(_duration_seconds(), Float)
+    columns = [func.sum(case((duration <= bound, 1), else_=0)) for bound in DURATION_BUCKETS]
+    query = (
+        select(Operation.kind, func.count(), func.coalesce(func.sum(duration), 0.0), *columns)
+        .where(Operation.finished_at.is_not(None), Operation.started_at.is_not(None))
+        .group_by(Operation.kind)
+    )
+    family = HistogramMetricFamily(
+        "spectr_operation_duration_seconds",
+        "Run time of finished operations (started to finished)",
+        labels=["kind"],
+    )
+    for kind, count, total, *cumulative in db.session.execute(query).all():
+        buckets = [
+            (floatToGoString(b), int(c or 0))
+            for b, c in zip(DURATION_BUCKETS, cumulative, strict=True)
+        ]
+        family.add_metric([kind], [*buckets, ("+Inf", int(count))], float(total))
+    return family
+
+
+def queue_metric() -> GaugeMetricFamily:
+    """Tasks waiting in the huey queue and operations not finished yet."""
+    family = GaugeMetricFamily(
+        "spectr_queue_depth", "Work waiting, by where it waits", labels=["queue"]
+    )
+    try:
+        family.add_metric(["huey_pending"], queue.pending_count())
+        family.add_metric(["huey_scheduled"], queue.scheduled_count())
+    except Exception:  # the queue backend being down must not hide the other metrics
+        pass
+    waiting = db.session.scalar(select(func.count()).where(Operation.state.in_(ACTIVE_STATES[:2])))
+    family.add_metric(["operations_waiting"], waiting or 0)
+    return family
+
+
+def host_metrics() -> Iterator[Metric]:
+    """Hosts by status, GPU count and memory by model, containers by state."""
+    hosts = GaugeMetricFamily("spectr_hosts", "Hosts by status", labels=["status"])
+    found = dict(db.session.execute(select(Host.status, func.count()).group_by(Host.status)).all())
+    for status in HOST_STATUSES:
+        hosts.add_metric([status], found.get(status, 0))
+    yield hosts
+    gpus = GaugeMetricFamily("spectr_gpus", "GPUs known, by model", labels=["model"])
+    total = GaugeMetricFamily(
+        "spectr_gpu_memory_total_mib", "GPU memory by model (last facts)", labels=["model"]
+    )
+    used = GaugeMetricFamily(
+        "spectr_gpu_memory_used_mib", "GPU memory in use by model (last facts)", labels=["model"]
+    )
+    query = select(
+        HostGpu.model,
+        func.count(),
+        func.sum(HostGpu.memory_total_mib),
+        func.sum(HostGpu.memory_used_mib),
+    ).group_by(HostGpu.model)
+    for model, count, memory_total, memory_used in db.session.execute(query).all():
+        gpus.add_metric([model], count)
+        total.add_metric([model], memory_total or 0)
+        used.add_metric([model], memory_used or 0)
+    yield from (gpus, total, used)
+    containers = GaugeMetricFamily(
+        "spectr_host_containers", "Containers seen on hosts, by state", labels=["state"]
+    )
+    for state, count in db.session.execute(
+        select(HostContainer.state, func.count()).group_by(HostContainer.state)
+    ).all():
+        containers.add_metric([state], count)
+    yield containers
+
+
+def application_metrics() -> Iterator[Metric]:
+    """Applications by status, when the applications context has created its table."""
+    if not inspect(db.engine).has_table("applications"):
+        return
+    family = GaugeMetricFamily("spectr_applications", "Applications by status", labels=["status"])
+    rows = db.session.execute(text("SELECT status, count(*) FROM applications GROUP BY status"))
+    for status, count in rows.all():
+        family.add_metric([str(status)], count)
+    yield family
+
+
+def open_event_metric() -> GaugeMetricFamily:
+    """Open events by kind: the portal's own alerts."""
+    family = GaugeMetricFamily("spectr_open_events", "Open events by kind", labels=["kind"])
+    for kind, count in db.session.execute(
+        select(Event.kind, func.count()).where(Event.state == OPEN).group_by(Event.kind)
+    ).all():
+        family.add_metric([kind], count)
+    return family

@@ -1,0 +1,162 @@
+"""What the home page shows: the fleet at a glance, read in a handful of grouped queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, inspect, select, text
+
+from portal.core.operations.models import FAILED, Operation
+from portal.core.timeutil import utcnow
+from portal.extensions import db
+from portal.hosts.models import HOST_STATUSES, Host, HostContainer, HostGpu
+from portal.monitoring.events import list_events
+from portal.monitoring.models import OPEN
+from portal.proxy.models import UsageRecord
+
+
+@dataclass
+class GpuModelUse:
+    model: str
+    count: int
+    memory_total_mib: int
+    memory_used_mib: int
+
+    @property
+    def memory_free_mib(self) -> int:
+        return max(0, self.memory_total_mib - self.memory_used_mib)
+
+    @property
+    def used_fraction(self) -> float:
+        return self.memory_used_mib / self.memory_total_mib if self.memory_total_mib else 0.0
+
+
+@dataclass
+class GatewayToday:
+    requests: int = 0
+    tokens: int = 0
+    errors: int = 0
+    # Requests per hour since midnight UTC, index = hour.
+    hourly: list[int] = field(default_factory=lambda: [0] * 24)
+
+
+@dataclass
+class FleetOverview:
+    hosts_by_status: dict[str, int]
+    hosts: list[dict[str, Any]]
+    gpus: list[GpuModelUse]
+    applications_by_status: dict[str, int] | None
+    gateway: GatewayToday
+    operations_by_state: dict[str, int]
+    recent_operations: list[Operation]
+    failed_operations: list[Operation]
+    open_events: list[Any]
+    generated_at: datetime
+
+
+def fleet_overview(now: datetime | None = None) -> FleetOverview:
+    """Collect everything the dashboard shows, as of `now`."""
+    now = now or utcnow()
+    return FleetOverview(
+        hosts_by_status=_hosts_by_status(),
+        hosts=_host_rows(),
+        gpus=_gpus_by_model(),
+        applications_by_status=_applications_by_status(),
+        gateway=_gateway_today(now),
+        operations_by_state=dict(
+            db.session.execute(
+                select(Operation.state, func.count()).group_by(Operation.state)
+            ).all()
+        ),
+        recent_operations=_operations(None),
+        failed_operations=_operations(FAILED),
+        open_events=list_events(OPEN, None, 20),
+        generated_at=now,
+    )
+
+
+def _hosts_by_status() -> dict[str, int]:
+    found = dict(db.session.execute(select(Host.status, func.count()).group_by(Host.status)).all())
+    return {status: found.get(status, 0) for status in HOST_STATUSES}
+
+
+def _host_rows(limit: int = 50) -> list[dict[str, Any]]:
+    gpus = dict(
+        db.session.execute(select(HostGpu.host_id, func.count()).group_by(HostGpu.host_id)).all()
+    )
+    running = dict(
+        db.session.execute(
+            select(HostContainer.host_id, func.count())
+            .where(HostContainer.state == "running")
+            .group_by(HostContainer.host_id)
+        ).all()
+    )
+    hosts = db.session.scalars(select(Host).order_by(Host.name).limit(limit)).all()
+    return [
+        {
+            "id": host.id,
+            "name": host.name,
+            "address": host.address,
+            "status": host.status,
+            "gpus": gpus.get(host.id, 0),
+            "running_containers": running.get(host.id, 0),
+            "cpus": (host.facts or {}).get("cpus") or (host.facts or {}).get("cpu_count"),
+            "last_seen_at": host.last_seen_at,
+        }
+        for host in hosts
+    ]
+
+
+def _gpus_by_model() -> list[GpuModelUse]:
+    query = (
+        select(
+            HostGpu.model,
+            func.count(),
+            func.coalesce(func.sum(HostGpu.memory_total_mib), 0),
+            func.coalesce(func.sum(HostGpu.memory_used_mib), 0),
+        )
+        .group_by(HostGpu.model)
+        .order_by(HostGpu.model)
+    )
+    return [GpuModelUse(*row) for row in db.session.execute(query).all()]
+
+
+def _applications_by_status() -> dict[str, int] | None:
+    """Applications by status; None until the applications context has its table."""
+    if not inspect(db.engine).has_table("applications"):
+        return None
+    rows = db.session.execute(text("SELECT status, count(*) FROM applications GROUP BY status"))
+    return {str(status): int(count) for status, count in rows.all()}
+
+
+def _gateway_today(now: datetime) -> GatewayToday:
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    window = (UsageRecord.at >= midnight, UsageRecord.at < midnight + timedelta(days=1))
+    requests, tokens, errors = db.session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(UsageRecord.total_tokens), 0),
+            func.coalesce(func.sum(func.cast(UsageRecord.status >= 400, db.Integer)), 0),
+        ).where(*window)
+    ).one()
+    today = GatewayToday(int(requests), int(tokens), int(errors))
+    hour = _hour_of(UsageRecord.at)
+    per_hour = select(hour, func.count()).where(*window).group_by(hour)
+    for at_hour, count in db.session.execute(per_hour).all():
+        today.hourly[int(at_hour)] = int(count)
+    return today
+
+
+def _hour_of(column: Any) -> Any:
+    if db.engine.dialect.name == "postgresql":
+        return func.extract("hour", column)
+    return func.strftime("%H", column)
+
+
+def _operations(state: str | None, limit: int = 8) -> list[Operation]:
+    query = select(Operation).order_by(Operation.created_at.desc()).limit(limit)
+    if state:
+        query = query.where(Operation.state == state)
+    return list(db.session.scalars(query))
