@@ -1,0 +1,1 @@
+"""The registry context: Spectr's own registry, external registries, browsing, images in."""

@@ -1,0 +1,177 @@
+"""Deploy Spectr's registry with spectr.core.registry, and garbage-collect it.
+
+TLS comes from the Spectr CA, auth is htpasswd with the `spectr` user whose password is the
+`registry_password` setting (generated on first deploy). The registry row records where it
+runs, so garbage collection reaches the same config later.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from portal.automation import InventoryHost, PlaybookEvent, run_playbook
+from portal.core.operations.kinds import OperationContext, PermanentError, TransientError
+from portal.core.pki import ca_certificate_pem, issue_server_certificate
+from portal.core.timeutil import utcnow
+from portal.extensions import db
+from portal.registry import service
+from portal.registry.models import SPECTR, Registry
+from portal.settings.service import get_setting, update_settings
+
+REGISTRY_USER = "spectr"
+GC_PLAYBOOK = Path(__file__).parent / "playbooks" / "garbage_collect.yml"
+DEFAULTS = {
+    "port": 5000,
+    "service_name": "spectr-registry",
+    "config_dir": "/etc/spectr-registry",
+    "storage_path": "/var/lib/spectr-registry",
+    "service_manager": "auto",
+}
+
+
+def deploy_params(body: dict[str, Any]) -> dict[str, Any]:
+    """Fill the defaults of a deploy request and work out the address hosts will use."""
+    params = {**DEFAULTS, **{k: v for k, v in body.items() if v is not None}}
+    if not params.get("address"):
+        host_address = _host_of(params.get("host_id"))[1]
+        params["address"] = f"{host_address}:{params['port']}"
+    return params
+
+
+def _host_of(host_id: int | None) -> tuple[InventoryHost, str]:
+    """The inventory entry for the target and the address it is known by."""
+    if host_id is None:
+        local = InventoryHost(
+            name="spectr-node",
+            address="127.0.0.1",
+            become_method="su",  # root already; su to root needs no password, sudo may be absent
+            vars={"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+        )
+        return local, "127.0.0.1"
+    from portal.hosts import service as hosts
+
+    host = hosts.get_host(host_id)
+    entry = InventoryHost(
+        name=host.name,
+        address=host.address,
+        port=host.ssh_port,
+        user=host.ssh_user,
+        private_key=host.ssh_private_key,
+        password=host.ssh_password,
+        become_method=host.become_method,
+        known_host_key=host.host_key,
+    )
+    return entry, host.address
+
+
+def deploy_registry(ctx: OperationContext) -> dict[str, Any]:
+    """Run the registry role on the target, record the registry, check it answers."""
+    params = ctx.params
+    target, _ = _host_of(params.get("host_id"))
+    password = _registry_password()
+    address = params["address"]
+    names = [address.rsplit(":", 1)[0], "127.0.0.1", "localhost", *params.get("extra_names", [])]
+    cert, key = issue_server_certificate("Spectr registry", names)
+    ctx.progress(0.1, f"deploying the registry on {target.name}")
+    result = run_playbook(
+        "spectr.core.registry",
+        hosts=[target],
+        extravars=_role_vars(params, cert, key, password),
+        log=ctx.log,
+        cancel_event=ctx.cancel_event,
+        forks=1,
+    )
+    if not result.succeeded:
+        outcome = result.hosts.get(target.name)
+        reason = outcome.failure_message or outcome.unreachable_message if outcome else None
+        raise PermanentError(
+            f"The registry role failed on {target.name}: {reason or result.status}"
+        )
+    registry = _record(params, password)
+    ctx.progress(0.9, "checking the registry answers")
+    _verify(registry, ctx)
+    return {"registry_id": registry.id, "url": registry.url, "address": registry.address}
+
+
+def _registry_password() -> str:
+    password = get_setting("registry_password")
+    if not password:
+        password = secrets.token_urlsafe(24)
+        update_settings({"registry_password": password}, actor="spectr")
+    return password
+
+
+def _role_vars(params: dict[str, Any], cert: str, key: str, password: str) -> dict[str, Any]:
+    return {
+        "registry_name": params["service_name"],
+        "registry_port": params["port"],
+        "registry_config_dir": params["config_dir"],
+        "registry_storage_path": params["storage_path"],
+        "registry_tls_cert": cert + ca_certificate_pem(),
+        "registry_tls_key": key,
+        "registry_users": [{"name": REGISTRY_USER, "password": password}],
+        "registry_service_manager": params["service_manager"],
+        "registry_gc_schedule": params.get("gc_schedule", "30 3 * * 0"),
+    }
+
+
+def _record(params: dict[str, Any], password: str) -> Registry:
+    registry = service.spectr_registry() or Registry(kind=SPECTR, name=params.get("name", "spectr"))
+    registry.url = f"https://{params['address']}"
+    registry.username, registry.password = REGISTRY_USER, password
+    registry.ca_pem = ca_certificate_pem()
+    registry.deployed_on_host_id = params.get("host_id")
+    registry.service_name = params["service_name"]
+    registry.config_dir, registry.storage_path = params["config_dir"], params["storage_path"]
+    db.session.add(registry)
+    update_settings({"registry_address": params["address"]}, actor="spectr")
+    return registry
+
+
+def _verify(registry: Registry, ctx: OperationContext) -> None:
+    for _ in range(20):
+        check = service.check_connection(registry)
+        if check["ok"]:
+            ctx.log(check["message"])
+            return
+        ctx.wait(0.5)
+    # Retrying re-runs the (idempotent) role, which restarts a registry that died on start.
+    raise TransientError(
+        f"The registry was deployed but the portal cannot use it: {check['message']}"
+    )
+
+
+def garbage_collect(ctx: OperationContext) -> dict[str, Any]:
+    """Run the registry's garbage collector where it is deployed; log what it removed."""
+    registry = service.get_registry(int(ctx.params["registry_id"]))
+    if registry.kind != SPECTR or not registry.config_dir:
+        raise PermanentError("Only a registry Spectr deployed can be garbage-collected by Spectr.")
+    target, _ = _host_of(registry.deployed_on_host_id)
+    collected: dict[str, Any] = {"deleted_blobs": 0, "lines": 0}
+
+    def on_event(event: PlaybookEvent) -> None:
+        for line in event.result.get("stdout_lines") or []:
+            collected["lines"] += 1
+            collected["deleted_blobs"] += "blob eligible for deletion" in line
+            ctx.log(line)
+
+    ctx.progress(0.1, f"garbage-collecting {registry.name}")
+    result = run_playbook(
+        str(GC_PLAYBOOK),
+        hosts=[target],
+        extravars={"registry_config_dir": registry.config_dir},
+        log=ctx.log,
+        on_event=on_event,
+        cancel_event=ctx.cancel_event,
+        forks=1,
+    )
+    if not result.succeeded:
+        outcome = result.hosts.get(target.name)
+        reason = outcome.failure_message if outcome else result.status
+        raise PermanentError(f"Garbage collection failed on {target.name}: {reason}")
+    ctx.log(f"Garbage collection done: {collected['deleted_blobs']} blob(s) deleted.")
+    return {"registry_id": registry.id, "deleted_blobs": collected["deleted_blobs"],
+            "finished_at": utcnow().isoformat()}  # fmt: skip
