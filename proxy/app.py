@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TextIO
 
 from mitmproxy import options
-from mitmproxy.tools.dump import DumpMaster
+from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig
+from mitmproxy.master import Master
 from redis.asyncio import Redis
 
 from proxy.addons.access_log import AccessLog
@@ -85,6 +86,25 @@ def open_access_log(target: str | None) -> TextIO | None:
     return sys.stdout if target == "-" else open(target, "a", buffering=1)
 
 
+def lean_master() -> Master:
+    """Return a mitmproxy master with only the built-in addons a reverse proxy needs.
+
+    DumpMaster loads ~30 addons (replay, map-local, HAR export, ...) and every hook of every
+    request walks all of them; with these five the same request costs far less. It also leaves
+    out `block`, which would refuse clients from public addresses.
+    """
+    master = Master(options.Options(), with_termlog=False)
+    master.addons.add(
+        core.Core(),
+        proxyserver.Proxyserver(),
+        next_layer.NextLayer(),
+        tlsconfig.TlsConfig(),
+        disable_h2c.DisableH2C(),
+        errorcheck.ErrorCheck(),
+    )
+    return master
+
+
 async def serve(settings: ProxySettings) -> None:
     """Load the config, then serve until the master shuts down."""
     redis = Redis.from_url(settings.redis_url)
@@ -96,7 +116,7 @@ async def serve(settings: ProxySettings) -> None:
     elif settings.config_file is not None:
         raise ConfigError(f"{settings.config_file}: empty")
     limiter = RateLimiter(redis, settings.redis_prefix)
-    master = DumpMaster(options.Options(), with_termlog=False, with_dumper=False)
+    master = lean_master()
     # Options are declared by the built-in addons, so they can only be set once those are loaded.
     master.options.update(**mitmproxy_options(settings))
     master.addons.add(

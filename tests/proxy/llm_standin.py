@@ -113,6 +113,7 @@ class StandInHandler(BaseHTTPRequestHandler):
 
 class StandInServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # benchmarks open 16+ connections at once
 
     def __init__(self, port: int = 0, name: str = "standin", chunk_delay_s: float = 0.05) -> None:
         super().__init__(("127.0.0.1", port), StandInHandler)

@@ -1,0 +1,144 @@
+"""Added latency and throughput of spectr_proxy's gateway path, with nginx as the reference proxy.
+
+One run, bounded in count and time:
+  .venv/bin/python bench/proxy_latency.py [--requests 2000] [--seconds 5] [--workers 1]
+
+Paths measured against the same stand-in model server (tests/proxy/llm_standin.py):
+  direct   client -> upstream
+  nginx    client -> nginx (Debian package, keepalive upstream) -> upstream
+  gateway  client -> spectr-proxy (key check, Redis limit check, usage record) -> upstream
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from proxy_bench_support import (  # noqa: E402
+    Service,
+    free_port,
+    http_request,
+    percentile,
+    run_concurrent,
+    start_nginx,
+    start_proxy,
+    start_upstream,
+    time_to_first_event,
+)
+
+SECRET = "sk-spectr-bench-" + uuid.uuid4().hex
+BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hi"}],
+                   "max_tokens": 2}).encode()  # fmt: skip
+STREAM_BODY = json.dumps({"model": "bench", "messages": [], "max_tokens": 4, "stream": True,
+                          "x_chunk_delay_s": 0}).encode()  # fmt: skip
+
+
+def proxy_config(upstream_url: str) -> dict:
+    digest = hashlib.sha256(SECRET.encode()).hexdigest()
+    return {
+        "version": 1,
+        "models": [{"name": "bench", "replicas": [{"url": upstream_url}]}],
+        # Limits high enough never to refuse, so every request pays the Redis check.
+        "keys": [{"id": "bench", "sha256": digest, "rpm": 10_000_000, "tpm": 1_000_000_000}],
+    }
+
+
+async def latency(port: int, count: int, body: bytes) -> list[float]:
+    """Send `count` requests one after another on one keep-alive connection; return ms each."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    samples = []
+    try:
+        for _ in range(count):
+            start = time.perf_counter()
+            status = await http_request(reader, writer, "/v1/chat/completions", body, SECRET)
+            samples.append((time.perf_counter() - start) * 1000)
+            assert status == 200, status
+    finally:
+        writer.close()
+    return samples
+
+
+def measure(services: dict[str, Service], args: argparse.Namespace) -> dict[str, dict]:
+    results: dict[str, dict] = {}
+    for name, service in services.items():
+        asyncio.run(latency(service.port, min(200, args.requests), BODY))  # warm-up
+        samples = asyncio.run(latency(service.port, args.requests, BODY))
+        rps = asyncio.run(run_concurrent(service.port, 16, args.seconds, BODY, SECRET))
+        ttfb = asyncio.run(time_to_first_event(service.port, 100, STREAM_BODY, SECRET))
+        results[name] = {
+            "median": statistics.median(samples),
+            "p99": percentile(samples, 99),
+            "rps": rps,
+            "ttfb": statistics.median(ttfb),
+        }
+        print(f"  measured {name}", file=sys.stderr)
+    return results
+
+
+def report(results: dict[str, dict]) -> None:
+    direct = results["direct"]
+    print("\npath      median ms  p99 ms  added median  added p99  req/s (16 clients)  "
+          "rps vs direct  stream TTFB ms  added TTFB")  # fmt: skip
+    for name, r in results.items():
+        print(
+            f"{name:<9} {r['median']:>9.3f} {r['p99']:>7.3f} {r['median'] - direct['median']:>13.3f}"
+            f" {r['p99'] - direct['p99']:>10.3f} {r['rps']:>19.0f} {r['rps'] / direct['rps']:>14.2f}"
+            f" {r['ttfb']:>15.3f} {r['ttfb'] - direct['ttfb']:>11.3f}"
+        )
+    print(json.dumps({"results": results}, indent=None))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=2000, help="sequential requests per path")
+    parser.add_argument("--seconds", type=float, default=5.0, help="throughput run per path")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="spectr-proxy processes (SO_REUSEPORT)"
+    )
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="spectr-bench-proxy-"))
+    prefix = f"spectr-bench-{uuid.uuid4().hex[:8]}:"
+    started: list[Service] = []
+    try:
+        upstream = start_upstream(free_port())
+        started.append(upstream)
+        config_file = workdir / "proxy.json"
+        config_file.write_text(json.dumps(proxy_config(upstream.url)))
+        nginx = start_nginx(workdir, upstream.port)
+        started.append(nginx)
+        proxy = start_proxy(workdir, config_file, args.redis_url, prefix, args.workers)
+        started.append(proxy)
+        results = measure({"direct": upstream, "nginx": nginx, "gateway": proxy}, args)
+        usage = redis.Redis.from_url(args.redis_url).xlen(f"{prefix}usage")
+        print(f"\nusage records written by the gateway during the run: {usage}")
+        report(results)
+    finally:
+        for service in reversed(started):
+            service.stop()
+        client = redis.Redis.from_url(args.redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""Token counting, limit windows and the Redis limiter (real Redis)."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+
+import pytest
+from redis.asyncio import Redis
+
+from proxy.config import Budget, GatewayKey
+from proxy.ratelimit import RateLimiter, budget_window
+from proxy.usage import SseTokenTap, tokens_from_body
+
+REDIS_URL = os.environ.get("SPECTR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def sse(*payloads: object) -> bytes:
+    return (
+        b"".join(b"data: " + json.dumps(p).encode() + b"\n\n" for p in payloads)
+        + b"data: [DONE]\n\n"
+    )
+
+
+def test_tap_counts_text_chunks_split_anywhere_and_passes_bytes_through():
+    stream = sse(
+        {"choices": [{"delta": {"role": "assistant"}}]},
+        {"choices": [{"delta": {"content": "Hel"}}]},
+        {"choices": [{"delta": {"content": "lo"}}]},
+        {"choices": [{"text": "!"}]},
+    )
+    tap = SseTokenTap()
+    out = b"".join(tap(stream[i : i + 7]) for i in range(0, len(stream), 7))
+    assert out == stream
+    assert (tap.count.completion, tap.count.source) == (3, "counted")
+
+
+def test_tap_prefers_the_usage_the_server_reports():
+    tap = SseTokenTap()
+    tap(sse({"choices": [{"delta": {"content": "a"}}]},
+            {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 9}}))  # fmt: skip
+    assert (tap.count.prompt, tap.count.completion, tap.count.source) == (7, 9, "usage")
+
+
+def test_tokens_from_json_bodies():
+    assert tokens_from_body(b'{"usage": {"prompt_tokens": 3, "completion_tokens": 4}}').total == 7
+    assert tokens_from_body(b'{"usage": {"prompt_tokens": 3}}').completion == 0
+    assert tokens_from_body(b"not json").source == "none"
+    assert tokens_from_body(b"[1]").source == "none"
+    assert tokens_from_body(b'{"usage": {"prompt_tokens": "x"}}').source == "none"
+
+
+@pytest.mark.parametrize(
+    ("period", "label", "end"),
+    [
+        ("hour", "h2026031415", datetime(2026, 3, 14, 16, tzinfo=UTC)),
+        ("day", "d20260314", datetime(2026, 3, 15, tzinfo=UTC)),
+        ("week", "w20260309", datetime(2026, 3, 16, tzinfo=UTC)),
+        ("month", "m202603", datetime(2026, 4, 1, tzinfo=UTC)),
+    ],
+)
+def test_budget_windows_are_utc_calendar_periods(period, label, end):
+    now = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC).timestamp()
+    assert budget_window(Budget(100, period), now) == (label, end.timestamp())
+
+
+def test_december_budget_ends_on_new_year():
+    now = datetime(2026, 12, 31, 23, 0, tzinfo=UTC).timestamp()
+    assert budget_window(Budget(1, "month"), now)[1] == datetime(2027, 1, 1, tzinfo=UTC).timestamp()
+
+
+@pytest.fixture
+async def limiter(redis_prefix):
+    client = Redis.from_url(REDIS_URL)
+    yield RateLimiter(client, redis_prefix)
+    await client.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_rpm_counts_requests_within_the_minute(limiter):
+    key = GatewayKey(id="k", sha256="0" * 64, rpm=2)
+    now = 1_800_000_010.0  # 10 s into a minute
+    assert await limiter.check(key, now) is None
+    assert await limiter.check(key, now + 1) is None
+    refused = await limiter.check(key, now + 2)
+    assert refused is not None and refused.retry_after_s == 48
+    assert await limiter.check(key, now + 60) is None  # next minute, fresh count
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_tokens_fill_tpm_and_budget(limiter):
+    key = GatewayKey(id="k", sha256="0" * 64, tpm=100, budget=Budget(150, "day"))
+    now = 1_800_000_000.0
+    pipe = limiter.redis.pipeline(transaction=False)
+    limiter.add_tokens(pipe, key, 100, now)
+    await pipe.execute()
+    over_tpm = await limiter.check(key, now)
+    assert over_tpm is not None and "tokens per minute" in over_tpm.message
+    pipe = limiter.redis.pipeline(transaction=False)
+    limiter.add_tokens(pipe, key, 60, now + 60)
+    await pipe.execute()
+    spent = await limiter.check(key, now + 120)
+    assert spent is not None and spent.code == "budget_exceeded"
+    assert spent.retry_after_s > 3600
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

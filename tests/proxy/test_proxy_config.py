@@ -1,0 +1,86 @@
+"""The configuration document: schema validation and the typed view the addons use."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from proxy.config import ConfigError, parse_config, schema
+
+HASH = "a" * 64
+
+
+def document(**overrides) -> dict:
+    doc = {
+        "version": 3,
+        "etag": "abc",
+        "pools": [{"name": "web", "replicas": [{"url": "http://10.0.0.1:8000"},
+                                               {"url": "https://10.0.0.2", "id": "r2"}]}],
+        "routes": [
+            {"name": "catch-all", "pool": "web"},
+            {"name": "api", "hosts": ["App.Example.com"], "path_prefix": "/api", "pool": "web"},
+            {"name": "docs", "hosts": ["app.example.com"], "path_prefix": "/", "pool": "web"},
+        ],
+        "models": [{"name": "llama", "aliases": ["l3"], "replicas": [{"url": "http://10.0.0.3:8000"}]}],
+        "keys": [{"id": "k1", "sha256": HASH, "models": ["llama"], "expires_at": "2030-01-01T00:00:00Z",
+                  "rpm": 10, "budget": {"tokens": 1000, "period": "day"}}],
+    }  # fmt: skip
+    doc.update(overrides)
+    return doc
+
+
+def test_document_becomes_typed_config():
+    config = parse_config(document())
+    assert (config.version, config.etag) == (3, "abc")
+    assert [r.name for r in config.routes] == ["api", "docs", "catch-all"]
+    assert config.routes[0].hosts == ("app.example.com",)
+    first, second = config.pools["web"].replicas
+    assert (first.id, first.scheme, first.host, first.port) == (
+        "http://10.0.0.1:8000",
+        "http",
+        "10.0.0.1",
+        8000,
+    )
+    assert (second.id, second.port) == ("r2", 443)
+    assert config.resolve_model("l3") is config.models["llama"]
+    assert config.models["llama"].pool == "model:llama"
+    key = config.keys_by_hash[HASH]
+    assert key.expires_at == datetime(2030, 1, 1, tzinfo=UTC)
+    assert key.allows("llama") and not key.allows("other")
+    assert key.budget is not None and key.budget.period == "day"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"routes": [{"name": "r", "pool": "nowhere"}]}, "unknown pool 'nowhere'"),
+        ({"keys": [{"id": "k", "sha256": "ABC"}]}, "keys/0/sha256"),
+        ({"keys": [{"id": "k", "sha256": HASH, "expires_at": "2030-01-01T00:00:00"}]}, "time zone"),
+        (
+            {
+                "models": [
+                    {"name": "a", "aliases": ["b"], "replicas": []},
+                    {"name": "b", "replicas": []},
+                ]
+            },
+            "used twice",
+        ),
+        ({"models": [{"name": "a", "pool": "missing"}]}, "unknown pool 'missing'"),
+        ({"models": [{"name": "a"}]}, "models/0"),
+        ({"pools": [{"name": "p", "strategy": "random", "replicas": []}]}, "pools/0/strategy"),
+        ({"surprise": 1}, "Additional properties"),
+        ({"version": "one"}, "version"),
+    ],
+)
+def test_invalid_documents_say_what_is_wrong(change, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(document(**change))
+
+
+def test_schema_in_the_package_is_the_one_in_the_repo():
+    on_disk = json.loads((Path(__file__).parents[2] / "proxy" / "config.schema.json").read_text())
+    assert schema() == on_disk
+    assert on_disk["$defs"]["gateway_key"]["properties"]["sha256"]["pattern"] == "^[0-9a-f]{64}$"
