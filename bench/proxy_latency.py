@@ -17,7 +17,6 @@ import hashlib
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from proxy_bench_support import (  # noqa: E402
+from proxy_bench_support import (
     Service,
     free_port,
     http_request,
