@@ -26,7 +26,10 @@ def _errors(*statuses: int) -> dict[str, Any]:
     texts = {400: "Bad input", 401: "Missing or wrong bearer token", 404: "No such object",
              409: "Conflict with the object's state", 422: "Input breaks a rule",
              429: "Too many failed authentications", 502: "Docker engine error"}  # fmt: skip
-    return {str(s): {"description": texts[s], **_json(_ERROR)} for s in (401, 429, *statuses)}
+    if 502 in statuses:  # whatever reaches the engine may meet its own 400 (engine_rejected)
+        statuses = (400, *statuses)
+    ordered = sorted({401, 429, *statuses})
+    return {str(s): {"description": texts[s], **_json(_ERROR)} for s in ordered}
 
 
 def _param(name: str, schema: dict[str, Any], where: str = "query", text: str = "") -> dict:

@@ -1,0 +1,27 @@
+"""Schemathesis fuzzes the agent's read operations against its own OpenAPI document."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
+
+
+def test_read_operations_honour_the_openapi_document(agent, pki):
+    # GET only, and not logs: a generated id may prefix-match a real container, and a followed
+    # log never ends. Writes are left out so fuzzing cannot create or remove real containers.
+    command = [
+        str(Path(sys.executable).parent / "schemathesis"), "run", f"{agent.url}/v1/openapi.json",
+        "-H", f"Authorization: Bearer {agent.token}", "--tls-verify", pki.ca.cert_path,
+        "--include-method", "GET", "--exclude-path-regex", "logs",
+        "--checks", "not_a_server_error,status_code_conformance,content_type_conformance",
+        "--phases", "examples,fuzzing", "--max-examples", "15", "--workers", "1",
+        "--seed", "20261128",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=500)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "Tested: 9" in result.stdout or "9 passed" in result.stdout, result.stdout[-2000:]
