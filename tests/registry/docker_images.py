@@ -1,0 +1,43 @@
+"""Make small real images on the local Docker engine without any public registry."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import uuid
+from pathlib import Path
+
+import docker
+
+
+def tiny_rootfs(message: bytes) -> bytes:
+    """A tar holding one file: enough for `docker import` to make an image."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        info = tarfile.TarInfo("message.txt")
+        info.size = len(message)
+        archive.addfile(info, io.BytesIO(message))
+    return buffer.getvalue()
+
+
+def make_image(client: docker.DockerClient, message: bytes) -> str:
+    """Import a one-file image named spectr-test-<random>:v1 and return its reference."""
+    reference = f"spectr-test-{uuid.uuid4().hex[:10]}:v1"
+    repository, tag = reference.split(":")
+    client.api.import_image_from_data(tiny_rootfs(message), repository=repository, tag=tag)
+    return reference
+
+
+def save_image(client: docker.DockerClient, reference: str, target: Path) -> Path:
+    """`docker save` an image into a file, streaming."""
+    with target.open("wb") as handle:
+        for chunk in client.images.get(reference).save(named=True):
+            handle.write(chunk)
+    return target
+
+
+def remove_image(client: docker.DockerClient, reference: str) -> None:
+    try:
+        client.images.remove(reference, force=True)
+    except docker.errors.ImageNotFound:
+        pass
