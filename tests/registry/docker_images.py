@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import tarfile
 import uuid
@@ -37,7 +38,5 @@ def save_image(client: docker.DockerClient, reference: str, target: Path) -> Pat
 
 
 def remove_image(client: docker.DockerClient, reference: str) -> None:
-    try:
+    with contextlib.suppress(docker.errors.ImageNotFound):
         client.images.remove(reference, force=True)
-    except docker.errors.ImageNotFound:
-        pass
