@@ -57,13 +57,17 @@ def config_source(settings: ProxySettings, redis: Redis) -> ConfigSource:
     if settings.config_file is not None:
         return FileSource(settings.config_file)
     assert settings.portal_url
-    return PortalSource(
+    source = PortalSource(
         settings.portal_url,
         settings.portal_token,
         redis,
         channel=f"{settings.redis_prefix}proxy:config",
         poll_interval_s=settings.poll_interval_s,
     )
+    if settings.admin_port:
+        # Tells the portal where this proxy's /metrics answers (Prometheus service discovery).
+        source.headers["x-spectr-proxy-metrics"] = f"{settings.admin_host}:{settings.admin_port}"
+    return source
 
 
 def mitmproxy_options(settings: ProxySettings) -> dict[str, object]:
