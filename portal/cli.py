@@ -185,3 +185,7 @@ cli.add_command(operation_group)
 from portal.monitoring.cli import monitoring_group  # noqa: E402
 
 cli.add_command(monitoring_group)
+
+from portal.backup.cli import backup_group  # noqa: E402
+
+cli.add_command(backup_group)

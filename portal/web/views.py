@@ -56,7 +56,7 @@ def home() -> Any:
     return render_template("home.html", overview=fleet_overview())
 
 
-@bp.get("/<any(hosts, catalog, apps, registry):section>")
+@bp.get("/<any(hosts, catalog, apps):section>")
 @page_role("viewer")
 def section_placeholder(section: str) -> Any:
     """Sections whose contexts are not built yet show what they will hold."""
