@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent.docker_api import DockerAPI, DockerError
-from agent.facts import disk_facts, gpu_facts, memory_facts
+from agent.facts import MIB, disk_facts, gpu_facts, memory_facts, read_text
 
 _CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 _MAX_CONTAINERS = 200  # bounds scrape time on crowded hosts
@@ -29,13 +29,13 @@ def _host_cpu() -> Metric:
 
 def _host_memory_and_disk() -> Iterator[Metric]:
     memory = GaugeMetricFamily("spectr_host_memory_bytes", "Host memory", labels=["kind"])
-    for kind, value in memory_facts().items():
-        memory.add_metric([kind.removesuffix("_bytes")], value)
+    for kind, value in memory_facts(read_text("/proc/meminfo")).items():
+        memory.add_metric([kind.removesuffix("_mb")], value * MIB)
     yield memory
     disk = GaugeMetricFamily("spectr_host_disk_bytes", "Filesystem space", labels=["mount", "kind"])
-    for entry in disk_facts():
-        disk.add_metric([entry["mountpoint"], "total"], entry["total_bytes"])
-        disk.add_metric([entry["mountpoint"], "free"], entry["free_bytes"])
+    for entry in disk_facts(read_text("/proc/mounts")):
+        disk.add_metric([entry["mount"], "total"], entry["size_mb"] * MIB)
+        disk.add_metric([entry["mount"], "free"], entry["free_mb"] * MIB)
     if shutil.which("nvidia-smi"):
         yield from _gpus()
     yield disk
@@ -47,8 +47,8 @@ def _gpus() -> Iterator[Metric]:
     used = GaugeMetricFamily("spectr_gpu_memory_used_bytes", "GPU memory in use", labels=labels)
     for gpu in gpu_facts():
         key = [str(gpu["index"]), gpu["uuid"], gpu["name"]]
-        total.add_metric(key, (gpu["memory_total_mib"] or 0) * 1024 * 1024)
-        used.add_metric(key, (gpu["memory_used_mib"] or 0) * 1024 * 1024)
+        total.add_metric(key, (gpu["memory_total_mb"] or 0) * MIB)
+        used.add_metric(key, (gpu["memory_used_mb"] or 0) * MIB)
     yield total
     yield used
 

@@ -6,6 +6,7 @@ suite in tests/engines checks against both engines.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ from typing import Any
 
 from portal.engines.models import ContainerInfo, ContainerStats, ImageInfo, PortBinding
 
-GPU_FIELDS = ("index", "uuid", "name", "memory_total_mib", "memory_used_mib", "driver_version")
+MIB = 1024 * 1024
 
 
 def _iso(timestamp: Any) -> str | None:
@@ -127,30 +128,42 @@ def local_gpus() -> list[dict[str, Any]]:
         banner = subprocess.run([binary], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    cuda = banner.split("CUDA Version:", 1)[1].split()[0] if "CUDA Version:" in banner else None
+    cuda = re.search(r"CUDA Version:\s*([0-9][0-9.]*)", banner)
     gpus = []
     for line in result.stdout.strip().splitlines():
         cells = [cell.strip() for cell in line.split(",")]
-        if len(cells) == len(GPU_FIELDS):
-            gpu: dict[str, Any] = dict(zip(GPU_FIELDS, cells, strict=True))
-            for key in ("index", "memory_total_mib", "memory_used_mib"):
-                gpu[key] = int(gpu[key]) if gpu[key].isdigit() else None
-            gpus.append({**gpu, "cuda_version": cuda})
+        if len(cells) == 6:
+            numbers = [int(c) if c.isdigit() else None for c in (cells[0], cells[3], cells[4])]
+            gpus.append(
+                {
+                    "index": numbers[0],
+                    "uuid": cells[1],
+                    "name": cells[2],
+                    "memory_total_mb": numbers[1],
+                    "memory_used_mb": numbers[2],
+                    "driver_version": cells[5],
+                    "cuda_version": cuda.group(1) if cuda else None,
+                }
+            )
     return gpus
 
 
 def local_facts(info: dict[str, Any], version: dict[str, Any]) -> dict[str, Any]:
-    """Return host facts of this node in the agent's shape, from the engine's info."""
+    """Return this node's facts in host_facts' shape, as its engine reports them.
+
+    The engine, not this process, is asked: the portal may run in a container whose own
+    /proc and /etc describe the container rather than the node.
+    """
     root = info.get("DockerRootDir") or "/"
     try:
         usage = shutil.disk_usage(root)
         disks = [
             {
+                "mount": root,
+                "size_mb": usage.total // MIB,
+                "free_mb": usage.free // MIB,
                 "device": None,
-                "mountpoint": root,
                 "fstype": None,
-                "total_bytes": usage.total,
-                "free_bytes": usage.free,
             }
         ]
     except OSError:
@@ -159,16 +172,23 @@ def local_facts(info: dict[str, Any], version: dict[str, Any]) -> dict[str, Any]
         "hostname": info.get("Name"),
         "os": {
             "id": info.get("OSType"),
+            "name": info.get("OperatingSystem"),
             "version_id": info.get("OSVersion", ""),
             "pretty_name": info.get("OperatingSystem"),
+            "codename": "",
         },
-        "kernel": info.get("KernelVersion"),
-        "cpu": {"model": "", "count": info.get("NCPU"), "architecture": info.get("Architecture")},
-        "memory": {"total_bytes": info.get("MemTotal"), "available_bytes": None},
+        "kernel": {"release": info.get("KernelVersion"), "architecture": info.get("Architecture")},
+        "cpu": {"model": "", "sockets": None, "logical": info.get("NCPU")},
+        "memory": {
+            "total_mb": (info.get("MemTotal") or 0) // MIB,
+            "available_mb": None,
+            "swap_total_mb": None,
+        },
         "disks": disks,
         "docker": {
+            "engine_version": version.get("Version"),
+            "compose_version": None,
             "reachable": True,
-            "version": version.get("Version"),
             "api_version": version.get("ApiVersion"),
             "storage_driver": info.get("Driver"),
             "containers": info.get("Containers"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -27,12 +28,33 @@ def test_health_reports_agent_and_engine(api, docker_client):
 
 def test_facts_report_the_host(api, docker_client):
     facts = api.get("/v1/facts").json()
-    assert facts["cpu"]["count"] == os.cpu_count()
-    assert facts["memory"]["total_bytes"] > facts["memory"]["available_bytes"] > 0
-    assert any(disk["mountpoint"] == "/" for disk in facts["disks"])
-    assert facts["docker"]["version"] == docker_client.version()["Version"]
-    assert facts["kernel"] == os.uname().release
+    assert facts["cpu"]["logical"] == os.cpu_count()
+    assert facts["memory"]["total_mb"] > facts["memory"]["available_mb"] > 0
+    assert any(disk["mount"] == "/" and disk["size_mb"] > 0 for disk in facts["disks"])
+    assert facts["docker"]["engine_version"] == docker_client.version()["Version"]
+    assert facts["kernel"] == {"release": os.uname().release, "architecture": os.uname().machine}
     assert facts["gpus"] == []  # no nvidia-smi on this machine
+
+
+def test_facts_match_the_collections_host_facts(api):
+    # The agent re-implements the collection's parsing (hosts do not install the collection):
+    # both must describe this machine the same way.
+    from ansible_collections.spectr.core.plugins.module_utils import _host_facts as collection
+
+    facts = api.get("/v1/facts").json()
+    assert facts["os"] == collection.parse_os_release(Path("/etc/os-release").read_text())
+    assert facts["cpu"] == collection.parse_cpuinfo(Path("/proc/cpuinfo").read_text())
+    memory = collection.parse_meminfo(Path("/proc/meminfo").read_text())
+    assert facts["memory"].keys() == memory.keys()
+    assert facts["memory"]["total_mb"] == memory["total_mb"]
+    mounts = collection.parse_mounts(Path("/proc/mounts").read_text())
+    assert [disk["mount"] for disk in facts["disks"]] == [mount for _, mount, _ in mounts]
+    csv = "0, GPU-abc, NVIDIA H200, 143771, [N/A], 560.35.03"
+    from agent.facts import parse_nvidia_smi_csv
+
+    ours = parse_nvidia_smi_csv(csv, "12.6")
+    theirs = [{**gpu, "cuda_version": "12.6"} for gpu in collection.parse_nvidia_smi_csv(csv)]
+    assert ours == theirs
 
 
 def test_facts_read_gpus_from_nvidia_smi(agent_factory, pki, tmp_path):
@@ -50,7 +72,7 @@ def test_facts_read_gpus_from_nvidia_smi(agent_factory, pki, tmp_path):
         gpus = client.get("/v1/facts").json()["gpus"]
         metrics = client.get("/metrics").text
     assert gpus == [{"index": 0, "uuid": "GPU-abc", "name": "NVIDIA H200",
-                     "memory_total_mib": 143771, "memory_used_mib": 512,
+                     "memory_total_mb": 143771, "memory_used_mb": 512,
                      "driver_version": "560.35.03", "cuda_version": "12.6"}]  # fmt: skip
     assert 'spectr_gpu_memory_used_bytes{index="0",name="NVIDIA H200",uuid="GPU-abc"}' in metrics
 

@@ -196,6 +196,6 @@ def test_nvidia_smi_csv_parsing():
     )
     gpus = parse_nvidia_smi_csv(output, "12.4")
     assert gpus[0] == {"index": 0, "uuid": "GPU-1111", "name": "NVIDIA H100 80GB HBM3",
-                       "memory_total_mib": 81559, "memory_used_mib": 1024,
+                       "memory_total_mb": 81559, "memory_used_mb": 1024,
                        "driver_version": "550.54.15", "cuda_version": "12.4"}  # fmt: skip
-    assert gpus[1]["memory_used_mib"] is None
+    assert gpus[1]["memory_used_mb"] is None

@@ -34,8 +34,11 @@ def test_health_and_facts(engine, docker_client):
     assert health.reachable and health.engine_version == docker_client.version()["Version"]
     facts = engine.facts()
     assert set(facts) >= {"hostname", "os", "kernel", "cpu", "memory", "disks", "docker", "gpus"}
-    assert facts["cpu"]["count"] >= 1 and facts["memory"]["total_bytes"] > 0
+    assert facts["cpu"]["logical"] >= 1 and facts["memory"]["total_mb"] > 0
+    assert facts["kernel"]["release"] and facts["os"]["pretty_name"]
+    assert facts["docker"]["engine_version"] == docker_client.version()["Version"]
     assert facts["docker"]["api_version"] == docker_client.version()["ApiVersion"]
+    assert facts["disks"] and {"mount", "size_mb", "free_mb"} <= facts["disks"][0].keys()
 
 
 def test_list_and_inspect_images(engine, image):
