@@ -19,8 +19,17 @@ import pytest
 from flask import Flask
 
 from tests.catalog.conftest import make_host, seeded  # noqa: F401
+from tests.portal.conftest import (  # noqa: F401 - fixtures shared with the portal's tests
+    any_db_app,
+    api_as,
+    app,
+    client,
+    create_user,
+    postgres_database,
+    postgres_migrated,
+    sqlite_template,
+)
 
-pytest_plugins = ["tests.portal.conftest"]
 IMAGES = Path(__file__).resolve().parents[1] / "images"
 
 
@@ -29,9 +38,9 @@ def docker_client() -> Iterator[docker.DockerClient]:
     subprocess.run(
         [str(IMAGES.parents[1] / "scripts" / "ensure-docker.sh")], check=True, capture_output=True
     )
-    client = docker.from_env()
-    yield client
-    client.close()
+    engine_client = docker.from_env()
+    yield engine_client
+    engine_client.close()
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +53,7 @@ def standin_image(docker_client: docker.DockerClient) -> str:
 
 
 @pytest.fixture
-def local_host(app: Flask) -> Any:
+def local_host(app: Flask) -> Any:  # noqa: F811 - the portal's app fixture
     from portal.hosts.service import ensure_local_host
 
     return ensure_local_host()

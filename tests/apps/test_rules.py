@@ -9,10 +9,8 @@ from typing import Any
 
 from portal.apps.models import Application, AppRevision
 from portal.extensions import db
-from tests.catalog.conftest import make_host, seeded  # noqa: F401
 from tests.portal.conftest import ApiClient
 
-pytest_plugins = ["tests.portal.conftest"]
 H100, A10 = "NVIDIA H100 80GB HBM3", "NVIDIA A10"
 
 

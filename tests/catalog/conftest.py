@@ -10,10 +10,20 @@ from flask import Flask
 
 from portal.extensions import db
 from portal.hosts.models import Host, HostGpu
+from tests.portal.conftest import (  # noqa: F401 - fixtures shared with the portal's tests
+    any_db_app,
+    api_as,
+    app,
+    client,
+    create_user,
+    postgres_database,
+    postgres_migrated,
+    sqlite_template,
+)
 
 
 @pytest.fixture
-def make_host(app: Flask) -> Callable[..., Host]:
+def make_host(app: Flask) -> Callable[..., Host]:  # noqa: F811 - the portal's app fixture
     """Factory: a host row whose GPUs are stand-ins (this machine has no GPU).
 
     gpus is a list of (model, total MiB, used MiB), as a host's nvidia-smi facts would give.
@@ -35,7 +45,7 @@ def make_host(app: Flask) -> Callable[..., Host]:
 
 
 @pytest.fixture
-def seeded(app: Flask) -> dict[str, int]:
+def seeded(app: Flask) -> dict[str, int]:  # noqa: F811 - the portal's app fixture
     from portal.catalog.seeding import seed_catalog
 
     return seed_catalog()

@@ -7,8 +7,6 @@ from typing import Any
 
 from tests.portal.conftest import ApiClient
 
-pytest_plugins = ["tests.portal.conftest"]
-
 H100, A10, L4 = "NVIDIA H100 80GB HBM3", "NVIDIA A10", "NVIDIA L4"
 
 
