@@ -120,14 +120,19 @@ async def saturate(conns: list[RawHttp], request: bytes, phase: Phase, args: Nam
 
 
 async def paced(conns: list[RawHttp], request: bytes, phase: Phase, args: Namespace) -> None:
-    """Open loop: request i is due at start + i / rate; a free client takes the next one due."""
+    """Open loop: request i is due at start + i / rate; a free client takes the next one due.
+
+    A server that falls far behind would stretch the phase without end: requests still unsent
+    at twice the planned duration are counted as errors ("not sent: server behind") instead.
+    """
     total = int(args.rate * args.paced_seconds)
     start = time.perf_counter() + 0.05
+    give_up = start + 2 * args.paced_seconds
     next_index = 0
 
     async def one_client(conn: RawHttp) -> None:
         nonlocal next_index
-        while next_index < total:
+        while next_index < total and time.perf_counter() < give_up:
             planned = start + next_index / args.rate
             next_index += 1
             delay = planned - time.perf_counter()
@@ -136,6 +141,8 @@ async def paced(conns: list[RawHttp], request: bytes, phase: Phase, args: Namesp
             await _send(conn, request, phase, planned)
 
     await asyncio.gather(*(one_client(conn) for conn in conns))
+    for _ in range(total - next_index):
+        phase.record_failure("not sent: server behind")
 
 
 async def measure(port: int, token: str, args: Namespace, server_pids: list[int]) -> list[Phase]:
