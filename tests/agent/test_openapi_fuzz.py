@@ -11,7 +11,7 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 
-def test_read_operations_honour_the_openapi_document(agent, pki):
+def test_read_operations_honour_the_openapi_document(agent, pki, tmp_path):
     # GET only, and not logs: a generated id may prefix-match a real container, and a followed
     # log never ends. Writes are left out so fuzzing cannot create or remove real containers.
     command = [
@@ -22,6 +22,7 @@ def test_read_operations_honour_the_openapi_document(agent, pki):
         "--phases", "examples,fuzzing", "--max-examples", "15", "--workers", "1",
         "--seed", "20261128",
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=500)
+    # run in tmp_path: schemathesis keeps its example cache in the working folder
+    result = subprocess.run(command, capture_output=True, text=True, timeout=500, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-4000:]
     assert "Tested: 9" in result.stdout or "9 passed" in result.stdout, result.stdout[-2000:]
