@@ -156,3 +156,25 @@ def test_stream_interrupted_by_agent_stop_raises_unavailable(agent_factory, pki,
                 pass
         own.start()
         assert next(engine.logs(container.name, follow=True, tail=1)).data == "tick\n"
+
+
+def test_ca_as_pem_text_and_a_client_certificate_for_mutual_tls(agent_factory, pki):
+    from pathlib import Path
+
+    mtls = agent_factory(client_ca=pki.ca.cert_path)
+    ca_pem = Path(pki.ca.cert_path).read_text()
+    with AgentEngine(mtls.url, mtls.token, ca_pem, client_cert=pki.client) as engine:
+        assert engine.health().reachable
+    retry = CountingRetry()
+    without_cert = AgentEngine(mtls.url, mtls.token, ca_pem, retry=retry)
+    with without_cert, pytest.raises(Unavailable):
+        without_cert.list_images()  # no client certificate: the agent ends the handshake
+
+
+def test_untrusted_agent_certificate_fails_at_once_without_retries(agent_factory, pki):
+    rogue = agent_factory(cert=pki.rogue_server)
+    retry = CountingRetry()
+    with _engine(rogue, pki, retry) as engine, pytest.raises(Unavailable, match="TLS") as caught:
+        engine.list_images()
+    assert retry.waits == []
+    assert "CERTIFICATE_VERIFY_FAILED" in caught.value.message

@@ -167,3 +167,15 @@ def test_exec(engine, image, container_names):
         engine.exec_run(name, ["true"])
     with pytest.raises(NotFound):
         engine.exec_run("spectr-test-missing", ["true"])
+
+
+def test_logs_of_a_tty_container(engine, image, docker_client, container_names):
+    # The engine API has no tty field in specs; a tty container is made directly.
+    name = container_names("tty")
+    docker_client.containers.run(image, ["sh", "-c", "echo with-tty; sleep 3600"], name=name,
+                                 tty=True, detach=True)  # fmt: skip
+    stream = engine.logs(name, follow=True)
+    first = next(stream)
+    stream.close()
+    assert first == LogChunk("stdout", "with-tty\r\n")
+    assert engine.inspect_container(name).tty is True
