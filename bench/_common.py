@@ -349,3 +349,12 @@ def describe_trace(seen: Counter[str]) -> str:
     """One line: total round trips, then each kind with its count."""
     parts = ", ".join(f"{count} {kind}" for kind, count in seen.most_common())
     return f"{sum(seen.values())} database round trips ({parts})"
+
+
+def idle_machine_ceiling(rate: float, cores: dict[str, float], machine_cores: int = 2) -> float:
+    """Rate the measured work could reach with the whole machine to itself: cores / CPU per unit.
+
+    An estimate, not a measurement: CPU seconds taken under contention run a little high.
+    """
+    ours = cores["client"] + cores["server"] + cores["pg+redis"]
+    return machine_cores * rate / ours if ours else float("nan")

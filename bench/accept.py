@@ -37,6 +37,7 @@ from _common import (
     describe_trace,
     free_port,
     http_request,
+    idle_machine_ceiling,
     init_instance,
     percentile,
     print_table,
@@ -228,6 +229,11 @@ def report(phases: list[Phase], args: Namespace) -> None:
     print(
         f"accepts/s at saturation: {noop_sat.rate:,.0f}  (healthz baseline {health_sat.rate:,.0f};"
         f" ratio {noop_sat.rate / health_sat.rate:.2f})"
+    )
+    ceiling = idle_machine_ceiling(noop_sat.rate, noop_sat.cores)
+    print(
+        f"estimated accepts/s with both cores free of other work: {ceiling:,.0f}"
+        f" (healthz {idle_machine_ceiling(health_sat.rate, health_sat.cores):,.0f})"
     )
     p99 = percentile(noop_paced.scheduled_ms, 0.99)
     p99_health = percentile(health_paced.scheduled_ms, 0.99)
