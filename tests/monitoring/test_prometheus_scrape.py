@@ -1,0 +1,141 @@
+"""Debian's Prometheus follows the fleet through Spectr's HTTP SD and scrapes all three parts.
+
+Everything is real and on 127.0.0.1: `spectr run` (embedded SQLite), a spectr-agent over TLS
+signed by a throw-away Spectr CA, a spectr-proxy that fetches its config from that portal, and
+a `prometheus` process whose only knowledge of them is deploy/monitoring/prometheus.yml.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from agent.auth import hash_token
+from tests.agent.harness import AgentProcess, CertificateAuthority
+from tests.monitoring.processes import PortalProcess, PrometheusProcess, wait_for
+from tests.monitoring.promtool import DEPLOY, ensure_prometheus, render_config
+from tests.proxy.proxy_harness import ProxyProcess
+
+pytestmark = pytest.mark.slow
+REDIS_URL = "redis://127.0.0.1:6379/0"
+JOBS = {"spectr-portal", "spectr-agent", "spectr-proxy"}
+
+
+@dataclass
+class Fleet:
+    portal: PortalProcess
+    agent: AgentProcess
+    proxy: ProxyProcess
+    prometheus: PrometheusProcess
+
+
+def register_agent_host(portal: PortalProcess, agent: AgentProcess) -> None:
+    """Record the agent as a bootstrapped host, as a bootstrap operation would have."""
+    from portal.app import create_app
+    from portal.extensions import db
+    from portal.hosts.models import READY, Host
+
+    app = create_app({"SPECTR_INSTANCE_PATH": str(portal.instance)})
+    with app.app_context():
+        host = Host(
+            name="agent-under-test", address="127.0.0.1", status=READY,
+            agent_url=agent.url, agent_port=agent.port, agent_token=agent.token,
+        )  # fmt: skip
+        db.session.add(host)
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    ensure_prometheus()
+    folder = tmp_path_factory.mktemp("monitored-fleet")
+    started: list = []
+    try:
+        (folder / "instance").mkdir()
+        portal = PortalProcess(folder / "instance")
+        started.append(portal.start())
+        scrape_token = portal.cli("monitoring", "scrape-token").strip().splitlines()[-1]
+        portal.cli("user", "create", "proxy-svc", "--role", "operator",
+                   SPECTR_NEW_USER_PASSWORD=secrets.token_urlsafe(16))  # fmt: skip
+        proxy_token = portal.cli("token", "create", "proxy-svc").strip().splitlines()[-1]
+
+        ca = CertificateAuthority.create("spectr", folder)
+        # One scrape credential for the fleet: the agent accepts the portal token's hash on /metrics.
+        agent = AgentProcess(
+            folder, ca.issue("agent", server=True), metrics_token_sha256=hash_token(scrape_token)
+        )
+        started.append(agent.start())
+        register_agent_host(portal, agent)
+
+        token_file = folder / "proxy-token"
+        token_file.write_text(proxy_token)
+        proxy = ProxyProcess(
+            args=["--portal-url", portal.url, "--portal-token-file", str(token_file),
+                  "--poll-interval", "1", "--redis-url", REDIS_URL],
+            redis_prefix=f"spectr-test-{secrets.token_hex(4)}:",
+        )  # fmt: skip
+        started.append(proxy.start())
+
+        (folder / "prometheus").mkdir()
+        config = render_config(
+            folder / "prometheus", portal_url=portal.url, scrape_token=scrape_token,
+            agent_token=scrape_token, ca_pem=Path(ca.cert_path).read_text(), scrape_interval="1s",
+        )  # fmt: skip
+        prometheus = PrometheusProcess(config)
+        started.append(prometheus.start())
+        yield Fleet(portal, agent, proxy, prometheus)
+    finally:
+        for process in reversed(started):
+            process.stop()
+
+
+def test_prometheus_discovers_and_scrapes_portal_agent_and_proxy(fleet: Fleet) -> None:
+    def all_up() -> list[dict] | None:
+        targets = fleet.prometheus.active_targets()
+        healthy = [t for t in targets if t["health"] == "up"]
+        return targets if {t["labels"]["job"] for t in healthy} >= JOBS else None
+
+    targets = wait_for(all_up, 90, "all three jobs up", fleet.prometheus.log)
+
+    by_job = {t["labels"]["job"]: t for t in targets}
+    assert by_job["spectr-portal"]["scrapeUrl"] == f"{fleet.portal.url}/metrics"
+    assert by_job["spectr-agent"]["scrapeUrl"] == f"{fleet.agent.url}/metrics"
+    assert by_job["spectr-agent"]["labels"]["instance"] == "agent-under-test"
+    assert by_job["spectr-agent"]["labels"]["gpu_model"] == "none"
+    proxy_metrics = f"http://127.0.0.1:{fleet.proxy.admin_port}/metrics"
+    assert by_job["spectr-proxy"]["scrapeUrl"] == proxy_metrics
+
+
+def test_promql_returns_series_of_each_component(fleet: Fleet) -> None:
+    wanted = {
+        "portal": 'spectr_hosts{job="spectr-portal", status="ready"}',
+        "agent": 'spectr_host_memory_bytes{job="spectr-agent", instance="agent-under-test"}',
+        "proxy": 'spectr_proxy_config_version{job="spectr-proxy"}',
+    }
+
+    for component, promql in wanted.items():
+        result = wait_for(
+            lambda q=promql: fleet.prometheus.query(q)["result"], 60, f"{component} series",
+            fleet.prometheus.log,
+        )  # fmt: skip
+        assert result, component
+
+    ready_hosts = fleet.prometheus.query(wanted["portal"])["result"]
+    assert float(ready_hosts[0]["value"][1]) == 1.0  # the agent host registered above
+    up = fleet.prometheus.query('up{job=~"spectr-.*"}')["result"]
+    assert {r["metric"]["job"]: r["value"][1] for r in up} == dict.fromkeys(JOBS, "1")
+
+
+def test_every_dashboard_query_is_valid_promql_on_real_data(fleet: Fleet) -> None:
+    for path in sorted((DEPLOY / "grafana" / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$host", ".*")
+                fleet.prometheus.query(expr)  # asserts status == success
