@@ -26,6 +26,7 @@ from proxy.addons.tls import TlsTermination
 from proxy.addons.usage import Usage
 from proxy.config import ConfigError, parse_config
 from proxy.ratelimit import RateLimiter
+from proxy.resp import RespClient
 from proxy.sources import ConfigSource, FileSource, PortalSource
 from proxy.state import ProxyState
 from proxy.usage import UsageSink
@@ -119,7 +120,8 @@ async def serve(settings: ProxySettings) -> None:
         state.apply(parse_config(document))
     elif settings.config_file is not None:
         raise ConfigError(f"{settings.config_file}: empty")
-    limiter = RateLimiter(redis, settings.redis_prefix)
+    fast_redis = RespClient(settings.redis_url)
+    limiter = RateLimiter(fast_redis, settings.redis_prefix)
     master = lean_master()
     # Options are declared by the built-in addons, so they can only be set once those are loaded.
     master.options.update(**mitmproxy_options(settings))
@@ -141,4 +143,5 @@ async def serve(settings: ProxySettings) -> None:
     try:
         await master.run()
     finally:
+        await fast_redis.close()
         await redis.aclose()

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from proxy.config import Budget, GatewayKey
+from proxy.resp import RespClient, RespError
 
 # One round trip per request: read the token windows, then count the request. A request that is
 # turned away still counts towards its minute, which keeps the script to one INCR.
@@ -25,6 +26,7 @@ end
 return 0
 """
 
+CHECK_SHA = hashlib.sha1(CHECK_LUA.encode()).hexdigest()
 MINUTE_TTL_S = 120
 
 
@@ -51,10 +53,9 @@ class Windows:
 class RateLimiter:
     """Check and count requests and tokens against a key's limits in Redis."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: RespClient, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
-        self._check = redis.register_script(CHECK_LUA)
 
     def windows(self, key: GatewayKey, now: float) -> Windows:
         """Return the counters for a key at a moment."""
@@ -73,7 +74,7 @@ class RateLimiter:
         """Count one request; return why it is refused, or None."""
         w = self.windows(key, now)
         limits = [key.rpm or 0, key.tpm or 0, key.budget.tokens if key.budget else 0]
-        verdict = int(await self._check(keys=[w.rpm, w.tpm, w.budget], args=limits))
+        verdict = await self._run_check([w.rpm, w.tpm, w.budget], limits)
         wait_minute = math.ceil(w.minute_end - now)
         if verdict == 1:
             return Rejection(
@@ -91,6 +92,15 @@ class RateLimiter:
                 math.ceil(w.budget_end - now),
             )
         return None
+
+    async def _run_check(self, keys: list[str], limits: list[int]) -> int:
+        try:
+            reply = await self.redis.call("EVALSHA", CHECK_SHA, 3, *keys, *limits)
+        except RespError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            reply = await self.redis.call("EVAL", CHECK_LUA, 3, *keys, *limits)
+        return int(reply)  # type: ignore[arg-type]
 
     def add_tokens(self, pipe: Pipeline, key: GatewayKey, tokens: int, now: float) -> None:
         """Queue counting a response's tokens into the key's minute and budget windows."""

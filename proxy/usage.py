@@ -17,8 +17,8 @@ from proxy.ratelimit import RateLimiter
 logger = logging.getLogger(__name__)
 
 STREAM_MAXLEN = 1_000_000
-# Under load, records that arrive while one batch is written go out together in the next.
-BATCH_PAUSE_S = 0.005
+# Records are written at most this often, so a busy proxy sends one pipeline per many requests.
+BATCH_PAUSE_S = 0.05
 
 
 @dataclass

@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 
 from proxy.errors import error_response
 from proxy.ratelimit import RateLimiter
+from proxy.resp import RespError
 from proxy.state import GATEWAY, GatewayRequest
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class Limits:
             return
         try:
             rejection = await self.limiter.check(key, time.time())
-        except (RedisError, OSError) as exc:
+        except (RedisError, RespError, OSError) as exc:
             # Failing open keeps the gateway serving when Redis is briefly away.
             self.redis_failures += 1
             logger.warning("limit check for key %s skipped, Redis failed: %s", key.id, exc)

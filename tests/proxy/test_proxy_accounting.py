@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from redis.asyncio import Redis
 
 from proxy.config import Budget, GatewayKey
 from proxy.ratelimit import RateLimiter, budget_window
+from proxy.resp import RespClient, RespError
 from proxy.usage import SseTokenTap, tokens_from_body
 
 REDIS_URL = os.environ.get("SPECTR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -72,8 +74,15 @@ def test_december_budget_ends_on_new_year():
 
 @pytest.fixture
 async def limiter(redis_prefix):
-    client = Redis.from_url(REDIS_URL)
+    client = RespClient(REDIS_URL)
     yield RateLimiter(client, redis_prefix)
+    await client.close()
+
+
+@pytest.fixture
+async def redis(redis_prefix):
+    client = Redis.from_url(REDIS_URL)
+    yield client
     await client.aclose()
 
 
@@ -91,15 +100,15 @@ async def test_rpm_counts_requests_within_the_minute(limiter):
 
 @pytest.mark.redis
 @pytest.mark.anyio
-async def test_tokens_fill_tpm_and_budget(limiter):
+async def test_tokens_fill_tpm_and_budget(limiter, redis):
     key = GatewayKey(id="k", sha256="0" * 64, tpm=100, budget=Budget(150, "day"))
     now = 1_800_000_000.0
-    pipe = limiter.redis.pipeline(transaction=False)
+    pipe = redis.pipeline(transaction=False)
     limiter.add_tokens(pipe, key, 100, now)
     await pipe.execute()
     over_tpm = await limiter.check(key, now)
     assert over_tpm is not None and "tokens per minute" in over_tpm.message
-    pipe = limiter.redis.pipeline(transaction=False)
+    pipe = redis.pipeline(transaction=False)
     limiter.add_tokens(pipe, key, 60, now + 60)
     await pipe.execute()
     spent = await limiter.check(key, now + 120)
@@ -110,3 +119,27 @@ async def test_tokens_fill_tpm_and_budget(limiter):
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_resp_client_pipelines_replies_to_the_right_callers(redis_prefix, redis):
+    client = RespClient(REDIS_URL)
+    try:
+        keys = [f"{redis_prefix}n{i}" for i in range(30)]
+        await asyncio.gather(*(client.call("SET", k, i) for i, k in enumerate(keys)))
+        values = await asyncio.gather(*(client.call("INCR", k) for k in keys))
+        assert values == list(range(1, 31))
+        assert await client.call("GET", keys[3]) == b"4"
+        assert await client.call("MGET", keys[0], f"{redis_prefix}none") == [b"1", None]
+        with pytest.raises(RespError, match="NOSCRIPT"):
+            await client.call("EVALSHA", "0" * 40, 0)
+        own_id = await client.call("CLIENT", "ID")
+        waiting = asyncio.ensure_future(client.call("BLPOP", f"{redis_prefix}never", 10))
+        await asyncio.sleep(0.05)
+        await redis.execute_command("CLIENT", "KILL", "ID", own_id)
+        with pytest.raises(ConnectionError):
+            await waiting  # a call in flight when the connection dies fails at once
+        assert await client.call("INCR", keys[0]) == 2  # the next call reconnects
+    finally:
+        await client.close()
