@@ -9,19 +9,21 @@ A host becomes `unreachable` after 2 missed sweeps in a row and `ready` again by
 from __future__ import annotations
 
 import re
+import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+import httpx
+from sqlalchemy import delete, insert, select, update
 
 from portal.core.pki import ca_certificate_path
 from portal.core.ticker import periodic_job
 from portal.core.timeutil import utcnow
-from portal.engines import AgentEngine, ContainerInfo, EngineError, RetryPolicy
-from portal.engines.resilience import CircuitBreaker
+from portal.engines import ContainerInfo
+from portal.engines.shapes import container_info
 from portal.extensions import db
 from portal.hosts.models import BOOTSTRAPPING, DEGRADED, READY, UNREACHABLE, Host, HostContainer
 from portal.hosts.service import set_status
@@ -48,6 +50,7 @@ class Probe:
     agent_version: str | None = None
     error: str | None = None
     containers: list[ContainerInfo] = field(default_factory=list)
+    refused: bool = False
 
 
 @dataclass
@@ -59,40 +62,84 @@ class SweepReport:
     transitions: int
 
 
-class AgentPool:
-    """One AgentEngine per host, kept between sweeps so connections and TLS sessions stay open."""
+class AgentProber:
+    """HTTPS clients of every agent sharing one TLS context, kept between sweeps.
 
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        self._engines: dict[int, tuple[ProbeTarget, AgentEngine]] = {}
+    Health checks are the one place where the portal talks to a thousand agents at once, so
+    they skip AgentEngine's retries and breaker (the next sweep is the retry) and share one TLS
+    context; each host keeps its own small client, as one pool over a thousand origins is slow.
+    """
+
+    def __init__(self, ca_path: str, timeout_s: float, keepalive_s: float) -> None:
+        self.key = (ca_path, timeout_s, keepalive_s)
+        self._tls = ssl.create_default_context(cafile=ca_path)
+        self._timeout = httpx.Timeout(timeout_s, connect=min(3.0, timeout_s))
+        self._limits = httpx.Limits(max_connections=2, keepalive_expiry=keepalive_s)
+        self._clients: dict[str, httpx.Client] = {}
         self._lock = threading.Lock()
 
-    def engine(self, target: ProbeTarget, ca_path: str) -> AgentEngine:
+    def client(self, agent_url: str) -> httpx.Client:
         with self._lock:
-            known = self._engines.get(target.host_id)
-            if known is not None and known[0] == target:
-                return known[1]
-            if known is not None:
-                known[1].close()
-            engine = AgentEngine(
-                target.agent_url,
-                target.token,
-                ca_path,
-                timeout_s=self.timeout_s,
-                connect_timeout_s=min(3.0, self.timeout_s),
-                retry=RetryPolicy(attempts=1),
-                breaker=CircuitBreaker(failure_threshold=10**9),  # the sweep is its own breaker
-            )
-            self._engines[target.host_id] = (target, engine)
-            return engine
+            client = self._clients.get(agent_url)
+            if client is None:
+                client = self._clients[agent_url] = httpx.Client(
+                    base_url=agent_url, verify=self._tls, timeout=self._timeout,
+                    limits=self._limits, headers={"User-Agent": "spectr-portal-health"},
+                )  # fmt: skip
+            return client
 
-    def forget_except(self, host_ids: set[int]) -> None:
+    def forget_except(self, agent_urls: set[str]) -> None:
         with self._lock:
-            for host_id in set(self._engines) - host_ids:
-                self._engines.pop(host_id)[1].close()
+            for url in set(self._clients) - agent_urls:
+                self._clients.pop(url).close()
+
+    def close(self) -> None:
+        self.forget_except(set())
+
+    def probe(self, target: ProbeTarget) -> Probe:
+        """Ask one agent for its health and containers; never raises."""
+        headers = {"Authorization": f"Bearer {target.token}"}
+        client = self.client(target.agent_url)
+        try:
+            response = client.get("/v1/health", headers=headers)
+            if response.status_code in (401, 403):
+                return Probe(target.host_id, True, error="token refused", refused=True)
+            response.raise_for_status()
+            health = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            return Probe(target.host_id, answered=False, error=_describe(exc))
+        engine = health.get("engine") or {}
+        result = Probe(target.host_id, True, bool(engine.get("reachable")),
+                       health.get("agent_version"), engine.get("error"))  # fmt: skip
+        if result.engine_ok:
+            try:
+                listed = client.get("/v1/containers", params={"all": 1}, headers=headers)
+                listed.raise_for_status()
+                result.containers = [container_info(item) for item in listed.json()]
+            except (httpx.HTTPError, ValueError, TypeError, KeyError) as exc:
+                result.engine_ok, result.error = (
+                    False,
+                    f"listing containers failed: {_describe(exc)}",
+                )
+        return result
 
 
-_pool = AgentPool(timeout_s=5.0)
+def _describe(exc: Exception) -> str:
+    return str(exc).strip() or exc.__class__.__name__
+
+
+_prober: AgentProber | None = None
+
+
+def prober(timeout_s: float, keepalive_s: float) -> AgentProber:
+    """The process's prober, rebuilt when the CA or the timeouts change."""
+    global _prober
+    key = (str(ca_certificate_path()), timeout_s, keepalive_s)
+    if _prober is None or _prober.key != key:
+        if _prober is not None:
+            _prober.close()
+        _prober = AgentProber(*key)
+    return _prober
 
 
 def probe_targets() -> list[ProbeTarget]:
@@ -108,34 +155,17 @@ def probe_targets() -> list[ProbeTarget]:
     return [ProbeTarget(row[0], row[1], row[2]) for row in rows if row[2]]
 
 
-def probe(target: ProbeTarget, ca_path: str, pool: AgentPool = _pool) -> Probe:
-    """Ask one agent for its health and containers; never raises."""
-    engine = pool.engine(target, ca_path)
-    health = engine.health()
-    if health.agent_version is None:
-        return Probe(target.host_id, answered=False, error=health.error or "no answer")
-    result = Probe(target.host_id, True, health.reachable, health.agent_version, health.error)
-    if health.reachable:
-        try:
-            result.containers = engine.list_containers(include_stopped=True)
-        except EngineError as exc:
-            result.engine_ok, result.error = False, f"listing containers failed: {exc}"
-    return result
-
-
-def check_all_hosts(timeout_s: float | None = None) -> SweepReport:
+def check_all_hosts(timeout_s: float = 5.0, keepalive_s: float = 120.0) -> SweepReport:
     """Probe every agent concurrently and record the results; return timings and counts."""
-    if timeout_s is not None:
-        _pool.timeout_s = timeout_s
     targets = probe_targets()
     db.session.rollback()  # no transaction stays open while the probes run
-    _pool.forget_except({target.host_id for target in targets})
     started = time.perf_counter()
     probes: list[Probe] = []
     if targets:
-        ca_path = str(ca_certificate_path())
+        client = prober(timeout_s, keepalive_s)
+        client.forget_except({target.agent_url for target in targets})
         with ThreadPoolExecutor(min(MAX_PARALLEL_PROBES, len(targets))) as executor:
-            probes = list(executor.map(lambda target: probe(target, ca_path), targets))
+            probes = list(executor.map(client.probe, targets))
     probed = time.perf_counter()
     transitions = record_probes(probes)
     written = time.perf_counter()
@@ -144,42 +174,63 @@ def check_all_hosts(timeout_s: float | None = None) -> SweepReport:
 
 
 def record_probes(probes: list[Probe]) -> int:
-    """Write one sweep's results in one transaction; return how many statuses changed."""
+    """Write one sweep's results in one transaction; return how many statuses changed.
+
+    Rows are read as plain tuples and written with executemany: a sweep over a thousand
+    hosts touches every host row (last seen) but changes a status only now and then.
+    """
     if not probes:
         return 0
     by_id = {p.host_id: p for p in probes}
-    hosts = db.session.scalars(select(Host).where(Host.id.in_(by_id))).all()
-    containers = _containers_by_host([p.host_id for p in probes if p.answered and p.engine_ok])
-    transitions = 0
     now = utcnow()
-    for host in hosts:
-        if host.status == BOOTSTRAPPING:  # a bootstrap started meanwhile owns the status
-            continue
-        result = by_id[host.id]
-        transitions += _apply_probe(host, result, now)
-        if result.answered and result.engine_ok:
-            _sync_containers(host.id, result.containers, containers.get(host.id, {}))
+    rows = db.session.execute(
+        select(Host.id, Host.status, Host.status_reason, Host.missed_checks).where(
+            Host.id.in_(by_id), Host.status != BOOTSTRAPPING
+        )
+    ).all()
+    values, changes = [], []
+    for host_id, status, reason, missed in rows:
+        result = by_id[host_id]
+        row_values, target = _decide(result, missed or 0, now)
+        values.append({"id": host_id, **row_values})
+        if target is not None and (
+            target[0] != status or (target[0] != READY and target[1] != reason)
+        ):
+            changes.append((host_id, *target))
+    if values:
+        db.session.execute(update(Host), values)
+    transitions = sum(
+        set_status(db.session.get(Host, host_id), status, reason)
+        for host_id, status, reason in changes
+    )
+    answered = [
+        p for p in probes if p.answered and p.engine_ok and p.host_id in {r[0] for r in rows}
+    ]
+    _sync_containers(answered)
     db.session.commit()
     return transitions
 
 
-def _apply_probe(host: Host, result: Probe, now: Any) -> int:
+def _decide(result: Probe, missed: int, now: Any) -> tuple[dict[str, Any], tuple[str, str] | None]:
+    """The column values a probe sets, and the (status, reason) it calls for, if any."""
     if not result.answered:
-        host.missed_checks = (host.missed_checks or 0) + 1
-        if host.missed_checks >= MISSED_CHECKS_FOR_UNREACHABLE:
-            reason = f"Agent did not answer {host.missed_checks} checks in a row: {result.error}"
-            return int(set_status(host, UNREACHABLE, reason))
-        return 0
-    host.missed_checks, host.last_seen_at = 0, now
-    if host.agent_version != result.agent_version:
-        host.agent_version = result.agent_version
+        missed += 1
+        if missed >= MISSED_CHECKS_FOR_UNREACHABLE:
+            reason = f"Agent did not answer {missed} checks in a row: {result.error}"
+            return {"missed_checks": missed}, (UNREACHABLE, reason)
+        return {"missed_checks": missed}, None
+    row_values: dict[str, Any] = {"missed_checks": 0, "last_seen_at": now}
+    if result.agent_version:
+        row_values["agent_version"] = result.agent_version
     problem = _problem(result)
     if problem:
-        return int(set_status(host, DEGRADED, problem))
-    return int(set_status(host, READY, "Agent and Docker engine answer."))
+        return row_values, (DEGRADED, problem)
+    return row_values, (READY, "Agent and Docker engine answer.")
 
 
 def _problem(result: Probe) -> str | None:
+    if result.refused:
+        return "The agent refuses the portal's token; bootstrap the host again."
     if not result.engine_ok:
         return f"Agent answers but the Docker engine does not: {result.error}"
     sick = [
@@ -190,38 +241,48 @@ def _problem(result: Probe) -> str | None:
     return None
 
 
-def _containers_by_host(host_ids: list[int]) -> dict[int, dict[str, HostContainer]]:
-    grouped: dict[int, dict[str, HostContainer]] = {}
-    if not host_ids:
-        return grouped
-    for row in db.session.scalars(select(HostContainer).where(HostContainer.host_id.in_(host_ids))):
-        grouped.setdefault(row.host_id, {})[row.container_id] = row
-    return grouped
+_CONTAINER_COLUMNS = ("name", "image", "state", "health", "exit_code", "restart_count", "labels")
 
 
-def _sync_containers(
-    host_id: int, seen: list[ContainerInfo], known: dict[str, HostContainer]
-) -> None:
+def _sync_containers(probes: list[Probe]) -> None:
     """Insert new containers, update changed ones, delete the ones that are gone."""
-    for info in seen:
-        values = {
-            "name": info.name,
-            "image": info.image or "",
-            "state": info.state or "unknown",
-            "health": _health(info),
-            "exit_code": info.exit_code if info.exit_code is not None else _exit_code(info),
-            "restart_count": info.restart_count,
-            "labels": info.labels,
-        }
-        row = known.pop(info.id, None)
-        if row is None:
-            db.session.add(HostContainer(host_id=host_id, container_id=info.id, **values))
-            continue
-        for name, value in values.items():
-            if getattr(row, name) != value:
-                setattr(row, name, value)
-    for gone in known.values():
-        db.session.delete(gone)
+    if not probes:
+        return
+    known: dict[tuple[int, str], Any] = {}
+    columns = [getattr(HostContainer, name) for name in _CONTAINER_COLUMNS]
+    query = select(HostContainer.id, HostContainer.host_id, HostContainer.container_id, *columns)
+    for row in db.session.execute(
+        query.where(HostContainer.host_id.in_([p.host_id for p in probes]))
+    ):
+        known[(row.host_id, row.container_id)] = row
+    inserts, updates = [], []
+    for result in probes:
+        for info in result.containers:
+            seen = _container_values(info)
+            row = known.pop((result.host_id, info.id), None)
+            if row is None:
+                inserts.append({"host_id": result.host_id, "container_id": info.id, **seen})
+            elif any(getattr(row, name) != seen[name] for name in _CONTAINER_COLUMNS):
+                updates.append({"id": row.id, **seen, "updated_at": utcnow()})
+    if inserts:
+        db.session.execute(insert(HostContainer), inserts)
+    if updates:
+        db.session.execute(update(HostContainer), updates)
+    if known:
+        gone = [row.id for row in known.values()]
+        db.session.execute(delete(HostContainer).where(HostContainer.id.in_(gone)))
+
+
+def _container_values(info: ContainerInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "image": info.image or "",
+        "state": info.state or "unknown",
+        "health": _health(info),
+        "exit_code": info.exit_code if info.exit_code is not None else _exit_code(info),
+        "restart_count": info.restart_count,
+        "labels": info.labels,
+    }
 
 
 def _health(info: ContainerInfo) -> str | None:
@@ -244,4 +305,4 @@ def _interval(app: Any) -> float:
 def run_health_checks() -> None:
     """Periodic job: one sweep over every host's agent."""
     interval = _interval(None)
-    check_all_hosts(timeout_s=max(1.0, min(5.0, interval / 2)))
+    check_all_hosts(timeout_s=max(1.0, min(5.0, interval / 2)), keepalive_s=3 * interval)

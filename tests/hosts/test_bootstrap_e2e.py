@@ -8,7 +8,6 @@ health checks, which notice the host going away and coming back.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 

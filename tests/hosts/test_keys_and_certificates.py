@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 import stat
 import subprocess
@@ -38,7 +39,9 @@ def test_same_key_passes_and_another_key_is_refused_with_both_fingerprints(tmp_p
 
     check_host_key(recorded_line, ScannedKeys(recorded_line, recorded_fp), recorded_fp)
     with pytest.raises(HostKeyChanged) as raised:
-        check_host_key(recorded_line, ScannedKeys(other_line, fingerprint_of(other_line)), recorded_fp)
+        check_host_key(
+            recorded_line, ScannedKeys(other_line, fingerprint_of(other_line)), recorded_fp
+        )
 
     assert "Host key changed" in str(raised.value)
     assert recorded_fp in str(raised.value) and fingerprint_of(other_line) in str(raised.value)
@@ -82,8 +85,6 @@ def test_ca_is_private_and_its_certificates_pass_a_real_tls_handshake(tmp_path: 
 def handshake(folder: Path, ca_path: Path, server_name: str) -> bytes:
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(folder / "server.crt", folder / "server.key")
-    import socket
-
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
 
@@ -99,9 +100,11 @@ def handshake(folder: Path, ca_path: Path, server_name: str) -> bytes:
     thread.start()
     client_context = ssl.create_default_context(cafile=str(ca_path))
     try:
-        with socket.create_connection(("127.0.0.1", port)) as raw:
-            with client_context.wrap_socket(raw, server_hostname=server_name) as tls:
-                return tls.recv(5)
+        with (
+            socket.create_connection(("127.0.0.1", port)) as raw,
+            client_context.wrap_socket(raw, server_hostname=server_name) as tls,
+        ):
+            return tls.recv(5)
     finally:
         thread.join(5)
         listener.close()
