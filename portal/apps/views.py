@@ -1,7 +1,213 @@
-"""Pages of applications (filled in below)."""
+"""Pages of applications: the list with status per host, a new application, an application
+with its revisions and diffs, live logs and a command box, and adoption."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from typing import Any
+
+import marshmallow as ma
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from portal.apps import adoption, relay, service
+from portal.apps.lifecycle import refresh_status
+from portal.apps.spec import AppInputSchema
+from portal.catalog.views import describe
+from portal.core.errors import SpectrError, ValidationFailed
+from portal.hosts.service import get_host, list_hosts
+from portal.web.auth import page_role
 
 bp = Blueprint("apps_pages", __name__, url_prefix="/apps")
+ACTIONS = ("start", "stop", "restart", "pull", "remove")
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """KEY=VALUE lines into a mapping."""
+    pairs = {}
+    for line in text.splitlines():
+        if line.strip():
+            key, sep, value = line.partition("=")
+            if not sep:
+                raise ValidationFailed(
+                    f"'{line.strip()}' is not KEY=VALUE.", {"env": ["KEY=VALUE lines"]}
+                )
+            pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _ports(text: str) -> list[dict[str, Any]]:
+    """'HOST:CONTAINER' entries (comma separated) into port mappings on 127.0.0.1."""
+    ports = []
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        host, _, container = entry.rpartition(":")
+        ports.append({"host_port": host or None, "container_port": container})
+    return ports
+
+
+def _form_app() -> dict[str, Any]:
+    form = request.form
+    raw: dict[str, Any] = {
+        "name": form.get("name", ""),
+        "kind": form.get("kind", "container"),
+        "note": form.get("note", ""),
+    }
+    if form.get("host_id"):
+        raw["host_id"] = form["host_id"]
+    if raw["kind"] == "compose":
+        raw["compose"] = form.get("compose", "")
+    else:
+        raw["container"] = {
+            "image": form.get("image", "").strip(),
+            "command": form.get("command", "").split(),
+            "env": _pairs(form.get("env", "")),
+            "ports": _ports(form.get("ports", "")),
+        }
+    raw["secret_env"] = _pairs(form.get("secret_env", ""))
+    try:
+        return AppInputSchema().load(raw)
+    except ma.ValidationError as exc:
+        raise ValidationFailed("Some fields are invalid.", exc.normalized_messages()) from None
+
+
+@bp.get("")
+@page_role("viewer")
+def index() -> Any:
+    hosts = list_hosts()
+    apps = service.list_apps()
+    by_host = {host.id: [app for app in apps if app.host_id == host.id] for host in hosts}
+    return render_template("apps/index.html", hosts=hosts, by_host=by_host)
+
+
+@bp.post("")
+@page_role("operator")
+def create() -> Any:
+    try:
+        app = service.create_app(_form_app())
+    except SpectrError as exc:
+        flash(describe(exc), "error")
+        return redirect(url_for("apps_pages.index") + "#new-app")
+    flash(f"Application {app.name} created; deploying revision 1.")
+    return redirect(url_for("apps_pages.detail", app_id=app.id))
+
+
+@bp.post("/refresh")
+@page_role("viewer")
+def refresh() -> Any:
+    for app in service.list_apps():
+        refresh_status(app)
+    return redirect(url_for("apps_pages.index"))
+
+
+@bp.get("/<int:app_id>")
+@page_role("viewer")
+def detail(app_id: int) -> Any:
+    app = service.get_app(app_id)
+    diff = None
+    old, new = request.args.get("from", type=int), request.args.get("to", type=int)
+    if old and new:
+        try:
+            diff = service.diff_revisions(app, old, new)
+        except SpectrError as exc:
+            flash(describe(exc), "error")
+    return render_template(
+        "apps/detail.html",
+        app=app,
+        host=get_host(app.host_id),
+        diff=diff,
+        actions=ACTIONS,
+        exec_result=None,
+    )
+
+
+@bp.post("/<int:app_id>/action/<action>")
+@page_role("operator")
+def act(app_id: int, action: str) -> Any:
+    if action not in ACTIONS:
+        flash(f"Unknown action {action}.", "error")
+        return redirect(url_for("apps_pages.detail", app_id=app_id))
+    return _run(app_id, lambda app: service.act(app, action))
+
+
+@bp.post("/<int:app_id>/deploy")
+@page_role("operator")
+def deploy(app_id: int) -> Any:
+    return _run(app_id, lambda app: service.deploy(app, request.form.get("revision", type=int)))
+
+
+@bp.post("/<int:app_id>/rollback")
+@page_role("operator")
+def rollback(app_id: int) -> Any:
+    return _run(
+        app_id, lambda app: service.rollback(app, request.form.get("revision", type=int) or 0)
+    )
+
+
+def _run(app_id: int, start: Any) -> Any:
+    try:
+        operation = start(service.get_app(app_id))
+    except SpectrError as exc:
+        flash(describe(exc), "error")
+        return redirect(url_for("apps_pages.detail", app_id=app_id))
+    return redirect(url_for("operations_pages.detail", operation_id=operation.id))
+
+
+@bp.post("/<int:app_id>/exec")
+@page_role("operator")
+def run_command(app_id: int) -> Any:
+    app = service.get_app(app_id)
+    body = {
+        "command": request.form.get("command", ""),
+        "container": request.form.get("container") or None,
+        "timeout": 30.0,
+    }
+    result = None
+    try:
+        result = relay.run_exec(app, body)
+    except SpectrError as exc:
+        flash(describe(exc), "error")
+    return render_template(
+        "apps/detail.html",
+        app=app,
+        host=get_host(app.host_id),
+        diff=None,
+        actions=ACTIONS,
+        exec_result=result,
+        command=body["command"],
+    )
+
+
+@bp.post("/<int:app_id>/delete")
+@page_role("operator")
+def delete(app_id: int) -> Any:
+    try:
+        service.delete_app(service.get_app(app_id))
+    except SpectrError as exc:
+        flash(describe(exc), "error")
+        return redirect(url_for("apps_pages.detail", app_id=app_id))
+    flash("Application forgotten.")
+    return redirect(url_for("apps_pages.index"))
+
+
+@bp.get("/adopt/<int:host_id>")
+@page_role("operator")
+def adoptable(host_id: int) -> Any:
+    host = get_host(host_id)
+    try:
+        found = adoption.adoptable(host_id)
+    except SpectrError as exc:
+        flash(describe(exc), "error")
+        found = []
+    return render_template("apps/adopt.html", host=host, found=found)
+
+
+@bp.post("/adopt/<int:host_id>")
+@page_role("operator")
+def adopt(host_id: int) -> Any:
+    try:
+        app = adoption.adopt(
+            host_id, request.form.get("kind", "container"), request.form.get("name", "")
+        )
+    except SpectrError as exc:
+        flash(describe(exc), "error")
+        return redirect(url_for("apps_pages.adoptable", host_id=host_id))
+    flash(f"Adopted {app.name}; it kept running.")
+    return redirect(url_for("apps_pages.detail", app_id=app.id))

@@ -1,7 +1,207 @@
-"""Pages of the catalog (filled in below)."""
+"""Pages of the catalog: browse and edit models, runtimes and images; a model's estimate,
+placement and the "deploy model" form. Also `spectr catalog seed|models`."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from typing import Any
+
+import click
+import marshmallow as ma
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from portal.catalog import seeding, service
+from portal.catalog.schemas import FORMATS, SOURCE_KINDS, ModelSchema
+from portal.catalog.vram import QUANTIZATIONS
+from portal.core.errors import SpectrError, ValidationFailed
+from portal.web.auth import page_role
 
 bp = Blueprint("catalog_pages", __name__, url_prefix="/catalog", cli_group="catalog")
+MODEL_FIELDS = [name for name, field in ModelSchema().fields.items() if not field.dump_only]
+
+
+def describe(exc: SpectrError) -> str:
+    """The error's sentence, with each wrong field, for a flash message."""
+    fields = "; ".join(
+        f"{k}: {', '.join(map(str, v))}" for k, v in exc.details.items() if isinstance(v, list)
+    )
+    return (
+        f"{exc.message} {fields}".strip() if fields and fields not in exc.message else exc.message
+    )
+
+
+def form_model() -> dict[str, Any]:
+    """Read the model form through the API's schema, so the page and the API agree."""
+    raw = {k: v for k, v in request.form.items() if k in MODEL_FIELDS and v != ""}
+    try:
+        return ModelSchema().load(raw)
+    except ma.ValidationError as exc:
+        raise ValidationFailed("Some fields are invalid.", exc.normalized_messages()) from None
+
+
+@bp.get("")
+@page_role("viewer")
+def index() -> Any:
+    return render_template(
+        "catalog/index.html",
+        models=service.list_models(request.args.get("family") or None),
+        runtimes=service.list_runtimes(),
+        images=service.list_images(),
+        quantizations=QUANTIZATIONS,
+        formats=FORMATS,
+        source_kinds=SOURCE_KINDS,
+    )
+
+
+@bp.post("/models")
+@page_role("operator")
+def create_model() -> Any:
+    try:
+        model = service.create_model(form_model())
+    except SpectrError as exc:
+        flash(describe(exc), "error")
+        return redirect(url_for("catalog_pages.index") + "#add-model")
+    flash(f"Model {model.name} added.")
+    return redirect(url_for("catalog_pages.model", model_id=model.id))
+
+
+@bp.get("/models/<int:model_id>")
+@page_role("viewer")
+def model(model_id: int) -> Any:
+    from portal.hosts.service import list_hosts
+
+    entry = service.get_model(model_id)
+    runtime_id = request.args.get("runtime_id", type=int)
+    context = request.args.get("context_length", type=int)
+    placement = service.placement(model_id, runtime_id, context)
+    return render_template(
+        "catalog/model.html",
+        model=entry,
+        runtimes=service.list_runtimes(),
+        runtime_id=runtime_id,
+        context_length=context or entry.context_length,
+        placement=placement,
+        hosts=list_hosts(),
+        quantizations=QUANTIZATIONS,
+        formats=FORMATS,
+        source_kinds=SOURCE_KINDS,
+    )
+
+
+@bp.post("/models/<int:model_id>/edit")
+@page_role("operator")
+def edit_model(model_id: int) -> Any:
+    try:
+        service.update_model(model_id, form_model())
+        flash("Model saved.")
+    except SpectrError as exc:
+        flash(describe(exc), "error")
+    return redirect(url_for("catalog_pages.model", model_id=model_id))
+
+
+@bp.post("/models/<int:model_id>/delete")
+@page_role("operator")
+def delete_model(model_id: int) -> Any:
+    service.delete_model(model_id)
+    flash("Model deleted.")
+    return redirect(url_for("catalog_pages.index"))
+
+
+@bp.post("/models/<int:model_id>/deploy")
+@page_role("operator")
+def deploy_model(model_id: int) -> Any:
+    from portal.apps.model_deploy import deploy_model as deploy
+    from portal.apps.schemas import DeployModelSchema
+
+    form = request.form
+    raw = {
+        k: v
+        for k, v in form.items()
+        if k in ("name", "runtime_id", "host_id", "host_port", "context_length") and v
+    }
+    raw["gpus"] = [int(i) for i in form.getlist("gpus") if i.isdigit()]
+    try:
+        body = DeployModelSchema().load(raw)
+        app = deploy(model_id, body)
+    except ma.ValidationError as exc:
+        flash(
+            describe(ValidationFailed("Some fields are invalid.", exc.normalized_messages())),
+            "error",
+        )
+    except SpectrError as exc:
+        flash(describe(exc), "error")
+    else:
+        flash(f"Deploying {app.name}.")
+        return redirect(url_for("apps_pages.detail", app_id=app.id))
+    return redirect(
+        url_for("catalog_pages.model", model_id=model_id, runtime_id=form.get("runtime_id"))
+    )
+
+
+@bp.post("/images")
+@page_role("operator")
+def create_image() -> Any:
+    fields = {
+        "reference": request.form.get("reference", ""),
+        "description": request.form.get("description", ""),
+    }
+    try:
+        image = service.create_image(fields)
+        flash(f"Image {image.reference} added.")
+    except SpectrError as exc:
+        flash(describe(exc), "error")
+    return redirect(url_for("catalog_pages.index") + "#images")
+
+
+@bp.post("/images/<int:image_id>/delete")
+@page_role("operator")
+def delete_image(image_id: int) -> Any:
+    service.delete_image(image_id)
+    flash("Image removed from the catalog.")
+    return redirect(url_for("catalog_pages.index") + "#images")
+
+
+@bp.post("/runtimes/<int:runtime_id>/edit")
+@page_role("operator")
+def edit_runtime(runtime_id: int) -> Any:
+    form = request.form
+    fields: dict[str, Any] = {"image": form.get("image", "").strip()}
+    fields["command_template"] = [
+        line.strip() for line in form.get("command_template", "").splitlines() if line.strip()
+    ]
+    try:
+        fields["port"] = int(form.get("port", ""))
+        fields["overhead_mib"] = int(form.get("overhead_mib", ""))
+        service.update_runtime(runtime_id, fields)
+        flash("Runtime saved.")
+    except ValueError:
+        flash("Port and overhead must be whole numbers.", "error")
+    except SpectrError as exc:
+        flash(describe(exc), "error")
+    return redirect(url_for("catalog_pages.index") + f"#runtime-{runtime_id}")
+
+
+@bp.post("/seed")
+@page_role("admin")
+def seed() -> Any:
+    added = seeding.seed_catalog()
+    flash(
+        f"Added {added['runtimes']} runtimes, {added['models']} models, {added['images']} images."
+    )
+    return redirect(url_for("catalog_pages.index"))
+
+
+@bp.cli.command("seed")
+def seed_command() -> None:
+    """Add the shipped runtimes, models and images that are missing."""
+    added = seeding.seed_catalog()
+    click.echo(", ".join(f"{count} {kind}" for kind, count in added.items()) + " added")
+
+
+@bp.cli.command("models")
+def models_command() -> None:
+    """List catalog models with their VRAM estimate at full context."""
+    for entry in service.list_models():
+        estimate = service.estimate_for(entry)
+        click.echo(
+            f"{entry.id:>4}  {entry.name:<36} {entry.quantization:<7} {estimate.total_mib:>8} MiB"
+        )
