@@ -20,6 +20,7 @@ import requests
 from portal.core.operations.kinds import PermanentError, TransientError
 
 Progress = Callable[[float, str], None]  # fraction of this step, message
+CERTS_DIR = Path("/etc/docker/certs.d")
 
 
 def archive_tags(path: Path) -> list[str]:
@@ -107,6 +108,21 @@ class NodeEngine:
         # Still used by a container, or already gone: nothing to clean then.
         with contextlib.suppress(docker.errors.APIError):
             self.client.images.remove(reference, noprune=False)
+
+
+def trust_registry_ca(address: str, ca_pem: str | None, certs_dir: Path = CERTS_DIR) -> str:
+    """Make the node's Docker trust the registry's CA (certs.d, read at each push)."""
+    if not ca_pem:
+        return f"{address} has no CA recorded: Docker uses the system's trust store."
+    target = certs_dir / address / "ca.crt"
+    try:
+        if target.is_file() and target.read_text() == ca_pem:
+            return f"The node's Docker already trusts {address}."
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(ca_pem)
+    except OSError as exc:
+        return f"Could not write {target} ({exc}); pushes work only if Docker trusts {address}."
+    return f"The node's Docker now trusts {address} ({target})."
 
 
 def _checked(events: Iterator[dict[str, Any]], action: str) -> Iterator[dict[str, Any]]:

@@ -16,7 +16,12 @@ from portal.core.errors import ValidationFailed
 from portal.core.operations.kinds import OperationContext, PermanentError
 from portal.registry import service
 from portal.registry.copy import ImageCopier
-from portal.registry.engine_images import NodeEngine, archive_tags, repository_path
+from portal.registry.engine_images import (
+    NodeEngine,
+    archive_tags,
+    repository_path,
+    trust_registry_ca,
+)
 from portal.registry.errors import RegistryAuthFailed, RegistryNotFound, RegistryTlsFailed
 
 UPLOAD_CHUNK = 1024 * 1024
@@ -71,6 +76,7 @@ def _import(ctx: OperationContext, path: Path) -> dict[str, Any]:
     if not tags:
         raise PermanentError("The archive's images have no tags; save them by name:tag.")
     engine = NodeEngine()
+    ctx.log(trust_registry_ca(registry.address, registry.ca_pem))
     try:
         ctx.log(f"Loading {path.stat().st_size} bytes: {', '.join(tags)}.")
         engine.load(path, lambda fraction, message: ctx.progress(0.4 * fraction, message))
@@ -113,6 +119,7 @@ def mirror_image(ctx: OperationContext) -> dict[str, Any]:
     name, tag = repository_path(params["target"] or params["source"])
     if params.get("source_registry_id") is None:
         engine = NodeEngine()
+        ctx.log(trust_registry_ca(destination.address, destination.ca_pem))
         try:
             target = f"{destination.address}/{name}:{tag}"
             digest = engine.push(params["source"], target, _auth(destination), ctx.progress)

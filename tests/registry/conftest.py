@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from flask import Flask
 
 from portal.core.pki import ca_certificate_pem, issue_server_certificate
 from portal.extensions import db
+from portal.registry.engine_images import CERTS_DIR
 from portal.registry.models import SPECTR, Registry
 from tests.portal import conftest as portal_fixtures
 from tests.registry.registry_process import RegistryProcess, start_registry
@@ -51,7 +53,7 @@ def registry_server(start_test_registry: Callable[..., RegistryProcess]) -> Regi
 
 
 @pytest.fixture
-def spectr_registry(app: Flask, registry_server: RegistryProcess) -> Registry:
+def spectr_registry(app: Flask, registry_server: RegistryProcess) -> Iterator[Registry]:
     """Record the test registry as Spectr's own (as a deploy would), run on this node."""
     row = Registry(
         name="spectr",
@@ -65,4 +67,6 @@ def spectr_registry(app: Flask, registry_server: RegistryProcess) -> Registry:
     )
     db.session.add(row)
     db.session.commit()
-    return row
+    yield row
+    # Pushes from the node's engine made it trust this registry's CA; forget it again.
+    shutil.rmtree(CERTS_DIR / registry_server.address, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import subprocess
 import tarfile
 import uuid
 from pathlib import Path
@@ -40,3 +41,35 @@ def save_image(client: docker.DockerClient, reference: str, target: Path) -> Pat
 def remove_image(client: docker.DockerClient, reference: str) -> None:
     with contextlib.suppress(docker.errors.ImageNotFound):
         client.images.remove(reference, force=True)
+
+
+# A program that says it runs and then waits: a whole image in ~800 KB, built from the
+# machine's own compiler and static libc (no base image needed from anywhere).
+SERVICE_SOURCE = r"""
+#include <stdio.h>
+#include <unistd.h>
+int main(void) {
+    puts("spectr-test-service: running");
+    fflush(stdout);
+    for (;;) pause();
+}
+"""
+
+
+def make_runnable_image(client: docker.DockerClient, folder: Path) -> str:
+    """Import a runnable one-binary image named spectr-test-svc-<random>:v1; return it."""
+    source, binary = folder / "service.c", folder / "service"
+    source.write_text(SERVICE_SOURCE)
+    subprocess.run(
+        ["gcc", "-static", "-Os", "-s", "-o", str(binary), str(source)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.add(binary, arcname="service")
+    reference = f"spectr-test-svc-{uuid.uuid4().hex[:10]}:v1"
+    repository, tag = reference.split(":")
+    client.api.import_image_from_data(
+        buffer.getvalue(), repository=repository, tag=tag, changes=['CMD ["/service"]']
+    )
+    return reference

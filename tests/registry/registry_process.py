@@ -15,9 +15,9 @@ import httpx
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 
 
-def free_port() -> int:
+def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((address, 0))
         return sock.getsockname()[1]
 
 
@@ -36,7 +36,7 @@ storage:
   filesystem: {{rootdirectory: {root}/data}}
   delete: {{enabled: true}}
 http:
-  addr: 127.0.0.1:{port}
+  addr: {listen}:{port}
   tls: {{certificate: {root}/tls.crt, key: {root}/tls.key}}
 auth:
   htpasswd: {{realm: spectr-test, path: {root}/htpasswd}}
@@ -46,6 +46,7 @@ auth:
 @dataclass
 class RegistryProcess:
     root: Path
+    listen: str
     port: int
     user: str
     password: str
@@ -54,11 +55,11 @@ class RegistryProcess:
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.listen}:{self.port}"
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.listen}:{self.port}"
 
     @property
     def config_path(self) -> Path:
@@ -80,20 +81,26 @@ class RegistryProcess:
 
 
 def start_registry(
-    root: Path, cert_pem: str, key_pem: str, ca_pem: str, user: str, password: str
+    root: Path,
+    cert_pem: str,
+    key_pem: str,
+    ca_pem: str,
+    user: str,
+    password: str,
+    listen: str = "127.0.0.1",
 ) -> RegistryProcess:
-    """Start a registry under `root`; return once it answers on its port."""
+    """Start a registry on `listen` under `root`; return once it answers on its port."""
     root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = free_port(listen)
     (root / "tls.crt").write_text(cert_pem + ca_pem)
     (root / "tls.key").write_text(key_pem)
     (root / "htpasswd").write_text(bcrypt_line(user, password) + "\n")
-    (root / "config.yml").write_text(CONFIG.format(root=root, port=port))
+    (root / "config.yml").write_text(CONFIG.format(root=root, listen=listen, port=port))
     with (root / "registry.log").open("wb") as log:  # the child keeps its own copy
         process = subprocess.Popen(
             [REGISTRY_BINARY, "serve", str(root / "config.yml")], stdout=log, stderr=log
         )
-    registry = RegistryProcess(root, port, user, password, ca_pem, process)
+    registry = RegistryProcess(root, listen, port, user, password, ca_pem, process)
     _wait_until_listening(registry)
     return registry
 
@@ -104,7 +111,7 @@ def _wait_until_listening(registry: RegistryProcess, timeout: float = 20.0) -> N
         if registry.process.poll() is not None:
             raise RuntimeError((registry.root / "registry.log").read_text())
         try:
-            with socket.create_connection(("127.0.0.1", registry.port), timeout=0.5):
+            with socket.create_connection((registry.listen, registry.port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.1)
