@@ -10,8 +10,8 @@ import time
 from datetime import datetime
 from typing import Any
 
-from agent.docker_api import DockerAPI, DockerStream, FrameDecoder, quote_segment
-from agent.errors import bad_request, invalid
+from agent.docker_api import DockerAPI, DockerError, DockerStream, FrameDecoder, quote_segment
+from agent.errors import bad_request, from_docker, invalid
 from agent.web import Request, Router, StreamWriter
 
 KEEPALIVE_S = 15.0
@@ -104,6 +104,8 @@ class StreamRoutes:
             relay(source, writer, FrameDecoder(tty), timestamps)
         except OSError:
             pass  # the client left mid-write
+        except DockerError as error:  # headers are gone: the error travels as the last line
+            _write_error(writer, error)
         finally:
             source.close()
             writer.close()
@@ -131,6 +133,8 @@ class StreamRoutes:
                 )
         except OSError:
             pass
+        except DockerError as error:
+            _write_error(writer, error)
         finally:
             source.close()
             writer.close()
@@ -153,6 +157,11 @@ class StreamRoutes:
             os.kill(pid, signal.SIGKILL)
             return True
         return False
+
+
+def _write_error(writer: StreamWriter, error: DockerError) -> None:
+    with contextlib.suppress(OSError):
+        writer.write_json({"error": from_docker(error).body()})
 
 
 def _exec_config(body: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import httpx
 
-from portal.engines.agent_transport import AgentTransport, error_for_code
+from portal.engines.agent_transport import AgentTransport
 from portal.engines.base import ContainerEngine, LabelFilter, ProgressCallback
 from portal.engines.errors import EngineError, Unavailable
 from portal.engines.models import (
@@ -103,9 +103,6 @@ class AgentEngine(ContainerEngine):
             body["auth"] = dict(auth)
         response = self._transport.open_stream("POST", "/v1/images/pull", json=body)
         for event in self._transport.lines(response):
-            if "error" in event:
-                error = event["error"]
-                raise error_for_code(error.get("code"), error.get("message", "pull failed"))
             if event.get("status") == "done":
                 return image_info(event["image"])
             if progress is not None:

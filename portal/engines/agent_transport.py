@@ -70,6 +70,15 @@ def error_for_code(code: str | None, message: str) -> EngineError:
     return by_code.get(code, EngineError)(message, {"agent_code": code})
 
 
+def _event(line: bytes) -> dict[str, Any]:
+    """Decode one stream line; an {"error": ...} line (the agent's last) raises."""
+    event = json.loads(line)
+    if "error" in event:
+        error = event["error"] or {}
+        raise error_for_code(error.get("code"), error.get("message") or "agent stream failed")
+    return event
+
+
 class AgentTransport:
     """Send requests to one agent; retry what is transient and fail fast on a dead host."""
 
@@ -178,7 +187,7 @@ class AgentTransport:
                 *lines, buffer = (buffer + data).split(b"\n")
                 for line in lines:
                     if line.strip():
-                        yield json.loads(line)
+                        yield _event(line)
         except httpx.TransportError as error:
             raise Unavailable(
                 f"stream from {self.host} interrupted: {error}", {"host": self.host}

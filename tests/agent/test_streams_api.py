@@ -190,3 +190,16 @@ def test_agent_restart_mid_stream_breaks_the_stream_and_a_new_one_works(
         own.start()
         with client.stream("GET", path, params={"follow": 1, "tail": 0}) as answer:
             assert json.loads(next(answer.iter_lines()))["data"] == "tick\n"
+
+
+def test_container_removed_during_exec_ends_the_stream_with_a_last_line(api, run_container):
+    container = run_container(["sleep", "infinity"], "gone")
+    remover = threading.Timer(0.5, container.remove, kwargs={"force": True})
+    remover.start()
+    events = _collect(api, f"/v1/containers/{container.name}/exec", method="POST",
+                      json={"argv": ["sleep", "30"]})  # fmt: skip
+    remover.join()
+    last = events[-1]
+    # the engine either still knows the exec (exit code of the killed process) or has
+    # forgotten it with the container (a not_found error line): never a broken body
+    assert last.get("exit_code") == 137 or last["error"]["code"] == "not_found", last

@@ -153,3 +153,11 @@ def test_stats_cpu_percent_from_deltas():
     }  # fmt: skip
     stats = stats_from_sample(sample)
     assert stats.cpu_percent == 40.0 and stats.memory_usage_bytes == 5
+
+
+def test_error_lines_in_streams_raise_mapped_errors():
+    from portal.engines.agent_transport import _event
+
+    assert _event(b'{"stream":"stdout","data":"x"}') == {"stream": "stdout", "data": "x"}
+    with pytest.raises(NotFound, match="gone"):
+        _event(b'{"error":{"code":"not_found","message":"gone","details":{}}}')
