@@ -133,10 +133,10 @@ def _paths() -> dict[str, Any]:
         "/v1/containers/{id}/stats": {"get": _op("One stats sample", {"200": _json(obj)}, 404,
                                                  502, params=[_ID])},
         "/v1/containers/{id}/logs": {"get": _op(
-            "Logs as JSON lines {stream, data[, ts]}; blank lines are keepalives",
+            "Logs as JSON lines {stream, data[, ts]}; blank lines are keepalives; {error} ends a failed one",
             {"200": _ndjson("log frame")}, 400, 404, 502, params=_LOG_PARAMS)},
         "/v1/containers/{id}/exec": {"post": _op(
-            "Run an argv (no shell); {stream, data} lines, then {exit_code, timed_out}",
+            "Run an argv (no shell); {stream, data} lines, then {exit_code, timed_out} or {error}",
             {"200": _ndjson("output frame or exit")}, 404, 409, 422, 502, params=[_ID],
             body=_EXEC_SPEC)},
     }  # fmt: skip
