@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -119,5 +120,20 @@ def run_container(
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
     """A local registry holding tiny images for pull tests."""
     process = LocalRegistry(tmp_path_factory.mktemp("registry")).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_registry(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A registry with TLS and htpasswd; Docker skips TLS checks for 127.0.0.0/8 registries."""
+    from tests.registry.registry_process import start_registry
+
+    cert_path, key_path = pki.ca.issue("registry", server=True)
+    process = start_registry(
+        tmp_path_factory.mktemp("auth-registry"), Path(cert_path).read_text(),
+        Path(key_path).read_text(), Path(pki.ca.cert_path).read_text(),
+        user="spectr", password=secrets.token_urlsafe(12),
+    )  # fmt: skip
     yield process
     process.stop()

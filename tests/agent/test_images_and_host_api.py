@@ -145,3 +145,20 @@ def test_removing_an_image_in_use_is_a_conflict(api, registry, docker_client, co
     finally:
         holder.remove(force=True)
         docker_client.images.remove(reference, force=True)
+
+
+def test_pull_with_credentials_leaves_them_out_of_the_log(api, agent, auth_registry, docker_client):
+    from tests.collection.registry_seed import push_tiny_image
+
+    with auth_registry.http() as client:
+        push_tiny_image(client, "spectr-test/secret", "v1", b"secret\n")
+    reference = f"{auth_registry.address}/spectr-test/secret:v1"
+    auth = {"username": auth_registry.user, "password": auth_registry.password,
+            "serveraddress": auth_registry.address}  # fmt: skip
+    try:
+        events = _lines(api.post("/v1/images/pull", json={"image": reference, "auth": auth}))
+        assert events[-1]["status"] == "done"
+    finally:
+        docker_client.images.remove(reference, force=True)
+    assert auth_registry.password not in agent.log_path.read_text()
+    assert auth_registry.password not in json.dumps(events)

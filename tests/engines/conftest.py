@@ -11,6 +11,7 @@ from portal.engines.resilience import CircuitBreaker
 from tests.agent.conftest import (  # noqa: F401  (fixtures shared with the agent's tests)
     agent,
     agent_factory,
+    auth_registry,
     container_names,
     docker_client,
     image,

@@ -10,6 +10,7 @@ from portal.engines import (
     BadRequest,
     Conflict,
     ContainerSpec,
+    EngineError,
     ExecChunk,
     ExecExit,
     GpuRequest,
@@ -60,6 +61,23 @@ def test_pull_reports_progress_and_remove(engine, registry):
         engine.inspect_image(reference)
     with pytest.raises(NotFound):
         engine.pull_image(f"{registry.address}/spectr-test/contract:missing")
+
+
+def test_pull_with_registry_credentials(engine, auth_registry, docker_client):
+    from tests.collection.registry_seed import push_tiny_image
+
+    tag = uuid.uuid4().hex[:8]
+    with auth_registry.http() as client:
+        push_tiny_image(client, "spectr-test/private", tag, b"private\n")
+    reference = f"{auth_registry.address}/spectr-test/private:{tag}"
+    with pytest.raises(EngineError):
+        engine.pull_image(reference)  # no credentials: the registry says 401
+    auth = {"username": auth_registry.user, "password": auth_registry.password,
+            "serveraddress": auth_registry.address}  # fmt: skip
+    try:
+        assert reference in engine.pull_image(reference, auth=auth).tags
+    finally:
+        docker_client.images.remove(reference, force=True)
 
 
 def test_create_with_spec_then_inspect(engine, image, container_names, docker_client, tmp_path):
