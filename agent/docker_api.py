@@ -98,10 +98,11 @@ class DockerAPI:
         body: Any = None,
         headers: Mapping[str, str] | None = None,
         upgrade: bool = False,
+        timeout: float | None = None,
     ) -> DockerStream:
         """Send a request whose answer is a long-lived stream; raise DockerError on error status."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
+        sock.settimeout(timeout or self.timeout)
         try:
             sock.connect(self.socket_path)
             sock.sendall(self._raw_request(method, path, params, body, headers, upgrade))

@@ -11,6 +11,8 @@ from agent.errors import from_docker, invalid
 from agent.shapes import image_summary
 from agent.web import Request, Router
 
+_PULL_SILENCE_S = 600.0  # the engine reports progress often; this long a silence is a hang
+
 
 def split_reference(reference: str) -> tuple[str, str]:
     """Split an image reference into (name, tag or digest); no tag means latest."""
@@ -82,7 +84,11 @@ class ImageRoutes:
         auth = _registry_auth(spec.get("auth"))
         headers = {"X-Registry-Auth": auth} if auth else {}
         stream = self.docker.open_stream(
-            "POST", "/images/create", {"fromImage": name, "tag": tag}, headers=headers
+            "POST",
+            "/images/create",
+            {"fromImage": name, "tag": tag},
+            headers=headers,
+            timeout=_PULL_SILENCE_S,
         )
         writer = request.stream()
         try:
@@ -97,6 +103,9 @@ class ImageRoutes:
             writer.write_json({"status": "done", "image": image_summary(pulled)})
         except DockerError as error:
             writer.write_json({"error": from_docker(error).body()})
+        except TimeoutError:
+            silent = DockerError(0, f"engine sent no pull progress for {_PULL_SILENCE_S:.0f} s")
+            writer.write_json({"error": from_docker(silent).body()})
         finally:
             stream.close()
             writer.close()

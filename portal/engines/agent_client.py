@@ -25,6 +25,8 @@ from portal.engines.models import (
 from portal.engines.resilience import CircuitBreaker, RetryPolicy
 from portal.engines.shapes import container_info, image_info
 
+_PULL_READ_TIMEOUT_S = 660.0
+
 
 def _segment(value: str) -> str:
     return quote(value, safe="")
@@ -101,7 +103,10 @@ class AgentEngine(ContainerEngine):
         body: dict[str, Any] = {"image": reference}
         if auth:
             body["auth"] = dict(auth)
-        response = self._transport.open_stream("POST", "/v1/images/pull", json=body)
+        # pulls carry no keepalives: allow the agent's own limit on engine silence
+        response = self._transport.open_stream(
+            "POST", "/v1/images/pull", json=body, read_timeout_s=_PULL_READ_TIMEOUT_S
+        )
         for event in self._transport.lines(response):
             if event.get("status") == "done":
                 return image_info(event["image"])

@@ -167,10 +167,22 @@ class AgentTransport:
         return response.json() if response.content else None
 
     def open_stream(
-        self, method: str, path: str, *, idempotent: bool = True, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool = True,
+        read_timeout_s: float | None = None,
+        **kwargs: Any,
     ) -> httpx.Response:
         """Open a JSON-lines stream; errors before the first byte raise here, not later."""
-        request = self._client.build_request(method, path, timeout=self._stream_timeout, **kwargs)
+        timeout = self._stream_timeout
+        if read_timeout_s is not None:
+            base = self._timeout
+            timeout = httpx.Timeout(
+                connect=base.connect, read=read_timeout_s, write=base.write, pool=base.pool
+            )
+        request = self._client.build_request(method, path, timeout=timeout, **kwargs)
         response = self.send(request, idempotent=idempotent, stream=True)
         if response.status_code >= 400:
             response.read()
