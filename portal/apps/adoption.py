@@ -14,9 +14,9 @@ from portal.apps.lifecycle import engine_of, summarize
 from portal.apps.models import COMPOSE, CONTAINER, Application, AppRevision
 from portal.apps.service import _actor, _commit_unique, list_apps
 from portal.core.audit import record_audit
-from portal.core.errors import Conflict, NotFound
+from portal.core.errors import Conflict, NotFound, UpstreamUnavailable
 from portal.core.timeutil import utcnow
-from portal.engines import ContainerInfo
+from portal.engines import ContainerInfo, EngineError
 from portal.engines import errors as engine_errors
 from portal.extensions import db
 from portal.hosts.service import get_host
@@ -29,8 +29,11 @@ def adoptable(host_id: int) -> list[dict[str, Any]]:
     """Containers and compose projects on the host that no application covers yet."""
     host = get_host(host_id)
     known = {app.name for app in list_apps(host.id)}
-    with engine_of(host) as engine:
-        containers = engine.list_containers()
+    try:
+        with engine_of(host) as engine:
+            containers = engine.list_containers()
+    except EngineError as exc:
+        raise UpstreamUnavailable(f"Cannot list containers on '{host.name}': {exc.message}") from None
     projects: dict[str, list[ContainerInfo]] = {}
     found: list[dict[str, Any]] = []
     for info in containers:
@@ -67,7 +70,7 @@ def adopt(host_id: int, kind: str, name: str) -> Application:
         else:
             try:
                 members = [engine.inspect_container(name)]
-            except engine_errors.NotFound:
+            except (engine_errors.NotFound, engine_errors.BadRequest):
                 raise NotFound(f"No container '{name}' on '{host.name}'.") from None
             if PROJECT_LABEL in members[0].labels:
                 raise Conflict(

@@ -55,7 +55,7 @@ class AppCollection(MethodView):
         return service.create_app(body)
 
 
-@blp.route("/apps/<int:app_id>")
+@blp.route("/apps/<id:app_id>")
 class AppItem(MethodView):
     @require_role("viewer")
     @blp.arguments(RefreshQuerySchema, location="query")
@@ -72,7 +72,7 @@ class AppItem(MethodView):
         service.delete_app(service.get_app(app_id))
 
 
-@blp.route("/apps/<int:app_id>/revisions")
+@blp.route("/apps/<id:app_id>/revisions")
 class AppRevisions(MethodView):
     @require_role("viewer")
     @blp.response(200, RevisionSchema(many=True))
@@ -89,7 +89,7 @@ class AppRevisions(MethodView):
         return service.add_revision(app, {**body, "kind": app.kind})
 
 
-@blp.route("/apps/<int:app_id>/diff")
+@blp.route("/apps/<id:app_id>/diff")
 class AppDiff(MethodView):
     @require_role("viewer")
     @blp.arguments(DiffQuerySchema, location="query")
@@ -100,7 +100,7 @@ class AppDiff(MethodView):
         return service.diff_revisions(app, query["from_revision"], query["to_revision"])
 
 
-@blp.route("/apps/<int:app_id>/deploy")
+@blp.route("/apps/<id:app_id>/deploy")
 class AppDeploy(MethodView):
     @require_role("operator")
     @blp.arguments(DeployBodySchema)
@@ -110,7 +110,7 @@ class AppDeploy(MethodView):
         return accepted(service.deploy(service.get_app(app_id), body["revision"]))
 
 
-@blp.route("/apps/<int:app_id>/rollback")
+@blp.route("/apps/<id:app_id>/rollback")
 class AppRollback(MethodView):
     @require_role("operator")
     @blp.arguments(RollbackBodySchema)
@@ -136,10 +136,10 @@ def _action_view(action: str) -> type[MethodView]:
 
 
 for _action in ("start", "stop", "restart", "pull", "remove"):
-    blp.route(f"/apps/<int:app_id>/{_action}")(_action_view(_action))
+    blp.route(f"/apps/<id:app_id>/{_action}")(_action_view(_action))
 
 
-@blp.route("/apps/<int:app_id>/logs")
+@blp.route("/apps/<id:app_id>/logs")
 class AppLogs(MethodView):
     @require_role("viewer")
     @blp.arguments(LogsQuerySchema, location="query")
@@ -152,7 +152,7 @@ class AppLogs(MethodView):
         return relay.read_logs(app, query["tail"], query["container"])
 
 
-@blp.route("/apps/<int:app_id>/exec")
+@blp.route("/apps/<id:app_id>/exec")
 class AppExec(MethodView):
     @require_role("operator")
     @blp.arguments(ExecBodySchema)
@@ -162,7 +162,7 @@ class AppExec(MethodView):
         return relay.run_exec(service.get_app(app_id), body)
 
 
-@blp.route("/hosts/<int:host_id>/adoptable")
+@blp.route("/hosts/<id:host_id>/adoptable")
 class HostAdoptable(MethodView):
     @require_role("viewer")
     @blp.response(200, AdoptableSchema(many=True))
@@ -181,7 +181,7 @@ class AppAdopt(MethodView):
         return adoption.adopt(body["host_id"], body["kind"], body["name"])
 
 
-@blp.route("/models/<int:model_id>/deploy")
+@blp.route("/models/<id:model_id>/deploy")
 class ModelDeploy(MethodView):
     @require_role("operator")
     @blp.arguments(DeployModelSchema)

@@ -7,6 +7,7 @@ from marshmallow import validate
 
 from portal.apps.models import APP_KINDS
 from portal.apps.spec import NAME_PATTERN, PULL_POLICIES
+from portal.core.converters import MAX_DATABASE_ID
 from portal.core.fields import UtcDateTime
 
 
@@ -30,7 +31,7 @@ class RevisionSchema(ma.Schema):
 class AppSchema(ma.Schema):
     id = ma.fields.Integer()
     name = ma.fields.String()
-    host_id = ma.fields.Integer()
+    host_id = ma.fields.Integer(validate=validate.Range(1, MAX_DATABASE_ID))
     kind = ma.fields.String()
     latest_revision = ma.fields.Integer()
     deployed_revision = ma.fields.Integer(allow_none=True)
@@ -49,7 +50,7 @@ class AppDetailSchema(AppSchema):
 
 
 class AppQuerySchema(ma.Schema):
-    host_id = ma.fields.Integer(load_default=None)
+    host_id = ma.fields.Integer(load_default=None, validate=validate.Range(1, MAX_DATABASE_ID))
 
 
 class RefreshQuerySchema(ma.Schema):
@@ -57,16 +58,20 @@ class RefreshQuerySchema(ma.Schema):
 
 
 class DeployBodySchema(ma.Schema):
-    revision = ma.fields.Integer(load_default=None, validate=validate.Range(1))
+    revision = ma.fields.Integer(load_default=None, validate=validate.Range(1, 1_000_000))
 
 
 class RollbackBodySchema(ma.Schema):
-    revision = ma.fields.Integer(required=True, validate=validate.Range(1))
+    revision = ma.fields.Integer(required=True, validate=validate.Range(1, 1_000_000))
 
 
 class DiffQuerySchema(ma.Schema):
-    from_revision = ma.fields.Integer(required=True, data_key="from", validate=validate.Range(1))
-    to_revision = ma.fields.Integer(required=True, data_key="to", validate=validate.Range(1))
+    from_revision = ma.fields.Integer(
+        required=True, data_key="from", validate=validate.Range(1, 1_000_000)
+    )
+    to_revision = ma.fields.Integer(
+        required=True, data_key="to", validate=validate.Range(1, 1_000_000)
+    )
 
 
 class DiffSchema(ma.Schema):
@@ -105,7 +110,7 @@ class ExecResultSchema(ma.Schema):
 
 
 class AdoptBodySchema(ma.Schema):
-    host_id = ma.fields.Integer(required=True)
+    host_id = ma.fields.Integer(required=True, validate=validate.Range(1, MAX_DATABASE_ID))
     kind = ma.fields.String(load_default="container", validate=validate.OneOf(APP_KINDS))
     name = ma.fields.String(required=True, validate=validate.Length(1, 63))
 
@@ -123,8 +128,8 @@ class DeployModelSchema(ma.Schema):
         required=True,
         validate=validate.Regexp(NAME_PATTERN, error="lowercase letters, digits, '-' and '_'"),
     )
-    runtime_id = ma.fields.Integer(required=True)
-    host_id = ma.fields.Integer(required=True)
+    runtime_id = ma.fields.Integer(required=True, validate=validate.Range(1, MAX_DATABASE_ID))
+    host_id = ma.fields.Integer(required=True, validate=validate.Range(1, MAX_DATABASE_ID))
     gpus = ma.fields.List(ma.fields.Integer(validate=validate.Range(0, 63)), load_default=list)
     host_port = ma.fields.Integer(
         load_default=None, allow_none=True, validate=validate.Range(1, 65535)

@@ -13,6 +13,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from portal.apps.models import APP_KINDS, COMPOSE
+from portal.core.converters import MAX_DATABASE_ID
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 ENV_NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="not a valid variable name")
@@ -79,7 +80,7 @@ class AppInputSchema(ma.Schema):
     name = ma.fields.String(
         validate=validate.Regexp(NAME_PATTERN, error="lowercase letters, digits, '-' and '_'")
     )
-    host_id = ma.fields.Integer()
+    host_id = ma.fields.Integer(validate=validate.Range(1, MAX_DATABASE_ID))
     kind = ma.fields.String(load_default="container", validate=validate.OneOf(APP_KINDS))
     container = ma.fields.Nested(ContainerSpecSchema, load_default=None, allow_none=True)
     compose = ma.fields.Raw(

@@ -97,7 +97,7 @@ def refresh() -> Any:
     return redirect(url_for("apps_pages.index"))
 
 
-@bp.get("/<int:app_id>")
+@bp.get("/<id:app_id>")
 @page_role("viewer")
 def detail(app_id: int) -> Any:
     app = service.get_app(app_id)
@@ -118,7 +118,7 @@ def detail(app_id: int) -> Any:
     )
 
 
-@bp.post("/<int:app_id>/action/<action>")
+@bp.post("/<id:app_id>/action/<action>")
 @page_role("operator")
 def act(app_id: int, action: str) -> Any:
     if action not in ACTIONS:
@@ -127,13 +127,13 @@ def act(app_id: int, action: str) -> Any:
     return _run(app_id, lambda app: service.act(app, action))
 
 
-@bp.post("/<int:app_id>/deploy")
+@bp.post("/<id:app_id>/deploy")
 @page_role("operator")
 def deploy(app_id: int) -> Any:
     return _run(app_id, lambda app: service.deploy(app, request.form.get("revision", type=int)))
 
 
-@bp.post("/<int:app_id>/rollback")
+@bp.post("/<id:app_id>/rollback")
 @page_role("operator")
 def rollback(app_id: int) -> Any:
     return _run(
@@ -150,7 +150,7 @@ def _run(app_id: int, start: Any) -> Any:
     return redirect(url_for("operations_pages.detail", operation_id=operation.id))
 
 
-@bp.post("/<int:app_id>/exec")
+@bp.post("/<id:app_id>/exec")
 @page_role("operator")
 def run_command(app_id: int) -> Any:
     app = service.get_app(app_id)
@@ -175,7 +175,7 @@ def run_command(app_id: int) -> Any:
     )
 
 
-@bp.post("/<int:app_id>/delete")
+@bp.post("/<id:app_id>/delete")
 @page_role("operator")
 def delete(app_id: int) -> Any:
     try:
@@ -187,7 +187,7 @@ def delete(app_id: int) -> Any:
     return redirect(url_for("apps_pages.index"))
 
 
-@bp.get("/adopt/<int:host_id>")
+@bp.get("/adopt/<id:host_id>")
 @page_role("operator")
 def adoptable(host_id: int) -> Any:
     host = get_host(host_id)
@@ -199,7 +199,7 @@ def adoptable(host_id: int) -> Any:
     return render_template("apps/adopt.html", host=host, found=found)
 
 
-@bp.post("/adopt/<int:host_id>")
+@bp.post("/adopt/<id:host_id>")
 @page_role("operator")
 def adopt(host_id: int) -> Any:
     try:

@@ -8,6 +8,7 @@ import marshmallow as ma
 from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import validate
 
 from portal.catalog import seeding, service
 from portal.catalog.schemas import (
@@ -18,6 +19,7 @@ from portal.catalog.schemas import (
     PlacementSchema,
     RuntimeSchema,
 )
+from portal.core.converters import MAX_DATABASE_ID
 from portal.core.operations.api import create_from_request
 from portal.core.operations.schemas import OperationSchema
 from portal.core.security import require_role
@@ -65,7 +67,7 @@ def crud_routes(path: str, schema: type[ma.Schema], create, get, update, delete,
         def delete(self, item_id: int) -> None:
             delete(item_id)
 
-    for view, suffix in ((Collection, ""), (Item, "/<int:item_id>")):
+    for view, suffix in ((Collection, ""), (Item, "/<id:item_id>")):
         view.__name__ = f"{label}{view.__name__}"
         for method in ("get", "post", "patch", "delete"):
             handler = getattr(view, method, None)
@@ -103,7 +105,7 @@ crud_routes(
 )
 
 
-@blp.route("/models/<int:model_id>/estimate")
+@blp.route("/models/<id:model_id>/estimate")
 class ModelEstimate(MethodView):
     @require_role("viewer")
     @blp.arguments(EstimateQuerySchema, location="query")
@@ -118,7 +120,7 @@ class ModelEstimate(MethodView):
         return estimate.as_dict()
 
 
-@blp.route("/models/<int:model_id>/placement")
+@blp.route("/models/<id:model_id>/placement")
 class ModelPlacement(MethodView):
     @require_role("viewer")
     @blp.arguments(EstimateQuerySchema, location="query")
@@ -131,10 +133,10 @@ class ModelPlacement(MethodView):
 
 
 class PullSchema(ma.Schema):
-    host_id = ma.fields.Integer(required=True)
+    host_id = ma.fields.Integer(required=True, validate=validate.Range(1, MAX_DATABASE_ID))
 
 
-@blp.route("/catalog/images/<int:image_id>/pull")
+@blp.route("/catalog/images/<id:image_id>/pull")
 class ImagePull(MethodView):
     @require_role("operator")
     @blp.arguments(PullSchema)

@@ -6,6 +6,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from portal.catalog.vram import QUANTIZATIONS
+from portal.core.converters import MAX_DATABASE_ID
 from portal.core.fields import UtcDateTime
 
 FORMATS = ("safetensors", "gguf", "pytorch", "onnx", "other")
@@ -20,7 +21,9 @@ class ImageSchema(ma.Schema):
     repository = ma.fields.String(dump_only=True)
     tag = ma.fields.String(dump_only=True, allow_none=True)
     digest = ma.fields.String(load_default=None, allow_none=True)
-    size_bytes = ma.fields.Integer(load_default=None, allow_none=True, validate=validate.Range(0))
+    size_bytes = ma.fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(0, MAX_DATABASE_ID)
+    )
     labels = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String(), load_default=dict)
     description = ma.fields.String(load_default="", validate=validate.Length(max=4000))
     created_at = UtcDateTime(dump_only=True)
@@ -41,7 +44,9 @@ class ModelSchema(ma.Schema):
     source = ma.fields.String(required=True, validate=validate.Length(1, 512))
     context_length = ma.fields.Integer(required=True, validate=validate.Range(1, 10_000_000))
     license = ma.fields.String(required=True, validate=validate.Length(1, 64))
-    size_bytes = ma.fields.Integer(load_default=None, allow_none=True, validate=validate.Range(0))
+    size_bytes = ma.fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(0, MAX_DATABASE_ID)
+    )
     num_layers = ma.fields.Integer(
         load_default=None, allow_none=True, validate=validate.Range(1, 1000)
     )
@@ -76,7 +81,7 @@ class RuntimeSchema(ma.Schema):
 
 
 class EstimateQuerySchema(ma.Schema):
-    runtime_id = ma.fields.Integer(load_default=None)
+    runtime_id = ma.fields.Integer(load_default=None, validate=validate.Range(1, MAX_DATABASE_ID))
     context_length = ma.fields.Integer(load_default=None, validate=validate.Range(1, 10_000_000))
     concurrent_sequences = ma.fields.Integer(load_default=1, validate=validate.Range(1, 1024))
 
@@ -92,7 +97,7 @@ class EstimateSchema(ma.Schema):
 
 
 class PlacementCandidateSchema(ma.Schema):
-    host_id = ma.fields.Integer()
+    host_id = ma.fields.Integer(validate=validate.Range(1, MAX_DATABASE_ID))
     name = ma.fields.String()
     gpu_indexes = ma.fields.List(ma.fields.Integer())
     per_gpu_need_mib = ma.fields.Integer()
@@ -100,7 +105,7 @@ class PlacementCandidateSchema(ma.Schema):
 
 
 class PlacementRefusalSchema(ma.Schema):
-    host_id = ma.fields.Integer()
+    host_id = ma.fields.Integer(validate=validate.Range(1, MAX_DATABASE_ID))
     name = ma.fields.String()
     reason = ma.fields.String()
 

@@ -64,7 +64,7 @@ def create_model() -> Any:
     return redirect(url_for("catalog_pages.model", model_id=model.id))
 
 
-@bp.get("/models/<int:model_id>")
+@bp.get("/models/<id:model_id>")
 @page_role("viewer")
 def model(model_id: int) -> Any:
     from portal.hosts.service import list_hosts
@@ -87,7 +87,7 @@ def model(model_id: int) -> Any:
     )
 
 
-@bp.post("/models/<int:model_id>/edit")
+@bp.post("/models/<id:model_id>/edit")
 @page_role("operator")
 def edit_model(model_id: int) -> Any:
     try:
@@ -98,7 +98,7 @@ def edit_model(model_id: int) -> Any:
     return redirect(url_for("catalog_pages.model", model_id=model_id))
 
 
-@bp.post("/models/<int:model_id>/delete")
+@bp.post("/models/<id:model_id>/delete")
 @page_role("operator")
 def delete_model(model_id: int) -> Any:
     service.delete_model(model_id)
@@ -106,7 +106,7 @@ def delete_model(model_id: int) -> Any:
     return redirect(url_for("catalog_pages.index"))
 
 
-@bp.post("/models/<int:model_id>/deploy")
+@bp.post("/models/<id:model_id>/deploy")
 @page_role("operator")
 def deploy_model(model_id: int) -> Any:
     from portal.apps.model_deploy import deploy_model as deploy
@@ -152,7 +152,7 @@ def create_image() -> Any:
     return redirect(url_for("catalog_pages.index") + "#images")
 
 
-@bp.post("/images/<int:image_id>/delete")
+@bp.post("/images/<id:image_id>/delete")
 @page_role("operator")
 def delete_image(image_id: int) -> Any:
     service.delete_image(image_id)
@@ -160,7 +160,7 @@ def delete_image(image_id: int) -> Any:
     return redirect(url_for("catalog_pages.index") + "#images")
 
 
-@bp.post("/runtimes/<int:runtime_id>/edit")
+@bp.post("/runtimes/<id:runtime_id>/edit")
 @page_role("operator")
 def edit_runtime(runtime_id: int) -> Any:
     form = request.form
