@@ -44,6 +44,8 @@ class BootstrapRun:
 
     failures: dict[str, HostFailure] = field(default_factory=dict)
     ready: list[str] = field(default_factory=list)
+    events: int = 0
+    playbook_seconds: float = 0.0
 
 
 def bootstrap_hosts(ctx: OperationContext) -> dict[str, Any]:
@@ -105,6 +107,7 @@ def _run_playbook(hosts: list[Host], run: BootstrapRun, ctx: OperationContext) -
     artifact = agent_artifact_path()
     ctx.log(f"Running {PLAYBOOK} on {len(hosts)} host(s) with {_forks(ctx, hosts)} forks.")
     progress = _Progress(ctx, [host.name for host in hosts])
+    started = time.monotonic()
     result = run_playbook(
         PLAYBOOK,
         hosts=inventory,
@@ -114,6 +117,7 @@ def _run_playbook(hosts: list[Host], run: BootstrapRun, ctx: OperationContext) -
         cancel_event=ctx.cancel_event,
         forks=_forks(ctx, hosts),
     )
+    run.events, run.playbook_seconds = result.events_count, round(time.monotonic() - started, 2)
     if result.status == "canceled":
         for host in hosts:
             _settle_failed(host, HostFailure("cancelled", "Bootstrap cancelled on request."))
@@ -242,6 +246,8 @@ def _conclude(hosts: list[Host], run: BootstrapRun, ctx: OperationContext) -> di
     result = {
         "ready": run.ready,
         "failed": {name: {"kind": f.kind, "reason": f.message} for name, f in run.failures.items()},
+        "ansible_events": run.events,
+        "playbook_seconds": run.playbook_seconds,
     }
     if not run.failures:
         return result

@@ -136,6 +136,7 @@ def test_add_bootstrap_ready_then_unreachable_and_back(
     _gpus_recorded(portal, shown)
     _goes_unreachable_and_comes_back(portal, gpu_host, shown["id"])
     _bootstrap_again_changes_nothing(portal, shown["id"])
+    _delete_with_cleanup_removes_the_agent(portal, gpu_host, shown["id"])
 
 
 def _gpus_recorded(portal: PortalProcess, shown: dict[str, Any]) -> None:
@@ -186,3 +187,15 @@ def _bootstrap_again_changes_nothing(portal: PortalProcess, host_id: int) -> Non
     recap = next(i["message"] for i in items if i.get("message", "").startswith("RECAP"))
     assert "failed=0" in recap and "unreachable=0" in recap
     assert host_status(portal, host_id) == "ready"
+
+
+def _delete_with_cleanup_removes_the_agent(
+    portal: PortalProcess, host: TestHost, host_id: int
+) -> None:
+    started = portal.api.delete(f"/api/v1/hosts/{host_id}?cleanup=1")
+    assert started.status_code == 202, started.text
+    items = list(follow_log(portal, started.json()["id"]))
+    assert items[-1]["state"] == "succeeded", [i.get("message") for i in items[-20:]]
+    assert portal.api.get(f"/api/v1/hosts/{host_id}").status_code == 404
+    left = host.exec("sh", "-c", "ls /opt/spectr-agent /etc/spectr-agent 2>&1 || true")
+    assert "No such file or directory" in left

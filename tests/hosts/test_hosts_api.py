@@ -183,3 +183,23 @@ def test_bootstrap_of_an_address_nothing_answers_fails_as_unreachable(api_as: An
     host = api.get(f"/api/v1/hosts/{created['id']}").json
     assert host["status"] == "unreachable"
     assert host["host_key_fingerprint"] is None
+
+
+def test_bulk_bootstrap_reports_every_host_in_one_operation(api_as: Any) -> None:
+    from tests.hosts.conftest import free_port
+
+    api = api_as("operator")
+    first = add(api, name="a", address="127.0.0.1", ssh_port=free_port()).json
+    second = add(api, name="b", address="127.0.0.1", ssh_port=free_port()).json
+
+    started = api.post(
+        "/api/v1/hosts/bootstrap", json={"host_ids": [first["id"], second["id"]], "forks": 4}
+    )
+    operation = api.get(started.headers["Location"]).json
+
+    assert started.status_code == 202 and operation["target"] == "hosts"
+    assert operation["params"] == {"host_ids": [first["id"], second["id"]], "forks": 4}
+    assert operation["state"] == "failed"
+    assert operation["error"].startswith("2 of 2 hosts failed. a: Host unreachable")
+    assert "; b: Host unreachable" in operation["error"]
+    assert {h["status"] for h in api.get("/api/v1/hosts").json} == {"unreachable"}

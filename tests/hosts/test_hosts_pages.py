@@ -59,7 +59,9 @@ def test_import_edit_and_delete_from_the_pages(client: FlaskClient, create_user:
     csrf = log_in(client, create_user, "operator")
     csv_text = "name,address,labels\nn1,10.4.0.1,zone=a\nn2,10.4.0.2,zone=b\n"
 
-    client.post("/hosts/import", data={"csrf_token": csrf, "content": csv_text, "ssh_password": "pw"})
+    client.post(
+        "/hosts/import", data={"csrf_token": csrf, "content": csv_text, "ssh_password": "pw"}
+    )
     n1, n2 = db.session.scalars(hosts_query()).all()
     n1.gpus.append(HostGpu(index=0, model="NVIDIA H200", memory_total_mib=143771))
     db.session.commit()
@@ -80,7 +82,9 @@ def test_import_edit_and_delete_from_the_pages(client: FlaskClient, create_user:
 def test_viewers_see_hosts_but_cannot_change_them(client: FlaskClient, create_user: Any) -> None:
     csrf = log_in(client, create_user, "viewer")
 
-    refused = client.post("/hosts/new", data={"csrf_token": csrf, "name": "v", "address": "10.0.0.1"})
+    refused = client.post(
+        "/hosts/new", data={"csrf_token": csrf, "name": "v", "address": "10.0.0.1"}
+    )
 
     assert refused.status_code == 403
     assert client.get("/hosts").status_code == 200
