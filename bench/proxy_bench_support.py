@@ -22,6 +22,7 @@ class Service:
     name: str
     port: int
     proc: subprocess.Popen
+    host: str = "bench"  # the Host header requests carry
 
     @property
     def url(self) -> str:
@@ -144,13 +145,13 @@ def start_proxy(workdir: Path, config: Path, redis_url: str, prefix: str, worker
 
 
 async def http_request(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, body: bytes, secret: str
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, body: bytes, secret: str
 ) -> int:
-    """Send one POST on a keep-alive connection, read the whole response, return its status."""
+    """POST a completion on a keep-alive connection, read the whole response, return its status."""
     writer.write(
-        b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
         b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
-        % (path.encode(), secret.encode(), len(body), body)
+        % (host.encode(), secret.encode(), len(body), body)
     )
     head = await reader.readuntil(b"\r\n\r\n")
     lower = head.lower()
@@ -173,7 +174,7 @@ async def read_chunked(reader: asyncio.StreamReader) -> bytes:
 
 
 async def run_concurrent(
-    port: int, clients: int, seconds: float, body: bytes, secret: str
+    service: Service, clients: int, seconds: float, body: bytes, secret: str
 ) -> float:
     """Keep `clients` connections busy for `seconds`; return completed requests per second."""
     deadline = time.perf_counter() + seconds
@@ -181,9 +182,9 @@ async def run_concurrent(
 
     async def client() -> None:
         nonlocal done
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
         while time.perf_counter() < deadline:
-            if await http_request(reader, writer, "/v1/chat/completions", body, secret) == 200:
+            if await http_request(reader, writer, service.host, body, secret) == 200:
                 done += 1
         writer.close()
 
@@ -192,16 +193,18 @@ async def run_concurrent(
     return done / (time.perf_counter() - start)
 
 
-async def time_to_first_event(port: int, count: int, body: bytes, secret: str) -> list[float]:
+async def time_to_first_event(
+    service: Service, count: int, body: bytes, secret: str
+) -> list[float]:
     """Stream `count` completions; return ms from sending each to its first SSE event."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
     samples = []
     for _ in range(count):
         start = time.perf_counter()
         writer.write(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\n"
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\n"
             b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
-            % (secret.encode(), len(body), body)
+            % (service.host.encode(), secret.encode(), len(body), body)
         )
         await reader.readuntil(b"\r\n\r\n")
         size = int((await reader.readuntil(b"\r\n")).strip(), 16)
@@ -211,6 +214,22 @@ async def time_to_first_event(port: int, count: int, body: bytes, secret: str) -
         await read_chunked(reader)
     writer.close()
     return samples
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """Return user+system CPU seconds of a process and all its live descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        pending += [int(c) for c in children]
+    return total
 
 
 def percentile(samples: list[float], pct: float) -> float:

@@ -6,6 +6,7 @@ One run, bounded in count and time:
 Paths measured against the same stand-in model server (tests/proxy/llm_standin.py):
   direct   client -> upstream
   nginx    client -> nginx (Debian package, keepalive upstream) -> upstream
+  route    client -> spectr-proxy, plain route (mitmproxy + routing, no gateway) -> upstream
   gateway  client -> spectr-proxy (key check, Redis limit check, usage record) -> upstream
 """
 
@@ -15,6 +16,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -36,6 +38,7 @@ from proxy_bench_support import (
     start_proxy,
     start_upstream,
     time_to_first_event,
+    tree_cpu_seconds,
 )
 
 SECRET = "sk-spectr-bench-" + uuid.uuid4().hex
@@ -49,20 +52,24 @@ def proxy_config(upstream_url: str) -> dict:
     digest = hashlib.sha256(SECRET.encode()).hexdigest()
     return {
         "version": 1,
+        "gateway": {"hosts": ["bench"]},
         "models": [{"name": "bench", "replicas": [{"url": upstream_url}]}],
+        # The same upstream as a plain route: mitmproxy + routing without the gateway's work.
+        "pools": [{"name": "plain", "replicas": [{"url": upstream_url}]}],
+        "routes": [{"name": "plain", "hosts": ["plain"], "pool": "plain"}],
         # Limits high enough never to refuse, so every request pays the Redis check.
         "keys": [{"id": "bench", "sha256": digest, "rpm": 10_000_000, "tpm": 1_000_000_000}],
     }
 
 
-async def latency(port: int, count: int, body: bytes) -> list[float]:
+async def latency(service: Service, count: int, body: bytes) -> list[float]:
     """Send `count` requests one after another on one keep-alive connection; return ms each."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
     samples = []
     try:
         for _ in range(count):
             start = time.perf_counter()
-            status = await http_request(reader, writer, "/v1/chat/completions", body, SECRET)
+            status = await http_request(reader, writer, service.host, body, SECRET)
             samples.append((time.perf_counter() - start) * 1000)
             assert status == 200, status
     finally:
@@ -73,15 +80,19 @@ async def latency(port: int, count: int, body: bytes) -> list[float]:
 def measure(services: dict[str, Service], args: argparse.Namespace) -> dict[str, dict]:
     results: dict[str, dict] = {}
     for name, service in services.items():
-        asyncio.run(latency(service.port, min(200, args.requests), BODY))  # warm-up
-        samples = asyncio.run(latency(service.port, args.requests, BODY))
-        rps = asyncio.run(run_concurrent(service.port, 16, args.seconds, BODY, SECRET))
-        ttfb = asyncio.run(time_to_first_event(service.port, 100, STREAM_BODY, SECRET))
+        asyncio.run(latency(service, min(200, args.requests), BODY))  # warm-up
+        samples = asyncio.run(latency(service, args.requests, BODY))
+        cpu_before = tree_cpu_seconds(service.proc.pid)
+        rps = asyncio.run(run_concurrent(service, 16, args.seconds, BODY, SECRET))
+        # CPU per request is what the proxy costs, whatever else the shared machine runs.
+        cpu_us = (tree_cpu_seconds(service.proc.pid) - cpu_before) * 1e6 / (rps * args.seconds)
+        ttfb = asyncio.run(time_to_first_event(service, 100, STREAM_BODY, SECRET))
         results[name] = {
             "median": statistics.median(samples),
             "p99": percentile(samples, 99),
             "rps": rps,
             "ttfb": statistics.median(ttfb),
+            "cpu_us": cpu_us,
         }
         print(f"  measured {name}", file=sys.stderr)
     return results
@@ -90,12 +101,12 @@ def measure(services: dict[str, Service], args: argparse.Namespace) -> dict[str,
 def report(results: dict[str, dict]) -> None:
     direct = results["direct"]
     print("\npath      median ms  p99 ms  added median  added p99  req/s (16 clients)  "
-          "rps vs direct  stream TTFB ms  added TTFB")  # fmt: skip
+          "rps vs direct  stream TTFB ms  added TTFB  CPU us/req")  # fmt: skip
     for name, r in results.items():
         print(
             f"{name:<9} {r['median']:>9.3f} {r['p99']:>7.3f} {r['median'] - direct['median']:>13.3f}"
             f" {r['p99'] - direct['p99']:>10.3f} {r['rps']:>19.0f} {r['rps'] / direct['rps']:>14.2f}"
-            f" {r['ttfb']:>15.3f} {r['ttfb'] - direct['ttfb']:>11.3f}"
+            f" {r['ttfb']:>15.3f} {r['ttfb'] - direct['ttfb']:>11.3f} {r['cpu_us']:>11.0f}"
         )
     print(json.dumps({"results": results}, indent=None))
 
@@ -124,7 +135,12 @@ def main() -> int:
         started.append(nginx)
         proxy = start_proxy(workdir, config_file, args.redis_url, prefix, args.workers)
         started.append(proxy)
-        results = measure({"direct": upstream, "nginx": nginx, "gateway": proxy}, args)
+        load_before = os.getloadavg()[0]
+        route = Service("route", proxy.port, proxy.proc, host="plain")
+        paths = {"direct": upstream, "nginx": nginx, "route": route, "gateway": proxy}
+        results = measure(paths, args)
+        print(f"\nload average (1 min) before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f}"
+              f" on {os.cpu_count()} CPUs, shared with other work")  # fmt: skip
         usage = redis.Redis.from_url(args.redis_url).xlen(f"{prefix}usage")
         print(f"\nusage records written by the gateway during the run: {usage}")
         report(results)

@@ -133,7 +133,7 @@ async def serve(settings: ProxySettings) -> None:
         GatewayModels(state),
         Limits(limiter),
         Routing(state),
-        Usage(UsageSink(redis, settings.redis_prefix, limiter)),
+        Usage(UsageSink(fast_redis, settings.redis_prefix, limiter)),
         Metrics(state, settings.admin_host, settings.admin_port),
         AccessLog(open_access_log(settings.access_log)),
     )

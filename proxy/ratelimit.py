@@ -7,10 +7,8 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from redis.asyncio.client import Pipeline
-
 from proxy.config import Budget, GatewayKey
-from proxy.resp import RespClient, RespError
+from proxy.resp import Command, RespClient, RespError
 
 # One round trip per request: read the token windows, then count the request. A request that is
 # turned away still counts towards its minute, which keeps the script to one INCR.
@@ -102,17 +100,20 @@ class RateLimiter:
             reply = await self.redis.call("EVAL", CHECK_LUA, 3, *keys, *limits)
         return int(reply)  # type: ignore[arg-type]
 
-    def add_tokens(self, pipe: Pipeline, key: GatewayKey, tokens: int, now: float) -> None:
-        """Queue counting a response's tokens into the key's minute and budget windows."""
+    def token_commands(self, key: GatewayKey, tokens: int, now: float) -> list[Command]:
+        """Return the commands that count a response's tokens into the key's windows."""
         if tokens <= 0 or not (key.tpm or key.budget):
-            return
+            return []
         w = self.windows(key, now)
+        commands: list[Command] = []
         if key.tpm:
-            pipe.incrby(w.tpm, tokens)
-            pipe.expire(w.tpm, MINUTE_TTL_S)
+            commands += [("INCRBY", w.tpm, tokens), ("EXPIRE", w.tpm, MINUTE_TTL_S)]
         if key.budget:
-            pipe.incrby(w.budget, tokens)
-            pipe.expireat(w.budget, int(w.budget_end) + 3600)
+            commands += [
+                ("INCRBY", w.budget, tokens),
+                ("EXPIREAT", w.budget, int(w.budget_end) + 3600),
+            ]
+        return commands
 
 
 def budget_window(budget: Budget | None, now: float) -> tuple[str, float]:

@@ -15,6 +15,7 @@ from typing import Any
 from redis.asyncio.connection import parse_url
 
 Reply = int | bytes | str | list[Any] | None
+Command = tuple[str | bytes | int, ...]
 
 
 class RespError(Exception):
@@ -49,6 +50,15 @@ class RespClient:
         self._waiting.append(future)
         writer.write(encode(args))
         return await future
+
+    async def pipeline(self, commands: list[Command]) -> list[Reply | BaseException]:
+        """Send many commands in one write; error replies come back as RespError values."""
+        writer = await self._connection()
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Reply]] = [loop.create_future() for _ in commands]
+        self._waiting.extend(futures)
+        writer.write(b"".join(encode(c) for c in commands))
+        return list(await asyncio.gather(*futures, return_exceptions=True))  # type: ignore[arg-type]
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -95,7 +105,7 @@ class RespClient:
                     future.set_exception(lost)
 
 
-def encode(args: tuple[str | bytes | int, ...]) -> bytes:
+def encode(args: Command) -> bytes:
     """Encode a command as a RESP array of bulk strings."""
     out = [b"*%d\r\n" % len(args)]
     for arg in args:

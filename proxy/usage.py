@@ -8,11 +8,9 @@ import json
 import logging
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from proxy.config import GatewayKey
 from proxy.ratelimit import RateLimiter
+from proxy.resp import Command, RespClient
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +139,7 @@ def _has_text(payload: dict) -> bool:
 class UsageSink:
     """Write usage records and token counters to Redis in batches, off the request path."""
 
-    def __init__(self, redis: Redis, prefix: str, limiter: RateLimiter) -> None:
+    def __init__(self, redis: RespClient, prefix: str, limiter: RateLimiter) -> None:
         self.redis = redis
         self.stream = f"{prefix}usage"
         self.limiter = limiter
@@ -171,14 +169,19 @@ class UsageSink:
         batch, self._pending = self._pending, []
         if not batch:
             return
-        pipe = self.redis.pipeline(transaction=False)
+        commands: list[Command] = []
         for record in batch:
-            pipe.xadd(self.stream, record.fields(), maxlen=STREAM_MAXLEN, approximate=True)
-            self.limiter.add_tokens(pipe, record.key, record.tokens.total, record.ts)
+            fields = [part for item in record.fields().items() for part in item]
+            commands.append(("XADD", self.stream, "MAXLEN", "~", STREAM_MAXLEN, "*", *fields))
+            commands += self.limiter.token_commands(record.key, record.tokens.total, record.ts)
         try:
-            await pipe.execute()
-        except RedisError as exc:
+            replies = await self.redis.pipeline(commands)
+        except OSError as exc:
             logger.warning("could not write %d usage records to Redis: %s", len(batch), exc)
+            return
+        failed = [r for r in replies if isinstance(r, BaseException)]
+        if failed:
+            logger.warning("%d of %d usage writes failed: %s", len(failed), len(replies), failed[0])
 
     async def _run(self) -> None:
         while True:

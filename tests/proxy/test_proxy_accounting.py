@@ -100,17 +100,13 @@ async def test_rpm_counts_requests_within_the_minute(limiter):
 
 @pytest.mark.redis
 @pytest.mark.anyio
-async def test_tokens_fill_tpm_and_budget(limiter, redis):
+async def test_tokens_fill_tpm_and_budget(limiter):
     key = GatewayKey(id="k", sha256="0" * 64, tpm=100, budget=Budget(150, "day"))
     now = 1_800_000_000.0
-    pipe = redis.pipeline(transaction=False)
-    limiter.add_tokens(pipe, key, 100, now)
-    await pipe.execute()
+    await limiter.redis.pipeline(limiter.token_commands(key, 100, now))
     over_tpm = await limiter.check(key, now)
     assert over_tpm is not None and "tokens per minute" in over_tpm.message
-    pipe = redis.pipeline(transaction=False)
-    limiter.add_tokens(pipe, key, 60, now + 60)
-    await pipe.execute()
+    await limiter.redis.pipeline(limiter.token_commands(key, 60, now + 60))
     spent = await limiter.check(key, now + 120)
     assert spent is not None and spent.code == "budget_exceeded"
     assert spent.retry_after_s > 3600
@@ -134,6 +130,11 @@ async def test_resp_client_pipelines_replies_to_the_right_callers(redis_prefix, 
         assert await client.call("MGET", keys[0], f"{redis_prefix}none") == [b"1", None]
         with pytest.raises(RespError, match="NOSCRIPT"):
             await client.call("EVALSHA", "0" * 40, 0)
+        replies = await client.pipeline(
+            [("INCR", keys[1]), ("HGET", keys[1], "x"), ("INCR", keys[1])]
+        )
+        assert replies[0] == 3 and replies[2] == 4
+        assert isinstance(replies[1], RespError) and "WRONGTYPE" in str(replies[1])
         own_id = await client.call("CLIENT", "ID")
         waiting = asyncio.ensure_future(client.call("BLPOP", f"{redis_prefix}never", 10))
         await asyncio.sleep(0.05)
