@@ -33,7 +33,9 @@ def adoptable(host_id: int) -> list[dict[str, Any]]:
         with engine_of(host) as engine:
             containers = engine.list_containers()
     except EngineError as exc:
-        raise UpstreamUnavailable(f"Cannot list containers on '{host.name}': {exc.message}") from None
+        raise UpstreamUnavailable(
+            f"Cannot list containers on '{host.name}': {exc.message}"
+        ) from None
     projects: dict[str, list[ContainerInfo]] = {}
     found: list[dict[str, Any]] = []
     for info in containers:

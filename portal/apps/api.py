@@ -9,7 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from portal.apps import adoption, relay, service
-from portal.apps.lifecycle import refresh_status
+from portal.apps.lifecycle import apply_health_checks, refresh_status
 from portal.apps.model_deploy import deploy_model
 from portal.apps.schemas import (
     AdoptableSchema,
@@ -43,8 +43,10 @@ class AppCollection(MethodView):
     @blp.arguments(AppQuerySchema, location="query")
     @blp.response(200, AppSchema(many=True))
     def get(self, query: dict) -> Any:
-        """List applications (optionally of one host)."""
-        return service.list_apps(query["host_id"])
+        """List applications (optionally of one host), with status from the health checks."""
+        apps = service.list_apps(query["host_id"])
+        apply_health_checks(apps)
+        return apps
 
     @require_role("operator")
     @blp.arguments(AppInputSchema)

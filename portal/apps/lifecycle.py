@@ -219,3 +219,48 @@ def _engine_step(call: Any) -> Any:
         raise TransientError(exc.message) from None
     except EngineError as exc:
         raise PermanentError(exc.message) from None
+
+
+def apply_health_checks(apps: list[Application]) -> None:
+    """Take each application's status from the containers the host health checks last saw.
+
+    The hosts context's health sweep stores every host's containers (HostContainer); when
+    those rows are newer than the application's status, they win. Hosts without rows (the
+    Spectr node, which no agent probes) keep their status until a refresh reads the engine.
+    """
+    from sqlalchemy import select
+
+    from portal.hosts.models import HostContainer
+
+    changed = False
+    for app in apps:
+        if app.status == REMOVED:
+            continue
+        rows = db.session.scalars(select(HostContainer).filter_by(host_id=app.host_id)).all()
+        mine = [row for row in rows if _covers(app, row.name, row.labels or {})]
+        seen = max((row.updated_at for row in mine), default=None)
+        if seen is None or (app.status_checked_at and seen <= app.status_checked_at):
+            continue
+        infos = [
+            ContainerInfo(
+                row.container_id,
+                row.name,
+                row.image,
+                row.state,
+                row.labels or {},
+                exit_code=row.exit_code,
+                health=row.health,
+            )
+            for row in mine
+        ]
+        app.status, app.status_detail = summarize(infos)
+        app.status_checked_at = seen
+        changed = True
+    if changed:
+        db.session.commit()
+
+
+def _covers(app: Application, name: str, labels: dict[str, str]) -> bool:
+    if app.kind == COMPOSE:
+        return labels.get("com.docker.compose.project") == app.name
+    return name == app.name

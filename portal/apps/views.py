@@ -9,7 +9,7 @@ import marshmallow as ma
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from portal.apps import adoption, relay, service
-from portal.apps.lifecycle import refresh_status
+from portal.apps.lifecycle import apply_health_checks, refresh_status
 from portal.apps.spec import AppInputSchema
 from portal.catalog.views import describe
 from portal.core.errors import SpectrError, ValidationFailed
@@ -73,6 +73,7 @@ def _form_app() -> dict[str, Any]:
 def index() -> Any:
     hosts = list_hosts()
     apps = service.list_apps()
+    apply_health_checks(apps)
     by_host = {host.id: [app for app in apps if app.host_id == host.id] for host in hosts}
     return render_template("apps/index.html", hosts=hosts, by_host=by_host)
 

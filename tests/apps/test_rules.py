@@ -175,3 +175,26 @@ def test_secrets_are_encrypted_at_rest_and_never_returned(
     assert api.get(f"/api/v1/apps/{created.json['id']}/diff?from=2&to=3").json["changed_keys"] == [
         "secret_env"
     ]
+
+
+def test_status_comes_from_the_host_health_checks(
+    api_as: Callable[[str], ApiClient], make_host: Callable[..., Any]
+) -> None:
+    from portal.hosts.models import HostContainer
+
+    host = make_host("agent-host")
+    api = api_as("operator")
+    created = api.post("/api/v1/apps", json={**_app(host.id), "name": "svc", "deploy": False})
+    assert created.json["status"] == "pending"
+    # What the hosts context's health sweep records from the agent's container list.
+    db.session.add(HostContainer(host_id=host.id, container_id="c1", name="svc", image="registry.local/svc:1",
+                                 state="exited", exit_code=137, labels={}))  # fmt: skip
+    db.session.commit()
+    listed = api.get(f"/api/v1/apps?host_id={host.id}").json
+    assert (
+        listed[0]["status"] == "exited (137)" and listed[0]["status_detail"] == "svc: exited (137)"
+    )
+    row = db.session.query(HostContainer).one()
+    row.state, row.health, row.exit_code = "running", "unhealthy", None
+    db.session.commit()
+    assert api.get("/api/v1/apps").json[0]["status"] == "unhealthy"
