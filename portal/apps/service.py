@@ -249,3 +249,13 @@ def gpu_reservations_mib(host_id: int) -> dict[int, int]:
         for index in revision.gpu_indexes:
             reserved[index] = reserved.get(index, 0) + revision.vram_reservation_mib
     return reserved
+
+
+def revision_images(app: Application) -> list[str]:
+    """Images the application's latest revision runs."""
+    from portal.apps.compose import service_images
+
+    revision = get_revision(app, app.latest_revision)
+    if app.kind == COMPOSE:
+        return service_images(revision.spec["compose"])
+    return [revision.spec["image"]] if revision.spec.get("image") else []

@@ -23,6 +23,7 @@ from portal.core.converters import MAX_DATABASE_ID
 from portal.core.operations.api import create_from_request
 from portal.core.operations.schemas import OperationSchema
 from portal.core.security import require_role
+from portal.hosts.service import get_host
 
 blp = Blueprint("catalog", __name__, url_prefix="/api/v1", description="Images, models, runtimes")
 
@@ -144,6 +145,7 @@ class ImagePull(MethodView):
     def post(self, body: dict, image_id: int) -> Any:
         """Pull the image onto a host (an operation)."""
         image = service.get_image(image_id)
+        get_host(body["host_id"])
         params = {"image_id": image.id, "host_id": body["host_id"]}
         return create_from_request("catalog.pull_image", params, target=f"image:{image.reference}")
 
@@ -152,6 +154,37 @@ class SeedResultSchema(ma.Schema):
     runtimes = ma.fields.Integer()
     models = ma.fields.Integer()
     images = ma.fields.Integer()
+
+
+@blp.route("/catalog/images/<id:image_id>/remove")
+class ImageRemove(MethodView):
+    @require_role("operator")
+    @blp.arguments(PullSchema)
+    @blp.response(202, OperationSchema)
+    def post(self, body: dict, image_id: int) -> Any:
+        """Remove the image from a host (an operation)."""
+        image = service.get_image(image_id)
+        get_host(body["host_id"])
+        params = {"image_id": image.id, "host_id": body["host_id"]}
+        return create_from_request(
+            "catalog.remove_image", params, target=f"image:{image.reference}"
+        )
+
+
+class ImageUsageSchema(ma.Schema):
+    image_id = ma.fields.Integer()
+    reference = ma.fields.String()
+    apps = ma.fields.List(ma.fields.Dict())
+    hosts = ma.fields.List(ma.fields.Dict())
+
+
+@blp.route("/catalog/images/<id:image_id>/usage")
+class ImageUsage(MethodView):
+    @require_role("viewer")
+    @blp.response(200, ImageUsageSchema)
+    def get(self, image_id: int) -> Any:
+        """Which applications use the image and which ready hosts have it."""
+        return service.image_usage(image_id)
 
 
 @blp.route("/catalog/seed")

@@ -29,10 +29,6 @@ class ImageSchema(ma.Schema):
     created_at = UtcDateTime(dump_only=True)
 
 
-class ImageUsageSchema(ImageSchema):
-    used_by = ma.fields.List(ma.fields.Dict(), dump_only=True)
-
-
 class ModelSchema(ma.Schema):
     id = ma.fields.Integer(dump_only=True)
     name = ma.fields.String(required=True, validate=validate.Length(1, 120))

@@ -13,7 +13,8 @@ from portal.catalog.placement import GpuCapacity, HostCapacity, rank_hosts
 from portal.catalog.references import parse_image_reference
 from portal.catalog.vram import ModelShape, VramEstimate, estimate_vram
 from portal.core.audit import record_audit
-from portal.core.errors import Conflict, NotFound, ValidationFailed
+from portal.core.errors import Conflict, NotFound, SpectrError, ValidationFailed
+from portal.engines import EngineError
 from portal.extensions import db
 
 TEMPLATE_PLACEHOLDERS = {"model_source", "model_name", "context_length", "port", "gpu_count"}
@@ -251,3 +252,40 @@ def placement(
         "candidates": candidates,
         "refused": refused,
     }
+
+
+# --- image usage ---
+
+
+def _same_image(reference: str, candidate: str) -> bool:
+    """Whether two references name the same image (`redis:7` is `docker.io/library/redis:7`)."""
+    try:
+        return (
+            parse_image_reference(reference).canonical == parse_image_reference(candidate).canonical
+        )
+    except ValidationFailed:
+        return False
+
+
+def image_usage(image_id: int) -> dict[str, Any]:
+    """Which applications use the image, and which ready hosts have it (asked live)."""
+    from portal.apps.service import list_apps, revision_images
+    from portal.hosts.service import engine_for, list_hosts
+
+    image = get_image(image_id)
+    apps = [
+        {"app_id": app.id, "name": app.name, "host_id": app.host_id}
+        for app in list_apps()
+        if any(_same_image(image.reference, used) for used in revision_images(app))
+    ]
+    hosts = []
+    for host in list_hosts(status="ready"):
+        entry: dict[str, Any] = {"host_id": host.id, "name": host.name, "present": False}
+        try:
+            with engine_for(host) as engine:
+                tags = [tag for info in engine.list_images() for tag in info.tags]
+            entry["present"] = any(_same_image(image.reference, tag) for tag in tags)
+        except (EngineError, SpectrError) as exc:
+            entry["error"] = getattr(exc, "message", str(exc))
+        hosts.append(entry)
+    return {"image_id": image.id, "reference": image.reference, "apps": apps, "hosts": hosts}

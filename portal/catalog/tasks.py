@@ -36,3 +36,25 @@ def pull_image(ctx: OperationContext) -> dict[str, Any]:
     except EngineError as exc:
         raise PermanentError(exc.message) from None
     return {"image": image.reference, "host": host.name, "id": info.id}
+
+
+@operation_kind("catalog.remove_image")
+def remove_image(ctx: OperationContext) -> dict[str, Any]:
+    """Remove a catalog image from a host through its engine (refused while a container uses it)."""
+    from portal.catalog.models import CatalogImage
+    from portal.hosts.models import Host
+    from portal.hosts.service import engine_for
+
+    image = db.session.get(CatalogImage, ctx.params["image_id"])
+    host = db.session.get(Host, ctx.params["host_id"])
+    if image is None or host is None:
+        raise PermanentError("The image or the host no longer exists.")
+    try:
+        with engine_for(host) as engine:
+            engine.remove_image(image.reference)
+    except engine_errors.Unavailable as exc:
+        raise TransientError(exc.message) from None
+    except EngineError as exc:
+        raise PermanentError(exc.message) from None
+    ctx.log(f"removed {image.reference} from {host.name}")
+    return {"image": image.reference, "host": host.name}
