@@ -21,7 +21,7 @@ from proxy.config import ConfigError
 logger = logging.getLogger(__name__)
 
 Document = dict[str, Any]
-Apply = Callable[[Document], None]
+Apply = Callable[[Document], object]
 
 CONFIG_PATH = "/api/v1/proxy/config"
 FILE_POLL_S = 0.2

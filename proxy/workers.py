@@ -8,12 +8,23 @@ import sys
 import time
 
 
+def without_option(argv: list[str], name: str) -> list[str]:
+    """Return argv without `name VALUE` and `name=VALUE`."""
+    kept: list[str] = []
+    skip_value = False
+    for arg in argv:
+        if skip_value:
+            skip_value = False
+        elif arg == name:
+            skip_value = True
+        elif not arg.startswith(name + "="):
+            kept.append(arg)
+    return kept
+
+
 def worker_command(argv: list[str], index: int, admin_port: int) -> list[str]:
     """Return the command line of worker `index`: one process, SO_REUSEPORT, its own admin port."""
-    args = [a for a in argv if not a.startswith("--workers")]
-    if "--workers" in argv:
-        i = argv.index("--workers")
-        args = argv[:i] + argv[i + 2 :]
+    args = without_option(without_option(argv, "--workers"), "--admin-port")
     port = admin_port + index if admin_port else 0
     return [sys.executable, "-m", "proxy", *args, "--reuse-port", "--admin-port", str(port)]
 

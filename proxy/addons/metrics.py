@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from wsgiref.simple_server import WSGIServer
 
 from mitmproxy import http
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -39,7 +40,7 @@ class Metrics:
     def __init__(self, state: ProxyState, host: str, port: int | None) -> None:
         self.host, self.port = host, port
         self.registry = CollectorRegistry()
-        self._server = None
+        self._server: WSGIServer | None = None
         self.requests = Counter(
             "spectr_proxy_requests",
             "Requests answered",

@@ -39,8 +39,8 @@ class GatewayModels:
             self._resolve(flow, config, gateway)
 
     def _resolve(self, flow: http.HTTPFlow, config: ProxyConfig, gateway: GatewayRequest) -> None:
-        body = request_json(flow)
-        requested = body.get("model") if body is not None else None
+        body = request_json(flow) or {}
+        requested = body.get("model")
         if not isinstance(requested, str) or not requested:
             flow.response = error_response(
                 400, "The body must be a JSON object with a string 'model'.", "invalid_request"

@@ -84,3 +84,12 @@ def test_schema_in_the_package_is_the_one_in_the_repo():
     on_disk = json.loads((Path(__file__).parents[2] / "proxy" / "config.schema.json").read_text())
     assert schema() == on_disk
     assert on_disk["$defs"]["gateway_key"]["properties"]["sha256"]["pattern"] == "^[0-9a-f]{64}$"
+
+
+def test_worker_command_replaces_workers_and_admin_port():
+    from proxy.workers import worker_command
+
+    argv = ["--config-file", "c.json", "--workers", "3", "--admin-port=9000", "--listen-port", "80"]
+    command = worker_command(argv, 2, 9000)
+    assert command[3:] == ["--config-file", "c.json", "--listen-port", "80", "--reuse-port",
+                           "--admin-port", "9002"]  # fmt: skip

@@ -173,3 +173,18 @@ def test_tpm_limit_refuses_after_tokens_used(upstream, start_proxy, redis_client
         refused = http.post(CHAT, json=HELLO)
     assert spend.status_code == 200
     assert "tokens per minute" in refused.json()["error"]["message"]
+
+
+def test_workers_share_one_port_and_one_usage_stream(
+    upstream, start_proxy, redis_client, redis_prefix
+):
+    a = upstream("a")
+    secret, digest = new_key()
+    proxy = start_proxy(gateway_config([a], [key("k1", digest)]), args=["--workers", "2"])
+    for _ in range(20):  # a new connection each time, so the kernel spreads them over workers
+        with client(proxy, secret) as http:
+            assert http.post(CHAT, json=HELLO).status_code == 200
+    stream = f"{redis_prefix}usage"
+    wait_until(lambda: redis_client.xlen(stream) == 20)
+    writers = {fields["proxy"] for _, fields in redis_client.xrange(stream)}
+    assert len(writers) == 2
