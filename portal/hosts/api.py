@@ -64,7 +64,7 @@ class HostBootstrapMany(MethodView):
         """Bootstrap many hosts in one operation (Ansible forks, per-host progress)."""
         host_ids = list(dict.fromkeys(body["host_ids"]))
         for host_id in host_ids:
-            service.get_host(host_id)
+            service.require_idle(service.get_host(host_id))
         params = {"host_ids": host_ids, "forks": body["forks"]}
         return create_from_request("bootstrap_hosts", params, target="hosts")
 
@@ -91,6 +91,7 @@ class HostItem(MethodView):
     def delete(self, query: dict, host_id: int) -> Any:
         """Delete a host; with cleanup=1, first stop Spectr's containers and remove the agent."""
         host = service.get_host(host_id)
+        service.require_idle(host)
         if query["cleanup"]:
             return create_from_request(
                 "delete_host", {"host_id": host.id}, target=f"host:{host.id}"
@@ -107,6 +108,7 @@ class HostBootstrap(MethodView):
     def post(self, body: dict, host_id: int) -> Any:
         """Bootstrap (or re-bootstrap, idempotently) one host: Docker, agent, facts."""
         host = service.get_host(host_id)
+        service.require_idle(host)
         params = {"host_ids": [host.id], "forks": 1}
         return create_from_request("bootstrap_hosts", params, target=f"host:{host.id}")
 

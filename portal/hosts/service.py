@@ -127,6 +127,19 @@ def delete_host(host: Host) -> None:
     db.session.commit()
 
 
+def require_idle(host: Host) -> None:
+    """Refuse to start a second operation while one is still bootstrapping the host."""
+    from portal.core.operations.models import ACTIVE_STATES, Operation
+
+    if host.last_operation_id:
+        operation = db.session.get(Operation, host.last_operation_id)
+        if operation is not None and operation.state in ACTIVE_STATES:
+            raise Conflict(
+                f"Host '{host.name}' is busy with operation {operation.id} ({operation.kind}).",
+                {"operation_id": operation.id},
+            )
+
+
 def forget_host_key(host: Host, commit: bool = True) -> None:
     """Drop the recorded SSH host key, so the next contact records the host's key anew."""
     if host.host_key:

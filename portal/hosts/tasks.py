@@ -27,6 +27,8 @@ def run_bootstrap(ctx: OperationContext) -> dict[str, Any]:
 def run_delete_host(ctx: OperationContext) -> dict[str, Any]:
     """Stop Spectr's containers on the host, remove its agent, then forget the host."""
     host = service.get_host(int(ctx.params["host_id"]))
+    host.last_operation_id = ctx.operation_id
+    db.session.commit()
     stopped = _stop_managed_containers(host, ctx)
     ctx.progress(0.3, "removing the agent")
     result = run_playbook(

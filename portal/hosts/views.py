@@ -119,7 +119,11 @@ def detail(host_id: int) -> Any:
 @page_role("operator")
 def bootstrap(host_id: int) -> Any:
     host = service.get_host(host_id)
-    _start("bootstrap_hosts", {"host_ids": [host.id], "forks": 1}, f"host:{host.id}")
+    try:
+        service.require_idle(host)
+        _start("bootstrap_hosts", {"host_ids": [host.id], "forks": 1}, f"host:{host.id}")
+    except SpectrError as exc:
+        flash(exc.message, "error")
     return redirect(url_for("hosts_pages.detail", host_id=host.id))
 
 

@@ -203,3 +203,22 @@ def test_bulk_bootstrap_reports_every_host_in_one_operation(api_as: Any) -> None
     assert operation["error"].startswith("2 of 2 hosts failed. a: Host unreachable")
     assert "; b: Host unreachable" in operation["error"]
     assert {h["status"] for h in api.get("/api/v1/hosts").json} == {"unreachable"}
+
+
+def test_a_host_busy_with_an_operation_is_not_bootstrapped_twice(api_as: Any) -> None:
+    import uuid
+
+    from portal.core.operations.models import Operation
+
+    api = api_as("operator")
+    created = add(api).json
+    running = Operation(id=str(uuid.uuid4()), kind="bootstrap_hosts", state="running", params={})
+    db.session.add(running)
+    get_host(created["id"]).last_operation_id = running.id
+    db.session.commit()
+
+    again = api.post(f"/api/v1/hosts/{created['id']}/bootstrap", json={})
+    many = api.post("/api/v1/hosts/bootstrap", json={"host_ids": [created["id"]]})
+
+    assert again.status_code == many.status_code == 409
+    assert running.id in again.json["message"]
