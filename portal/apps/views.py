@@ -9,6 +9,7 @@ import marshmallow as ma
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from portal.apps import adoption, relay, service
+from portal.apps.cli import add_commands
 from portal.apps.lifecycle import apply_health_checks, refresh_status
 from portal.apps.spec import AppInputSchema
 from portal.catalog.views import describe
@@ -16,7 +17,8 @@ from portal.core.errors import SpectrError, ValidationFailed
 from portal.hosts.service import get_host, list_hosts
 from portal.web.auth import page_role
 
-bp = Blueprint("apps_pages", __name__, url_prefix="/apps")
+bp = Blueprint("apps_pages", __name__, url_prefix="/apps", cli_group="apps")
+add_commands(bp.cli)
 ACTIONS = ("start", "stop", "restart", "pull", "remove")
 
 

@@ -198,3 +198,20 @@ def test_status_comes_from_the_host_health_checks(
     row.state, row.health, row.exit_code = "running", "unhealthy", None
     db.session.commit()
     assert api.get("/api/v1/apps").json[0]["status"] == "unhealthy"
+
+
+def test_cli_lists_applications_and_reports_refusals(
+    app: Any, make_host: Callable[..., Any]
+) -> None:
+    from portal.apps import service
+
+    host = make_host("cli-host", status="degraded", status_reason="engine down")
+    service.create_app({**_app(host.id), "name": "cli-app", "kind": "container", "deploy": False})
+    runner = app.test_cli_runner()
+    assert "5 runtimes" in runner.invoke(args=["catalog", "seed"]).output
+    listed = runner.invoke(args=["apps", "list"])
+    assert "cli-app" in listed.output and "pending" in listed.output
+    refused = runner.invoke(args=["apps", "start", "cli-app"])
+    assert refused.exit_code == 1 and "is degraded, not ready: engine down" in refused.output
+    missing = runner.invoke(args=["apps", "rollback", "nope", "1"])
+    assert missing.exit_code == 1 and "No application 'nope'" in missing.output
