@@ -122,3 +122,34 @@ def test_second_bootstrap_changes_nothing(runs: Any) -> None:
         for name in [task["task"]["name"]]
         if task["hosts"]["testhost"].get("changed")
     ]
+
+
+def test_ops_deploy_a_container_with_the_built_collection(
+    runs: Any, fresh_host: TestHost, tmp_path: Path, ansible_env: AnsibleEnvironment
+) -> None:
+    """The ops path: build the tarball, install it offline, run deploy_app / remove_app."""
+    collection = REPO_ROOT / "ansible_collections/spectr/core"
+    galaxy = [str(Path(sys.executable).parent / "ansible-galaxy"), "collection"]
+    subprocess.run([*galaxy, "build", str(collection), "--output-path", str(tmp_path)],
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    installed = tmp_path / "collections"
+    subprocess.run([*galaxy, "install", "--offline", "--no-deps", "-p", str(installed),
+                    str(tmp_path / "spectr-core-0.1.0.tar.gz")],
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    ops = AnsibleEnvironment(tmp_path / "home")
+    (tmp_path / "home").mkdir()
+    site = ansible_env.variables()["ANSIBLE_COLLECTIONS_PATH"].split(":", 1)[1]
+    # The checkout is not on this path: spectr.core can only come from the installed tarball.
+    ops.extra["ANSIBLE_COLLECTIONS_PATH"] = f"{installed}:{site}"
+    inventory = ops.write_inventory({"testhost": fresh_host.inventory_vars(user="ops")})
+    fresh_host.load_image("spectr-test-base:latest")
+    app = {"app_name": "ops-web", "app_image": "spectr-test-base:latest", "app_pull": "never",
+           "app_command": ["sleep", "infinity"]}  # fmt: skip
+
+    deployed = ops.run_playbook("spectr.core.deploy_app", inventory, app)
+    labels = fresh_host.ssh("docker", "inspect", "-f", "'{{json .Config.Labels}}'", "ops-web")
+    removed = ops.run_playbook("spectr.core.remove_app", inventory, {"app_name": "ops-web"})
+
+    assert deployed.task("Run the application's container")["changed"] is True
+    assert json.loads(labels)["spectr.app"] == "ops-web"
+    assert removed.task("Remove the application's container")["changed"] is True
