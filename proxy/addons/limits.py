@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Coroutine
 
 from mitmproxy import http
-from redis.exceptions import RedisError
 
+from proxy.config import GatewayKey
 from proxy.errors import error_response
 from proxy.ratelimit import RateLimiter
 from proxy.resp import RespError
@@ -21,20 +22,21 @@ class Limits:
 
     def __init__(self, limiter: RateLimiter) -> None:
         self.limiter = limiter
-        self.redis_failures = 0
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow) -> Coroutine[None, None, None] | None:
+        # Only requests that need Redis become a coroutine; the rest stay synchronous and cheap.
         gateway: GatewayRequest | None = flow.metadata.get(GATEWAY)
         if flow.response or gateway is None or gateway.model is None or gateway.key is None:
-            return
-        key = gateway.key
-        if not (key.rpm or key.tpm or key.budget):
-            return
+            return None
+        if not (gateway.key.rpm or gateway.key.tpm or gateway.key.budget):
+            return None
+        return self._check(flow, gateway.key)
+
+    async def _check(self, flow: http.HTTPFlow, key: GatewayKey) -> None:
         try:
             rejection = await self.limiter.check(key, time.time())
-        except (RedisError, RespError, OSError) as exc:
+        except (RespError, OSError) as exc:
             # Failing open keeps the gateway serving when Redis is briefly away.
-            self.redis_failures += 1
             logger.warning("limit check for key %s skipped, Redis failed: %s", key.id, exc)
             return
         if rejection is not None:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
+from dataclasses import replace
 
 import pytest
 from mitmproxy.test import taddons, tflow, tutils
 
 from proxy.addons.auth import GatewayAuth, bearer_token
+from proxy.addons.limits import Limits
 from proxy.addons.models import GatewayModels
 from proxy.addons.routing import Routing
 from proxy.balancer import Balancer
 from proxy.config import Pool, Replica, parse_config
+from proxy.ratelimit import RateLimiter
+from proxy.resp import RespClient
 from proxy.state import GATEWAY, TARGET, ProxyState
 
 SECRET = "sk-spectr-unit"
@@ -127,6 +132,33 @@ def test_bearer_token_parsing():
     assert bearer_token("bearer abc") == "abc"
     assert bearer_token("Basic abc") == ""
     assert bearer_token("") == ""
+
+
+@pytest.mark.anyio
+async def test_limits_fail_open_when_redis_is_unreachable():
+    s = state()
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{closed.getsockname()[1]}/0"
+    s.config.keys_by_hash[DIGEST] = replace(s.config.keys_by_hash[DIGEST], rpm=1)
+    limits = Limits(RateLimiter(RespClient(url), "unit:"))
+    f = flow("/v1/chat/completions", body={"model": "llama"})
+    run_gateway(s, f)
+    with taddons.context(limits):
+        check = limits.request(f)
+        assert check is not None
+        await check
+    assert f.response is None
+
+
+@pytest.mark.anyio
+async def test_requests_without_limits_never_wait_on_redis():
+    s = state()
+    limits = Limits(RateLimiter(RespClient("redis://127.0.0.1:1/0"), "unit:"))
+    f = flow("/v1/chat/completions", body={"model": "llama"})
+    run_gateway(s, f)
+    with taddons.context(limits):
+        assert limits.request(f) is None
 
 
 @pytest.mark.anyio
