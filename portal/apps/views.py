@@ -14,7 +14,7 @@ from portal.apps.lifecycle import apply_health_checks, refresh_status
 from portal.apps.spec import AppInputSchema
 from portal.catalog.views import describe
 from portal.core.errors import SpectrError, ValidationFailed
-from portal.hosts.service import get_host, list_hosts
+from portal.hosts.service import ensure_local_host, get_host, list_hosts
 from portal.web.auth import page_role
 
 bp = Blueprint("apps_pages", __name__, url_prefix="/apps", cli_group="apps")
@@ -73,6 +73,7 @@ def _form_app() -> dict[str, Any]:
 @bp.get("")
 @page_role("viewer")
 def index() -> Any:
+    ensure_local_host()  # the Spectr node is always a host to deploy to
     hosts = list_hosts()
     apps = service.list_apps()
     apply_health_checks(apps)

@@ -67,8 +67,9 @@ def create_model() -> Any:
 @bp.get("/models/<id:model_id>")
 @page_role("viewer")
 def model(model_id: int) -> Any:
-    from portal.hosts.service import list_hosts
+    from portal.hosts.service import ensure_local_host, list_hosts
 
+    ensure_local_host()  # the Spectr node is always a host to deploy to
     entry = service.get_model(model_id)
     runtime_id = request.args.get("runtime_id", type=int)
     context = request.args.get("context_length", type=int)
