@@ -199,3 +199,19 @@ def test_nvidia_smi_csv_parsing():
                        "memory_total_mb": 81559, "memory_used_mb": 1024,
                        "driver_version": "550.54.15", "cuda_version": "12.4"}  # fmt: skip
     assert gpus[1]["memory_used_mb"] is None
+
+
+def test_cgroup_reader_understands_v1_and_v2_layouts(tmp_path, monkeypatch):
+    from agent import cgroups
+
+    monkeypatch.setattr(cgroups, "ROOT", tmp_path)
+    v1 = {"cpuacct/docker/aaa/cpuacct.usage": "2500000000\n",
+          "memory/docker/aaa/memory.usage_in_bytes": "4096\n"}  # fmt: skip
+    v2 = {"system.slice/docker-bbb.scope/cpu.stat": "usage_usec 1500000\nuser_usec 1\n",
+          "system.slice/docker-bbb.scope/memory.current": "8192\n"}  # fmt: skip
+    for relative, text in {**v1, **v2}.items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(text)
+    assert (cgroups.cpu_seconds("aaa"), cgroups.memory_bytes("aaa")) == (2.5, 4096)
+    assert (cgroups.cpu_seconds("bbb"), cgroups.memory_bytes("bbb")) == (1.5, 8192)
+    assert (cgroups.cpu_seconds("ccc"), cgroups.memory_bytes("ccc")) == (None, None)
