@@ -62,12 +62,14 @@ def stream_logs(engine: AgentEngine, name: str, stop: threading.Event, counts: l
         except Unavailable:
             pass
         finally:
-            stream.close()  # type: ignore[attr-defined]
+            stream.close()
 
 
 def soak(engine: AgentEngine, pid: int, name: str, seconds: int, clients: int) -> list[int]:
     """Run streaming clients for the given time; return RSS samples (KiB) every 5 s."""
-    stop, counts, samples = threading.Event(), [], []
+    stop = threading.Event()
+    counts: list[int] = []
+    samples: list[int] = []
     threads = [threading.Thread(target=stream_logs, args=(engine, name, stop, counts))
                for _ in range(clients)]  # fmt: skip
     for thread in threads:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from portal.engines.agent_transport import AgentTransport
-from portal.engines.base import ContainerEngine, LabelFilter, ProgressCallback
+from portal.engines.base import (
+    ContainerEngine,
+    ExecStream,
+    LabelFilter,
+    LogStream,
+    ProgressCallback,
+)
 from portal.engines.errors import EngineError, Unavailable
 from portal.engines.models import (
     ContainerInfo,
@@ -208,7 +214,7 @@ class AgentEngine(ContainerEngine):
         since: float | None = None,
         tail: int | None = None,
         timestamps: bool = False,
-    ) -> Iterator[LogChunk]:
+    ) -> LogStream:
         """Open the log stream now (errors raise here) and return its frames."""
         params: dict[str, Any] = {"follow": int(follow), "timestamps": int(timestamps)}
         if since is not None:
@@ -229,7 +235,7 @@ class AgentEngine(ContainerEngine):
         workdir: str | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = 60.0,
-    ) -> Iterator[ExecChunk | ExecExit]:
+    ) -> ExecStream:
         """Start the exec now (errors raise here) and return its output and exit."""
         body: dict[str, Any] = {"argv": list(argv), "timeout_s": timeout}
         if user is not None:
@@ -242,7 +248,7 @@ class AgentEngine(ContainerEngine):
         response = self._transport.open_stream("POST", path, json=body, idempotent=False)
         return self._exec_events(response)
 
-    def _exec_events(self, response: httpx.Response) -> Iterator[ExecChunk | ExecExit]:
+    def _exec_events(self, response: httpx.Response) -> ExecStream:
         for event in self._transport.lines(response):
             if "exit_code" in event:
                 yield ExecExit(event["exit_code"], bool(event.get("timed_out")))

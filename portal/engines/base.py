@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 from portal.engines.models import (
@@ -20,6 +20,9 @@ from portal.engines.models import (
 )
 
 ProgressCallback = Callable[[PullProgress], None]
+# Generators, so a caller that stops early (a client that left) calls close() to end the stream
+LogStream = Generator[LogChunk, None, None]
+ExecStream = Generator[ExecChunk | ExecExit, None, None]
 LabelFilter = Mapping[str, str | None]  # a None value matches any value of the key
 
 
@@ -99,7 +102,7 @@ class ContainerEngine(ABC):
         since: float | None = None,
         tail: int | None = None,
         timestamps: bool = False,
-    ) -> Iterator[LogChunk]:
+    ) -> LogStream:
         """Yield log frames; with follow, until the container stops. close() ends early."""
 
     @abstractmethod
@@ -111,7 +114,7 @@ class ContainerEngine(ABC):
         workdir: str | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = 60.0,
-    ) -> Iterator[ExecChunk | ExecExit]:
+    ) -> ExecStream:
         """Run argv (no shell) in a running container; yield output, then one ExecExit."""
 
     def exec_run(

@@ -9,14 +9,20 @@ import signal
 import socket
 import struct
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import docker
 import docker.errors
 import requests
 
-from portal.engines.base import ContainerEngine, LabelFilter, ProgressCallback
+from portal.engines.base import (
+    ContainerEngine,
+    ExecStream,
+    LabelFilter,
+    LogStream,
+    ProgressCallback,
+)
 from portal.engines.docker_shapes import (
     container_from_inspect,
     container_from_list,
@@ -192,7 +198,7 @@ class LocalDockerEngine(ContainerEngine):
         since: float | None = None,
         tail: int | None = None,
         timestamps: bool = False,
-    ) -> Iterator[LogChunk]:
+    ) -> LogStream:
         """Open the log stream now (errors raise here) and return its frames."""
         tty = self.inspect_container(container_id).tty
         params: dict[str, Any] = {
@@ -210,7 +216,7 @@ class LocalDockerEngine(ContainerEngine):
         self._api._raise_for_status(response)
         return self._log_frames(response, tty, timestamps)
 
-    def _log_frames(self, response: Any, tty: bool, timestamps: bool) -> Iterator[LogChunk]:
+    def _log_frames(self, response: Any, tty: bool, timestamps: bool) -> LogStream:
         raw = response.raw
         try:
             while True:
@@ -243,7 +249,7 @@ class LocalDockerEngine(ContainerEngine):
         workdir: str | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = 60.0,
-    ) -> Iterator[ExecChunk | ExecExit]:
+    ) -> ExecStream:
         """Start the exec now (errors raise here) and return its output and exit."""
         created = self._api.exec_create(
             container_id,
@@ -262,9 +268,7 @@ class LocalDockerEngine(ContainerEngine):
         raw = self._api._get_raw_response_socket(response)
         return self._exec_events(created["Id"], raw, response, timeout)
 
-    def _exec_events(
-        self, exec_id: str, raw: Any, response: Any, timeout: float
-    ) -> Iterator[ExecChunk | ExecExit]:
+    def _exec_events(self, exec_id: str, raw: Any, response: Any, timeout: float) -> ExecStream:
         deadline, buffer = time.monotonic() + timeout, b""
         sock: socket.socket = getattr(raw, "_sock", raw)
         try:
