@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from tests.browser.conftest import (  # noqa: F401
+    browser_context,
+    chromium_path,
+    page,
+    playwright_driver,
+    pytest_runtest_makereport,
+)
 from tests.portal.conftest import (  # noqa: F401  (pytest finds fixtures by name)
     ApiClient,
     any_db_app,

@@ -56,7 +56,12 @@ class PortalProcess:
         return done.stdout
 
     def start(self) -> PortalProcess:
+        """Initialise the instance, then serve it."""
         self.cli("init")
+        return self.serve()
+
+    def serve(self) -> PortalProcess:
+        """Run `spectr run` on an initialised instance and wait until it answers."""
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [str(SPECTR), "run", "--host", "127.0.0.1", "--port", str(self.port)],
