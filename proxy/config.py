@@ -29,6 +29,12 @@ class Replica:
     def address(self) -> tuple[str, int]:
         return (self.host, self.port)
 
+    @property
+    def hostport(self) -> str:
+        """Return the Host header for this replica (port omitted when it is the default)."""
+        default = 443 if self.scheme == "https" else 80
+        return self.host if self.port == default else f"{self.host}:{self.port}"
+
 
 @dataclass(frozen=True)
 class HealthCheck:

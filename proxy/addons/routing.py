@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from mitmproxy import ctx, http
-from mitmproxy.net.http import url
 from mitmproxy.proxy import server_hooks
 
 from proxy.config import Replica
@@ -25,7 +25,7 @@ from proxy.state import (
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 2.0
-TIMER = "spectr.timer"
+SWEEP_S = 0.1
 RELEASED = "spectr.released"
 
 
@@ -36,6 +36,19 @@ class Routing:
         self.state = state
         # (client connection id, replica address) -> flow waiting for a new upstream connection.
         self._connecting: dict[tuple[str, tuple[str, int]], http.HTTPFlow] = {}
+        # flow id -> (deadline, flow) for requests still waiting for response headers; one
+        # sweeper checks them, which is cheaper than a timer per request.
+        self._deadlines: dict[str, tuple[float, http.HTTPFlow]] = {}
+        self._sweeper: asyncio.Task | None = None
+
+    def running(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def done(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
 
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response:
@@ -48,9 +61,7 @@ class Routing:
         self._send_to(flow, target.replica)
         self.state.balancer.acquire(target.replica)
         self._connecting[(flow.client_conn.id, target.replica.address)] = flow
-        flow.metadata[TIMER] = asyncio.get_running_loop().call_later(
-            target.timeout_s, self._expire, flow
-        )
+        self._deadlines[flow.id] = (time.monotonic() + target.timeout_s, flow)
 
     async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         if data.server.address is None:
@@ -72,7 +83,7 @@ class Routing:
             self._send_to(flow, replacement)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        self._stop_timer(flow)
+        self._deadlines.pop(flow.id, None)
         content_type = flow.response.headers.get("content-type", "") if flow.response else ""
         if flow.response and content_type.startswith("text/event-stream"):
             flow.response.stream = True
@@ -137,31 +148,33 @@ class Routing:
 
     @staticmethod
     def _send_to(flow: http.HTTPFlow, replica: Replica) -> None:
-        flow.request.scheme = replica.scheme
-        flow.request.host = replica.host
-        flow.request.port = replica.port
-        flow.request.host_header = url.hostport(replica.scheme, replica.host, replica.port)
+        # Setting request.host/.port would rewrite the Host header on each assignment;
+        # set the fields, then the header once.
+        data = flow.request.data
+        data.scheme, data.host, data.port = replica.scheme.encode(), replica.host, replica.port
+        flow.request.host_header = replica.hostport
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            now = time.monotonic()
+            late = [flow for deadline, flow in self._deadlines.values() if deadline <= now]
+            for flow in late:
+                del self._deadlines[flow.id]
+                self._expire(flow)
 
     def _expire(self, flow: http.HTTPFlow) -> None:
         target: Target | None = flow.metadata.get(TARGET)
         if target is None or flow.response is not None or not flow.live:
             return
         target.timed_out = True
-        logger.warning(
-            "%s: no response from %s in %ss", target.label, target.replica.id, target.timeout_s
-        )
+        logger.warning("%s: %s timed out", target.label, target.replica.id)
         handler = ctx.master.addons.get("proxyserver").connections.get(flow.client_conn.id)
         if handler is not None and flow.server_conn in handler.transports:
             handler.close_connection(flow.server_conn)
 
-    @staticmethod
-    def _stop_timer(flow: http.HTTPFlow) -> None:
-        timer = flow.metadata.pop(TIMER, None)
-        if timer is not None:
-            timer.cancel()
-
     def _finish(self, flow: http.HTTPFlow) -> None:
-        self._stop_timer(flow)
+        self._deadlines.pop(flow.id, None)
         target: Target | None = flow.metadata.get(TARGET)
         if target is None or flow.metadata.get(RELEASED):
             return
