@@ -24,7 +24,7 @@ from proxy.addons.models import GatewayModels
 from proxy.addons.routing import Routing
 from proxy.addons.tls import TlsTermination
 from proxy.addons.usage import Usage
-from proxy.config import ConfigError, parse_config
+from proxy.config import parse_config
 from proxy.ratelimit import RateLimiter
 from proxy.resp import RespClient
 from proxy.sources import ConfigSource, FileSource, PortalSource
@@ -115,18 +115,19 @@ async def serve(settings: ProxySettings) -> None:
     redis = Redis.from_url(settings.redis_url)
     state = ProxyState()
     source = config_source(settings, redis)
+    loader = ConfigLoader(state, source)
     document = await source.load_now()
+    if settings.config_file is not None and document is not None:
+        parse_config(document)  # a bad file stops the start, with the reason
     if document is not None:
-        state.apply(parse_config(document))
-    elif settings.config_file is not None:
-        raise ConfigError(f"{settings.config_file}: empty")
+        loader.apply(document)
     fast_redis = RespClient(settings.redis_url)
     limiter = RateLimiter(fast_redis, settings.redis_prefix)
     master = lean_master()
     # Options are declared by the built-in addons, so they can only be set once those are loaded.
     master.options.update(**mitmproxy_options(settings))
     master.addons.add(
-        ConfigLoader(state, source),
+        loader,
         HealthChecks(state),
         TlsTermination(state, settings.confdir / "routes"),
         GatewayAuth(state),

@@ -20,6 +20,7 @@ class ConfigLoader:
         self.state = state
         self.source = source
         self._task: asyncio.Task | None = None
+        self._applied: Document | None = None
 
     def running(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self.source.watch(self.apply))
@@ -32,12 +33,13 @@ class ConfigLoader:
 
     def apply(self, document: Document) -> bool:
         """Validate and apply a document; tell whether it is now in force."""
+        if document == self._applied:
+            return False
         try:
             config = parse_config(document)
         except ConfigError as exc:
             logger.error("config not applied, the old one stays in force: %s", exc)
             return False
-        if config.etag and config.etag == self.state.config.etag:
-            return False
         self.state.apply(config)
+        self._applied = document
         return True

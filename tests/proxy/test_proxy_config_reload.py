@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.proxy.proxy_harness import client, new_key, wait_until, write_config
+from tests.proxy.proxy_harness import REPO_ROOT, client, new_key, wait_until, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -131,3 +133,26 @@ def test_invalid_config_change_keeps_the_old_one(upstream, start_proxy, tmp_path
     with client(proxy, secret) as http:
         assert http.post(CHAT, json=HELLO).status_code == 200
     assert "keys/0/sha256" in proxy.output()
+
+
+def test_bad_config_file_stops_the_start_with_the_reason(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"version": 1, "routes": [{"name": "r", "pool": "missing"}]}))
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "--config-file", str(bad), "--listen-port", "0",
+         "--admin-port", "0", "--confdir", str(tmp_path / "mitmproxy")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "invalid config" in result.stderr and "unknown pool 'missing'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_same_etag_with_other_content_still_applies(upstream, start_proxy, tmp_path):
+    a = upstream("a")
+    secret, digest = new_key()
+    proxy = start_proxy(config(1, a, [{"id": "k1", "sha256": digest}]))
+    unchanged_tag = {**config(1, a, []), "etag": "v1"}  # a hand-edited file keeps its etag
+    write_config(tmp_path / "proxy-config.json", unchanged_tag)
+    with client(proxy, secret) as http:
+        wait_until(lambda: http.post(CHAT, json=HELLO).status_code == 401)
