@@ -86,6 +86,10 @@ def check_ports_free(host: Host, app: Application, ports: list[int]) -> None:
 def _check_ports_on_engine(host: Host, app: Application, ports: list[int]) -> None:
     from portal.apps.lifecycle import app_containers, engine_of
 
+    if not host.is_local and not host.agent_url:
+        # No agent to ask (a host made ready by hand); the engine itself refuses a taken port
+        # when the playbook runs, and the operation fails with its message.
+        return
     with engine_of(host) as engine:
         own = {info.id for info in app_containers(engine, app)} if app.id else set()
         try:
