@@ -10,22 +10,47 @@ from datetime import UTC, datetime, timedelta
 from proxy.config import Budget, GatewayKey
 from proxy.resp import Command, RespClient, RespError
 
-# One round trip per request: read the token windows, then count the request. A request that is
-# turned away still counts towards its minute, which keeps the script to one INCR.
+# One round trip: read the token windows, then take a lease of up to ARGV[4] requests from this
+# minute's count. Returns {verdict, requests granted}; verdict 0 = admitted, 1 = over RPM,
+# 2 = over TPM, 3 = budget spent. With a lease of 1 this is an exact per-request INCR.
 CHECK_LUA = """
 local rpm, tpm, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-if tpm > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= tpm then return 2 end
-if budget > 0 and tonumber(redis.call('GET', KEYS[3]) or '0') >= budget then return 3 end
-if rpm > 0 then
-  local n = redis.call('INCR', KEYS[1])
-  if n == 1 then redis.call('EXPIRE', KEYS[1], 120) end
-  if n > rpm then return 1 end
-end
-return 0
+local lease = tonumber(ARGV[4])
+if tpm > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') >= tpm then return {2, 0} end
+if budget > 0 and tonumber(redis.call('GET', KEYS[3]) or '0') >= budget then return {3, 0} end
+if rpm == 0 then return {0, lease} end
+local n = redis.call('INCRBY', KEYS[1], lease)
+if n == lease then redis.call('EXPIRE', KEYS[1], 120) end
+local granted = math.min(lease, rpm - (n - lease))
+if granted <= 0 then return {1, 0} end
+return {0, granted}
 """
 
 CHECK_SHA = hashlib.sha1(CHECK_LUA.encode()).hexdigest()
 MINUTE_TTL_S = 120
+# A proxy may admit up to this many requests of one key on one Redis call; the lease is also
+# at most 1% of the key's limits (a token limit counted as 1000 tokens a request), so small
+# limits stay exact and large ones lose at most 1% to leases that expire unused.
+MAX_LEASE = 50
+
+
+@dataclass
+class Lease:
+    """Requests of one key this proxy may still admit in one minute without asking Redis."""
+
+    minute: int
+    left: int
+
+
+def lease_size(key: GatewayKey) -> int:
+    """Return how many requests one Redis call may admit for this key."""
+    caps = [MAX_LEASE]
+    if key.rpm:
+        caps.append(key.rpm // 100)
+    caps += [
+        tokens // 100_000 for tokens in (key.tpm, key.budget.tokens if key.budget else 0) if tokens
+    ]
+    return max(1, min(caps))
 
 
 @dataclass(frozen=True)
@@ -54,6 +79,7 @@ class RateLimiter:
     def __init__(self, redis: RespClient, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
+        self._leases: dict[str, Lease] = {}
 
     def windows(self, key: GatewayKey, now: float) -> Windows:
         """Return the counters for a key at a moment."""
@@ -70,9 +96,19 @@ class RateLimiter:
 
     async def check(self, key: GatewayKey, now: float) -> Rejection | None:
         """Count one request; return why it is refused, or None."""
+        minute = int(now // 60)
+        lease = self._leases.get(key.id)
+        if lease is not None and lease.minute == minute and lease.left > 0:
+            lease.left -= 1
+            return None
         w = self.windows(key, now)
         limits = [key.rpm or 0, key.tpm or 0, key.budget.tokens if key.budget else 0]
-        verdict = await self._run_check([w.rpm, w.tpm, w.budget], limits)
+        verdict, granted = await self._run_check(
+            [w.rpm, w.tpm, w.budget], [*limits, lease_size(key)]
+        )
+        if verdict == 0:
+            self._leases[key.id] = Lease(minute, granted - 1)
+            return None
         wait_minute = math.ceil(w.minute_end - now)
         if verdict == 1:
             return Rejection(
@@ -91,14 +127,16 @@ class RateLimiter:
             )
         return None
 
-    async def _run_check(self, keys: list[str], limits: list[int]) -> int:
+    async def _run_check(self, keys: list[str], args: list[int]) -> tuple[int, int]:
         try:
-            reply = await self.redis.call("EVALSHA", CHECK_SHA, 3, *keys, *limits)
+            reply = await self.redis.call("EVALSHA", CHECK_SHA, 3, *keys, *args)
         except RespError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
-            reply = await self.redis.call("EVAL", CHECK_LUA, 3, *keys, *limits)
-        return int(reply)  # type: ignore[arg-type]
+            reply = await self.redis.call("EVAL", CHECK_LUA, 3, *keys, *args)
+        if not isinstance(reply, list) or len(reply) != 2:
+            raise RespError(f"unexpected limit script reply {reply!r}")
+        return int(reply[0]), int(reply[1])
 
     def token_commands(self, key: GatewayKey, tokens: int, now: float) -> list[Command]:
         """Return the commands that count a response's tokens into the key's windows."""

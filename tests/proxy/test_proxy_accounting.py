@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from proxy.config import Budget, GatewayKey
-from proxy.ratelimit import RateLimiter, budget_window
+from proxy.ratelimit import RateLimiter, budget_window, lease_size
 from proxy.resp import RespClient, RespError
 from proxy.usage import SseTokenTap, tokens_from_body
 
@@ -96,6 +96,33 @@ async def test_rpm_counts_requests_within_the_minute(limiter):
     refused = await limiter.check(key, now + 2)
     assert refused is not None and refused.retry_after_s == 48
     assert await limiter.check(key, now + 60) is None  # next minute, fresh count
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_large_limits_lease_requests_and_small_ones_stay_exact(limiter, redis):
+    big = GatewayKey(id="big", sha256="0" * 64, rpm=10_000)
+    small = GatewayKey(id="small", sha256="0" * 64, rpm=500, tpm=200_000)
+    assert (lease_size(big), lease_size(small)) == (50, 2)
+    now = 1_800_000_000.0
+    counter = limiter.windows(big, now).rpm
+    assert await limiter.check(big, now) is None
+    assert await redis.get(counter) == b"50"  # one call took 50 requests of the minute
+    for _ in range(49):
+        assert await limiter.check(big, now) is None
+    assert await redis.get(counter) == b"50"  # ... and served them without Redis
+    assert await limiter.check(big, now) is None
+    assert await redis.get(counter) == b"100"
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_lease_never_grants_past_the_limit(limiter):
+    key = GatewayKey(id="k", sha256="0" * 64, rpm=250)  # lease of 2 requests
+    now = 1_800_000_000.0
+    admitted = [await limiter.check(key, now) is None for _ in range(260)]
+    assert admitted.count(True) == 250
+    assert admitted[-1] is False
 
 
 @pytest.mark.redis
