@@ -127,10 +127,10 @@ class StreamRoutes:
             source.close()
             if finished:
                 writer.write_json({"exit_code": self._exit_code(exec_id), "timed_out": False})
-            elif not writer.client_gone():
-                writer.write_json(
-                    {"exit_code": None, "timed_out": True, "killed": self._kill(exec_id)}
-                )
+                return
+            killed = self._kill(exec_id)  # timed out, or its client left: nobody reads it
+            if not writer.client_gone():
+                writer.write_json({"exit_code": None, "timed_out": True, "killed": killed})
         except OSError:
             pass
         except DockerError as error:
@@ -149,14 +149,22 @@ class StreamRoutes:
         return None
 
     def _kill(self, exec_id: str) -> bool:
-        """Kill a timed-out exec's process; the Engine API has no call for it."""
-        pid = self.docker.request("GET", f"/exec/{exec_id}/json").get("Pid") or 0
-        if pid <= 0:
-            return False
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-            return True
+        """Kill an exec's processes; the Engine API has no call for it."""
+        return kill_process_group(self.docker.request("GET", f"/exec/{exec_id}/json").get("Pid"))
+
+
+def kill_process_group(pid: int | None) -> bool:
+    """SIGKILL an exec's process and its children (runc makes it a group leader)."""
+    if not pid or pid <= 0:
         return False
+    with contextlib.suppress(OSError):
+        # only a group the exec leads: never the container's own group
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        return True
+    return False
 
 
 def _write_error(writer: StreamWriter, error: DockerError) -> None:

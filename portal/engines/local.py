@@ -275,8 +275,8 @@ class LocalDockerEngine(ContainerEngine):
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not select.select([sock], [], [], remaining)[0]:
-                    yield ExecExit(None, timed_out=True)
                     self._kill_exec(exec_id)
+                    yield ExecExit(None, timed_out=True)
                     return
                 data = sock.recv(65536)
                 if not data:
@@ -289,6 +289,9 @@ class LocalDockerEngine(ContainerEngine):
                     text = buffer[8 : 8 + length].decode(errors="replace")
                     buffer = buffer[8 + length :]
                     yield ExecChunk(_STREAMS.get(stream, "stdout"), text)  # type: ignore[arg-type]
+        except GeneratorExit:
+            self._kill_exec(exec_id)  # the caller stopped reading: nobody wants the rest
+            raise
         finally:
             response.close()  # closes the HTTP layers first; the socket last
             sock.close()
@@ -303,7 +306,11 @@ class LocalDockerEngine(ContainerEngine):
         return None
 
     def _kill_exec(self, exec_id: str) -> None:
+        """SIGKILL the exec's process group (runc makes the exec its leader; best effort)."""
         pid = self._api.exec_inspect(exec_id).get("Pid") or 0
         if pid > 0:
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)

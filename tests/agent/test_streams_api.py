@@ -148,7 +148,7 @@ def test_exec_honours_user_workdir_and_env(api, sleeper):
 
 def test_exec_timeout_reports_and_kills_the_process(api, sleeper):
     events = _collect(api, f"/v1/containers/{sleeper.name}/exec", method="POST",
-                      json={"argv": ["sleep", "321"], "timeout_s": 0.5})  # fmt: skip
+                      json={"argv": ["sh", "-c", "sleep 321; echo never"], "timeout_s": 0.5})  # fmt: skip
     assert events == [{"exit_code": None, "timed_out": True, "killed": True}]
     processes = sleeper.exec_run(["ps", "-eo", "args"]).output.decode()
     assert "sleep 321" not in processes
@@ -203,3 +203,15 @@ def test_container_removed_during_exec_ends_the_stream_with_a_last_line(api, run
     # the engine either still knows the exec (exit code of the killed process) or has
     # forgotten it with the container (a not_found error line): never a broken body
     assert last.get("exit_code") == 137 or last["error"]["code"] == "not_found", last
+
+
+def test_exec_is_killed_when_its_client_leaves(api, sleeper):
+    with api.stream("POST", f"/v1/containers/{sleeper.name}/exec",
+                    json={"argv": ["sh", "-c", "echo started; sleep 432"]}) as answer:  # fmt: skip
+        assert json.loads(next(answer.iter_lines()))["data"] == "started\n"
+    deadline = time.monotonic() + 30  # the agent notices at its next keepalive at the latest
+    while time.monotonic() < deadline:
+        if "sleep 432" not in sleeper.exec_run(["ps", "-eo", "args"]).output.decode():
+            break
+        time.sleep(0.2)
+    assert "sleep 432" not in sleeper.exec_run(["ps", "-eo", "args"]).output.decode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -197,3 +198,22 @@ def test_logs_of_a_tty_container(engine, image, docker_client, container_names):
     stream.close()
     assert first == LogChunk("stdout", "with-tty\r\n")
     assert engine.inspect_container(name).tty is True
+
+
+def test_closing_an_exec_stream_early_kills_the_process(
+    engine, image, container_names, docker_client
+):
+    name = container_names("execclose")
+    engine.create_container(_spec(image, name))
+    stream = engine.exec_stream(name, ["sh", "-c", "echo started; sleep 433"])
+    assert next(stream) == ExecChunk("stdout", "started\n")
+    stream.close()
+    container = docker_client.containers.get(name)
+    deadline = time.monotonic() + 30  # the agent notices at its next keepalive at the latest
+    while time.monotonic() < deadline and "sleep 433" in _processes(container):
+        time.sleep(0.2)
+    assert "sleep 433" not in _processes(container)
+
+
+def _processes(container) -> str:
+    return container.exec_run(["ps", "-eo", "args"]).output.decode()
