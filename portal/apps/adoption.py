@@ -68,7 +68,9 @@ def adopt(host_id: int, kind: str, name: str) -> Application:
             members = engine.list_containers(labels={PROJECT_LABEL: name})
             if not members:
                 raise NotFound(f"No compose project '{name}' on '{host.name}'.")
-            spec = {"compose": {"services": {_service(m): _service_spec(m) for m in members}}}
+            spec: dict[str, Any] = {
+                "compose": {"services": {_service(m): _service_spec(m) for m in members}}
+            }
         else:
             try:
                 members = [engine.inspect_container(name)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-from flask.cli import AppGroup
 from sqlalchemy import select
 
 from portal.apps import service
@@ -30,7 +29,7 @@ def _started(operation: object) -> None:
     click.echo(f"operation {operation.id} {operation.state}: spectr operation watch {operation.id}")  # type: ignore[attr-defined]
 
 
-def add_commands(group: AppGroup) -> None:
+def add_commands(group: click.Group) -> None:
     """Register the apps commands on the blueprint's CLI group."""
 
     @group.command("list")

@@ -77,7 +77,7 @@ def refresh_status(app: Application) -> Application:
     """Read the application's containers from its host's engine and store the status."""
     if app.status == REMOVED:
         return app
-    host = db.session.get(Host, app.host_id)
+    host = db.session.get_one(Host, app.host_id)
     try:
         with engine_of(host) as engine:
             app.status, app.status_detail = summarize(app_containers(engine, app))
@@ -113,7 +113,7 @@ def _load(app_id: int) -> tuple[Application, Host]:
     app = db.session.get(Application, app_id)
     if app is None:
         raise PermanentError(f"Application {app_id} no longer exists.")
-    return app, db.session.get(Host, app.host_id)
+    return app, db.session.get_one(Host, app.host_id)
 
 
 def _run(ctx: OperationContext, playbook: str, host: Host, variables: dict[str, Any]) -> bool:

@@ -24,7 +24,7 @@ def deploy_model(model_id: int, body: dict[str, Any]) -> Application:
     _check_runtime_fits(model, runtime, gpus)
     estimate = catalog.estimate_for(model, runtime, context_length)
     need = per_gpu_need_mib(estimate, len(gpus)) if gpus else None
-    if gpus:
+    if need is not None:
         _check_gpu_memory(host.id, host.name, gpus, need)
     values = {
         "model_source": model.source,

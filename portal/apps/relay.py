@@ -17,7 +17,7 @@ from portal.hosts.models import Host
 
 
 def _host(app: Application) -> Host:
-    return db.session.get(Host, app.host_id)
+    return db.session.get_one(Host, app.host_id)
 
 
 def pick_container(engine: ContainerEngine, app: Application, name: str | None) -> ContainerInfo:

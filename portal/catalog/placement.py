@@ -92,6 +92,9 @@ def rank_hosts(
     refusals: list[Refusal] = []
     for host in hosts:
         outcome = place_on_host(host, estimate, multi_gpu)
-        (placements if isinstance(outcome, Placement) else refusals).append(outcome)
+        if isinstance(outcome, Placement):
+            placements.append(outcome)
+        else:
+            refusals.append(outcome)
     placements.sort(key=lambda p: (len(p.gpu_indexes), -p.headroom_mib, p.name))
     return placements, refusals

@@ -114,7 +114,7 @@ def deploy_model(model_id: int) -> Any:
     from portal.apps.schemas import DeployModelSchema
 
     form = request.form
-    raw = {
+    raw: dict[str, Any] = {
         k: v
         for k, v in form.items()
         if k in ("name", "runtime_id", "host_id", "host_port", "context_length") and v
