@@ -215,3 +215,26 @@ def test_cli_lists_applications_and_reports_refusals(
     assert refused.exit_code == 1 and "is degraded, not ready: engine down" in refused.output
     missing = runner.invoke(args=["apps", "rollback", "nope", "1"])
     assert missing.exit_code == 1 and "No application 'nope'" in missing.output
+
+
+def test_revisions_round_trip_on_every_database(any_db_app: Any) -> None:
+    from portal.apps import service
+    from portal.apps.models import Application
+    from portal.hosts.models import Host
+
+    host = Host(name="db-host", address="192.0.2.9", status="ready")
+    db.session.add(host)
+    db.session.commit()
+    body = {"name": "db-app", "host_id": host.id, "kind": "container", "deploy": False,
+            "container": {"image": "registry.local/svc:1", "env": {"A": "1"}, "gpus": []},
+            "secret_env": {"TOKEN": "t0ken"}}  # fmt: skip
+    app = service.create_app(body)
+    service.add_revision(
+        app, {**body, "container": {**body["container"], "env": {"A": "2"}}, "secret_env": {}}
+    )
+    db.session.expire_all()
+    stored = db.session.get(Application, app.id)
+    assert [r.number for r in stored.revisions] == [1, 2]
+    assert stored.revisions[1].spec["env"] == {"A": "2"}
+    assert stored.revisions[1].spec["secret_env_keys"] == ["TOKEN"]
+    assert service.diff_revisions(stored, 1, 2)["changed_keys"] == ["env"]
