@@ -53,7 +53,7 @@ class RegistryCollection(MethodView):
         return service.create_registry(body)
 
 
-@blp.route("/<int:registry_id>")
+@blp.route("/<id:registry_id>")
 class RegistryItem(MethodView):
     @require_role("viewer")
     @blp.response(200, RegistrySchema)
@@ -75,7 +75,7 @@ class RegistryItem(MethodView):
         service.delete_registry(service.get_registry(registry_id))
 
 
-@blp.route("/<int:registry_id>/check")
+@blp.route("/<id:registry_id>/check")
 class RegistryCheck(MethodView):
     @require_role("operator")
     @blp.response(200, CheckResultSchema)
@@ -84,7 +84,7 @@ class RegistryCheck(MethodView):
         return service.check_connection(service.get_registry(registry_id))
 
 
-@blp.route("/<int:registry_id>/repositories")
+@blp.route("/<id:registry_id>/repositories")
 class RepositoryCollection(MethodView):
     @require_role("viewer")
     @blp.arguments(CursorQuerySchema, location="query")
@@ -94,7 +94,7 @@ class RepositoryCollection(MethodView):
         return service.repositories(service.get_registry(registry_id), query["n"], query["last"])
 
 
-@blp.route("/<int:registry_id>/repositories/<path:repository>/tags")
+@blp.route("/<id:registry_id>/repositories/<path:repository>/tags")
 class TagCollection(MethodView):
     @require_role("viewer")
     @blp.arguments(CursorQuerySchema, location="query")
@@ -105,7 +105,7 @@ class TagCollection(MethodView):
         return service.tags(registry, _repository(repository), query["n"], query["last"])
 
 
-@blp.route("/<int:registry_id>/repositories/<path:repository>/tags/<reference>")
+@blp.route("/<id:registry_id>/repositories/<path:repository>/tags/<reference>")
 class TagItem(MethodView):
     @require_role("viewer")
     @blp.response(200, ManifestSchema)
@@ -124,7 +124,7 @@ class TagItem(MethodView):
         return {"repository": repository, "tag": reference, "digest": digest}
 
 
-@blp.route("/<int:registry_id>/gc")
+@blp.route("/<id:registry_id>/gc")
 class RegistryGarbageCollection(MethodView):
     @require_role("operator")
     @blp.response(202, OperationSchema)
@@ -181,7 +181,9 @@ class SpectrRegistryImport(MethodView):
     @blp.doc(
         requestBody={
             "required": True,
-            "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}},
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
         }
     )
     def post(self, query: dict) -> Any:

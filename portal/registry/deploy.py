@@ -35,25 +35,26 @@ DEFAULTS = {
 def deploy_params(body: dict[str, Any]) -> dict[str, Any]:
     """Fill the defaults of a deploy request and work out the address hosts will use."""
     params = {**DEFAULTS, **{k: v for k, v in body.items() if v is not None}}
+    host_address = _host_of(params["host_id"])[1]  # 404 for an unknown host, before accepting
     if not params.get("address"):
-        host_address = _host_of(params.get("host_id"))[1]
         params["address"] = f"{host_address}:{params['port']}"
     return params
 
 
 def _host_of(host_id: int | None) -> tuple[InventoryHost, str]:
-    """The inventory entry for the target and the address it is known by."""
-    if host_id is None:
+    """The inventory entry for the target host and the address it is known by."""
+    from portal.hosts import service as hosts
+
+    # A registry row without a host (recorded by hand, as tests do) runs on the Spectr node.
+    host = hosts.ensure_local_host() if host_id is None else hosts.get_host(host_id)
+    if host.is_local:
         local = InventoryHost(
-            name="spectr-node",
+            name=host.name,
             address="127.0.0.1",
             become_method="su",  # root already; su to root needs no password, sudo may be absent
             vars={"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
         )
-        return local, "127.0.0.1"
-    from portal.hosts import service as hosts
-
-    host = hosts.get_host(host_id)
+        return local, host.address
     entry = InventoryHost(
         name=host.name,
         address=host.address,

@@ -111,7 +111,9 @@ class DeletedTagSchema(ma.Schema):
 
 class DeploySchema(ma.Schema):
     host_id = ma.fields.Integer(
-        load_default=None, metadata={"description": "a host's id; empty: the Spectr node"}
+        required=True,
+        validate=ma.validate.Range(1, 2**63 - 1),
+        metadata={"description": "the host to run it on (the Spectr node is host 'spectr-node')"},
     )
     address = ma.fields.String(
         load_default=None,

@@ -24,7 +24,7 @@ def index() -> Any:
     )
 
 
-@bp.post("/<int:registry_id>/check")
+@bp.post("/<id:registry_id>/check")
 @page_role("operator")
 def check(registry_id: int) -> Any:
     result = service.check_connection(service.get_registry(registry_id))
@@ -32,7 +32,7 @@ def check(registry_id: int) -> Any:
     return redirect(url_for("registry_pages.index"))
 
 
-@bp.get("/<int:registry_id>")
+@bp.get("/<id:registry_id>")
 @page_role("viewer")
 def repositories(registry_id: int) -> Any:
     registry = service.get_registry(registry_id)
@@ -41,7 +41,7 @@ def repositories(registry_id: int) -> Any:
     return render_template("registry/repositories.html", registry=registry, page=page, error=error)
 
 
-@bp.get("/<int:registry_id>/r/<path:repository>")
+@bp.get("/<id:registry_id>/r/<path:repository>")
 @page_role("viewer")
 def tags(registry_id: int, repository: str) -> Any:
     registry = service.get_registry(registry_id)
@@ -61,7 +61,7 @@ def tags(registry_id: int, repository: str) -> Any:
     )
 
 
-@bp.post("/<int:registry_id>/r/<path:repository>/delete")
+@bp.post("/<id:registry_id>/r/<path:repository>/delete")
 @page_role("operator")
 def delete_tag(registry_id: int, repository: str) -> Any:
     registry = service.get_registry(registry_id)

@@ -14,6 +14,7 @@ import pytest
 from flask import Flask
 
 from portal.core.pki import ca_certificate_pem
+from portal.hosts.service import ensure_local_host
 from portal.registry import service
 from portal.settings.service import get_setting
 from tests.registry.registry_process import free_port
@@ -46,6 +47,7 @@ def test_deploy_on_the_spectr_node_twice_then_push_with_the_generated_password(
     app: Flask, api_as: Callable, deploy_request: dict
 ) -> None:
     admin = api_as("admin")
+    deploy_request["host_id"] = ensure_local_host().id  # the Spectr node, as a host
     for _ in range(2):  # the second run redeploys idempotently
         accepted = admin.post("/api/v1/registries/spectr/deploy", json=deploy_request)
         assert accepted.status_code == 202, accepted.json
@@ -72,8 +74,9 @@ def test_deploy_on_the_spectr_node_twice_then_push_with_the_generated_password(
 
 def test_deploy_needs_admin_and_valid_input(api_as: Callable) -> None:
     assert api_as("operator").post("/api/v1/registries/spectr/deploy", json={}).status_code == 403
-    answer = api_as("admin").post(
-        "/api/v1/registries/spectr/deploy", json={"address": "no port", "port": 0}
-    )
+    admin = api_as("admin")
+    answer = admin.post("/api/v1/registries/spectr/deploy", json={"address": "no port", "port": 0})
     assert answer.status_code == 422
-    assert {"address", "port"} <= set(answer.json["details"])
+    assert {"address", "port", "host_id"} <= set(answer.json["details"])
+    unknown = admin.post("/api/v1/registries/spectr/deploy", json={"host_id": 4242})
+    assert unknown.status_code == 404
