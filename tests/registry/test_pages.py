@@ -1,0 +1,65 @@
+"""Registry pages: the list with a connection test, repositories, tags with a manifest, delete."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from portal.extensions import db
+from portal.registry.models import Registry
+from tests.portal.conftest import PASSWORD
+from tests.registry.registry_process import RegistryProcess
+from tests.registry.seed import push_image
+
+pytestmark = pytest.mark.slow  # a docker-registry process
+
+
+def login(client: FlaskClient, create_user: Callable[..., Any], role: str) -> str:
+    user = create_user(role)
+    answer = client.post("/login", data={"username": user.username, "password": PASSWORD})
+    assert answer.status_code == 302
+    page = client.get("/registry").get_data(as_text=True)
+    return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+
+
+def test_pages_browse_describe_and_delete(
+    client: FlaskClient,
+    create_user: Callable[..., Any],
+    spectr_registry: Registry,
+    registry_server: RegistryProcess,
+) -> None:
+    with registry_server.http() as http:
+        push_image(http, "team/app", "v1", b"one")
+        push_image(http, "team/app", "v2", b"two")
+    csrf = login(client, create_user, "operator")
+    index = client.get("/registry").get_data(as_text=True)
+    assert registry_server.address in index and 'href="/registry"' in index
+    checked = client.post(f"/registry/{spectr_registry.id}/check", data={"csrf_token": csrf},
+                          follow_redirects=True).get_data(as_text=True)  # fmt: skip
+    assert "Connected; the registry speaks registry/2.0" in checked
+    repositories = client.get(f"/registry/{spectr_registry.id}").get_data(as_text=True)
+    assert "team/app" in repositories
+    tag_page = client.get(f"/registry/{spectr_registry.id}/r/team/app?tag=v2").get_data(True)
+    assert "linux/amd64" in tag_page and "sha256:" in tag_page and "v1" in tag_page
+    deleted = client.post(f"/registry/{spectr_registry.id}/r/team/app/delete",
+                          data={"csrf_token": csrf, "tag": "v1"}, follow_redirects=True)  # fmt: skip
+    text = deleted.get_data(as_text=True)
+    assert "Deleted team/app:v1" in text
+    assert ">v1<" not in text and ">v2<" in text
+
+
+def test_viewer_cannot_delete_and_bad_registry_shows_the_reason(
+    client: FlaskClient, create_user: Callable[..., Any], spectr_registry: Registry
+) -> None:
+    csrf = login(client, create_user, "viewer")
+    refused = client.post(f"/registry/{spectr_registry.id}/r/team/app/delete",
+                          data={"csrf_token": csrf, "tag": "v1"})  # fmt: skip
+    assert refused.status_code == 403
+    spectr_registry.password = "wrong"
+    db.session.commit()
+    page = client.get(f"/registry/{spectr_registry.id}").get_data(as_text=True)
+    assert "refused the credentials (401" in page
