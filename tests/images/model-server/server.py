@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -43,7 +45,11 @@ class Handler(BaseHTTPRequestHandler):
             self._stream(words)
             return
         message = {"role": "assistant", "content": " ".join(words)}
-        usage = {"prompt_tokens": 1, "completion_tokens": len(words), "total_tokens": len(words) + 1}
+        usage = {
+            "prompt_tokens": 1,
+            "completion_tokens": len(words),
+            "total_tokens": len(words) + 1,
+        }
         self._json(200, {
             "id": "chatcmpl-standin", "object": "chat.completion", "model": self.server.model,
             "choices": [{"index": 0, "message": message, "finish_reason": "stop"}], "usage": usage,
@@ -89,6 +95,8 @@ def main() -> None:
     parser.add_argument("--model", default=os.environ.get("MODEL_NAME", "standin"))
     args = parser.parse_args()
     print(f"stand-in model server for {args.model} on :{args.port}", flush=True)
+    # As PID 1 in a container, SIGTERM is ignored without a handler: docker stop would wait 10 s.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     StandInModelServer(args.port, args.model).serve_forever()
 
 
