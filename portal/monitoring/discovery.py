@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, request
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from portal.core.timeutil import utcnow
 from portal.extensions import db
@@ -48,9 +49,8 @@ def _group(address: str, role: str, labels: dict[str, str]) -> dict[str, Any]:
 
 
 def _agent_groups() -> list[dict[str, Any]]:
-    hosts = db.session.scalars(
-        select(Host).where(Host.agent_url.is_not(None)).order_by(Host.name)
-    ).all()
+    query = select(Host).where(Host.agent_url.is_not(None)).order_by(Host.name)
+    hosts = db.session.scalars(query.options(selectinload(Host.gpus))).all()
     groups = []
     for host in hosts:
         address = urlsplit(host.agent_url).netloc

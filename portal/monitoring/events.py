@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, literal, or_, select
 
 from portal.core.operations.models import FAILED, Operation
 from portal.core.timeutil import utcnow
@@ -103,21 +103,27 @@ def high_gpu_memory() -> list[Condition]:
 
 
 def failed_deployments() -> list[Condition]:
+    """Recent failed deploy operations that have no event yet (resolved ones included)."""
     since = utcnow() - DEPLOY_FAILURE_WINDOW
-    operations = db.session.scalars(
-        select(Operation).where(Operation.state == FAILED, Operation.finished_at >= since)
+    has_event = exists().where(Event.key == literal("operation:") + Operation.id)
+    rows = db.session.execute(
+        select(Operation.id, Operation.kind, Operation.target, Operation.error).where(
+            Operation.state == FAILED,
+            Operation.finished_at >= since,
+            or_(*(Operation.kind.contains(word) for word in DEPLOY_KIND_WORDS)),
+            ~has_event,
+        )
     ).all()
     return [
         Condition(
             DEPLOYMENT_FAILED,
-            f"operation:{op.id}",
-            op.target or op.kind,
-            f"{op.kind} of {op.target or 'an application'} failed: {op.error or 'no reason given'}",
+            f"operation:{op_id}",
+            target or kind,
+            f"{kind} of {target or 'an application'} failed: {error or 'no reason given'}",
             "critical",
-            {"operation_id": op.id, "kind": op.kind},
+            {"operation_id": op_id, "kind": kind},
         )
-        for op in operations
-        if any(word in op.kind for word in DEPLOY_KIND_WORDS)
+        for op_id, kind, target, error in rows
     ]
 
 

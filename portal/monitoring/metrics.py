@@ -10,11 +10,13 @@ shared by the workers) so a scrape sums all processes.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -32,6 +34,7 @@ from prometheus_client.utils import floatToGoString
 from sqlalchemy import Float, case, cast, func, inspect, select, text
 
 from portal.core.operations.models import ACTIVE_STATES, Operation
+from portal.core.timeutil import utcnow
 from portal.extensions import db, queue
 from portal.hosts.models import HOST_STATUSES, Host, HostContainer, HostGpu
 from portal.monitoring.models import OPEN, Event
@@ -130,7 +133,65 @@ def _duration_seconds() -> Any:
 
 
 def _duration_histogram() -> HistogramMetricFamily:
-    """Bucket the finished operations' run time in SQL: one row per kind, not per operation."""
+    family = HistogramMetricFamily(
+        "spectr_operation_duration_seconds",
+        "Run time of finished operations (started to finished)",
+        labels=["kind"],
+    )
+    for kind, (count, total, cumulative) in sorted(_duration_cache().totals().items()):
+        buckets = [
+            (floatToGoString(b), c) for b, c in zip(DURATION_BUCKETS, cumulative, strict=True)
+        ]
+        family.add_metric([kind], [*buckets, ("+Inf", count)], total)
+    return family
+
+
+def _duration_cache() -> DurationAggregate:
+    cache = current_app.extensions.get("spectr_duration_histogram")
+    if cache is None:
+        cache = current_app.extensions["spectr_duration_histogram"] = DurationAggregate()
+    return cache
+
+
+class DurationAggregate:
+    """Bucket counts of finished operations, each row aggregated once per process.
+
+    A finished operation's duration never changes, so rows finished before a watermark (a
+    minute ago, past any commit still in flight) are summed once and kept; each scrape only
+    reads the rows finished since. Deleting old rows (log retention) does not lower the
+    counts, which is what Prometheus expects of a histogram.
+    """
+
+    SETTLE = timedelta(seconds=60)
+
+    def __init__(self) -> None:
+        self.watermark: datetime | None = None
+        self.settled: dict[str, tuple[int, float, list[int]]] = {}
+        self.lock = threading.Lock()
+
+    def totals(self) -> dict[str, tuple[int, float, list[int]]]:
+        with self.lock:
+            settle_until = utcnow() - self.SETTLE
+            if self.watermark is None or settle_until > self.watermark:
+                _merge(self.settled, _bucket_rows(self.watermark, settle_until))
+                self.watermark = settle_until
+            totals = dict(self.settled)
+            return _merge(totals, _bucket_rows(self.watermark, None))
+
+
+def _merge(into: dict, more: dict) -> dict:
+    for kind, (count, total, buckets) in more.items():
+        old_count, old_total, old_buckets = into.get(kind, (0, 0.0, [0] * len(buckets)))
+        into[kind] = (
+            old_count + count,
+            old_total + total,
+            [a + b for a, b in zip(old_buckets, buckets, strict=True)],
+        )
+    return into
+
+
+def _bucket_rows(since: datetime | None, until: datetime | None) -> dict:
+    """Bucket the run time of operations finished in [since, until) in SQL, one row per kind."""
     duration = cast(_duration_seconds(), Float)
     columns = [func.sum(case((duration <= bound, 1), else_=0)) for bound in DURATION_BUCKETS]
     query = (
@@ -138,18 +199,14 @@ def _duration_histogram() -> HistogramMetricFamily:
         .where(Operation.finished_at.is_not(None), Operation.started_at.is_not(None))
         .group_by(Operation.kind)
     )
-    family = HistogramMetricFamily(
-        "spectr_operation_duration_seconds",
-        "Run time of finished operations (started to finished)",
-        labels=["kind"],
-    )
-    for kind, count, total, *cumulative in db.session.execute(query).all():
-        buckets = [
-            (floatToGoString(b), int(c or 0))
-            for b, c in zip(DURATION_BUCKETS, cumulative, strict=True)
-        ]
-        family.add_metric([kind], [*buckets, ("+Inf", int(count))], float(total))
-    return family
+    if since is not None:
+        query = query.where(Operation.finished_at >= since)
+    if until is not None:
+        query = query.where(Operation.finished_at < until)
+    return {
+        kind: (int(count), float(total), [int(c or 0) for c in cumulative])
+        for kind, count, total, *cumulative in db.session.execute(query).all()
+    }
 
 
 def queue_metric() -> GaugeMetricFamily:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from flask import Flask
 
@@ -26,13 +27,13 @@ def sample(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
-def add_operation(kind: str, state: str, seconds: float, attempts: int = 1) -> None:
-    finished = utcnow()
-    from datetime import timedelta
-
+def add_operation(
+    kind: str, state: str, seconds: float, attempts: int = 1, age: timedelta = timedelta(0)
+) -> None:
+    finished = utcnow() - age
     db.session.add(
         Operation(
-            id=f"{kind}-{state}-{seconds}-{attempts}",
+            id=f"{kind}-{state}-{seconds}-{attempts}-{age.total_seconds()}",
             kind=kind,
             state=state,
             attempts=attempts,
@@ -135,3 +136,22 @@ def test_scrape_token_refuses_a_user_with_more_than_viewer_rights(app: Flask, cr
 
     assert result.exit_code != 0
     assert "must be a viewer" in result.output
+
+
+def test_duration_histogram_counts_each_operation_once_across_scrapes(app: Flask, api_as) -> None:
+    viewer = api_as("viewer")
+    add_operation("image.pull", SUCCEEDED, 3.0, age=timedelta(hours=2))  # settled long ago
+    add_operation("image.pull", SUCCEEDED, 7.0)  # just finished
+
+    first = viewer.get("/metrics").get_data(as_text=True)
+    second = viewer.get("/metrics").get_data(as_text=True)
+    add_operation("image.pull", FAILED, 400.0)
+    third = viewer.get("/metrics").get_data(as_text=True)
+
+    count = "spectr_operation_duration_seconds_count"
+    assert sample(first, count, kind="image.pull") == 2
+    assert sample(second, count, kind="image.pull") == 2
+    assert sample(third, count, kind="image.pull") == 3
+    bucket = "spectr_operation_duration_seconds_bucket"
+    assert sample(third, bucket, kind="image.pull", le="5.0") == 1
+    assert sample(third, bucket, kind="image.pull", le="300.0") == 2
