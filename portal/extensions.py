@@ -68,6 +68,19 @@ class TaskQueue(Huey):
         task(*args)
 
 
+def commit_keeping_loaded() -> None:
+    """Commit without expiring loaded objects, for callers that answer with what they wrote.
+
+    Reloading a just-created row after its commit cost a round trip per accepted operation.
+    """
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
+
+
 def _queue_storage(cfg: dict[str, Any]) -> tuple[type, dict[str, Any]]:
     if cfg.get("SPECTR_QUEUE_IMMEDIATE"):
         return MemoryHuey.storage_class, {}

@@ -21,7 +21,7 @@ class User(db.Model):
     role: Mapped[str] = mapped_column(String(16), default="viewer")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Signs callback POSTs for this user's operations; encrypted, shown only when rotated.
-    webhook_secret: Mapped[str | None] = mapped_column(EncryptedText(512))
+    webhook_secret: Mapped[str | None] = mapped_column(EncryptedText(512), deferred=True)
     # Bumped on password change so that older sessions stop working.
     session_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

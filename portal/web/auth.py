@@ -20,7 +20,7 @@ def page_role(needed: str) -> Callable:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             principal = current_principal()
             if principal is None:
-                return redirect(url_for("web.login", next=request.full_path))
+                return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
             if not principal.has_role(needed):
                 raise Forbidden(f"This page needs the '{needed}' role.")
             return view(*args, **kwargs)

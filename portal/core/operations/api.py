@@ -110,9 +110,9 @@ class OperationLog(MethodView):
 
 
 def _follow_log(operation_id: str, after: int) -> Iterator[str]:
-    """Yield log lines as they are written, then the final state, then stop."""
+    """Yield log lines as they are written, state changes, then the final state, then stop."""
     line_schema = LogLineSchema()
-    idle_polls = 0
+    idle_polls, last_state = 0, None
     while True:
         lines = service.read_log(operation_id, after)
         for line in lines:
@@ -123,8 +123,10 @@ def _follow_log(operation_id: str, after: int) -> Iterator[str]:
         if operation.is_final and not lines:
             yield sse_event(state, event="end")
             return
-        db.session.rollback()  # see rows committed by the worker on the next poll
         idle_polls = 0 if lines else idle_polls + 1
-        if idle_polls and idle_polls % 40 == 0:
+        if state != last_state or idle_polls % 40 == 39:  # changes, and a keep-alive
             yield sse_event(state, event="state")
+            last_state = state
+        db.session.rollback()  # see rows committed by the worker on the next poll
+        db.session.expire_all()
         time.sleep(FOLLOW_POLL_SECONDS)

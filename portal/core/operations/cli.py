@@ -57,6 +57,7 @@ def watch_command(operation_id: str, interval: float) -> None:
                 after = line.id
                 click.echo(f"\n{line.at:%H:%M:%S} {line.level:<7} {line.message}", nl=False)
             db.session.rollback()
+            db.session.expire_all()
             op = _get(operation_id)
             target = int(op.progress * 1000)
             bar.label = f"{op.kind} {op.state}"

@@ -61,7 +61,7 @@ class Operation(db.Model):
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 
-    requested_by = db.relationship("User", lazy="joined")
+    requested_by = db.relationship("User", lazy="select")
 
     @property
     def is_final(self) -> bool:

@@ -60,29 +60,29 @@ def run_operation(operation_id: str) -> None:
 
 
 def _claim(operation_id: str) -> Operation | None:
+    """Move the operation to running under this worker's lease, if it still waits to run."""
     now = utcnow()
     lease = timedelta(seconds=current_app.config["SPECTR_OPERATION_LEASE_SECONDS"])
-    with db.engine.begin() as conn:
-        claimed = conn.execute(
-            update(Operation)
-            .where(
-                Operation.id == operation_id,
-                Operation.state.in_((ACCEPTED, QUEUED)),
-                or_(Operation.next_attempt_at.is_(None), Operation.next_attempt_at <= now),
-            )
-            .values(
-                state=RUNNING,
-                attempts=Operation.attempts + 1,
-                started_at=now,
-                lease_owner=WORKER_ID,
-                lease_expires_at=now + lease,
-                next_attempt_at=None,
-            )
-            .returning(Operation.id)
-        ).first()
-    if claimed is None:
-        return None
-    return db.session.get(Operation, operation_id)
+    claimed = db.session.execute(
+        update(Operation)
+        .where(
+            Operation.id == operation_id,
+            Operation.state.in_((ACCEPTED, QUEUED)),
+            or_(Operation.next_attempt_at.is_(None), Operation.next_attempt_at <= now),
+        )
+        .values(
+            state=RUNNING,
+            attempts=Operation.attempts + 1,
+            started_at=now,
+            lease_owner=WORKER_ID,
+            lease_expires_at=now + lease,
+            next_attempt_at=None,
+        )
+        .returning(Operation)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    db.session.commit()
+    return claimed
 
 
 def _context_for(operation: Operation) -> OperationContext:

@@ -29,7 +29,7 @@ from portal.core.operations.models import (
 )
 from portal.core.security import Principal
 from portal.core.timeutil import utcnow
-from portal.extensions import db, queue
+from portal.extensions import commit_keeping_loaded, db, queue
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ def create_operation(
     operation_kind = get_kind(kind)
     params = operation_kind.validate(params or {}) if operation_kind.validate else (params or {})
     user_id = requested_by.user_id if requested_by else None
+    now = utcnow()
     if idempotency_key:
         existing = _find_by_idempotency_key(user_id, idempotency_key)
         if existing is not None:
@@ -63,23 +64,25 @@ def create_operation(
         callback_url=callback_url,
         max_attempts=max_attempts or current_app.config["SPECTR_OPERATION_MAX_ATTEMPTS"],
         request_id=request_id,
-        state=ACCEPTED,
-        created_at=utcnow(),
+        # Recorded as queued in the same commit: the push right after it is the queue step,
+        # and a failed push sets the row back to accepted for recovery to pick up.
+        state=QUEUED,
+        created_at=now,
+        queued_at=now,
     )
     db.session.add(operation)
     record_audit(
         "operation.create", f"operation:{operation.id}", details={"kind": kind, "target": target}
     )
     try:
-        db.session.commit()
+        commit_keeping_loaded()
     except IntegrityError:
         db.session.rollback()
         existing = _find_by_idempotency_key(user_id, idempotency_key)
         if existing is None:
             raise
         return _same_request_or_conflict(existing, kind, params), False
-    enqueue_operation(operation.id)
-    db.session.refresh(operation)  # the queue step changed the row outside this session
+    _push(operation.id)
     return operation, True
 
 
@@ -99,20 +102,32 @@ def _same_request_or_conflict(existing: Operation, kind: str, params: dict) -> O
 
 
 def enqueue_operation(operation_id: str, delay: float | None = None) -> None:
-    """Mark the operation queued and put its id on the task queue (after the commit)."""
-    from portal.core.operations.tasks import execute_operation
-
-    now = utcnow()
+    """Mark a waiting operation queued again and put its id on the task queue."""
     with db.engine.begin() as conn:
         conn.execute(
             update(Operation)
             .where(Operation.id == operation_id, Operation.state.in_((ACCEPTED, QUEUED)))
-            .values(state=QUEUED, queued_at=now)
+            .values(state=QUEUED, queued_at=utcnow())
         )
+    _push(operation_id, delay)
+
+
+def _push(operation_id: str, delay: float | None = None) -> bool:
+    """Put an operation's id on the task queue; on failure leave it to recovery."""
+    from portal.core.operations.tasks import execute_operation
+
     try:
         queue.submit(execute_operation, operation_id, delay=delay)
-    except Exception:  # the queue is down: recovery re-enqueues from the row later
+        return True
+    except Exception:  # the queue is down: the row stays, and recovery re-enqueues it
         log.warning("could not enqueue operation %s; recovery will retry", operation_id)
+        with db.engine.begin() as conn:
+            conn.execute(
+                update(Operation)
+                .where(Operation.id == operation_id, Operation.state == QUEUED)
+                .values(state=ACCEPTED)
+            )
+        return False
 
 
 def get_operation(operation_id: str) -> Operation:
