@@ -93,9 +93,10 @@ class HostItem(MethodView):
         host = service.get_host(host_id)
         service.require_idle(host)
         if query["cleanup"]:
-            return create_from_request(
+            operation, status, headers = create_from_request(
                 "delete_host", {"host_id": host.id}, target=f"host:{host.id}"
             )
+            return OperationSchema().dump(operation), status, headers
         service.delete_host(host)
         return None
 

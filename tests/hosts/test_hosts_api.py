@@ -222,3 +222,21 @@ def test_a_host_busy_with_an_operation_is_not_bootstrapped_twice(api_as: Any) ->
 
     assert again.status_code == many.status_code == 409
     assert running.id in again.json["message"]
+
+
+@pytest.mark.slow  # runs ansible-playbook
+def test_delete_with_cleanup_is_an_operation_and_keeps_a_host_it_cannot_reach(
+    api_as: Any,
+) -> None:
+    from tests.hosts.conftest import free_port
+
+    api = api_as("operator")
+    created = add(api, address="127.0.0.1", ssh_port=free_port()).json
+
+    started = api.delete(f"/api/v1/hosts/{created['id']}?cleanup=1")
+    operation = api.get(started.headers["Location"]).json
+
+    assert started.status_code == 202 and started.json["kind"] == "delete_host"
+    assert operation["state"] == "failed"
+    assert operation["error"].startswith("Could not remove the agent from node-1: Host unreachable")
+    assert api.get(f"/api/v1/hosts/{created['id']}").status_code == 200  # still known
