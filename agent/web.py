@@ -108,12 +108,6 @@ class StreamWriter:
         """Send one JSON line."""
         self.write(_COMPACT.encode(document).encode() + b"\n")
 
-    def write_lines(self, documents: list[dict[str, Any]]) -> None:
-        """Send several JSON lines as one chunk."""
-        self.write(
-            b"".join(json.dumps(d, separators=(",", ":")).encode() + b"\n" for d in documents)
-        )
-
     def keepalive(self) -> None:
         """Send an empty line so idle streams prove both ends are still there."""
         self.write(b"\n")

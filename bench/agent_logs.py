@@ -10,9 +10,11 @@ receives the line (same host, same clock). Throughput: a container writes --mega
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from agent_common import container, percentile, running_agent
 
@@ -76,6 +78,22 @@ def best_of(
     return min(runs, key=lambda result: result[1])
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """Return user+system CPU time of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def agent_cpu_per_megabyte(
+    agent_pid: int, read: Callable[[str, bool], Iterator[str]], name: str
+) -> tuple[float, float]:
+    """Read the log once more; return CPU seconds per MB spent by the agent and by this client."""
+    agent_before, client_before = process_cpu_seconds(agent_pid), time.process_time()
+    megabytes, _ = measure_throughput(read(name, False))
+    agent_cpu = process_cpu_seconds(agent_pid) - agent_before
+    return agent_cpu / megabytes, (time.process_time() - client_before) / megabytes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=500, help="lines per latency reader")
@@ -106,11 +124,14 @@ def main() -> None:
         with container(dump, "bench-dump") as name:
             subprocess.run(["docker", "wait", name], check=True, stdout=subprocess.DEVNULL)
             results = {label: best_of(args.repeats, read, name) for label, read in readers.items()}
+            cpu = agent_cpu_per_megabyte(agent.pid, readers["agent (AgentEngine)"], name)
         base_rate = results["docker logs -f (baseline)"]
         for label, (megabytes, seconds) in results.items():
             rate = megabytes / seconds
             print(f"  {label:32} {megabytes:6.1f} MB in {seconds:5.2f} s = {rate:6.1f} MB/s  "
                   f"(x{rate / (base_rate[0] / base_rate[1]):.2f} of baseline)")  # fmt: skip
+        print(f"  CPU per MB through the agent (load-independent): agent {cpu[0] * 1000:.0f} ms, "
+              f"client (AgentEngine parsing) {cpu[1] * 1000:.0f} ms")  # fmt: skip
         agent_engine.close()
         local_engine.close()
 

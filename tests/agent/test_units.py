@@ -215,3 +215,18 @@ def test_cgroup_reader_understands_v1_and_v2_layouts(tmp_path, monkeypatch):
     assert (cgroups.cpu_seconds("aaa"), cgroups.memory_bytes("aaa")) == (2.5, 4096)
     assert (cgroups.cpu_seconds("bbb"), cgroups.memory_bytes("bbb")) == (1.5, 8192)
     assert (cgroups.cpu_seconds("ccc"), cgroups.memory_bytes("ccc")) == (None, None)
+
+
+@pytest.mark.parametrize("timestamps", [False, True])
+def test_log_lines_are_valid_json_for_any_text(timestamps):
+    from agent.streams import log_line
+
+    text = 'quote " backslash \\ tab \t nul \x00 unicode é ✓\n'
+    stamp = "2026-11-28T21:00:00.123456789Z"
+    payload = (f"{stamp} " if timestamps else "").encode() + text.encode() + b"\xff"
+    line = log_line("stderr", payload, timestamps)
+    assert line.endswith("\n") and line.count("\n") == 1
+    document = json.loads(line)
+    assert document["stream"] == "stderr"
+    assert document["data"] == text + "\ufffd"  # invalid UTF-8 is replaced, not dropped
+    assert document.get("ts") == (stamp if timestamps else None)
