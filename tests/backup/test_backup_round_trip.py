@@ -18,6 +18,7 @@ from portal.registry import service as registries
 from portal.registry.models import Registry
 
 
+@pytest.mark.slow  # pg_dump / pg_restore or a whole backup: over a second
 def test_backup_then_restore_brings_back_rows_secrets_and_keys(any_db_app: Flask) -> None:
     instance = Path(any_db_app.instance_path)
     ca_before = ca_certificate_pem()
@@ -57,6 +58,7 @@ def test_restore_refuses_a_file_that_is_not_a_backup(app: Flask, tmp_path: Path)
         service.restore_backup(junk)
 
 
+@pytest.mark.slow  # pg_dump / pg_restore or a whole backup: over a second
 def test_backup_cli_create_and_restore(app: Flask, create_user: Callable) -> None:
     from portal.cli import cli
 
@@ -84,6 +86,7 @@ def _script_info(app: Flask):  # type: ignore[no-untyped-def]
     return ScriptInfo(create_app=lambda: app)
 
 
+@pytest.mark.slow  # pg_dump / pg_restore or a whole backup: over a second
 def test_backup_api_is_an_admin_operation(api_as: Callable) -> None:
     assert api_as("operator").post("/api/v1/backups").status_code == 403
     admin = api_as("admin")
