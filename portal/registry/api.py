@@ -16,8 +16,10 @@ from portal.core.security import require_role
 from portal.registry import deploy, images_in, service
 from portal.registry.models import SPECTR
 from portal.registry.schemas import (
-    REFERENCE,
-    REPOSITORY,
+    REFERENCE_ERROR,
+    REFERENCE_PATTERN,
+    REPOSITORY_ERROR,
+    REPOSITORY_PATTERN,
     CheckResultSchema,
     CursorQuerySchema,
     DeletedTagSchema,
@@ -208,12 +210,12 @@ class UnsupportedArchiveType(SpectrError):
 
 
 def _repository(value: str) -> str:
-    if not re.fullmatch(REPOSITORY.regex, value):
-        raise ValidationFailed(REPOSITORY.error, {"repository": [REPOSITORY.error]})
+    if not re.fullmatch(REPOSITORY_PATTERN, value):
+        raise ValidationFailed(REPOSITORY_ERROR, {"repository": [REPOSITORY_ERROR]})
     return value
 
 
 def _reference(value: str) -> str:
-    if not re.fullmatch(REFERENCE.regex, value):
-        raise ValidationFailed(REFERENCE.error, {"reference": [REFERENCE.error]})
+    if not re.fullmatch(REFERENCE_PATTERN, value):
+        raise ValidationFailed(REFERENCE_ERROR, {"reference": [REFERENCE_ERROR]})
     return value

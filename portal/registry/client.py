@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import ssl
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +56,7 @@ class TokenServiceAuth(httpx.Auth):
         self._tokens: dict[str, str] = {}
         self._basic_accepted = False  # once the registry asked for Basic, send it every time
 
-    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         scope = _scope_of(request)
         if self._basic_accepted and self._basic:
             request.headers["Authorization"] = self._basic._auth_header

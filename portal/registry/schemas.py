@@ -15,13 +15,11 @@ URL = ma.validate.Regexp(
     error="Give the registry's base URL, like https://registry.example:5000.",
 )
 # Docker's repository grammar: lowercase path components separated by '/'.
-REPOSITORY = ma.validate.Regexp(
-    r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$",
-    error="Not a repository name (lowercase letters, digits, '.', '_', '-', '/').",
-)
-REFERENCE = ma.validate.Regexp(
-    r"^[\w][\w.-]{0,127}$|^sha256:[a-f0-9]{64}$", error="Give a tag or a sha256 digest."
-)
+REPOSITORY_PATTERN = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$"
+REPOSITORY_ERROR = "Not a repository name (lowercase letters, digits, '.', '_', '-', '/')."
+REPOSITORY = ma.validate.Regexp(REPOSITORY_PATTERN, error=REPOSITORY_ERROR)
+REFERENCE_PATTERN = r"^[\w][\w.-]{0,127}$|^sha256:[a-f0-9]{64}$"
+REFERENCE_ERROR = "Give a tag or a sha256 digest."
 IMAGE = ma.validate.Regexp(
     r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,510}$", error="Give an image reference like name:tag."
 )
