@@ -1,0 +1,54 @@
+"""The monitoring page and the home page's live fragment, rendered from the database."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from portal.extensions import db
+from portal.hosts.models import UNREACHABLE, Host, HostGpu
+from portal.hosts.service import ensure_local_host
+from portal.monitoring.events import detect_events
+from tests.portal.conftest import PASSWORD
+
+
+def log_in(client: FlaskClient, user) -> None:  # type: ignore[no-untyped-def]
+    client.post("/login", data={"username": user.username, "password": PASSWORD})
+
+
+def test_overview_fragment_shows_hosts_gpus_and_open_alerts(
+    app: Flask, client, create_user
+) -> None:
+    ensure_local_host()
+    host = Host(name="gpu-9", address="10.9.0.9", status=UNREACHABLE)
+    host.gpus = [HostGpu(index=0, model="H200", memory_total_mib=1000, memory_used_mib=400)]
+    db.session.add(host)
+    db.session.commit()
+    detect_events()
+    log_in(client, create_user("viewer"))
+
+    page = client.get("/monitoring/overview").get_data(as_text=True)
+    home = client.get("/").get_data(as_text=True)
+
+    assert 'data-host="spectr-node"' in page and 'data-host="gpu-9"' in page
+    assert "H200" in page and "400 / 600 MiB" in page
+    assert "host.unreachable" in page
+    assert 'hx-get="/monitoring/overview"' in home and 'hx-trigger="every 5s"' in home
+
+
+def test_monitoring_page_lists_events_and_targets_but_webhooks_only_to_admins(
+    app: Flask, client, create_user
+) -> None:
+    db.session.add(Host(name="gpu-8", address="10.8.0.8", agent_url="https://10.8.0.8:7443"))
+    db.session.commit()
+    log_in(client, create_user("viewer"))
+
+    page = client.get("/monitoring").get_data(as_text=True)
+
+    assert "10.8.0.8:7443" in page and "host=gpu-8" in page
+    assert 'id="webhooks"' not in page
+
+
+def test_pages_send_anonymous_visitors_to_login(client) -> None:
+    assert client.get("/monitoring").status_code == 302
+    assert client.get("/monitoring/overview").status_code == 302
