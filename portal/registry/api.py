@@ -20,6 +20,7 @@ from portal.registry.schemas import (
     REFERENCE_PATTERN,
     REPOSITORY_ERROR,
     REPOSITORY_PATTERN,
+    AccessSchema,
     CheckResultSchema,
     CursorQuerySchema,
     DeletedTagSchema,
@@ -160,6 +161,22 @@ class SpectrRegistryDeploy(MethodView):
         """Deploy (or redeploy, idempotently) Spectr's registry on the Spectr node or a host."""
         params = deploy.deploy_params(body)
         return create_from_request("deploy_registry", params, target="registry:spectr")
+
+
+@blp.route("/spectr/access")
+class SpectrRegistryAccess(MethodView):
+    @require_role("operator")
+    @blp.arguments(AccessSchema)
+    @blp.response(202, OperationSchema)
+    def post(self, body: dict) -> Any:
+        """Make hosts trust and log in to Spectr's registry (an operation; bootstrap's part)."""
+        service.require_spectr_registry()
+        from portal.hosts.service import get_host
+
+        host_ids = list(dict.fromkeys(body["host_ids"]))
+        for host_id in host_ids:
+            get_host(host_id)
+        return create_from_request("registry_access", {"host_ids": host_ids}, target="hosts")
 
 
 @blp.route("/spectr/mirror")

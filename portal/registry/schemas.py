@@ -158,3 +158,11 @@ class ImportQuerySchema(ma.Schema):
         metadata={"description": "push under this repository instead of the archive's names"},
     )
     keep_local = ma.fields.Boolean(load_default=False)
+
+
+class AccessSchema(ma.Schema):
+    host_ids = ma.fields.List(
+        ma.fields.Integer(validate=ma.validate.Range(1, 2**63 - 1)),
+        required=True,
+        validate=ma.validate.Length(1, 500),
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from portal.core.operations.kinds import OperationContext, operation_kind
-from portal.registry import deploy, images_in
+from portal.registry import access, deploy, images_in
 
 
 @operation_kind("deploy_registry")
@@ -30,3 +30,9 @@ def run_import_image_archive(ctx: OperationContext) -> dict[str, Any]:
 def run_mirror_image(ctx: OperationContext) -> dict[str, Any]:
     """Copy an image into Spectr's registry from another registry or the node's engine."""
     return images_in.mirror_image(ctx)
+
+
+@operation_kind("registry_access")
+def run_registry_access(ctx: OperationContext) -> dict[str, Any]:
+    """Make hosts trust and log in to Spectr's registry."""
+    return access.grant_registry_access(ctx)

@@ -5,8 +5,9 @@ The image is built on this machine, saved to an archive and deleted; the archive
 the portal's streaming upload, the import operation pushes it into Spectr's registry (a real
 docker-registry with TLS from the Spectr CA and htpasswd), and a Docker-in-Docker test host
 (no other image source: no public registry is reachable, nothing loaded into it) is given
-the trust and login the registry context hands to bootstrap and to the app role, then
 deploys the application with spectr.core.deploy_app, which pulls from Spectr's registry.
+The host is added through the hosts API and given access (CA trust + docker login) by the
+registry context's `registry_access` operation, the part that belongs in bootstrap.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from flask import Flask
 from portal.automation import InventoryHost, run_playbook
 from portal.core.pki import ca_certificate_pem, issue_server_certificate
 from portal.extensions import db
-from portal.registry import service
 from portal.registry.engine_images import CERTS_DIR
 from portal.registry.models import SPECTR, Registry
 from tests.registry.docker_images import make_runnable_image, remove_image, save_image
@@ -32,7 +32,6 @@ from tests.registry.registry_process import RegistryProcess, start_registry
 from tests.support.testhosts import TestHost, cleanup_key_pair, start_test_host
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
-TRUST_PLAY = Path(__file__).parent / "trust_registry.yml"
 
 
 def bridge_gateway() -> str:
@@ -105,17 +104,21 @@ def test_host_deploys_an_app_whose_image_came_only_through_spectr_registry(
     with pytest.raises(Exception, match="No such image"):  # the host has never seen it
         host.exec("docker", "image", "inspect", image)
 
-    # What bootstrap applies (docker_engine_registry_cas) and what the app role gets to log in.
-    trust = run_playbook(str(TRUST_PLAY), hosts=[connection(host)],
-                         extravars=service.bootstrap_extravars())  # fmt: skip
-    assert trust.succeeded, trust.hosts
-    login = service.app_registry_login(image)
-    assert login["url"] == bridged_registry.address and login["password"]
-    deploy = run_playbook(
+    added = api.post("/api/v1/hosts", json={
+        "name": "registry-pull", "address": host.address, "ssh_port": host.port,
+        "ssh_user": "root", "ssh_private_key": host.private_key_path.read_text()})  # fmt: skip
+    assert added.status_code == 201, added.json
+    granted = api.post("/api/v1/registries/spectr/access", json={"host_ids": [added.json["id"]]})
+    assert granted.status_code == 202, granted.json
+    access = api.get(granted.headers["Location"]).json
+    assert access["state"] == "succeeded", access
+    assert "spectr-registry-password" not in str(api.get(f"{granted.headers['Location']}/log").json)
+
+    deploy = run_playbook(  # no app_registry_login: the host's stored login is enough
         "spectr.core.deploy_app",
         hosts=[connection(host)],
         extravars={"app_name": "spectr-test-from-registry", "app_image": image,
-                   "app_pull": "missing", "app_registry_login": login},
+                   "app_pull": "missing"},
     )  # fmt: skip
     assert deploy.succeeded, deploy.hosts
 

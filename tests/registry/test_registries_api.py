@@ -129,3 +129,23 @@ def test_delete_tag_removes_it_and_needs_operator(
     assert deleted.status_code == 200 and deleted.json["digest"].startswith("sha256:")
     assert operator.get(f"{base}/old").status_code == 404
     assert operator.get(base).json["items"] == ["keep"]
+
+
+def test_hosts_and_apps_get_trust_and_login_only_for_spectr_images(
+    spectr_registry: Registry, registry_server: RegistryProcess
+) -> None:
+    from portal.registry import service
+
+    trust = service.bootstrap_extravars()["docker_engine_registry_cas"]
+    assert trust == [{"registry": registry_server.address, "ca_pem": registry_server.ca_pem}]
+    login = service.app_registry_login(f"{registry_server.address}/team/app:v1")
+    assert login == {"url": registry_server.address, "username": registry_server.user,
+                     "password": registry_server.password}  # fmt: skip
+    assert service.app_registry_login("docker.io/library/nginx:1") == {}
+
+
+def test_access_operation_needs_known_hosts(api_as: Callable, spectr_registry: Registry) -> None:
+    api = api_as("operator")
+    answer = api.post("/api/v1/registries/spectr/access", json={"host_ids": [4242]})
+    assert answer.status_code == 404
+    assert api.post("/api/v1/registries/spectr/access", json={"host_ids": []}).status_code == 422
