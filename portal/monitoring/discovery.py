@@ -53,7 +53,7 @@ def _agent_groups() -> list[dict[str, Any]]:
     hosts = db.session.scalars(query.options(selectinload(Host.gpus))).all()
     groups = []
     for host in hosts:
-        address = urlsplit(host.agent_url).netloc
+        address = str(urlsplit(host.agent_url).netloc)
         if not address:
             continue
         models = sorted({gpu.model for gpu in host.gpus})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, render_template
+from flask import Blueprint, Flask, Response, render_template
 from flask.blueprints import BlueprintSetupState
 
 from portal.core.security import check_role, current_principal
@@ -19,8 +19,10 @@ bp = Blueprint("monitoring_pages", __name__)
 
 @bp.record_once
 def _install_hooks(state: BlueprintSetupState) -> None:
-    init_request_metrics(state.app)
-    init_proxy_discovery(state.app)
+    app = state.app
+    assert isinstance(app, Flask)
+    init_request_metrics(app)
+    init_proxy_discovery(app)
 
 
 @bp.get("/metrics")
