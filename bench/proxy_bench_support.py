@@ -48,7 +48,7 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float = 20.0) ->
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}: {proc.args}")
+            raise RuntimeError(f"process exited with {proc.returncode}: {proc.args!r}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
