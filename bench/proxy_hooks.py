@@ -32,7 +32,7 @@ from proxy.addons.routing import Routing
 from proxy.addons.usage import Usage
 from proxy.config import parse_config
 from proxy.state import ProxyState
-from proxy.usage import UsageRecord
+from proxy.usage import UsageRecord, UsageSink
 
 SECRET = "sk-spectr-hooks"
 BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hi"}]}).encode()
