@@ -10,7 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.proxy.proxy_harness import REPO_ROOT, client, new_key, wait_until, write_config
+from tests.proxy.proxy_harness import (
+    REPO_ROOT,
+    client,
+    free_port,
+    new_key,
+    wait_until,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +44,8 @@ class PortalStandIn(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, document: dict) -> None:
-        super().__init__(("127.0.0.1", 0), PortalHandler)
+    def __init__(self, document: dict, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), PortalHandler)
         self.document = document
         self.answers: list[int] = []
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -156,3 +163,24 @@ def test_same_etag_with_other_content_still_applies(upstream, start_proxy, tmp_p
     write_config(tmp_path / "proxy-config.json", unchanged_tag)
     with client(proxy, secret) as http:
         wait_until(lambda: http.post(CHAT, json=HELLO).status_code == 401)
+
+
+def test_proxy_started_before_the_portal_picks_up_config_by_polling(
+    upstream, start_proxy, tmp_path
+):
+    a = upstream("a")
+    secret, digest = new_key()
+    port = free_port()
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    proxy = start_proxy(args=["--portal-url", f"http://127.0.0.1:{port}",
+                              "--portal-token-file", str(token_file), "--poll-interval", "0.2"])  # fmt: skip
+    with client(proxy, secret) as http:
+        assert http.post(CHAT, json=HELLO).status_code == 401  # no config yet: no keys
+        portal = PortalStandIn(config(1, a, [{"id": "k1", "sha256": digest}]), port=port)
+        try:
+            wait_until(lambda: http.post(CHAT, json=HELLO).status_code == 200)
+        finally:
+            portal.shutdown()
+            portal.server_close()
+    assert "portal config fetch failed" in proxy.output()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -188,3 +189,20 @@ def test_workers_share_one_port_and_one_usage_stream(
     wait_until(lambda: redis_client.xlen(stream) == 20)
     writers = {fields["proxy"] for _, fields in redis_client.xrange(stream)}
     assert len(writers) == 2
+
+
+def test_gateway_stream_reaches_client_before_the_model_finishes(upstream, start_proxy):
+    a = upstream("a", chunk_delay_s=0.01)
+    a.stream_gate = threading.Event()
+    secret, digest = new_key()
+    proxy = start_proxy(gateway_config([a], [key("k1", digest)]))
+    body = {**HELLO, "stream": True, "max_tokens": 3}
+    with client(proxy, secret) as http, http.stream("POST", CHAT, json=body) as reply:
+        lines = reply.iter_lines()
+        first = next(line for line in lines if line.startswith("data:"))
+        # The model holds the rest until the first chunk got here: the usage tap must not buffer.
+        assert not a.stream_gate.is_set()
+        a.stream_gate.set()
+        rest = [line for line in lines if line.startswith("data:")]
+    assert "spectr" in first
+    assert rest[-1] == "data: [DONE]" and len(rest) == 3
