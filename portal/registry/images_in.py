@@ -6,13 +6,14 @@ Both run as operations; progress is reported per step (load, then each push; or 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import IO, Any
 
 from flask import current_app
 
-from portal.core.errors import ValidationFailed
+from portal.core.errors import SpectrError, ValidationFailed
 from portal.core.operations.kinds import OperationContext, PermanentError
 from portal.registry import service
 from portal.registry.copy import ImageCopier
@@ -25,6 +26,7 @@ from portal.registry.engine_images import (
 from portal.registry.errors import RegistryAuthFailed, RegistryNotFound, RegistryTlsFailed
 
 UPLOAD_CHUNK = 1024 * 1024
+FREE_SPACE_MARGIN = 512 * 1024 * 1024  # keep room for the database and logs
 
 
 def uploads_folder() -> Path:
@@ -33,9 +35,21 @@ def uploads_folder() -> Path:
     return folder
 
 
+class UploadTooLarge(SpectrError):
+    status = 413
+    code = "payload_too_large"
+
+
 def receive_upload(stream: IO[bytes], expected_size: int | None) -> tuple[Path, int]:
     """Write a request body to a file under the instance folder, one chunk at a time."""
-    path = uploads_folder() / f"import-{uuid.uuid4().hex}.tar"
+    folder = uploads_folder()
+    free = shutil.disk_usage(folder).free
+    if expected_size is not None and expected_size + FREE_SPACE_MARGIN > free:
+        raise UploadTooLarge(
+            f"The archive ({expected_size} bytes) does not fit: {free} bytes are free in "
+            f"{folder}, and loading it needs room too."
+        )
+    path = folder / f"import-{uuid.uuid4().hex}.tar"
     received = 0
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -63,8 +77,10 @@ def import_archive(ctx: OperationContext) -> dict[str, Any]:
         raise PermanentError("The uploaded archive is gone; upload it again.")
     try:
         result = _import(ctx, path)
-    except PermanentError:
-        path.unlink(missing_ok=True)
+    except Exception as exc:
+        # Keep the archive only for a retry that will come; otherwise it is dead weight.
+        if isinstance(exc, PermanentError) or ctx.attempt >= ctx.max_attempts:
+            path.unlink(missing_ok=True)
         raise
     path.unlink(missing_ok=True)
     return result

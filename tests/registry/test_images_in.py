@@ -142,3 +142,16 @@ def test_mirror_from_the_node_engine_pushes_the_local_image(
         assert shown["digest"] == operation["result"]["digest"]
     finally:
         remove_image(docker_client, reference)
+
+
+def test_an_archive_larger_than_the_free_disk_is_refused_before_reading(
+    api_as: Callable, spectr_registry: Registry
+) -> None:
+    answer = api_as("operator").post(
+        "/api/v1/registries/spectr/imports",
+        data=b"",
+        headers={"Content-Type": "application/x-tar"},
+        environ_overrides={"CONTENT_LENGTH": str(2**62)},  # announced, never sent
+    )
+    assert answer.status_code == 413
+    assert "does not fit" in answer.json["message"]
