@@ -17,6 +17,9 @@ logger = logging.getLogger(__name__)
 STREAM_MAXLEN = 1_000_000
 # Records are written at most this often, so a busy proxy sends one pipeline per many requests.
 BATCH_PAUSE_S = 0.05
+# While Redis is unreachable, records wait in memory (the newest this many) and are retried.
+MAX_BUFFERED = 100_000
+RETRY_PAUSE_S = 1.0
 
 
 @dataclass
@@ -152,7 +155,7 @@ class UsageSink:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def put(self, record: UsageRecord) -> None:
-        """Queue a record; it reaches Redis within a few milliseconds."""
+        """Queue a record; it reaches Redis within about BATCH_PAUSE_S."""
         self._pending.append(record)
         self._wake.set()
 
@@ -164,11 +167,11 @@ class UsageSink:
                 await self._task
         await self.flush()
 
-    async def flush(self) -> None:
-        """Write every queued record in one pipeline."""
+    async def flush(self) -> bool:
+        """Write every queued record in one pipeline; keep them for a retry if Redis is away."""
         batch, self._pending = self._pending, []
         if not batch:
-            return
+            return True
         commands: list[Command] = []
         for record in batch:
             fields = [part for item in record.fields().items() for part in item]
@@ -177,15 +180,20 @@ class UsageSink:
         try:
             replies = await self.redis.pipeline(commands)
         except OSError as exc:
-            logger.warning("could not write %d usage records to Redis: %s", len(batch), exc)
-            return
+            self._pending = (batch + self._pending)[-MAX_BUFFERED:]
+            logger.warning("usage records wait for Redis (%d queued): %s", len(self._pending), exc)
+            return False
         failed = [r for r in replies if isinstance(r, BaseException)]
         if failed:
             logger.warning("%d of %d usage writes failed: %s", len(failed), len(replies), failed[0])
+        return True
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await self.flush()
-            await asyncio.sleep(BATCH_PAUSE_S)
+            if await self.flush():
+                await asyncio.sleep(BATCH_PAUSE_S)
+            else:
+                await asyncio.sleep(RETRY_PAUSE_S)
+                self._wake.set()

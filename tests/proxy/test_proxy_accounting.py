@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 from datetime import UTC, datetime
 
 import pytest
@@ -13,7 +14,7 @@ from redis.asyncio import Redis
 from proxy.config import Budget, GatewayKey
 from proxy.ratelimit import RateLimiter, budget_window, lease_size
 from proxy.resp import RespClient, RespError
-from proxy.usage import SseTokenTap, tokens_from_body
+from proxy.usage import SseTokenTap, TokenCount, UsageRecord, UsageSink, tokens_from_body
 
 REDIS_URL = os.environ.get("SPECTR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -171,3 +172,29 @@ async def test_resp_client_pipelines_replies_to_the_right_callers(redis_prefix, 
         assert await client.call("INCR", keys[0]) == 2  # the next call reconnects
     finally:
         await client.close()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_usage_records_wait_while_redis_is_away(redis_prefix, redis):
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        away = RespClient(f"redis://127.0.0.1:{closed.getsockname()[1]}/0")
+    key = GatewayKey(id="k", sha256="0" * 64, user="ann", tpm=1000)
+    sink = UsageSink(away, redis_prefix, RateLimiter(away, redis_prefix))
+    record = UsageRecord(
+        ts=1_800_000_000.0, request_id="r1", key=key, model="m", endpoint="/v1/completions",
+        replica="r", status=200, tokens=TokenCount(2, 3, "usage"), latency_ms=1.0, ttfb_ms=0.5,
+        stream=False, proxy="test",
+    )  # fmt: skip
+    sink.put(record)
+    assert await sink.flush() is False
+    back = RespClient(REDIS_URL)
+    sink.redis = sink.limiter.redis = back
+    try:
+        assert await sink.flush() is True
+    finally:
+        await back.close()
+    [(_, fields)] = await redis.xrange(f"{redis_prefix}usage")
+    assert fields[b"request_id"] == b"r1" and fields[b"total_tokens"] == b"5"
+    assert await redis.get(sink.limiter.windows(key, record.ts).tpm) == b"5"
