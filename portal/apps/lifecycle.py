@@ -144,7 +144,7 @@ def deploy_revision(ctx: OperationContext) -> dict[str, Any]:
     variables = role_variables(app.name, app.kind, revision.number, revision.spec, secrets)
     ctx.progress(0.1, f"deploying revision {revision.number} of {app.name} to {host.name}")
     changed = _run(ctx, "spectr.core.deploy_app", host, variables)
-    app.deployed_revision = revision.number
+    app.deployed_revision, app.status = revision.number, "deployed"  # no longer "removed"
     refresh_status(app)
     return {"app": app.name, "revision": revision.number, "changed": changed, "status": app.status}
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from portal.apps import rules
 from portal.apps.compose import parse_compose, validate_compose
-from portal.apps.models import COMPOSE, Application, AppRevision
+from portal.apps.models import COMPOSE, CONTAINER, Application, AppRevision
 from portal.core.audit import record_audit
 from portal.core.errors import Conflict, NotFound, ValidationFailed
 from portal.core.operations.models import Operation
@@ -57,6 +57,10 @@ def _actor() -> str:
 
 def normalized_spec(kind: str, body: dict[str, Any]) -> dict[str, Any]:
     """The stored spec of a request: a container spec, or {"compose": validated mapping}."""
+    field = "compose" if kind == COMPOSE else "container"
+    if body.get(field) is None:
+        message = f"A {kind} application needs '{field}'."
+        raise ValidationFailed(message, {field: [message]})
     if kind == COMPOSE:
         compose = body["compose"]
         document = parse_compose(compose) if isinstance(compose, str) else validate_compose(compose)
@@ -82,6 +86,7 @@ def create_app(body: dict[str, Any], **extra: Any) -> Application:
                 f"'{field}' is required.", {field: ["Missing data for required field."]}
             )
     host = get_host(body["host_id"])
+    body = {**body, "kind": body.get("kind") or CONTAINER}
     app = Application(
         name=body["name"], host_id=host.id, kind=body["kind"], status=PENDING, **extra
     )

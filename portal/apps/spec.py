@@ -81,7 +81,11 @@ class AppInputSchema(ma.Schema):
         validate=validate.Regexp(NAME_PATTERN, error="lowercase letters, digits, '-' and '_'")
     )
     host_id = ma.fields.Integer(validate=validate.Range(1, MAX_DATABASE_ID))
-    kind = ma.fields.String(load_default="container", validate=validate.OneOf(APP_KINDS))
+    kind = ma.fields.String(
+        load_default=None,
+        validate=validate.OneOf(APP_KINDS),
+        metadata={"description": "container (default) or compose; a revision keeps the app's kind"},
+    )
     container = ma.fields.Nested(ContainerSpecSchema, load_default=None, allow_none=True)
     compose = ma.fields.Raw(
         load_default=None, allow_none=True, metadata={"description": "YAML text or a mapping"}
@@ -95,6 +99,8 @@ class AppInputSchema(ma.Schema):
 
     @ma.validates_schema
     def _kind_matches(self, data: dict, **_: Any) -> None:
+        if data["kind"] is None:
+            return  # a new revision: checked against the application's own kind
         if data["kind"] == COMPOSE and data.get("compose") is None:
             raise ma.ValidationError("a compose application needs 'compose'", "compose")
         if data["kind"] != COMPOSE and data.get("container") is None:

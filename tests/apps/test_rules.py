@@ -238,3 +238,34 @@ def test_revisions_round_trip_on_every_database(any_db_app: Any) -> None:
     assert stored.revisions[1].spec["env"] == {"A": "2"}
     assert stored.revisions[1].spec["secret_env_keys"] == ["TOKEN"]
     assert service.diff_revisions(stored, 1, 2)["changed_keys"] == ["env"]
+
+
+def test_a_revision_keeps_the_application_kind(
+    api_as: Callable[[str], ApiClient], make_host: Callable[..., Any]
+) -> None:
+    host = make_host("h")
+    api = api_as("operator")
+    compose = "services:\n  web:\n    image: registry.local/web:1\n"
+    created = api.post("/api/v1/apps", json={"name": "proj", "host_id": host.id, "kind": "compose",
+                                             "compose": compose, "deploy": False})  # fmt: skip
+    assert created.status_code == 201, created.json
+    revised = api.post(f"/api/v1/apps/{created.json['id']}/revisions",
+                       json={"compose": compose.replace(":1", ":2"), "deploy": False})  # fmt: skip
+    assert revised.status_code == 201, revised.json
+    assert revised.json["kind"] == "compose"
+    assert (
+        revised.json["revisions"][1]["spec"]["compose"]["services"]["web"]["image"]
+        == "registry.local/web:2"
+    )
+    wrong = api.post(
+        f"/api/v1/apps/{created.json['id']}/revisions", json={"container": {"image": "a:1"}}
+    )
+    assert (
+        wrong.status_code == 422
+        and wrong.json["message"] == "A compose application needs 'compose'."
+    )
+    default_kind = api.post(
+        "/api/v1/apps",
+        json={"name": "one", "host_id": host.id, "container": {"image": "a:1"}, "deploy": False},
+    )
+    assert default_kind.json["kind"] == "container"
