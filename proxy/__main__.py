@@ -39,18 +39,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--poll-interval",
         type=float,
-        default=float(env("SPECTR_PROXY_POLL_INTERVAL", "5")),
+        default=env("SPECTR_PROXY_POLL_INTERVAL", "5"),
         help="seconds between config polls when no notification arrives",
     )
     parser.add_argument("--listen-host", default=env("SPECTR_PROXY_LISTEN_HOST", "0.0.0.0"))
-    parser.add_argument(
-        "--listen-port", type=int, default=int(env("SPECTR_PROXY_LISTEN_PORT", "8080"))
-    )
+    parser.add_argument("--listen-port", type=int, default=env("SPECTR_PROXY_LISTEN_PORT", "8080"))
     parser.add_argument("--admin-host", default=env("SPECTR_PROXY_ADMIN_HOST", "127.0.0.1"))
     parser.add_argument(
         "--admin-port",
         type=int,
-        default=int(env("SPECTR_PROXY_ADMIN_PORT", "9180")),
+        default=env("SPECTR_PROXY_ADMIN_PORT", "9180"),
         help="/metrics port; 0 turns it off; worker i uses admin-port + i",
     )
     parser.add_argument(
@@ -79,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--workers",
         type=int,
-        default=int(env("SPECTR_PROXY_WORKERS", "1")),
+        default=env("SPECTR_PROXY_WORKERS", "1"),
         help="proxy processes sharing the port (SO_REUSEPORT)",
     )
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
