@@ -152,7 +152,7 @@ def probe_targets() -> list[ProbeTarget]:
             Host.status != BOOTSTRAPPING,
         )
     ).all()
-    return [ProbeTarget(row[0], row[1], row[2]) for row in rows if row[2]]
+    return [ProbeTarget(row[0], row[1], row[2]) for row in rows if row[1] and row[2]]
 
 
 def check_all_hosts(timeout_s: float = 5.0, keepalive_s: float = 120.0) -> SweepReport:
@@ -200,7 +200,7 @@ def record_probes(probes: list[Probe]) -> int:
     if values:
         db.session.execute(update(Host), values)
     transitions = sum(
-        set_status(db.session.get(Host, host_id), status, reason)
+        set_status(db.session.get_one(Host, host_id), status, reason)
         for host_id, status, reason in changes
     )
     answered = [

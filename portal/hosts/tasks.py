@@ -38,7 +38,8 @@ def run_delete_host(ctx: OperationContext) -> dict[str, Any]:
         cancel_event=ctx.cancel_event,
         forks=1,
     )
-    failure = classify_outcome(result.hosts.get(host.name)) if host.name in result.hosts else None
+    outcome = result.hosts.get(host.name)
+    failure = classify_outcome(outcome) if outcome is not None else None
     if failure is not None or not result.succeeded:
         reason = failure.message if failure else f"playbook ended {result.status}"
         raise PermanentError(f"Could not remove the agent from {host.name}: {reason}")

@@ -88,3 +88,22 @@ def test_viewers_see_hosts_but_cannot_change_them(client: FlaskClient, create_us
 
     assert refused.status_code == 403
     assert client.get("/hosts").status_code == 200
+
+
+def test_the_host_page_shows_the_last_operation_log_for_live_following(
+    client: FlaskClient, create_user: Any
+) -> None:
+    from portal.core.operations import service as operations
+    from portal.hosts.service import create_host
+
+    log_in(client, create_user, "viewer")
+    host = create_host({"name": "n9", "address": "10.5.0.9", "ssh_password": "pw"})
+    operation, _ = operations.create_operation("noop", {}, target=f"host:{host.id}")
+    operations.append_log(operation.id, "TASK [Install the base packages]")
+    host.last_operation_id = operation.id
+    db.session.commit()
+
+    page = client.get(f"/hosts/{host.id}").get_data(as_text=True)
+
+    assert 'id="operation"' in page and f"/api/v1/operations/{operation.id}/log" in page
+    assert "TASK [Install the base packages]" in page
