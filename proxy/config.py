@@ -106,6 +106,7 @@ class Gateway:
     hosts: tuple[str, ...] = ("*",)
     timeout_s: float = 600.0
     retries: int = 1
+    tls: TlsCert | None = None
 
 
 @dataclass(frozen=True)
@@ -255,8 +256,10 @@ def _timestamp(text: str, key_id: str) -> datetime:
 
 
 def _gateway(raw: dict[str, Any]) -> Gateway:
+    tls = raw.get("tls")
     return Gateway(
         hosts=tuple(h.lower() for h in raw.get("hosts", ["*"])),
         timeout_s=raw.get("timeout_s", 600.0),
         retries=raw.get("retries", 1),
+        tls=TlsCert(**tls) if tls else None,
     )

@@ -19,6 +19,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
 from tests.proxy.llm_standin import StandInServer
+from tests.proxy.proxy_harness import wait_until, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -102,23 +103,54 @@ def self_signed(host: str, folder: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-def test_tls_is_terminated_with_the_route_certificate(upstream, start_proxy, tmp_path):
-    backend: StandInServer = upstream("plain-http")
-    cert_file, key_file = self_signed("secure.test", tmp_path)
-    proxy = start_proxy({
-        "version": 1,
-        "pools": [{"name": "web", "replicas": [{"url": backend.url}]}],
-        "routes": [{"name": "secure", "hosts": ["secure.test"], "pool": "web",
-                    "tls": {"cert_file": str(cert_file), "key_file": str(key_file)}}],
-    })  # fmt: skip
-    context = ssl.create_default_context(cafile=str(cert_file))  # trusts only this certificate
-    raw = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
-    with context.wrap_socket(raw, server_hostname="secure.test") as tls:
-        tls.sendall(b"GET /hello HTTP/1.1\r\nHost: secure.test\r\nConnection: close\r\n\r\n")
+def https_get(port: int, host: str, cafile: Path, path: str = "/hello") -> bytes:
+    """GET `path` over TLS with SNI `host`, trusting only `cafile`; return the raw response."""
+    context = ssl.create_default_context(cafile=str(cafile))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with context.wrap_socket(raw, server_hostname=host) as tls:
+        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
         answer = b""
         while chunk := tls.recv(65536):
             answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
+    return answer
+
+
+def tls_config(
+    version: int, backend: StandInServer, cert: tuple[Path, Path], gateway_cert: tuple[Path, Path]
+) -> dict:
+    return {
+        "version": version,
+        "gateway": {"hosts": ["llm.test"], "tls": {"cert_file": str(gateway_cert[0]), "key_file": str(gateway_cert[1])}},
+        "pools": [{"name": "web", "replicas": [{"url": backend.url}]}],
+        "routes": [{"name": "secure", "hosts": ["secure.test"], "pool": "web",
+                    "tls": {"cert_file": str(cert[0]), "key_file": str(cert[1])}}],
+    }  # fmt: skip
+
+
+def test_tls_is_terminated_with_configured_certificates(upstream, start_proxy, tmp_path):
+    backend: StandInServer = upstream("plain-http")
+    first, renewed = tmp_path / "first", tmp_path / "renewed"
+    first.mkdir()
+    renewed.mkdir()
+    cert, gateway_cert = self_signed("secure.test", first), self_signed("llm.test", first)
+    proxy = start_proxy(tls_config(1, backend, cert, gateway_cert))
+
+    head, _, body = https_get(proxy.port, "secure.test", cert[0]).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert b'"replica": "plain-http"' in body
     assert b'"x-forwarded-proto": "https"' in body
+    gateway = https_get(proxy.port, "llm.test", gateway_cert[0], path="/v1/models")
+    assert gateway.startswith(b"HTTP/1.1 401") and b"missing_api_key" in gateway
+
+    new_cert = self_signed("secure.test", renewed)
+    write_config(tmp_path / "proxy-config.json", tls_config(2, backend, new_cert, gateway_cert))
+    wait_until(lambda: https_get_or_none(proxy.port, "secure.test", new_cert[0]) is not None)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        https_get(proxy.port, "secure.test", cert[0])  # the old certificate is gone
+
+
+def https_get_or_none(port: int, host: str, cafile: Path) -> bytes | None:
+    try:
+        return https_get(port, host, cafile)
+    except ssl.SSLCertVerificationError:
+        return None
