@@ -85,6 +85,7 @@ class AgentProber:
                 client = self._clients[agent_url] = httpx.Client(
                     base_url=agent_url, verify=self._tls, timeout=self._timeout,
                     limits=self._limits, headers={"User-Agent": "spectr-portal-health"},
+                    trust_env=False,  # agents are reached directly, never through a proxy
                 )  # fmt: skip
             return client
 
