@@ -112,6 +112,9 @@ def _check_ports_bindable(host: Host, ports: list[int], own_running: bool) -> No
     """On the Spectr node itself, a port some other process listens on is taken too."""
     for port in ports:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # Connections of a container that just went leave TIME_WAIT entries; only a
+            # listener should make the port count as taken.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError as exc:

@@ -3,6 +3,7 @@ a container started outside Spectr, all on the real Docker engine of the Spectr 
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -224,3 +225,21 @@ def test_port_taken_on_the_host_is_refused_before_any_change(
         json={"name": "x", "host_id": local_host.id, "container": {"image": "Bad Image"}},
     )
     assert invalid.status_code == 422 and "whitespace" in invalid.json["message"]
+
+
+def test_port_held_by_a_process_on_the_spectr_node_is_refused(
+    api_as: Callable[[str], ApiClient], local_host: Any, standin_image: str
+) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        container = {"image": standin_image, "ports": [{"container_port": 8000, "host_port": port}]}
+        answer = api_as("operator").post(
+            "/api/v1/apps", json={"name": "late", "host_id": local_host.id, "container": container}
+        )
+    assert answer.status_code == 409
+    assert (
+        answer.json["message"]
+        == f"Port {port} on '{local_host.name}' is already in use by another process."
+    )

@@ -129,4 +129,12 @@ def test_model_server_lifecycle_on_the_spectr_node(
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(name)
     assert api.get(f"/api/v1/apps/{app_id}").json["status"] == "removed"
+
+    # A removed application can be deployed again from its record, then removed for good.
+    redeploy = api.post(f"/api/v1/apps/{app_id}/deploy", json={})
+    assert redeploy.status_code == 202, redeploy.json
+    succeeded(api, redeploy.json["id"])
+    assert api.get(f"/api/v1/apps/{app_id}").json["status"] == "running"
+    assert get_json(models_url)["data"][0]["id"] == "standin-tiny"
+    succeeded(api, api.post(f"/api/v1/apps/{app_id}/remove").json["id"])
     assert api.delete(f"/api/v1/apps/{app_id}").status_code == 204
