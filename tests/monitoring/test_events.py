@@ -17,7 +17,7 @@ from portal.core.operations.models import FAILED, Operation
 from portal.core.timeutil import utcnow
 from portal.extensions import db
 from portal.hosts.models import READY, UNREACHABLE, Host, HostContainer, HostGpu
-from portal.monitoring.events import detect_events
+from portal.monitoring.events import detect_events, resolve_event
 from portal.monitoring.tasks import run_event_detection
 
 
@@ -103,7 +103,9 @@ def test_restarting_container_and_full_gpu_raise_events(app: Flask) -> None:
     assert kinds == [("container.restarting", "gpu-2/vllm"), ("gpu.memory_high", "gpu-2/gpu0")]
 
 
-def test_a_failed_deployment_raises_one_event_even_after_it_is_resolved(app: Flask, api_as) -> None:
+def test_a_failed_deployment_raises_one_event_even_after_it_is_resolved(
+    any_db_app: Flask,
+) -> None:
     recent = utcnow()
     db.session.add_all(
         [
@@ -116,15 +118,14 @@ def test_a_failed_deployment_raises_one_event_even_after_it_is_resolved(app: Fla
     db.session.commit()
 
     opened, _ = detect_events()
-    event_id = opened[0].id
-    resolved = api_as("operator").post(f"/api/v1/monitoring/events/{event_id}/resolve")
+    resolved = resolve_event(opened[0])
     reopened, _ = detect_events()
 
     assert [(e.kind, e.details["operation_id"]) for e in opened] == [
         ("deployment.failed", "op-deploy")
     ]
     assert "image not found" in opened[0].message
-    assert resolved.status_code == 200 and resolved.get_json()["state"] == "resolved"
+    assert resolved.state == "resolved"
     assert reopened == []
 
 

@@ -52,3 +52,38 @@ def test_monitoring_page_lists_events_and_targets_but_webhooks_only_to_admins(
 def test_pages_send_anonymous_visitors_to_login(client) -> None:
     assert client.get("/monitoring").status_code == 302
     assert client.get("/monitoring/overview").status_code == 302
+
+
+def test_overview_counts_gateway_traffic_today_by_hour(any_db_app: Flask) -> None:
+    from datetime import datetime
+
+    from portal.monitoring.overview import fleet_overview
+    from portal.proxy.models import UsageRecord
+
+    now = datetime(2026, 11, 28, 14, 30)
+    rows = [
+        (datetime(2026, 11, 28, 9, 5), 200, 30),
+        (datetime(2026, 11, 28, 9, 55), 502, 0),
+        (datetime(2026, 11, 28, 14, 1), 200, 12),
+        (datetime(2026, 11, 27, 23, 59), 200, 1000),  # yesterday: not today's traffic
+    ]
+    for number, (at, status, tokens) in enumerate(rows):
+        db.session.add(
+            UsageRecord(
+                request_id=f"r{number}",
+                at=at,
+                key_id="k",
+                user="u",
+                model="m",
+                endpoint="chat",
+                replica="a",
+                status=status,
+                total_tokens=tokens,
+            )
+        )
+    db.session.commit()
+
+    gateway = fleet_overview(now).gateway
+
+    assert (gateway.requests, gateway.tokens, gateway.errors) == (3, 42, 1)
+    assert gateway.hourly[9] == 2 and gateway.hourly[14] == 1 and sum(gateway.hourly) == 3
