@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import case, func, inspect, select, text
 
 from portal.core.operations.models import FAILED, Operation
 from portal.core.timeutil import utcnow
@@ -16,6 +16,9 @@ from portal.monitoring.events import list_events
 from portal.monitoring.models import OPEN
 from portal.proxy.models import UsageRecord
 
+# A GPU holding more memory than a driver and an idle context does is counted as in use.
+_IDLE_GPU_MIB = 512
+
 
 @dataclass
 class GpuModelUse:
@@ -23,6 +26,11 @@ class GpuModelUse:
     count: int
     memory_total_mib: int
     memory_used_mib: int
+    in_use: int = 0
+
+    @property
+    def free(self) -> int:
+        return self.count - self.in_use
 
     @property
     def memory_free_mib(self) -> int:
@@ -116,11 +124,15 @@ def _gpus_by_model() -> list[GpuModelUse]:
             func.count(),
             func.coalesce(func.sum(HostGpu.memory_total_mib), 0),
             func.coalesce(func.sum(HostGpu.memory_used_mib), 0),
+            func.sum(case((HostGpu.memory_used_mib > _IDLE_GPU_MIB, 1), else_=0)),
         )
         .group_by(HostGpu.model)
         .order_by(HostGpu.model)
     )
-    return [GpuModelUse(*row) for row in db.session.execute(query).all()]
+    return [
+        GpuModelUse(model, count, total, used, int(in_use or 0))
+        for model, count, total, used, in_use in db.session.execute(query).all()
+    ]
 
 
 def _applications_by_status() -> dict[str, int] | None:

@@ -21,7 +21,11 @@ def test_overview_fragment_shows_hosts_gpus_and_open_alerts(
 ) -> None:
     ensure_local_host()
     host = Host(name="gpu-9", address="10.9.0.9", status=UNREACHABLE)
-    host.gpus = [HostGpu(index=0, model="H200", memory_total_mib=1000, memory_used_mib=400)]
+    host.gpus = [
+        HostGpu(index=0, model="H200", memory_total_mib=1000, memory_used_mib=400),
+        HostGpu(index=1, model="H200", memory_total_mib=1000, memory_used_mib=600),
+        HostGpu(index=2, model="H200", memory_total_mib=1000, memory_used_mib=0),
+    ]
     db.session.add(host)
     db.session.commit()
     detect_events()
@@ -31,7 +35,8 @@ def test_overview_fragment_shows_hosts_gpus_and_open_alerts(
     home = client.get("/").get_data(as_text=True)
 
     assert 'data-host="spectr-node"' in page and 'data-host="gpu-9"' in page
-    assert "H200" in page and "400 / 600 MiB" in page
+    assert "H200" in page and "1000 / 2000 MiB" in page
+    assert "<td>1 / 2</td>" in page  # one GPU above the idle threshold, two free
     assert "host.unreachable" in page
     assert 'hx-get="/monitoring/overview"' in home and 'hx-trigger="every 5s"' in home
 
