@@ -8,6 +8,7 @@ the portal saw it.
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, request
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
 from portal.core.timeutil import utcnow
@@ -23,6 +25,7 @@ from portal.hosts.models import Host
 from portal.monitoring.models import ProxyInstance
 from portal.monitoring.settings import monitoring_setting
 
+log = logging.getLogger(__name__)
 ROLES = ("portal", "agent", "proxy")
 PROXY_METRICS_HEADER = "X-Spectr-Proxy-Metrics"
 PROXY_CONFIG_ENDPOINT = "proxy.ProxyConfig"
@@ -115,16 +118,12 @@ def init_proxy_discovery(app: Flask) -> None:
     @app.after_request
     def _note_proxy(response: Any) -> Any:
         announced = request.headers.get(PROXY_METRICS_HEADER)
-        if (
-            announced
-            and request.endpoint == PROXY_CONFIG_ENDPOINT
-            and response.status_code
-            in (
-                200,
-                304,
-            )
-        ):
-            address = proxy_metrics_address(announced, request.remote_addr)
-            if address:
+        fetched = request.endpoint == PROXY_CONFIG_ENDPOINT and response.status_code in (200, 304)
+        address = proxy_metrics_address(announced, request.remote_addr) if announced else None
+        if fetched and address:
+            try:
                 remember_proxy(address)
+            except SQLAlchemyError:  # the proxy must get its config even if this write fails
+                db.session.rollback()
+                log.warning("could not record proxy %s for service discovery", address)
         return response

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, Response, render_template
+import marshmallow as ma
+from flask import Blueprint, Flask, Response, flash, redirect, render_template, request, url_for
 from flask.blueprints import BlueprintSetupState
 
+from portal.core.errors import NotFound, SpectrError
 from portal.core.security import check_role, current_principal
+from portal.extensions import db
 from portal.monitoring import events, webhooks
 from portal.monitoring.discovery import init_proxy_discovery, scrape_targets
 from portal.monitoring.metrics import init_request_metrics, render_metrics
+from portal.monitoring.models import EVENT_KINDS, Event
 from portal.monitoring.overview import fleet_overview
+from portal.monitoring.schemas import WebhookSchema
 from portal.web.auth import page_role
 
 bp = Blueprint("monitoring_pages", __name__)
@@ -44,6 +49,7 @@ def index() -> Any:
         recent_events=events.list_events(None, None, 50),
         webhooks=webhooks.list_webhooks() if is_admin else None,
         targets=scrape_targets(None, "(this portal)", "http"),
+        event_kinds=EVENT_KINDS,
     )
 
 
@@ -52,3 +58,44 @@ def index() -> Any:
 def overview() -> Any:
     """The dashboard's live part, fetched again every few seconds by the home page."""
     return render_template("monitoring/_overview.html", overview=fleet_overview())
+
+
+@bp.post("/monitoring/events/<id:event_id>/resolve")
+@page_role("operator")
+def resolve_event(event_id: int) -> Any:
+    event = db.session.get(Event, event_id)
+    if event is None:
+        raise NotFound(f"No event {event_id}.")
+    events.resolve_event(event)
+    flash(f"Event '{event.subject}' resolved.")
+    return redirect(url_for("monitoring_pages.index"))
+
+
+@bp.post("/monitoring/webhooks")
+@page_role("admin")
+def create_webhook() -> Any:
+    form = request.form
+    body = {"name": form.get("name", ""), "url": form.get("url", ""),
+            "event_kinds": form.getlist("event_kinds")}  # fmt: skip
+    try:
+        values = WebhookSchema().load(body)
+        hook = webhooks.create_webhook(values["name"], values["url"], values["event_kinds"], None)
+    except ma.ValidationError as exc:
+        flash(
+            "Invalid webhook: " + "; ".join(f"{k}: {v}" for k, v in exc.messages.items()), "error"
+        )
+        return redirect(url_for("monitoring_pages.index"))
+    except SpectrError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("monitoring_pages.index"))
+    # The secret is rendered in this response only, never flashed into the session cookie.
+    return render_template("monitoring/webhook_created.html", hook=hook)
+
+
+@bp.post("/monitoring/webhooks/<id:webhook_id>/delete")
+@page_role("admin")
+def delete_webhook(webhook_id: int) -> Any:
+    hook = webhooks.get_webhook(webhook_id)
+    webhooks.delete_webhook(hook)
+    flash(f"Webhook '{hook.name}' deleted.")
+    return redirect(url_for("monitoring_pages.index"))

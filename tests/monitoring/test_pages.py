@@ -92,3 +92,60 @@ def test_overview_counts_gateway_traffic_today_by_hour(any_db_app: Flask) -> Non
 
     assert (gateway.requests, gateway.tokens, gateway.errors) == (3, 42, 1)
     assert gateway.hourly[9] == 2 and gateway.hourly[14] == 1 and sum(gateway.hourly) == 3
+
+
+def csrf_token(client: FlaskClient) -> str:
+    html = client.get("/monitoring").get_data(as_text=True)
+    return html.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+
+
+def test_admin_adds_a_webhook_sees_its_secret_once_and_deletes_it(
+    app: Flask, client, create_user
+) -> None:
+    from portal.monitoring.webhooks import list_webhooks
+
+    log_in(client, create_user("admin"))
+    token = csrf_token(client)
+
+    created = client.post(
+        "/monitoring/webhooks",
+        data={"csrf_token": token, "name": "pager", "url": "https://pager.example/in",
+              "event_kinds": ["host.unreachable", "gpu.memory_high"]},
+    )  # fmt: skip
+    bad = client.post(
+        "/monitoring/webhooks",
+        data={"csrf_token": token, "name": "x", "url": "not a url"},
+        follow_redirects=True,
+    )
+    hook = list_webhooks()[0]
+    listing = client.get("/monitoring").get_data(as_text=True)
+    deleted = client.post(f"/monitoring/webhooks/{hook.id}/delete", data={"csrf_token": token})
+
+    assert created.status_code == 200 and hook.secret in created.get_data(as_text=True)
+    assert hook.event_kinds == ["host.unreachable", "gpu.memory_high"]
+    assert "Invalid webhook: url" in bad.get_data(as_text=True)
+    assert "pager.example" in listing and hook.secret not in listing
+    assert deleted.status_code == 302 and list_webhooks() == []
+
+
+def test_operator_resolves_an_event_from_the_page_but_a_viewer_cannot(
+    app: Flask, client, create_user
+) -> None:
+    db.session.add(Host(name="gpu-7", address="10.7.0.7", status=UNREACHABLE))
+    db.session.commit()
+    (event,), _ = detect_events()
+    log_in(client, create_user("viewer"))
+    refused = client.post(
+        f"/monitoring/events/{event.id}/resolve", data={"csrf_token": csrf_token(client)}
+    )
+    client.post("/logout", data={"csrf_token": csrf_token(client)})
+    log_in(client, create_user("operator"))
+
+    resolved = client.post(
+        f"/monitoring/events/{event.id}/resolve", data={"csrf_token": csrf_token(client)}
+    )
+
+    assert refused.status_code == 403
+    assert resolved.status_code == 302
+    db.session.refresh(event)
+    assert event.state == "resolved"
