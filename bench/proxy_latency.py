@@ -1,6 +1,6 @@
 """Added latency and throughput of spectr_proxy's gateway path, with nginx as the reference proxy.
 
-One run, bounded in count and time:
+One run, bounded in count and time (the paths take turns in 4 rounds):
   .venv/bin/python bench/proxy_latency.py [--requests 2000] [--seconds 5] [--workers 1]
 
 Paths measured against the same stand-in model server (tests/proxy/llm_standin.py):
@@ -77,25 +77,40 @@ async def latency(service: Service, count: int, body: bytes) -> list[float]:
     return samples
 
 
+ROUNDS = 4
+
+
 def measure(services: dict[str, Service], args: argparse.Namespace) -> dict[str, dict]:
-    results: dict[str, dict] = {}
-    for name, service in services.items():
+    """Measure every path in ROUNDS interleaved rounds, so load drift on a shared machine
+    falls on all paths alike."""
+    samples: dict[str, list[float]] = {name: [] for name in services}
+    ttfb: dict[str, list[float]] = {name: [] for name in services}
+    done: dict[str, float] = dict.fromkeys(services, 0.0)
+    cpu: dict[str, float] = dict.fromkeys(services, 0.0)
+    for service in services.values():
         asyncio.run(latency(service, min(200, args.requests), BODY))  # warm-up
-        samples = asyncio.run(latency(service, args.requests, BODY))
-        cpu_before = tree_cpu_seconds(service.proc.pid)
-        rps = asyncio.run(run_concurrent(service, 16, args.seconds, BODY, SECRET))
-        # CPU per request is what the proxy costs, whatever else the shared machine runs.
-        cpu_us = (tree_cpu_seconds(service.proc.pid) - cpu_before) * 1e6 / (rps * args.seconds)
-        ttfb = asyncio.run(time_to_first_event(service, 100, STREAM_BODY, SECRET))
-        results[name] = {
-            "median": statistics.median(samples),
-            "p99": percentile(samples, 99),
-            "rps": rps,
-            "ttfb": statistics.median(ttfb),
-            "cpu_us": cpu_us,
+    for round_no in range(1, ROUNDS + 1):
+        for name, service in services.items():
+            samples[name] += asyncio.run(latency(service, args.requests // ROUNDS, BODY))
+            cpu_before = tree_cpu_seconds(service.proc.pid)
+            rps = asyncio.run(run_concurrent(service, 16, args.seconds / ROUNDS, BODY, SECRET))
+            # CPU per request is what the proxy costs, whatever else the shared machine runs.
+            cpu[name] += tree_cpu_seconds(service.proc.pid) - cpu_before
+            done[name] += rps * args.seconds / ROUNDS
+            ttfb[name] += asyncio.run(
+                time_to_first_event(service, 100 // ROUNDS, STREAM_BODY, SECRET)
+            )
+        print(f"  round {round_no}/{ROUNDS} measured", file=sys.stderr)
+    return {
+        name: {
+            "median": statistics.median(samples[name]),
+            "p99": percentile(samples[name], 99),
+            "rps": done[name] / args.seconds,
+            "ttfb": statistics.median(ttfb[name]),
+            "cpu_us": cpu[name] * 1e6 / done[name],
         }
-        print(f"  measured {name}", file=sys.stderr)
-    return results
+        for name in services
+    }
 
 
 def report(results: dict[str, dict]) -> None:
