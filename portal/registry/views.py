@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+import marshmallow as ma
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 
 from portal.core.errors import SpectrError
-from portal.registry import service
+from portal.core.operations import service as operations
+from portal.core.security import current_principal
+from portal.registry import deploy, service
+from portal.registry.models import SPECTR
+from portal.registry.schemas import DeploySchema, MirrorSchema, RegistryWriteSchema
 from portal.web.auth import page_role
 
 bp = Blueprint("registry_pages", __name__, url_prefix="/registry")
@@ -17,11 +22,58 @@ PAGE_SIZE = 50
 @bp.get("")
 @page_role("viewer")
 def index() -> Any:
+    from portal.hosts.service import ensure_local_host, list_hosts
+
+    ensure_local_host()  # the Spectr node is always a host to deploy the registry on
     return render_template(
         "registry/index.html",
         registries=service.list_registries(),
         spectr=service.spectr_registry(),
+        hosts=list_hosts(),
     )
+
+
+@bp.post("")
+@page_role("operator")
+def register() -> Any:
+    try:
+        registry = service.create_registry(_load(RegistryWriteSchema(), _form()))
+        flash(f"Registry {registry.name} registered; test its connection.")
+    except SpectrError as exc:
+        flash(exc.message, "error")
+    return redirect(url_for("registry_pages.index"))
+
+
+@bp.post("/deploy")
+@page_role("admin")
+def deploy_spectr_registry() -> Any:
+    try:
+        params = deploy.deploy_params(_load(DeploySchema(), _form()))
+        return _started("deploy_registry", params, "registry:spectr")
+    except SpectrError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("registry_pages.index"))
+
+
+@bp.post("/mirror")
+@page_role("operator")
+def mirror() -> Any:
+    try:
+        service.require_spectr_registry()
+        return _started("mirror_image", _load(MirrorSchema(), _form()), "registry:spectr")
+    except SpectrError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("registry_pages.index"))
+
+
+@bp.post("/<id:registry_id>/gc")
+@page_role("operator")
+def garbage_collect(registry_id: int) -> Any:
+    registry = service.get_registry(registry_id)
+    if registry.kind != SPECTR:
+        flash("Only a registry Spectr deployed can be garbage-collected.", "error")
+        return redirect(url_for("registry_pages.index"))
+    return _started("registry_gc", {"registry_id": registry.id}, f"registry:{registry.id}")
 
 
 @bp.post("/<id:registry_id>/check")
@@ -79,3 +131,28 @@ def _fetch(action: Any) -> tuple[Any, str | None]:
         return action(), None
     except SpectrError as exc:
         return None, exc.message
+
+
+def _form() -> dict[str, Any]:
+    return {key: value.strip() for key, value in request.form.items()
+            if key != "csrf_token" and value.strip()}  # fmt: skip
+
+
+def _load(schema: ma.Schema, raw: dict[str, Any]) -> dict[str, Any]:
+    """Read a form through the API's schema, so pages and API validate the same way."""
+    try:
+        return schema.load(raw)
+    except ma.ValidationError as exc:
+        messages = exc.normalized_messages()
+        fields = "; ".join(
+            f"{name}: {' '.join(map(str, errors))}" for name, errors in messages.items()
+        )
+        raise SpectrError(f"Check the form ({fields}).") from exc
+
+
+def _started(kind: str, params: dict[str, Any], target: str) -> Any:
+    operation, _ = operations.create_operation(
+        kind, params, target=target, requested_by=current_principal(),
+        request_id=g.get("request_id"),
+    )  # fmt: skip
+    return redirect(url_for("operations_pages.detail", operation_id=operation.id))

@@ -63,3 +63,56 @@ def test_viewer_cannot_delete_and_bad_registry_shows_the_reason(
     db.session.commit()
     page = client.get(f"/registry/{spectr_registry.id}").get_data(as_text=True)
     assert "refused the credentials (401" in page
+
+
+def test_forms_register_mirror_and_collect(
+    client: FlaskClient,
+    create_user: Callable[..., Any],
+    spectr_registry: Registry,
+    start_test_registry: Callable[..., RegistryProcess],
+) -> None:
+    source = start_test_registry("source", user="bob", password="bob-password")
+    with source.http() as http:
+        push_image(http, "vendor/tool", "1", b"tool")
+    csrf = login(client, create_user, "operator")
+    bad = client.post("/registry", data={"csrf_token": csrf, "name": "x", "url": "ftp://x"},
+                      follow_redirects=True).get_data(as_text=True)  # fmt: skip
+    assert "Check the form (url:" in bad
+    registered = client.post("/registry", data={
+        "csrf_token": csrf, "name": "vendor", "url": source.url, "username": "bob",
+        "password": "bob-password", "ca_pem": source.ca_pem}, follow_redirects=True)  # fmt: skip
+    assert "Registry vendor registered" in registered.get_data(as_text=True)
+    vendor = db.session.query(Registry).filter_by(name="vendor").one()
+    started = client.post("/registry/mirror", data={
+        "csrf_token": csrf, "source": "vendor/tool:1", "source_registry_id": str(vendor.id)})  # fmt: skip
+    assert started.status_code == 302 and "/operations/" in started.headers["Location"]
+    operation = client.get(started.headers["Location"]).get_data(as_text=True)
+    assert "succeeded" in operation
+    with registry_http(spectr_registry) as http:
+        accept = {"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
+        assert http.get("/v2/vendor/tool/manifests/1", headers=accept).status_code == 200
+    collected = client.post(f"/registry/{spectr_registry.id}/gc", data={"csrf_token": csrf})
+    assert "/operations/" in collected.headers["Location"]
+    assert "succeeded" in client.get(collected.headers["Location"]).get_data(as_text=True)
+    assert "bob-password" not in client.get("/registry").get_data(as_text=True)
+
+
+def registry_http(registry: Registry) -> Any:
+    import ssl
+
+    import httpx
+
+    context = ssl.create_default_context(cadata=registry.ca_pem)
+    return httpx.Client(base_url=registry.url, auth=(registry.username, registry.password),
+                        verify=context)  # fmt: skip
+
+
+def test_deploy_form_is_for_admins_and_checks_its_input(
+    client: FlaskClient, create_user: Callable[..., Any]
+) -> None:
+    csrf = login(client, create_user, "admin")
+    page = client.get("/registry").get_data(as_text=True)
+    assert 'id="deploy-form"' in page and "spectr-node" in page  # the node is a host choice
+    refused = client.post("/registry/deploy", data={"csrf_token": csrf, "port": "0"},
+                          follow_redirects=True).get_data(as_text=True)  # fmt: skip
+    assert "Check the form (" in refused and "host_id" in refused and "port" in refused
