@@ -74,6 +74,11 @@ class Balancer:
         if ok:
             state.down_until = 0.0
 
+    def clear_checks(self, replica_ids: set[str]) -> None:
+        """Forget active health check results of these replicas."""
+        for replica_id in replica_ids & self._states.keys():
+            self._states[replica_id].check_ok = None
+
     def forget_except(self, replica_ids: set[str]) -> None:
         """Drop state of replicas that left the configuration."""
         for gone in set(self._states) - replica_ids:

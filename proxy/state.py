@@ -57,7 +57,12 @@ class ProxyState:
         self.config = config
         for listener in self.listeners:
             listener(config)
-        self.balancer.forget_except({r.id for pool in config.pools.values() for r in pool.replicas})
+        pools = config.pools.values()
+        self.balancer.forget_except({r.id for pool in pools for r in pool.replicas})
+        # A pool whose health check was removed must not keep its replicas' last failed result.
+        self.balancer.clear_checks(
+            {r.id for pool in pools if pool.health_check is None for r in pool.replicas}
+        )
         logger.info("config version %s (etag %s) in force", config.version, config.etag)
 
 

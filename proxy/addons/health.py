@@ -23,6 +23,7 @@ class HealthChecks:
         self.state = state
         self._due: dict[tuple[str, str], float] = {}
         self._task: asyncio.Task | None = None
+        self._checks: set[asyncio.Task] = set()  # the loop holds tasks weakly; keep them here
 
     def running(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -44,9 +45,11 @@ class HealthChecks:
                     slot = (pool.name, replica.id)
                     if self._due.get(slot, 0.0) <= now:
                         self._due[slot] = now + pool.health_check.interval_s
-                        asyncio.get_running_loop().create_task(
+                        check = asyncio.get_running_loop().create_task(
                             self._check(replica, pool.health_check)
                         )
+                        self._checks.add(check)
+                        check.add_done_callback(self._checks.discard)
 
     async def _check(self, replica: Replica, check: HealthCheck) -> None:
         ok = await probe_health(replica, check)

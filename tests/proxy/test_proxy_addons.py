@@ -217,3 +217,18 @@ def test_least_connections_prefers_idle_replica_and_skips_down_ones():
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def test_removing_a_health_check_clears_its_verdict():
+    s = state()
+    replica = s.config.pools["web"].replicas[0]
+    s.balancer.mark_check(replica, False)
+    assert (
+        s.balancer.choose(s.config.pools["web"], exclude=[s.config.pools["web"].replicas[1].id])
+        is None
+    )
+    s.apply(s.config)  # the web pool declares no health_check
+    assert (
+        s.balancer.choose(s.config.pools["web"], exclude=[s.config.pools["web"].replicas[1].id])
+        is replica
+    )
