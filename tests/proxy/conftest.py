@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,9 +11,7 @@ import pytest
 import redis
 
 from tests.proxy.llm_standin import StandInServer
-from tests.proxy.proxy_harness import ProxyProcess, write_config
-
-REDIS_URL = os.environ.get("SPECTR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.proxy.proxy_harness import REDIS_URL, ProxyProcess, write_config
 
 
 @pytest.fixture

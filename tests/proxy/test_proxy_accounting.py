@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 from datetime import UTC, datetime
 
@@ -15,8 +14,7 @@ from proxy.config import Budget, GatewayKey
 from proxy.ratelimit import RateLimiter, budget_window, lease_size
 from proxy.resp import RespClient, RespError
 from proxy.usage import SseTokenTap, TokenCount, UsageRecord, UsageSink, tokens_from_body
-
-REDIS_URL = os.environ.get("SPECTR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.proxy.proxy_harness import REDIS_URL
 
 
 def sse(*payloads: object) -> bytes:

@@ -19,7 +19,7 @@ from tests.proxy.proxy_harness import (
     write_config,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 CHAT = "/v1/chat/completions"
 HELLO = {"model": "llama", "messages": [{"role": "user", "content": "hi"}]}

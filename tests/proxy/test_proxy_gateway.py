@@ -9,7 +9,7 @@ import pytest
 
 from tests.proxy.proxy_harness import client, new_key, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 CHAT = "/v1/chat/completions"
 HELLO = {"model": "llama", "messages": [{"role": "user", "content": "hello there"}]}

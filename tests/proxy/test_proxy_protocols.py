@@ -21,7 +21,7 @@ from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessa
 from tests.proxy.llm_standin import StandInServer
 from tests.proxy.proxy_harness import wait_until, write_config
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 
 class WsEchoHandler(socketserver.BaseRequestHandler):

@@ -11,7 +11,7 @@ import pytest
 
 from tests.proxy.proxy_harness import client, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 
 def pool(name: str, *servers, **extra) -> dict:
