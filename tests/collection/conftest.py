@@ -19,3 +19,6 @@ from tests.collection.ansible_runs import AnsibleEnvironment  # noqa: E402
 def ansible_env(tmp_path_factory: pytest.TempPathFactory) -> AnsibleEnvironment:
     """Ansible settings that keep every file of a run inside a temporary folder."""
     return AnsibleEnvironment(tmp_path_factory.mktemp("ansible-home"))
+
+
+from tests.support.fixtures import make_test_host  # noqa: E402, F401 - fixture
