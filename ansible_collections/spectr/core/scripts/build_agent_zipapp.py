@@ -12,8 +12,8 @@ runs this script (where the `spectr` project is installed), so the build works o
 from __future__ import annotations
 
 import argparse
-import os
 import importlib.util
+import os
 import shutil
 import sys
 import tempfile
