@@ -64,7 +64,10 @@ def test_model_server_lifecycle_on_the_spectr_node(
     })  # fmt: skip
     assert created.status_code == 201, created.json
     app_id = created.json["id"]
-    assert succeeded(api, created.json["last_operation_id"])["result"]["changed"] is True
+    first_deploy = created.json["last_operation_id"]
+    assert succeeded(api, first_deploy)["result"]["changed"] is True
+    deploy_log = api.get(f"/api/v1/operations/{first_deploy}/log?limit=1000").get_data(as_text=True)
+    assert "Run the application's container" in deploy_log and "s3cret-value" not in deploy_log
     assert get_json(models_url)["data"][0]["id"] == "standin-tiny"
     container = _container(docker_client, name)
     assert container.status == "running"
