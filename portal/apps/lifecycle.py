@@ -166,7 +166,7 @@ def container_action(ctx: OperationContext) -> dict[str, Any]:
     action = ctx.params["action"]
     done = []
     with _engine_or_retry(host) as engine:
-        containers = app_containers(engine, app)
+        containers = _engine_step(lambda: app_containers(engine, app))
         if not containers:
             raise PermanentError(f"Application '{app.name}' has no container on '{host.name}'.")
         for info in containers:

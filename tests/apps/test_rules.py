@@ -269,3 +269,20 @@ def test_a_revision_keeps_the_application_kind(
         json={"name": "one", "host_id": host.id, "container": {"image": "a:1"}, "deploy": False},
     )
     assert default_kind.json["kind"] == "container"
+
+
+def test_engine_actions_retry_an_unreachable_agent_then_fail_readably(
+    api_as: Callable[[str], ApiClient], make_host: Callable[..., Any], free_port: Callable[[], int]
+) -> None:
+    # An agent address where nothing listens: every engine call is refused (transient).
+    host = make_host("gone", agent_url=f"https://127.0.0.1:{free_port()}", agent_token="t" * 32)
+    api = api_as("operator")
+    created = api.post("/api/v1/apps", json={**_app(host.id), "deploy": False})
+    operation = api.post(f"/api/v1/apps/{created.json['id']}/stop")
+    assert operation.status_code == 202
+    final = api.get(f"/api/v1/operations/{operation.json['id']}").json
+    assert final["state"] == "failed"
+    assert final["attempts"] == final["max_attempts"] > 1, final[
+        "error"
+    ]  # retried, not failed at once
+    assert final["error"]
