@@ -16,6 +16,10 @@ from typing import Any
 from agent.docker_api import DockerAPI, DockerError
 
 GPU_QUERY = "index,uuid,name,memory.total,memory.used,driver_version"
+# Telemetry for /metrics: one nvidia-smi call per scrape gives memory, load, heat and power.
+GPU_TELEMETRY_QUERY = (
+    "index,uuid,name,memory.total,memory.used,utilization.gpu,temperature.gpu,power.draw"
+)
 MIB = 1024 * 1024
 _PSEUDO_FSTYPES = frozenset(
     [
@@ -143,6 +147,38 @@ def parse_nvidia_smi_csv(output: str, cuda_version: str | None) -> list[dict[str
                      "memory_total_mb": _number(total), "memory_used_mb": _number(used),
                      "driver_version": driver, "cuda_version": cuda_version})  # fmt: skip
     return gpus
+
+
+def _float(value: str) -> float | None:
+    try:
+        return float(value.strip())
+    except ValueError:
+        return None  # "[N/A]" or "[Not Supported]"
+
+
+def parse_gpu_telemetry_csv(output: str) -> list[dict[str, Any]]:
+    """Parse `nvidia-smi --query-gpu=<GPU_TELEMETRY_QUERY> --format=csv,noheader,nounits`."""
+    gpus = []
+    for line in output.strip().splitlines():
+        cells = [cell.strip() for cell in line.split(",")]
+        if len(cells) != 8:
+            continue
+        index, uuid, name, total, used, utilization, temperature, power = cells
+        gpus.append({"index": _number(index), "uuid": uuid, "name": name,
+                     "memory_total_mb": _number(total), "memory_used_mb": _number(used),
+                     "utilization_percent": _float(utilization),
+                     "temperature_celsius": _float(temperature),
+                     "power_watts": _float(power)})  # fmt: skip
+    return gpus
+
+
+def gpu_telemetry() -> list[dict[str, Any]]:
+    """Return live GPU readings, or [] when nvidia-smi is absent or fails."""
+    binary = shutil.which("nvidia-smi")
+    if binary is None:
+        return []
+    csv = _run([binary, f"--query-gpu={GPU_TELEMETRY_QUERY}", "--format=csv,noheader,nounits"])
+    return parse_gpu_telemetry_csv(csv) if csv else []
 
 
 def _run(argv: list[str]) -> str | None:

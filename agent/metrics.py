@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from agent import cgroups
 from agent.docker_api import DockerAPI, DockerError
-from agent.facts import MIB, disk_facts, gpu_facts, memory_facts, read_text
+from agent.facts import MIB, disk_facts, gpu_telemetry, memory_facts, read_text
 
 _CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 _MAX_CONTAINERS = 500  # bounds scrape time on crowded hosts
@@ -46,14 +46,20 @@ def _host_memory_and_disk() -> Iterator[Metric]:
 
 def _gpus() -> Iterator[Metric]:
     labels = ["index", "uuid", "name"]
-    total = GaugeMetricFamily("spectr_gpu_memory_total_bytes", "GPU memory", labels=labels)
-    used = GaugeMetricFamily("spectr_gpu_memory_used_bytes", "GPU memory in use", labels=labels)
-    for gpu in gpu_facts():
+    families = {
+        "memory_total_mb": (GaugeMetricFamily("spectr_gpu_memory_total_bytes", "GPU memory", labels=labels), MIB),
+        "memory_used_mb": (GaugeMetricFamily("spectr_gpu_memory_used_bytes", "GPU memory in use", labels=labels), MIB),
+        "utilization_percent": (GaugeMetricFamily("spectr_gpu_utilization_ratio", "GPU busy time, 0 to 1", labels=labels), 0.01),
+        "temperature_celsius": (GaugeMetricFamily("spectr_gpu_temperature_celsius", "GPU core temperature", labels=labels), 1),
+        "power_watts": (GaugeMetricFamily("spectr_gpu_power_watts", "GPU power draw", labels=labels), 1),
+    }  # fmt: skip
+    for gpu in gpu_telemetry():
         key = [str(gpu["index"]), gpu["uuid"], gpu["name"]]
-        total.add_metric(key, (gpu["memory_total_mb"] or 0) * MIB)
-        used.add_metric(key, (gpu["memory_used_mb"] or 0) * MIB)
-    yield total
-    yield used
+        for field, (family, scale) in families.items():
+            if gpu[field] is not None:  # a GPU that does not report a reading has no sample
+                family.add_metric(key, gpu[field] * scale)
+    for family, _ in families.values():
+        yield family
 
 
 class DockerCollector:

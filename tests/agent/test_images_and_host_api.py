@@ -62,7 +62,9 @@ def test_facts_read_gpus_from_nvidia_smi(agent_factory, pki, tmp_path):
     fake = tmp_path / "nvidia-smi"
     fake.write_text(
         "#!/bin/sh\n"
-        'case "$1" in --query-gpu=*) echo "0, GPU-abc, NVIDIA H200, 143771, 512, 560.35.03";;\n'
+        'case "$1" in\n'
+        '--query-gpu=*utilization*) echo "0, GPU-abc, NVIDIA H200, 143771, 512, 87, 64, 412.35";;\n'
+        '--query-gpu=*) echo "0, GPU-abc, NVIDIA H200, 143771, 512, 560.35.03";;\n'
         '*) echo "| NVIDIA-SMI 560.35.03   Driver Version: 560.35.03   CUDA Version: 12.6 |";;\n'
         "esac\n"
     )
@@ -74,7 +76,11 @@ def test_facts_read_gpus_from_nvidia_smi(agent_factory, pki, tmp_path):
     assert gpus == [{"index": 0, "uuid": "GPU-abc", "name": "NVIDIA H200",
                      "memory_total_mb": 143771, "memory_used_mb": 512,
                      "driver_version": "560.35.03", "cuda_version": "12.6"}]  # fmt: skip
-    assert 'spectr_gpu_memory_used_bytes{index="0",name="NVIDIA H200",uuid="GPU-abc"}' in metrics
+    labels = '{index="0",name="NVIDIA H200",uuid="GPU-abc"}'
+    assert f"spectr_gpu_memory_used_bytes{labels} 5.36870912e+08" in metrics
+    assert f"spectr_gpu_utilization_ratio{labels} 0.87" in metrics
+    assert f"spectr_gpu_temperature_celsius{labels} 64.0" in metrics
+    assert f"spectr_gpu_power_watts{labels} 412.35" in metrics
 
 
 def test_openapi_document_lists_exactly_the_routes(api, agent):

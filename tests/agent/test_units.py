@@ -201,6 +201,23 @@ def test_nvidia_smi_csv_parsing():
     assert gpus[1]["memory_used_mb"] is None
 
 
+def test_gpu_telemetry_csv_parsing():
+    # Canned nvidia-smi telemetry of an H100 (no GPU on this machine); an idle MIG slice
+    # answers [N/A] for power.
+    from agent.facts import parse_gpu_telemetry_csv
+
+    output = (
+        "0, GPU-1111, NVIDIA H100 80GB HBM3, 81559, 40960, 97, 71, 688.12\n"
+        "1, GPU-2222, NVIDIA H100 80GB HBM3, 81559, 0, 0, 33, [N/A]\n"
+    )
+    first, second = parse_gpu_telemetry_csv(output)
+    assert first == {"index": 0, "uuid": "GPU-1111", "name": "NVIDIA H100 80GB HBM3",
+                     "memory_total_mb": 81559, "memory_used_mb": 40960,
+                     "utilization_percent": 97.0, "temperature_celsius": 71.0,
+                     "power_watts": 688.12}  # fmt: skip
+    assert second["power_watts"] is None and second["utilization_percent"] == 0.0
+
+
 def test_cgroup_reader_understands_v1_and_v2_layouts(tmp_path, monkeypatch):
     from agent import cgroups
 
