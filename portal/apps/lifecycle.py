@@ -142,11 +142,21 @@ def deploy_revision(ctx: OperationContext) -> dict[str, Any]:
     revision = _revision(app, ctx.params["revision"])
     secrets = json.loads(revision.secret_env) if revision.secret_env else {}
     variables = role_variables(app.name, app.kind, revision.number, revision.spec, secrets)
+    if app.kind != COMPOSE:
+        variables.update(_registry_login(revision.spec["image"]))
     ctx.progress(0.1, f"deploying revision {revision.number} of {app.name} to {host.name}")
     changed = _run(ctx, "spectr.core.deploy_app", host, variables)
     app.deployed_revision, app.status = revision.number, "deployed"  # no longer "removed"
     refresh_status(app)
     return {"app": app.name, "revision": revision.number, "changed": changed, "status": app.status}
+
+
+def _registry_login(image: str) -> dict[str, Any]:
+    """Log the host in to Spectr's registry when the image lives there (no_log in the role)."""
+    from portal.registry.service import app_registry_login
+
+    login = app_registry_login(image)
+    return {"app_registry_login": login} if login else {}
 
 
 def remove_application(ctx: OperationContext) -> dict[str, Any]:

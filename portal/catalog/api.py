@@ -187,6 +187,26 @@ class ImageUsage(MethodView):
         return service.image_usage(image_id)
 
 
+class SyncSchema(ma.Schema):
+    registry_id = ma.fields.Integer(required=True, validate=validate.Range(1, MAX_DATABASE_ID))
+    repository = ma.fields.String(
+        required=True, validate=validate.Regexp(r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*$")
+    )
+
+
+@blp.route("/catalog/images/sync")
+class ImageSync(MethodView):
+    @require_role("operator")
+    @blp.arguments(SyncSchema)
+    @blp.response(202, OperationSchema)
+    def post(self, body: dict) -> Any:
+        """Add every tag of a registry repository to the image catalog (an operation)."""
+        from portal.registry.service import get_registry
+
+        registry = get_registry(body["registry_id"])
+        return create_from_request("catalog.sync_registry", body, target=f"registry:{registry.id}")
+
+
 @blp.route("/catalog/seed")
 class CatalogSeed(MethodView):
     @require_role("admin")

@@ -58,3 +58,17 @@ def remove_image(ctx: OperationContext) -> dict[str, Any]:
         raise PermanentError(exc.message) from None
     ctx.log(f"removed {image.reference} from {host.name}")
     return {"image": image.reference, "host": host.name}
+
+
+@operation_kind("catalog.sync_registry")
+def sync_registry(ctx: OperationContext) -> dict[str, Any]:
+    """Add a registry repository's tags to the image catalog."""
+    from portal.catalog.registry_sync import sync_repository
+    from portal.core.errors import SpectrError, UpstreamUnavailable
+
+    try:
+        return sync_repository(ctx.params["registry_id"], ctx.params["repository"], ctx.log)
+    except UpstreamUnavailable as exc:
+        raise TransientError(exc.message) from None
+    except SpectrError as exc:
+        raise PermanentError(exc.message) from None
