@@ -46,10 +46,17 @@ def index() -> Any:
         models=service.list_models(request.args.get("family") or None),
         runtimes=service.list_runtimes(),
         images=service.list_images(),
+        registries=_registries(),
         quantizations=QUANTIZATIONS,
         formats=FORMATS,
         source_kinds=SOURCE_KINDS,
     )
+
+
+def _registries() -> list[Any]:
+    from portal.registry.service import list_registries
+
+    return list_registries()
 
 
 @bp.post("/models")
@@ -151,6 +158,30 @@ def create_image() -> Any:
     except SpectrError as exc:
         flash(describe(exc), "error")
     return redirect(url_for("catalog_pages.index") + "#images")
+
+
+@bp.post("/images/sync")
+@page_role("operator")
+def sync_images() -> Any:
+    from portal.core.operations.service import create_operation
+    from portal.core.security import current_principal
+    from portal.registry.service import get_registry
+
+    repository = request.form.get("repository", "").strip()
+    try:
+        registry = get_registry(request.form.get("registry_id", type=int) or 0)
+        if not repository:
+            raise ValidationFailed("Name a repository to sync.", {"repository": ["required"]})
+        operation, _ = create_operation(
+            "catalog.sync_registry",
+            {"registry_id": registry.id, "repository": repository},
+            target=f"registry:{registry.id}",
+            requested_by=current_principal(),
+        )
+    except SpectrError as exc:
+        flash(describe(exc), "error")
+        return redirect(url_for("catalog_pages.index") + "#images")
+    return redirect(url_for("operations_pages.detail", operation_id=operation.id))
 
 
 @bp.post("/images/<id:image_id>/delete")

@@ -4,6 +4,7 @@ htpasswd on 127.0.0.1): each tag becomes a catalog image with its digest and siz
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -60,4 +61,34 @@ def test_sync_adds_each_tag_with_digest_and_size(
             "/api/v1/catalog/images/sync", json={"registry_id": 99999, "repository": "x"}
         ).status_code
         == 404
+    )
+
+
+def test_sync_form_on_the_catalog_page(
+    client: Any,
+    create_user: Callable[..., Any],
+    registry_server: RegistryProcess,  # noqa: F811
+) -> None:
+    import re
+
+    from tests.portal.conftest import PASSWORD
+
+    with registry_server.http() as http:
+        push_image(http, "team/page", "2.0", b"from the page")
+    row = Registry(name="lab", url=registry_server.url, username=registry_server.user,
+                   password=registry_server.password, ca_pem=registry_server.ca_pem)  # fmt: skip
+    db.session.add(row)
+    db.session.commit()
+    user = create_user("operator")
+    client.post("/login", data={"username": user.username, "password": PASSWORD})
+    page = client.get("/catalog").get_data(as_text=True)
+    assert 'id="sync-images"' in page
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+    answer = client.post(
+        "/catalog/images/sync",
+        data={"csrf_token": csrf, "registry_id": row.id, "repository": "team/page"},
+    )
+    assert answer.status_code == 302 and "/operations/" in answer.location
+    assert f"{registry_server.address}/team/page:2.0" in client.get("/catalog").get_data(
+        as_text=True
     )
