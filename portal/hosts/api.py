@@ -66,7 +66,9 @@ class HostBootstrapMany(MethodView):
         for host_id in host_ids:
             service.require_idle(service.get_host(host_id))
         params = {"host_ids": host_ids, "forks": body["forks"]}
-        return create_from_request("bootstrap_hosts", params, target="hosts")
+        answer = create_from_request("bootstrap_hosts", params, target="hosts")
+        service.assign_operation(host_ids, answer[0].id)
+        return answer
 
 
 @blp.route("/<id:host_id>")
@@ -96,6 +98,8 @@ class HostItem(MethodView):
             operation, status, headers = create_from_request(
                 "delete_host", {"host_id": host.id}, target=f"host:{host.id}"
             )
+            if operation.state != "succeeded":  # an inline run may have deleted it already
+                service.assign_operation([host.id], operation.id)
             return OperationSchema().dump(operation), status, headers
         service.delete_host(host)
         return None
@@ -111,7 +115,9 @@ class HostBootstrap(MethodView):
         host = service.get_host(host_id)
         service.require_idle(host)
         params = {"host_ids": [host.id], "forks": 1}
-        return create_from_request("bootstrap_hosts", params, target=f"host:{host.id}")
+        answer = create_from_request("bootstrap_hosts", params, target=f"host:{host.id}")
+        service.assign_operation([host.id], answer[0].id)
+        return answer
 
 
 @blp.route("/<id:host_id>/host-key")

@@ -54,6 +54,11 @@ def classify_connection_failure(message: str) -> HostFailure:
             "Host key changed: SSH refused to connect because the host's key differs from the "
             f"one recorded at first contact. {message}",
         )
+    if "Load key" in message:
+        return HostFailure(
+            "authentication",
+            f"Authentication failed: the stored SSH private key cannot be loaded: {message}",
+        )
     if _AUTH.search(message):
         return HostFailure("authentication", f"Authentication failed: {message}")
     return HostFailure("unreachable", f"Host unreachable: {message}")

@@ -104,6 +104,8 @@ def update_host(host: Host, changes: dict[str, Any]) -> Host:
         or changes.get("ssh_port", host.ssh_port) != host.ssh_port
     ):
         forget_host_key(host, commit=False)
+    if changes.get("ssh_private_key"):
+        changes = {**changes, "ssh_private_key": normalize_private_key(changes["ssh_private_key"])}
     for name in EDITABLE_FIELDS:
         if name in changes:
             setattr(host, name, changes[name])
@@ -124,6 +126,15 @@ def delete_host(host: Host) -> None:
         raise Conflict("The Spectr node's own host cannot be deleted.")
     record_audit("host.delete", f"host:{host.id}", details={"name": host.name})
     db.session.delete(host)
+    db.session.commit()
+
+
+def assign_operation(host_ids: list[int], operation_id: str) -> None:
+    """Point hosts at the operation now working on them (so a second one is refused)."""
+    for host_id in host_ids:
+        host = db.session.get(Host, host_id)
+        if host is not None:  # a fast worker may already have deleted it
+            host.last_operation_id = operation_id
     db.session.commit()
 
 
@@ -193,8 +204,15 @@ def engine_for(host: Host) -> ContainerEngine:
     return AgentEngine(host.agent_url, host.agent_token, str(ca_certificate_path()))
 
 
+def normalize_private_key(text: str) -> str:
+    """Browsers send textareas with CRLF; OpenSSH reads keys only with LF line ends."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").strip() + "\n"
+
+
 def _with_defaults(values: dict[str, Any]) -> dict[str, Any]:
     values = {key: value for key, value in values.items() if value is not None}
+    if values.get("ssh_private_key"):
+        values["ssh_private_key"] = normalize_private_key(values["ssh_private_key"])
     values.setdefault("ssh_user", get_setting("ssh_default_user"))
     values.setdefault("ssh_port", get_setting("ssh_default_port"))
     return values

@@ -134,8 +134,12 @@ def bootstrap_many() -> Any:
     if not host_ids:
         flash("Select at least one host to bootstrap.", "error")
         return redirect(url_for("hosts_pages.index"))
-    for host_id in host_ids:
-        service.get_host(host_id)
+    try:
+        for host_id in host_ids:
+            service.require_idle(service.get_host(host_id))
+    except SpectrError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("hosts_pages.index"))
     forks = min(max(request.form.get("forks", 10, type=int) or 10, 1), 50)
     operation = _start("bootstrap_hosts", {"host_ids": host_ids, "forks": forks}, "hosts")
     return redirect(url_for("operations_pages.detail", operation_id=operation.id))
@@ -171,6 +175,8 @@ def _start(kind: str, params: dict, target: str) -> Any:
         requested_by=current_principal(),
         request_id=g.get("request_id"),
     )
+    if operation.state != "succeeded":  # an inline delete may have removed the host already
+        service.assign_operation(params.get("host_ids") or [params["host_id"]], operation.id)
     return operation
 
 

@@ -14,6 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.browser.conftest import (  # noqa: F401 - for test_hosts_browser.py
+    browser_context,
+    chromium_path,
+    page,
+    playwright_driver,
+    portal,
+)
 from tests.portal.conftest import (  # noqa: F401 - fixtures shared with the portal's tests
     any_db_app,
     api_as,

@@ -240,3 +240,11 @@ def test_delete_with_cleanup_is_an_operation_and_keeps_a_host_it_cannot_reach(
     assert operation["state"] == "failed"
     assert operation["error"].startswith("Could not remove the agent from node-1: Host unreachable")
     assert api.get(f"/api/v1/hosts/{created['id']}").status_code == 200  # still known
+
+
+def test_a_key_pasted_with_crlf_line_ends_is_stored_with_lf(api_as: Any) -> None:
+    api = api_as("operator")
+
+    created = add(api, ssh_private_key=KEY.replace("\n", "\r\n")).json
+
+    assert get_host(created["id"]).ssh_private_key == KEY  # OpenSSH refuses CRLF keys
