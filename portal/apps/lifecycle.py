@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any
 
+from portal.apps import gateway
 from portal.apps.models import COMPOSE, Application, AppRevision
 from portal.apps.spec import role_variables
 from portal.automation.inventory import InventoryHost
@@ -148,7 +149,26 @@ def deploy_revision(ctx: OperationContext) -> dict[str, Any]:
     changed = _run(ctx, "spectr.core.deploy_app", host, variables)
     app.deployed_revision, app.status = revision.number, "deployed"  # no longer "removed"
     refresh_status(app)
+    _join_gateway(ctx, app, host)
     return {"app": app.name, "revision": revision.number, "changed": changed, "status": app.status}
+
+
+def _model_replica(app: Application, host: Host) -> str | None:
+    if app.model_id is None:
+        return None
+    try:
+        with engine_of(host) as engine:
+            return gateway.model_replica_url(engine, app, host)
+    except UpstreamUnavailable:
+        return None
+
+
+def _join_gateway(ctx: OperationContext, app: Application, host: Host) -> None:
+    """A deployed model server becomes a replica of its model in the LLM gateway."""
+    replica = _model_replica(app, host)
+    if replica:
+        gateway.publish_model_replica(app, replica)
+        ctx.log(f"The LLM gateway now sends requests for this model to {replica}.")
 
 
 def _registry_login(image: str) -> dict[str, Any]:
@@ -163,7 +183,11 @@ def remove_application(ctx: OperationContext) -> dict[str, Any]:
     """Remove the application's containers (and compose project) from its host."""
     app, host = _load(ctx.params["app_id"])
     variables = {"app_name": app.name, "app_kind": app.kind}
+    replica = _model_replica(app, host)  # read before the container is gone
     changed = _run(ctx, "spectr.core.remove_app", host, variables)
+    if replica:
+        gateway.withdraw_model_replica(app, replica)
+        ctx.log(f"The LLM gateway no longer sends requests to {replica}.")
     app.status, app.status_detail, app.deployed_revision = REMOVED, "removed from the host", None
     app.status_checked_at = utcnow()
     db.session.commit()

@@ -69,6 +69,13 @@ def test_model_server_lifecycle_on_the_spectr_node(
     deploy_log = api.get(f"/api/v1/operations/{first_deploy}/log?limit=1000").get_data(as_text=True)
     assert "Run the application's container" in deploy_log and "s3cret-value" not in deploy_log
     assert get_json(models_url)["data"][0]["id"] == "standin-tiny"
+    gateway_models = api.get("/api/v1/proxy/config").json["models"]
+    assert {"name": "standin-tiny", "replicas": [{"url": f"http://127.0.0.1:{port}"}]}.items() <= {
+        k: v
+        for model in gateway_models
+        if model["name"] == "standin-tiny"
+        for k, v in model.items()
+    }.items()
     container = _container(docker_client, name)
     assert container.status == "running"
     assert (
@@ -132,6 +139,7 @@ def test_model_server_lifecycle_on_the_spectr_node(
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(name)
     assert api.get(f"/api/v1/apps/{app_id}").json["status"] == "removed"
+    assert all(m["name"] != "standin-tiny" for m in api.get("/api/v1/proxy/config").json["models"])
 
     # A removed application can be deployed again from its record, then removed for good.
     redeploy = api.post(f"/api/v1/apps/{app_id}/deploy", json={})
