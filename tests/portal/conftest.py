@@ -172,3 +172,45 @@ def api_as(
         return ApiClient(client, plaintext)
 
     return make
+
+
+def _is_loopback(host: object) -> bool:
+    import ipaddress
+
+    text = str(host)
+    if text == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture
+def loopback_only_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refuse, inside this process, any name lookup or connection beyond 127.0.0.0/8.
+
+    Generated requests may register hosts, registries or webhooks at made-up addresses; this
+    guard keeps the machine's rule that nothing is aimed anywhere but loopback.
+    """
+    import socket
+
+    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def getaddrinfo(host: object, *args: Any, **kwargs: Any) -> Any:
+        if host is not None and not _is_loopback(host):
+            raise socket.gaierror(socket.EAI_NONAME, f"lookup of {host} refused in tests")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def guarded(real: Any) -> Any:
+        def connect(sock: socket.socket, address: Any) -> Any:
+            if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
+                raise ConnectionRefusedError(f"connection to {address[0]} refused in tests")
+            return real(sock, address)
+
+        return connect
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", guarded(real_connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded(real_connect_ex))

@@ -61,7 +61,9 @@ def queue_only_app(tmp_path, sqlite_template):
 
 
 @pytest.mark.slow
-def test_no_generated_input_makes_the_api_fail_with_a_server_error(queue_only_app):
+def test_no_generated_input_makes_the_api_fail_with_a_server_error(
+    queue_only_app, loopback_only_network
+):
     """Requests generated from the OpenAPI document, valid and invalid, never get a 5xx."""
     user = service.create_user("fuzz-admin", "correct horse battery", "admin")
     _, token = service.create_token(user, "fuzz", 1)
@@ -81,3 +83,13 @@ def test_no_generated_input_makes_the_api_fail_with_a_server_error(queue_only_ap
         assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.text}"
 
     check()
+
+
+def test_the_network_guard_refuses_everything_but_loopback(loopback_only_network):
+    import socket
+
+    with pytest.raises(socket.gaierror):
+        socket.getaddrinfo("registry.example.com", 443)
+    with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
+        sock.connect(("10.1.2.3", 5000))  # refused before any packet leaves
+    assert socket.getaddrinfo("localhost", 80)
