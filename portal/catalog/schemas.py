@@ -6,7 +6,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from portal.catalog.vram import QUANTIZATIONS
-from portal.core.converters import MAX_DATABASE_ID
+from portal.core.converters import MAX_BIGINT, MAX_DATABASE_ID
 from portal.core.fields import UtcDateTime
 
 FORMATS = ("safetensors", "gguf", "pytorch", "onnx", "other")
@@ -22,7 +22,7 @@ class ImageSchema(ma.Schema):
     tag = ma.fields.String(dump_only=True, allow_none=True)
     digest = ma.fields.String(load_default=None, allow_none=True)
     size_bytes = ma.fields.Integer(
-        load_default=None, allow_none=True, validate=validate.Range(0, MAX_DATABASE_ID)
+        load_default=None, allow_none=True, validate=validate.Range(0, MAX_BIGINT)
     )
     labels = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String(), load_default=dict)
     description = ma.fields.String(load_default="", validate=validate.Length(max=4000))
@@ -41,7 +41,7 @@ class ModelSchema(ma.Schema):
     context_length = ma.fields.Integer(required=True, validate=validate.Range(1, 10_000_000))
     license = ma.fields.String(required=True, validate=validate.Length(1, 64))
     size_bytes = ma.fields.Integer(
-        load_default=None, allow_none=True, validate=validate.Range(0, MAX_DATABASE_ID)
+        load_default=None, allow_none=True, validate=validate.Range(0, MAX_BIGINT)
     )
     num_layers = ma.fields.Integer(
         load_default=None, allow_none=True, validate=validate.Range(1, 1000)

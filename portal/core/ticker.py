@@ -46,6 +46,7 @@ class Ticker(threading.Thread):
         self.resolution = resolution
         self.stopping = threading.Event()
         self._next_run: dict[str, float] = {}
+        self._threads: dict[str, threading.Thread] = {}
         self._redis = _redis_client(app)
 
     def run(self) -> None:
@@ -57,13 +58,31 @@ class Ticker(threading.Thread):
         self.stopping.set()
 
     def _maybe_run(self, job: PeriodicJob) -> None:
+        """Start the job in a thread of its own when it is due and not still running.
+
+        A slow job (a health sweep over many hosts) must not hold back the others, such as
+        operation recovery.
+        """
         now = time.monotonic()
-        if now < self._next_run.get(job.name, 0):
+        running = self._threads.get(job.name)
+        if now < self._next_run.get(job.name, 0) or (running and running.is_alive()):
             return
         with self.app.app_context():
             try:
                 interval = float(job.interval(self.app))
-                self._next_run[job.name] = now + interval
+            except Exception:
+                log.exception("periodic job %s has no interval", job.name)
+                return
+        self._next_run[job.name] = now + interval
+        thread = threading.Thread(
+            target=self._run_job, args=(job, interval), name=f"job-{job.name}", daemon=True
+        )
+        self._threads[job.name] = thread
+        thread.start()
+
+    def _run_job(self, job: PeriodicJob, interval: float) -> None:
+        with self.app.app_context():
+            try:
                 if self._acquire(job.name, interval):
                     job.run()
             except Exception:

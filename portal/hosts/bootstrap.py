@@ -111,7 +111,7 @@ def _run_playbook(hosts: list[Host], run: BootstrapRun, ctx: OperationContext) -
     result = run_playbook(
         PLAYBOOK,
         hosts=inventory,
-        extravars={"agent_artifact": str(artifact)},
+        extravars={"agent_artifact": str(artifact), **_registry_trust()},
         log=ctx.log,
         on_event=progress.on_event,
         cancel_event=ctx.cancel_event,
@@ -125,6 +125,13 @@ def _run_playbook(hosts: list[Host], run: BootstrapRun, ctx: OperationContext) -
         raise OperationCancelled()
     for host in hosts:
         _after_run(host, result.hosts.get(host.name) or HostOutcome(), result.facts, run, ctx)
+
+
+def _registry_trust() -> dict[str, object]:
+    """Make the host's Docker trust Spectr's registry CA, when a registry is deployed."""
+    from portal.registry.service import bootstrap_extravars
+
+    return bootstrap_extravars()
 
 
 def _forks(ctx: OperationContext, hosts: list[Host]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
+from portal.core.converters import MAX_DATABASE_ID
 from portal.core.fields import UtcDateTime
 
 NAME = ma.validate.Regexp(
@@ -110,7 +111,7 @@ class DeletedTagSchema(ma.Schema):
 class DeploySchema(ma.Schema):
     host_id = ma.fields.Integer(
         required=True,
-        validate=ma.validate.Range(1, 2**63 - 1),
+        validate=ma.validate.Range(1, MAX_DATABASE_ID),
         metadata={"description": "the host to run it on (the Spectr node is host 'spectr-node')"},
     )
     address = ma.fields.String(

@@ -56,13 +56,6 @@ def home() -> Any:
     return render_template("home.html", overview=fleet_overview())
 
 
-@bp.get("/<any(hosts, catalog, apps):section>")
-@page_role("viewer")
-def section_placeholder(section: str) -> Any:
-    """Sections whose contexts are not built yet show what they will hold."""
-    return render_template("placeholder.html", section=section)
-
-
 def _safe_next(target: str | None) -> str:
     # Only local paths: an absolute URL here would make the login page an open redirect.
     if target and target.startswith("/") and not target.startswith("//"):

@@ -118,8 +118,11 @@ def _execute(operation: Operation, context: OperationContext) -> None:
     try:
         result = handler(context)
     except OperationCancelled:
+        db.session.rollback()
         _finish(operation.id, CANCELLED, error="Cancelled on request.")
     except Exception as exc:
+        # The handler's transaction may hold a write lock (SQLite); let go before recording.
+        db.session.rollback()
         _handle_failure(operation, context, exc)
     else:
         _finish(operation.id, SUCCEEDED, result=result or {}, progress=1.0)
