@@ -33,9 +33,13 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## Services the tests need beyond Postgres and Redis: a Docker engine and the test images.
+## What the tests need beyond Postgres and Redis: a Docker engine, the test images, sshpass
+## (password SSH), Chromium (browser tests) and Prometheus (monitoring tests), all idempotent.
 services:
 	scripts/ensure-docker.sh
+	scripts/ensure-sshpass.sh
+	tests/browser/install-chromium.sh
+	tests/monitoring/install-prometheus.sh
 	tests/images/build-base.sh >/dev/null
 
 collection-lint: install
