@@ -96,10 +96,10 @@ def portal_process(tmp_path: Path) -> Iterator[PortalProcess]:
     )
     url = f"http://127.0.0.1:{port}"
     api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    portal = PortalProcess(url, api, instance, process)
+    running = PortalProcess(url, api, instance, process)
     try:
         wait_for(lambda: _answers(api), 60, "the portal to answer")
-        yield portal
+        yield running
     finally:
         api.close()
         process.terminate()
