@@ -4,14 +4,11 @@ restart / pull through the host's engine, and status read back from the engine."
 from __future__ import annotations
 
 import json
-import os
-import sys
 from typing import Any
 
 from portal.apps import gateway
 from portal.apps.models import COMPOSE, Application, AppRevision
 from portal.apps.spec import role_variables
-from portal.automation.inventory import InventoryHost
 from portal.automation.provisioner import run_playbook
 from portal.core.errors import NotFound, UpstreamUnavailable
 from portal.core.operations.kinds import (
@@ -25,7 +22,7 @@ from portal.engines import ContainerEngine, ContainerInfo, EngineError
 from portal.engines import errors as engine_errors
 from portal.extensions import db
 from portal.hosts.models import Host
-from portal.hosts.service import engine_for
+from portal.hosts.service import engine_for, inventory_host
 
 REMOVED = "removed"
 
@@ -89,27 +86,6 @@ def refresh_status(app: Application) -> Application:
     return app
 
 
-def inventory_host(host: Host) -> InventoryHost:
-    """How Ansible reaches `host`: the local connection for the Spectr node, SSH otherwise."""
-    if host.is_local:
-        local = {
-            "ansible_connection": "local",
-            "ansible_python_interpreter": sys.executable,
-            "ansible_become": os.geteuid() != 0,
-        }
-        return InventoryHost(name=host.name, address="127.0.0.1", vars=local)
-    return InventoryHost(
-        name=host.name,
-        address=host.address,
-        port=host.ssh_port,
-        user=host.ssh_user,
-        private_key=host.ssh_private_key,
-        password=host.ssh_password,
-        become_method=host.become_method,
-        known_host_key=host.host_key,
-    )
-
-
 def _load(app_id: int) -> tuple[Application, Host]:
     app = db.session.get(Application, app_id)
     if app is None:
@@ -159,7 +135,7 @@ def _model_replica(app: Application, host: Host) -> str | None:
     try:
         with engine_of(host) as engine:
             return gateway.model_replica_url(engine, app, host)
-    except UpstreamUnavailable:
+    except (UpstreamUnavailable, NotFound):  # no engine to ask: the gateway learns nothing
         return None
 
 

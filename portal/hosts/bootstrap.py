@@ -31,7 +31,7 @@ from portal.hosts.agent_artifact import agent_artifact_path
 from portal.hosts.facts import store_facts
 from portal.hosts.failures import HostFailure, classify_outcome
 from portal.hosts.models import BOOTSTRAPPING, DEGRADED, NEW, READY, UNREACHABLE, Host
-from portal.hosts.service import agent_url_for, get_host, set_status
+from portal.hosts.service import agent_url_for, get_host, inventory_host, set_status
 
 PLAYBOOK = "spectr.core.bootstrap"
 AGENT_WAIT_S = 20.0
@@ -147,23 +147,11 @@ def _inventory_host(host: Host) -> InventoryHost:
             host.name, [host.address]
         )
     host.agent_url = agent_url_for(host)
-    return InventoryHost(
-        name=host.name,
-        address=host.address,
-        port=host.ssh_port,
-        user=host.ssh_user,
-        private_key=host.ssh_private_key,
-        password=host.ssh_password,
-        become_method=host.become_method,
-        known_host_key=host.host_key,
-        vars={
-            # One SSH round trip per task instead of put + chmod + run + rm: the run is
-            # CPU-bound on the control node when many hosts go at once.
-            "ansible_pipelining": True,
-            "agent_tls_cert": host.agent_certificate,
-            "agent_tls_key": host.agent_private_key,
-            "agent_token": host.agent_token,
-        },
+    return inventory_host(
+        host,
+        agent_tls_cert=host.agent_certificate,
+        agent_tls_key=host.agent_private_key,
+        agent_token=host.agent_token,
     )
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from portal.automation.inventory import InventoryHost
 from portal.core.audit import record_audit
 from portal.core.errors import Conflict, NotFound, ValidationFailed
 from portal.core.timeutil import utcnow
@@ -272,3 +275,26 @@ def _merge_import_row(row: dict[str, Any], defaults: dict[str, Any]) -> dict[str
             if defaults.get(key):
                 values[key] = defaults[key]
     return values
+
+
+def inventory_host(host: Host, **variables: Any) -> InventoryHost:
+    """How Ansible reaches `host`: the local connection for the Spectr node, SSH otherwise."""
+    if host.is_local:
+        is_root = os.geteuid() == 0
+        local = {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            "ansible_become": not is_root,  # root already: plays' `become` has nothing to do
+        }
+        return InventoryHost(name=host.name, address="127.0.0.1", vars={**local, **variables})
+    return InventoryHost(
+        name=host.name,
+        address=host.address,
+        port=host.ssh_port,
+        user=host.ssh_user,
+        private_key=host.ssh_private_key,
+        password=host.ssh_password,
+        become_method=host.become_method,
+        known_host_key=host.host_key,
+        vars=variables,
+    )

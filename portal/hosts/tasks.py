@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from portal.automation import InventoryHost, run_playbook
+from portal.automation import run_playbook
 from portal.core.operations.kinds import OperationContext, PermanentError, operation_kind
 from portal.engines import EngineError
 from portal.extensions import db
@@ -33,7 +33,7 @@ def run_delete_host(ctx: OperationContext) -> dict[str, Any]:
     ctx.progress(0.3, "removing the agent")
     result = run_playbook(
         str(REMOVE_AGENT_PLAYBOOK),
-        hosts=[_connection(host)],
+        hosts=[service.inventory_host(host)],
         log=ctx.log,
         cancel_event=ctx.cancel_event,
         forks=1,
@@ -63,16 +63,3 @@ def _stop_managed_containers(host: Any, ctx: OperationContext) -> list[str]:
         ctx.log(f"Could not stop containers through the agent: {exc}", "warning")
     db.session.rollback()
     return stopped
-
-
-def _connection(host: Any) -> InventoryHost:
-    return InventoryHost(
-        name=host.name,
-        address=host.address,
-        port=host.ssh_port,
-        user=host.ssh_user,
-        private_key=host.ssh_private_key,
-        password=host.ssh_password,
-        become_method=host.become_method,
-        known_host_key=host.host_key,
-    )

@@ -8,7 +8,6 @@ from typing import Any
 from portal.automation import run_playbook
 from portal.core.operations.kinds import OperationContext, PermanentError, TransientError
 from portal.registry import service
-from portal.registry.deploy import inventory_entry
 
 ACCESS_PLAYBOOK = Path(__file__).parent / "playbooks" / "registry_access.yml"
 
@@ -20,7 +19,9 @@ def grant_registry_access(ctx: OperationContext) -> dict[str, Any]:
         raise PermanentError("Spectr's registry is not deployed yet: deploy it first.")
     from portal.hosts import service as hosts
 
-    targets = [inventory_entry(hosts.get_host(int(host_id))) for host_id in ctx.params["host_ids"]]
+    targets = [
+        hosts.inventory_host(hosts.get_host(int(host_id))) for host_id in ctx.params["host_ids"]
+    ]
     ctx.progress(0.1, f"configuring {len(targets)} host(s)")
     result = run_playbook(
         str(ACCESS_PLAYBOOK),

@@ -8,7 +8,6 @@ runs, so garbage collection reaches the same config later.
 from __future__ import annotations
 
 import secrets
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,28 +46,7 @@ def _host_of(host_id: int | None) -> tuple[InventoryHost, str]:
 
     # A registry row without a host (recorded by hand, as tests do) runs on the Spectr node.
     host = hosts.ensure_local_host() if host_id is None else hosts.get_host(host_id)
-    return inventory_entry(host), host.address
-
-
-def inventory_entry(host: Any) -> InventoryHost:
-    """How Ansible reaches a host: the local connection for the Spectr node, SSH otherwise."""
-    if host.is_local:
-        return InventoryHost(
-            name=host.name,
-            address="127.0.0.1",
-            become_method="su",  # root already; su to root needs no password, sudo may be absent
-            vars={"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
-        )
-    return InventoryHost(
-        name=host.name,
-        address=host.address,
-        port=host.ssh_port,
-        user=host.ssh_user,
-        private_key=host.ssh_private_key,
-        password=host.ssh_password,
-        become_method=host.become_method,
-        known_host_key=host.host_key,
-    )
+    return hosts.inventory_host(host), host.address
 
 
 def deploy_registry(ctx: OperationContext) -> dict[str, Any]:

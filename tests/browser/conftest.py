@@ -119,8 +119,11 @@ def _stop(server: subprocess.Popen) -> None:
         server.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_driver() -> Iterator[Playwright]:
+    # Module scope, not session: the sync API keeps an event loop running in the main thread
+    # while it lives, which breaks later asyncio tests (the proxy's), and suites that import
+    # this fixture into their own conftest would otherwise start a second driver on top.
     with sync_playwright() as driver:
         yield driver
 
