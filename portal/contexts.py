@@ -15,6 +15,7 @@ API_BLUEPRINTS = [
     "portal.proxy.api",
     "portal.monitoring.api",
     "portal.hosts.api",
+    "portal.hosts.containers_api",
     "portal.catalog.api",
     "portal.apps.api",
     "portal.registry.api",

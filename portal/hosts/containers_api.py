@@ -1,0 +1,74 @@
+"""Relay endpoints: a host's container logs (SSE) and exec with streamed output."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import marshmallow as ma
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from portal.core.errors import ValidationFailed
+from portal.core.security import require_role
+from portal.core.sse import sse_response
+from portal.hosts import relay
+from portal.hosts.service import get_host
+
+blp = Blueprint(
+    "host_containers", __name__, url_prefix="/api/v1/hosts", description="Container relay"
+)
+CONTAINER = "/<id:host_id>/containers/<string(maxlength=128):container_id>"
+
+
+class ContainerLogsQuery(ma.Schema):
+    tail = ma.fields.Integer(load_default=100, validate=ma.validate.Range(0, 10000))
+    follow = ma.fields.Boolean(load_default=True)
+
+
+class ContainerExecBody(ma.Schema):
+    argv = ma.fields.List(ma.fields.String(), load_default=None)
+    command = ma.fields.String(
+        load_default=None, metadata={"description": "split like a shell would; no shell runs"}
+    )
+    user = ma.fields.String(load_default=None)
+    workdir = ma.fields.String(load_default=None)
+    env = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String(), load_default=None)
+    timeout = ma.fields.Float(load_default=60.0, validate=ma.validate.Range(0.1, 3600))
+
+    @ma.validates_schema
+    def _one_command(self, data: dict, **_: object) -> None:
+        if not data.get("argv") and not data.get("command"):
+            raise ma.ValidationError("Give argv (a list) or command.", "argv")
+
+
+@blp.route(f"{CONTAINER}/logs")
+class ContainerLogs(MethodView):
+    @require_role("viewer")
+    @blp.arguments(ContainerLogsQuery, location="query")
+    @blp.response(200, description="text/event-stream of line events, then end")
+    def get(self, query: dict, host_id: int, container_id: str) -> Any:
+        """Stream a container's log as Server-Sent Events (follow=0 ends after the tail)."""
+        engine = relay.open_engine(get_host(host_id))
+        return sse_response(relay.stream_logs(engine, container_id, query["tail"], query["follow"]))
+
+
+@blp.route(f"{CONTAINER}/exec")
+class ContainerExec(MethodView):
+    @require_role("operator")
+    @blp.arguments(ContainerExecBody)
+    @blp.response(200, description="text/event-stream of stdout/stderr events, then exit")
+    def post(self, body: dict, host_id: int, container_id: str) -> Any:
+        """Run a command in a container (argv, never a shell); the output streams back."""
+        argv = body["argv"] or _split(body["command"])
+        options = {k: body[k] for k in ("user", "workdir", "env", "timeout") if body[k] is not None}
+        return sse_response(relay.stream_exec(get_host(host_id), container_id, argv, options))
+
+
+def _split(command: str) -> list[str]:
+    try:
+        return shlex.split(command)
+    except ValueError as exc:
+        raise ValidationFailed(
+            f"Cannot split the command: {exc}.", {"command": [str(exc)]}
+        ) from None

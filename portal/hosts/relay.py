@@ -1,0 +1,95 @@
+"""Logs and exec of any container on a host, relayed from its engine as Server-Sent Events.
+
+The apps context relays its own containers through the same functions; here any container of a
+host can be reached by id or name (operators debugging what runs beside Spectr's apps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from portal.core.audit import record_audit
+from portal.core.errors import Conflict, NotFound, UpstreamUnavailable
+from portal.core.sse import sse_event
+from portal.engines import ContainerEngine, EngineError, ExecExit
+from portal.engines import errors as engine_errors
+from portal.extensions import db
+from portal.hosts.models import Host
+from portal.hosts.service import engine_for
+
+
+def open_engine(host: Host) -> ContainerEngine:
+    """The host's engine, or a 502 saying why it cannot be reached."""
+    try:
+        return engine_for(host)
+    except EngineError as exc:
+        raise UpstreamUnavailable(
+            f"Cannot reach the engine of '{host.name}': {exc.message}"
+        ) from None
+
+
+def stream_logs(
+    engine: ContainerEngine, container_id: str, tail: int, follow: bool
+) -> Iterator[str]:
+    """SSE of a container's log (until it stops or the client leaves when following)."""
+    try:
+        stream = engine.logs(container_id, follow=follow, tail=tail)
+    except engine_errors.NotFound:
+        engine.close()
+        raise NotFound(f"No container '{container_id}' on this host.") from None
+    except EngineError as exc:
+        engine.close()
+        raise UpstreamUnavailable(f"Cannot read logs: {exc.message}") from None
+
+    def events() -> Iterator[str]:
+        try:
+            for chunk in stream:
+                yield sse_event({"stream": chunk.stream, "data": chunk.data}, event="line")
+            yield sse_event({"container": container_id}, event="end")
+        except EngineError as exc:
+            yield sse_event({"error": exc.message}, event="error")
+        finally:
+            stream.close()
+            engine.close()
+
+    return events()
+
+
+def stream_exec(
+    host: Host, container_id: str, argv: list[str], options: dict[str, Any]
+) -> Iterator[str]:
+    """Run argv (never through a shell) and stream stdout/stderr, then the exit code, as SSE."""
+    engine = open_engine(host)
+    try:
+        info = engine.inspect_container(container_id)
+    except engine_errors.NotFound:
+        engine.close()
+        raise NotFound(f"No container '{container_id}' on host '{host.name}'.") from None
+    if info.state != "running":
+        engine.close()
+        raise Conflict(f"Container '{info.name}' is {info.state}; exec needs it running.")
+    record_audit(
+        "host.container.exec",
+        f"host:{host.name}/container:{info.name}",
+        details={"argv": argv, "user": options.get("user")},
+    )
+    db.session.commit()
+    stream = engine.exec_stream(info.id, argv, **options)
+
+    def events() -> Iterator[str]:
+        try:
+            for item in stream:
+                if isinstance(item, ExecExit):
+                    yield sse_event(
+                        {"exit_code": item.exit_code, "timed_out": item.timed_out}, event="exit"
+                    )
+                else:
+                    yield sse_event({"data": item.data}, event=item.stream)
+        except EngineError as exc:
+            yield sse_event({"error": exc.message}, event="error")
+        finally:
+            stream.close()
+            engine.close()
+
+    return events()
