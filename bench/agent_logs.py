@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from agent_common import container, percentile, running_agent
+from agent_portal_relay import portal_relaying_an_agent, relay_lines
 
 from portal.engines import AgentEngine, LocalDockerEngine
 
@@ -100,12 +101,16 @@ def main() -> None:
     parser.add_argument("--megabytes", type=int, default=20, help="log size for throughput")
     parser.add_argument("--repeats", type=int, default=3, help="throughput reads; best counts")
     args = parser.parse_args()
-    with running_agent() as (agent, ca):
+    with running_agent() as (agent, ca), portal_relaying_an_agent() as relay:
         agent_engine = AgentEngine(agent.url, agent.token, ca)
         local_engine = LocalDockerEngine()
+        portal_url, token, host_id, _ = relay
         readers: dict[str, Callable[[str, bool], Iterator[str]]] = {
             "docker logs -f (baseline)": docker_cli_lines,
             "agent (AgentEngine)": lambda n, f: engine_lines(agent_engine, n, f),
+            "agent + portal (SSE relay)": lambda n, f: relay_lines(
+                portal_url, token, host_id, n, f
+            ),
             "docker SDK (LocalDockerEngine)": lambda n, f: engine_lines(local_engine, n, f),
         }
         print(f"latency: a line every 10 ms, {args.lines} lines per reader")

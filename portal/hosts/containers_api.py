@@ -22,7 +22,7 @@ CONTAINER = "/<id:host_id>/containers/<string(maxlength=128):container_id>"
 
 
 class ContainerLogsQuery(ma.Schema):
-    tail = ma.fields.Integer(load_default=100, validate=ma.validate.Range(0, 10000))
+    tail = ma.fields.Integer(load_default=100, validate=ma.validate.Range(0, 10_000_000))
     follow = ma.fields.Boolean(load_default=True)
 
 
