@@ -10,10 +10,10 @@ from portal.apps.lifecycle import app_containers, engine_of
 from portal.apps.models import Application
 from portal.core.audit import record_audit
 from portal.core.errors import Conflict, NotFound, UpstreamUnavailable, ValidationFailed
-from portal.core.sse import sse_event
 from portal.engines import ContainerEngine, ContainerInfo, EngineError
 from portal.extensions import db
 from portal.hosts.models import Host
+from portal.hosts.relay import stream_logs
 
 
 def _host(app: Application) -> Host:
@@ -48,22 +48,7 @@ def follow_logs(app: Application, tail: int, container: str | None) -> Iterator[
     """Server-Sent Events of a container's log until it stops or the client goes away."""
     engine = engine_of(_host(app))
     info = pick_container(engine, app, container)
-
-    def events() -> Iterator[str]:
-        stream = engine.logs(info.id, follow=True, tail=tail)
-        try:
-            for chunk in stream:
-                yield sse_event({"stream": chunk.stream, "data": chunk.data}, event="line")
-            yield sse_event({"container": info.name}, event="end")
-        except EngineError as exc:
-            yield sse_event({"error": exc.message}, event="error")
-        finally:
-            close = getattr(stream, "close", None)
-            if close:
-                close()
-            engine.close()
-
-    return events()
+    return stream_logs(engine, info.name, tail, follow=True)
 
 
 def run_exec(app: Application, body: dict[str, Any]) -> dict[str, Any]:
