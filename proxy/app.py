@@ -14,6 +14,7 @@ from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyser
 from mitmproxy.master import Master
 from redis.asyncio import Redis
 
+from proxy import error_hook
 from proxy.addons.access_log import AccessLog
 from proxy.addons.auth import GatewayAuth
 from proxy.addons.config_loader import ConfigLoader
@@ -21,6 +22,7 @@ from proxy.addons.health import HealthChecks
 from proxy.addons.limits import Limits
 from proxy.addons.metrics import Metrics
 from proxy.addons.models import GatewayModels
+from proxy.addons.request_id import RequestIds
 from proxy.addons.routing import Routing
 from proxy.addons.tls import TlsTermination
 from proxy.addons.usage import Usage
@@ -98,6 +100,7 @@ def lean_master() -> Master:
     request walks all of them; with these five the same request costs far less. It also leaves
     out `block`, which would refuse clients from public addresses.
     """
+    error_hook.install()
     master = Master(options.Options(), with_termlog=False)
     master.addons.add(
         core.Core(),
@@ -128,6 +131,7 @@ async def serve(settings: ProxySettings) -> None:
     master.options.update(**mitmproxy_options(settings))
     master.addons.add(
         loader,
+        RequestIds(),
         HealthChecks(state),
         TlsTermination(state, settings.confdir / "routes"),
         GatewayAuth(state),

@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 GATEWAY = "spectr.gateway"
 TARGET = "spectr.target"
 TOKENS = "spectr.tokens"
+REQUEST_ID = "spectr.request_id"
 
 GATEWAY_PREFIX = "/v1/"
 

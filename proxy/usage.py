@@ -49,6 +49,7 @@ class UsageRecord:
     ttfb_ms: float
     stream: bool
     proxy: str
+    x_request_id: str = ""
 
     def fields(self) -> dict[str, str]:
         """Return the stream entry's fields (all strings, as Redis stores them)."""
@@ -70,6 +71,7 @@ class UsageRecord:
             "ttfb_ms": f"{self.ttfb_ms:.2f}",
             "stream": "1" if self.stream else "0",
             "proxy": self.proxy,
+            "x_request_id": self.x_request_id,
         }
 
 

@@ -9,7 +9,8 @@ from typing import TextIO
 from mitmproxy import http
 
 from proxy.addons.metrics import labels
-from proxy.state import TARGET, Target
+from proxy.addons.routing import FAILURE
+from proxy.state import REQUEST_ID, TARGET, Target
 
 
 class AccessLog:
@@ -24,7 +25,11 @@ class AccessLog:
     def error(self, flow: http.HTTPFlow) -> None:
         target: Target | None = flow.metadata.get(TARGET)
         timed_out = target is not None and target.timed_out
-        self._write(flow, 502, "upstream_timeout" if timed_out else str(flow.error or "error"))
+        error = flow.metadata.get(FAILURE) or (
+            "upstream_timeout" if timed_out else str(flow.error or "error")
+        )
+        # The routing addon answers upstream failures itself (502/504); otherwise mitmproxy's 502.
+        self._write(flow, flow.response.status_code if flow.response else 502, error)
 
     def _write(self, flow: http.HTTPFlow, status: int, error: str) -> None:
         if self.out is None:
@@ -45,8 +50,11 @@ class AccessLog:
             "replica": target.replica.id if target else "",
             "model": model,
             "key": key,
+            "request_id": flow.metadata.get(REQUEST_ID, ""),
         }
         if error:
             entry["error"] = error
+            if flow.error and error != str(flow.error):
+                entry["detail"] = str(flow.error)
         self.out.write(json.dumps(entry) + "\n")
         self.out.flush()

@@ -86,7 +86,7 @@ class Metrics:
     def error(self, flow: http.HTTPFlow) -> None:
         target: Target | None = flow.metadata.get(TARGET)
         reason = "timeout" if target and target.timed_out else "upstream_error"
-        self._observe(flow, 502, reason)
+        self._observe(flow, flow.response.status_code if flow.response else 502, reason)
 
     def _observe(self, flow: http.HTTPFlow, status: int, reason: str | None) -> None:
         target_label, model, key = labels(flow)

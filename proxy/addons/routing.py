@@ -10,7 +10,9 @@ import time
 from mitmproxy import ctx, http
 from mitmproxy.proxy import server_hooks
 
+from proxy.addons.request_id import echo
 from proxy.config import Replica
+from proxy.error_hook import UPSTREAM_FAILED
 from proxy.errors import error_response
 from proxy.state import (
     GATEWAY,
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 2.0
 SWEEP_S = 0.1
 RELEASED = "spectr.released"
+# The error code of an upstream failure the proxy answered (access log, metrics).
+FAILURE = "spectr.failure"
 
 
 class Routing:
@@ -93,9 +97,14 @@ class Routing:
 
     def error(self, flow: http.HTTPFlow) -> None:
         target: Target | None = flow.metadata.get(TARGET)
-        if target is not None and flow.server_conn.timestamp_tcp_setup is None:
+        connected = flow.server_conn.timestamp_tcp_setup is not None
+        if target is not None and not connected:
             pool = self.state.config.pools.get(target.pool)
             self.state.balancer.mark_down(target.replica, pool.down_for_s if pool else 5.0)
+        if target is not None and flow.response is None and UPSTREAM_FAILED in flow.metadata:
+            # The error hook patch sends this instead of mitmproxy's own text/html 502.
+            flow.response = upstream_failure(flow, target, connected)
+            echo(flow)
         self._finish(flow)
 
     def _target(self, flow: http.HTTPFlow) -> Target | None:
@@ -183,6 +192,23 @@ class Routing:
         key = (flow.client_conn.id, target.replica.address)
         if self._connecting.get(key) is flow:
             del self._connecting[key]
+
+
+def upstream_failure(flow: http.HTTPFlow, target: Target, connected: bool) -> http.Response:
+    """Answer a request whose upstream timed out (504), refused or dropped it (502)."""
+    what = f"The model '{target.label}'" if GATEWAY in flow.metadata else f"'{target.label}'"
+    if target.timed_out:
+        status, code, message = (
+            504,
+            "upstream_timeout",
+            f"did not answer within {target.timeout_s:g} s",
+        )
+    elif not connected:
+        status, code, message = 502, "upstream_unreachable", "could not be reached"
+    else:
+        status, code, message = 502, "upstream_disconnected", "closed the connection unanswered"
+    flow.metadata[FAILURE] = code
+    return error_response(status, f"{what} {message}.", code)
 
 
 async def reachable(replica: Replica, timeout_s: float) -> bool:

@@ -8,7 +8,7 @@ import time
 
 from mitmproxy import http
 
-from proxy.state import GATEWAY, TARGET, TOKENS, GatewayRequest, Target
+from proxy.state import GATEWAY, REQUEST_ID, TARGET, TOKENS, GatewayRequest, Target
 from proxy.usage import SseTokenTap, TokenCount, UsageRecord, UsageSink, tokens_from_body
 
 TAP = "spectr.tap"
@@ -73,5 +73,6 @@ class Usage:
                 ttfb_ms=(headers_at - start) * 1000,
                 stream=tap is not None,
                 proxy=self.instance,
+                x_request_id=flow.metadata.get(REQUEST_ID, ""),
             )
         )

@@ -94,7 +94,8 @@ def test_route_timeout_cuts_a_slow_upstream(upstream, start_proxy):
     with client(proxy) as http:
         slow = http.get("/slow?s=3")
         fast = http.get("/")
-    assert slow.status_code == 502
+    assert slow.status_code == 504
+    assert slow.json()["error"]["code"] == "upstream_timeout"
     assert fast.status_code == 200
     log = [json.loads(line) for line in proxy.access_log.read_text().splitlines()]
     assert log[0]["error"] == "upstream_timeout"

@@ -1,0 +1,77 @@
+"""Let an addon's `error` hook answer the client when the upstream failed.
+
+mitmproxy 11 always answers an upstream failure (connection refused, reset, closed) with its
+own text/html 502, whatever the `error` hook does. This restores what mitmproxy's open pull
+request #7999 proposes: when the hook sets `flow.response`, that response goes to the client
+instead (on a kept-alive connection), and nothing else changes. Responses that had already
+begun (a stream cut midway) are never replaced. `UPSTREAM_FAILED` in `flow.metadata` tells the
+hook that the failure came from the server side, so answering it makes sense.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from typing import Any
+
+from mitmproxy.proxy import commands
+from mitmproxy.proxy.layers.http import (
+    HttpStream,
+    ResponseData,
+    ResponseEndOfMessage,
+    ResponseHeaders,
+    ResponseProtocolError,
+    SendHttp,
+)
+
+UPSTREAM_FAILED = "spectr.upstream_failed"
+
+_original = HttpStream.handle_protocol_error
+
+
+def install() -> None:
+    """Patch mitmproxy's HTTP stream once; later calls do nothing."""
+    if HttpStream.handle_protocol_error is not _handle_protocol_error:
+        HttpStream.handle_protocol_error = _handle_protocol_error  # type: ignore[method-assign]
+
+
+def _handle_protocol_error(self: HttpStream, event: Any) -> Generator[Any, Any, None]:
+    flow = getattr(self, "flow", None)
+    answerable = (
+        flow is not None and isinstance(event, ResponseProtocolError) and flow.response is None
+    )
+    if answerable:
+        flow.metadata[UPSTREAM_FAILED] = event.message
+    steps = _original(self, event)
+    reply = None
+    while True:
+        try:
+            command = steps.send(reply)
+        except StopIteration:
+            return
+        if answerable and flow.response is not None and _is_error_to_client(self, command):
+            yield from _send_answer(self)
+            reply = None
+            continue
+        reply = yield command
+
+
+def _is_error_to_client(stream: HttpStream, command: commands.Command) -> bool:
+    return (
+        isinstance(command, SendHttp)
+        and isinstance(command.event, ResponseProtocolError)
+        and command.connection is stream.context.client
+    )
+
+
+def _send_answer(stream: HttpStream) -> Generator[Any, Any, None]:
+    response = stream.flow.response
+    assert response is not None
+    response.timestamp_start = response.timestamp_start or time.time()
+    response.timestamp_end = time.time()
+    content = response.raw_content
+    client = stream.context.client
+    yield SendHttp(ResponseHeaders(stream.stream_id, response, not content), client)
+    if content:
+        yield SendHttp(ResponseData(stream.stream_id, content), client)
+    yield SendHttp(ResponseEndOfMessage(stream.stream_id), client)
