@@ -16,7 +16,7 @@ from agent.auth import FailureBackoff, TokenVerifier
 from agent.config import AgentConfig
 from agent.docker_api import DockerAPI, DockerError
 from agent.errors import ApiError, from_docker
-from agent.web import MAX_BODY_BYTES, RawBody, Request, Router, split_target
+from agent.web import MAX_BODY_BYTES, RawBody, Request, Router, request_id, split_target
 
 log = logging.getLogger("spectr_agent")
 
@@ -57,6 +57,7 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
     sys_version = ""
     disable_nagle_algorithm = True  # otherwise small answers wait ~40 ms on delayed ACKs
     timeout = 120
+    request_id = ""
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -73,6 +74,8 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         app = self.server.app
         client = self.client_address[0]
+        # One id per request (a kept-alive connection serves several): the caller's or a new one.
+        self.request_id = request_id(self.headers.get("X-Request-Id"))
         try:
             body = self._read_body()
             self._authenticate(app, client)
@@ -158,9 +161,15 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """Start an answer (JSON or stream); every answer carries the request id."""
+        super().send_response(code, message)
+        self.send_header("X-Request-Id", self.request_id)
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Answer malformed HTTP in the API's JSON error shape, not HTML."""
         self.close_connection = True
+        self.request_id = request_id(None)
         error = ApiError(code, "bad_http", message or "malformed request")
         with contextlib.suppress(OSError):
             self.send_json(code, error.body())
@@ -170,9 +179,10 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.client_address[0], format % args)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Log method, path and status of each request."""
+        """Log method, path, status and request id of each request."""
         path = getattr(self, "path", "").split("?")[0]
-        log.info("%s %s %s %s", self.client_address[0], self.command, path, code)
+        client = self.client_address[0]
+        log.info("%s %s %s %s request_id=%s", client, self.command, path, code, self.request_id)
 
 
 class AgentServer(ThreadingHTTPServer):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import select
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -17,6 +18,8 @@ MAX_BODY_BYTES = 1024 * 1024
 _COMPACT = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps(separators=) is not
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+# The portal and the proxy accept the same shape, so one id can be followed through every log.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 @dataclass
@@ -162,6 +165,13 @@ class Router:
                 {"allowed": sorted(set(allowed))},
             )
         raise ApiError(404, "not_found", f"no such endpoint: {path}")
+
+
+def request_id(offered: str | None) -> str:
+    """Return the caller's request id when it is a short plain token, else a new one."""
+    if offered and _REQUEST_ID.fullmatch(offered):
+        return offered
+    return uuid.uuid4().hex
 
 
 def split_target(target: str) -> tuple[str, dict[str, list[str]]]:
