@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from portal.automation.inventory import InventoryHost, build_inventory
+from portal.core.logging import current_request_id
 
 LogLine = Callable[[str, str], None]
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -116,13 +117,17 @@ class AnsibleRunnerProvisioner:
 
         data_dir = Path(tempfile.mkdtemp(prefix="spectr-run-"))
         collector = EventCollector(log, on_event)
+        request_id = current_request_id()
+        if log:
+            # The run's first line: grep this id in the portal's, the agents' and the proxy's logs.
+            log(f"Running {Path(playbook).name} (request_id={request_id or '-'}).", "info")
         try:
             runner = ansible_runner.run(
                 private_data_dir=str(data_dir),
                 playbook=resolve_playbook(playbook),
                 inventory=build_inventory(hosts, data_dir),
                 extravars=extravars or {},
-                envvars=_environment(data_dir),
+                envvars=_environment(data_dir, request_id),
                 event_handler=collector.handle,
                 cancel_callback=(lambda: cancel_event.is_set()) if cancel_event else None,
                 forks=forks,
@@ -135,10 +140,12 @@ class AnsibleRunnerProvisioner:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def _environment(data_dir: Path) -> dict[str, str]:
+def _environment(data_dir: Path, request_id: str | None = None) -> dict[str, str]:
     # ansible-runner finds ansible-playbook on PATH; put this interpreter's bin folder first.
     venv_bin = str(Path(sys.executable).parent)
     return {
+        # Playbooks and callbacks may read it: lookup('env', 'SPECTR_REQUEST_ID').
+        "SPECTR_REQUEST_ID": request_id or "",
         "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "ANSIBLE_COLLECTIONS_PATH": collections_path(),
         "ANSIBLE_HOME": str(data_dir / "ansible-home"),

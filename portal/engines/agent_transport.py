@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from portal.core.logging import current_request_id
 from portal.engines.errors import BadRequest, Conflict, EngineError, NotFound, Unavailable
 from portal.engines.resilience import CircuitBreaker, RetryPolicy, breaker_for
 
@@ -116,6 +117,10 @@ class AgentTransport:
         self, request: httpx.Request, *, idempotent: bool = True, stream: bool = False
     ) -> httpx.Response:
         """Send with retries: connection failures always, timeouts and 5xx only if idempotent."""
+        request_id = current_request_id()
+        if request_id:
+            # The agent logs it and echoes it: one id from the portal's request to the host.
+            request.headers["X-Request-Id"] = request_id
         failure: Exception | None = None
         for attempt in range(self.retry.attempts):
             if attempt:

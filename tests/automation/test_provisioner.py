@@ -72,7 +72,8 @@ def test_playbook_run_streams_log_and_returns_facts(test_host):  # noqa: F811
     )  # fmt: skip
     assert result.succeeded, lines
     messages = [line for line, _ in lines]
-    assert messages[0] == "PLAY [Read facts and touch a file]"
+    assert messages[0] == "Running facts.yml (request_id=-)."
+    assert messages[1] == "PLAY [Read facts and touch a file]"
     assert "TASK [Read the host's facts with spectr.core.host_facts]" in messages
     assert "changed: [web1]" in messages
     assert messages[-1].startswith("RECAP web1: ok=")

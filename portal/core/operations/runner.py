@@ -18,6 +18,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import and_, or_, select, update
 
+from portal.core.logging import request_id_bound
 from portal.core.operations import service
 from portal.core.operations.kinds import (
     OperationCancelled,
@@ -49,7 +50,9 @@ def run_operation(operation_id: str) -> None:
     context = _context_for(operation)
     lease_keeper().track(operation_id, context.cancel_event)
     try:
-        _execute(operation, context)
+        # What the handler calls (agents, ansible-runner) and logs carry the request's id.
+        with request_id_bound(operation.request_id or f"op-{operation.id}"):
+            _execute(operation, context)
     finally:
         lease_keeper().untrack(operation_id)
         db.session.remove()
