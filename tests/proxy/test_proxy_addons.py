@@ -232,3 +232,24 @@ def test_removing_a_health_check_clears_its_verdict():
         s.balancer.choose(s.config.pools["web"], exclude=[s.config.pools["web"].replicas[1].id])
         is replica
     )
+
+
+def test_request_id_replaces_duplicates_and_the_upstream_own_id():
+    from proxy.addons.request_id import RequestIds
+    from proxy.state import REQUEST_ID
+
+    addon = RequestIds()
+    twice = flow("/x", host="web.test")
+    twice.request.headers.add("X-Request-Id", "a")
+    twice.request.headers.add("X-Request-Id", "b")
+    addon.request(twice)
+    assert twice.request.headers.get_all("x-request-id") == [twice.id]
+
+    kept = flow("/x", host="web.test")
+    kept.request.headers["X-Request-Id"] = "op-1"
+    addon.request(kept)
+    kept.response = tutils.tresp(headers=[(b"X-Request-Id", b"upstream-9")])
+    addon.responseheaders(kept)
+    addon.response(kept)
+    assert kept.metadata[REQUEST_ID] == "op-1"
+    assert kept.response.headers.get_all("x-request-id") == ["op-1"]
