@@ -61,6 +61,16 @@ def test_migrate_ran_once_and_the_services_run_as_spectr(stack: Stack) -> None:
         assert states[service]["State"] == "running", states[service]
         assert stack.inspect(service)["Config"]["User"] == "spectr"
     assert "postgres" not in states and "redis" not in states  # the machine's stand in
+    # The images' HEALTHCHECKs: the portal's /healthz and the proxy's /metrics answer inside.
+    wait_for(
+        "web and proxy to be healthy",
+        lambda: (
+            {c["Service"]: c["Health"] for c in stack.containers()}
+            | {"migrate": "healthy", "worker": "healthy"}
+            == dict.fromkeys(states, "healthy")
+        ),
+        timeout=60,
+    )
 
 
 def test_secrets_come_from_files_and_never_sit_in_images_or_environment(stack: Stack) -> None:
