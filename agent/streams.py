@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 import signal
@@ -15,8 +16,11 @@ from agent.docker_api import DockerAPI, DockerError, DockerStream, FrameDecoder,
 from agent.errors import bad_request, from_docker, invalid
 from agent.web import Request, Router, StreamWriter
 
+log = logging.getLogger(__name__)
+
 KEEPALIVE_S = 15.0
 MAX_EXEC_TIMEOUT_S = 3600.0
+PID_WAIT_S = 10.0
 
 
 def _since(value: str | None) -> str | None:
@@ -128,16 +132,20 @@ class StreamRoutes:
         )
         writer = request.stream()
         try:
-            finished = relay(source, writer, FrameDecoder(), False, time.monotonic() + timeout)
+            try:
+                finished = relay(source, writer, FrameDecoder(), False, time.monotonic() + timeout)
+            except OSError:  # a write failed: the client left, as surely as a readable close
+                finished = False
             source.close()
             if finished:
                 writer.write_json({"exit_code": self._exit_code(exec_id), "timed_out": False})
                 return
             killed = self._kill(exec_id)  # timed out, or its client left: nobody reads it
+            log.info("exec %s stopped before its end; killed: %s", exec_id[:12], killed)
             if not writer.client_gone():
                 writer.write_json({"exit_code": None, "timed_out": True, "killed": killed})
         except OSError:
-            pass
+            pass  # the client left while the last line was written
         except DockerError as error:
             _write_error(writer, error)
         finally:
@@ -155,7 +163,18 @@ class StreamRoutes:
 
     def _kill(self, exec_id: str) -> bool:
         """Kill an exec's processes; the Engine API has no call for it."""
-        return kill_process_group(self.docker.request("GET", f"/exec/{exec_id}/json").get("Pid"))
+        # The engine marks an exec running before it records the Pid (0 until then): on a busy
+        # host the process can print and lose its client inside that window, so wait for it.
+        deadline = time.monotonic() + PID_WAIT_S
+        while True:
+            state = self.docker.request("GET", f"/exec/{exec_id}/json")
+            if not state.get("Running"):
+                return False  # ended: its old Pid may already belong to another process
+            if state.get("Pid"):
+                return kill_process_group(state["Pid"])
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 def kill_process_group(pid: int | None) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 
 import httpx
 import pytest
@@ -134,5 +135,18 @@ def test_connections_beyond_the_cap_are_closed(agent_factory, pki):
         for connection in held:
             connection.close()
     assert outcome == b"" or isinstance(outcome, ssl.SSLError | ConnectionError)
-    with own.http(pki.ca.cert_path) as client:
-        assert client.get("/v1/health").status_code == 200
+    # The agent frees a slot when it reads the held connection's EOF, a moment after the close
+    # above: until then a new connection is still beyond the cap and is closed the same way.
+    assert _health_within(own, pki, seconds=10) == 200
+
+
+def _health_within(agent, pki, seconds: float) -> int | None:
+    """Return the health status once a connection gets through, or None after the deadline."""
+    deadline = time.monotonic() + seconds
+    with agent.http(pki.ca.cert_path) as client:
+        while time.monotonic() < deadline:
+            try:
+                return client.get("/v1/health").status_code
+            except httpx.TransportError:
+                time.sleep(0.1)
+    return None

@@ -247,3 +247,41 @@ def test_log_lines_are_valid_json_for_any_text(timestamps):
     assert document["stream"] == "stderr"
     assert document["data"] == text + "\ufffd"  # invalid UTF-8 is replaced, not dropped
     assert document.get("ts") == (stamp if timestamps else None)
+
+
+class _ScriptedInspect:
+    """Stands in for the engine's exec inspect, whose Pid-0 window cannot be timed on demand."""
+
+    def __init__(self, answers: list[dict]) -> None:
+        self.answers = answers
+
+    def request(self, method: str, path: str) -> dict:
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+def test_exec_kill_waits_for_the_engine_to_record_the_pid():
+    from agent.streams import StreamRoutes
+
+    child = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        running = {"Running": True, "Pid": 0}
+        routes = StreamRoutes(
+            _ScriptedInspect([running, running, {"Running": True, "Pid": child.pid}])
+        )  # type: ignore[arg-type]
+        assert routes._kill("exec-id") is True
+        assert child.wait(timeout=10) == -9
+    finally:
+        child.kill()
+
+
+def test_exec_kill_leaves_an_ended_exec_pid_alone():
+    from agent.streams import StreamRoutes
+
+    child = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        routes = StreamRoutes(_ScriptedInspect([{"Running": False, "Pid": child.pid}]))  # type: ignore[arg-type]
+        assert routes._kill("exec-id") is False
+        assert child.poll() is None  # the pid may belong to another process by now: untouched
+    finally:
+        child.kill()
+        child.wait()
