@@ -22,9 +22,7 @@ class OperationSchema(ma.Schema):
     params = ma.fields.Dict()
     result = ma.fields.Dict(allow_none=True)
     error = ma.fields.String(allow_none=True)
-    requested_by = ma.fields.Function(
-        lambda op: op.requested_by.username if op.requested_by else None
-    )
+    requested_by = ma.fields.String(attribute="requester_name", allow_none=True)
     idempotency_key = ma.fields.String(allow_none=True)
     callback_url = ma.fields.String(allow_none=True)
     callback_state = ma.fields.String(allow_none=True)

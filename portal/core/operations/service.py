@@ -70,6 +70,7 @@ def create_operation(
         created_at=now,
         queued_at=now,
     )
+    operation.requester_name_hint = requested_by.username if requested_by else None
     db.session.add(operation)
     record_audit(
         "operation.create", f"operation:{operation.id}", details={"kind": kind, "target": target}
