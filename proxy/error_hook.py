@@ -10,6 +10,7 @@ hook that the failure came from the server side, so answering it makes sense.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Generator
 from typing import Any
@@ -23,14 +24,23 @@ from mitmproxy.proxy.layers.http import (
     ResponseProtocolError,
     SendHttp,
 )
+from mitmproxy.version import VERSION
 
 UPSTREAM_FAILED = "spectr.upstream_failed"
+# The patch follows mitmproxy's internals, which change between major versions: on another
+# one the proxy keeps mitmproxy's own 502 rather than risk a broken answer.
+PATCHED_MAJOR = "11."
+
+log = logging.getLogger(__name__)
 
 _original = HttpStream.handle_protocol_error
 
 
 def install() -> None:
     """Patch mitmproxy's HTTP stream once; later calls do nothing."""
+    if not VERSION.startswith(PATCHED_MAJOR):
+        log.warning("mitmproxy %s: upstream failures keep mitmproxy's own 502 answers", VERSION)
+        return
     if HttpStream.handle_protocol_error is not _handle_protocol_error:
         HttpStream.handle_protocol_error = _handle_protocol_error  # type: ignore[method-assign]
 
