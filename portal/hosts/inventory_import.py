@@ -1,6 +1,7 @@
 """Read hosts from an Ansible-style inventory (INI or YAML) or from CSV, for bulk add.
 
-Connection variables map onto host fields (ansible_host, ansible_port, ansible_user,
+Host ranges (`node[01:10]`, `gpu-[a:d]`, `n[0:20:5]`) expand as Ansible expands them, at most
+1,000 names a pattern. Connection variables map onto host fields (ansible_host, ansible_port, ansible_user,
 ansible_become_method, ansible_password); every group a host belongs to becomes a label
 `<group>=true`. Key files named in an inventory are not read: the portal never opens paths
 from an upload. The credential for the whole batch comes with the request instead.
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from ansible.errors import AnsibleError
+from ansible.plugins.inventory import detect_range, expand_hostname_range
 
 FIELD_OF_VARIABLE = {
     "ansible_host": "address",
@@ -30,6 +33,8 @@ FIELD_OF_VARIABLE = {
 }
 CSV_COLUMNS = ("name", "address", "ssh_port", "ssh_user", "become_method", "labels", "password")
 _SECTION = re.compile(r"^\[([^\]:]+)(?::(vars|children))?\]$")
+_RANGE = re.compile(r"\[([^\]]*)\]")
+MAX_HOSTS_PER_PATTERN = 1000
 
 
 class InventoryError(ValueError):
@@ -89,10 +94,12 @@ def _parse_ini(text: str) -> list[dict[str, Any]]:
         elif kind == "children":
             children.setdefault(section, []).append(words[0])
         else:
-            entry = entries.setdefault(words[0], _Entry())
-            entry.variables.update(_assignments(words[1:], number))
-            if section not in ("ungrouped", "all"):
-                entry.groups.append(section)
+            variables = _assignments(words[1:], number)
+            for name in expand_host_pattern(words[0], f"Line {number}"):
+                entry = entries.setdefault(name, _Entry())
+                entry.variables.update(variables)
+                if section not in ("ungrouped", "all"):
+                    entry.groups.append(section)
     _apply_children(entries, children)
     for entry in entries.values():
         inherited = dict(group_vars.get("all", {}))
@@ -100,6 +107,36 @@ def _parse_ini(text: str) -> list[dict[str, Any]]:
             inherited.update(group_vars.get(group, {}))
         entry.variables = {**inherited, **entry.variables}
     return [_host_fields(name, entry) for name, entry in entries.items()]
+
+
+def expand_host_pattern(pattern: str, where: str) -> list[str]:
+    """Expand Ansible host ranges (`node[01:10]`, `db-[a:c]`, `n[0:20:5]`) into host names."""
+    if not detect_range(pattern):
+        return [pattern]
+    # Counted before expanding: `n[1:99999999]` must be refused, not built in memory.
+    if _range_size(pattern) > MAX_HOSTS_PER_PATTERN:
+        raise InventoryError(
+            f"{where}: '{pattern}' names more than {MAX_HOSTS_PER_PATTERN} hosts; split it."
+        )
+    try:
+        names = expand_hostname_range(pattern)
+    except (AnsibleError, ValueError) as exc:
+        raise InventoryError(f"{where}: host range '{pattern}' is not valid: {exc}.") from None
+    if not names:
+        raise InventoryError(f"{where}: host range '{pattern}' names no host (is it reversed?).")
+    return names
+
+
+def _range_size(pattern: str) -> int:
+    size = 1
+    for body in _RANGE.findall(pattern):
+        begin, _, rest = body.partition(":")
+        end, _, step = rest.partition(":")
+        if (begin or "0").isdigit() and end.isdigit() and (not step or step.isdigit()):
+            size *= max(0, int(end) - int(begin or 0)) // max(1, int(step or 1)) + 1
+        else:
+            size *= 26  # letters: a-z at most; anything else is refused when expanded
+    return size
 
 
 def _assignments(words: list[str], number: int) -> dict[str, str]:
@@ -141,10 +178,11 @@ def _walk_yaml_group(
         raise InventoryError(f"Group '{group}' must be a mapping with hosts, vars or children.")
     variables = {**inherited, **(body.get("vars") or {})}
     lineage = groups + ([group] if group not in ("all", "ungrouped") else [])
-    for name, host_vars in (body.get("hosts") or {}).items():
-        entry = entries.setdefault(str(name), _Entry())
-        entry.variables = {**variables, **entry.variables, **(host_vars or {})}
-        entry.groups.extend(g for g in lineage if g not in entry.groups)
+    for pattern, host_vars in (body.get("hosts") or {}).items():
+        for name in expand_host_pattern(str(pattern), f"Group '{group}'"):
+            entry = entries.setdefault(name, _Entry())
+            entry.variables = {**variables, **entry.variables, **(host_vars or {})}
+            entry.groups.extend(g for g in lineage if g not in entry.groups)
     for child, child_body in (body.get("children") or {}).items():
         _walk_yaml_group(str(child), child_body, variables, lineage, entries)
 

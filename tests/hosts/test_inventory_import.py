@@ -93,6 +93,26 @@ def test_csv_with_labels_and_password_column() -> None:
     assert hosts[1] == {"name": "n2", "address": "n2", "labels": {}}
 
 
+def test_host_ranges_expand_like_ansible_in_ini_and_yaml() -> None:
+    ini = "[h200]\ngpu-[01:03] ansible_user=ops\ngpu-[a:b].lab\n"
+    yaml_text = (
+        "all:\n  children:\n    l40:\n      hosts:\n        n[0:20:10]: {ansible_port: 2200}\n"
+    )
+
+    ini_hosts = by_name(parse_hosts_file(ini, "ini"))
+    yaml_hosts = by_name(parse_hosts_file(yaml_text, "yaml"))
+
+    assert list(ini_hosts) == ["gpu-01", "gpu-02", "gpu-03", "gpu-a.lab", "gpu-b.lab"]
+    assert ini_hosts["gpu-02"] == {
+        "name": "gpu-02",
+        "address": "gpu-02",
+        "ssh_user": "ops",
+        "labels": {"h200": "true"},
+    }
+    assert list(yaml_hosts) == ["n0", "n10", "n20"]
+    assert {h["ssh_port"] for h in yaml_hosts.values()} == {2200}
+
+
 @pytest.mark.parametrize(
     ("text", "file_format", "message"),
     [
@@ -105,6 +125,11 @@ def test_csv_with_labels_and_password_column() -> None:
         ("name,ssh_port\nx,70000\n", "csv", "out of range"),
         ("# nothing\n", "ini", "names no hosts"),
         ("x", "toml", "Unknown format 'toml'"),
+        ("[g]\nn[01:3]\n", "ini", "Line 2: host range 'n\\[01:3\\]' is not valid"),
+        ("[g]\nn[5:1]\n", "ini", "names no host"),
+        ("[g]\nn[1:5000]\n", "ini", "more than 1000 hosts"),
+        ("[g]\nn[1:99999999999]\n", "ini", "more than 1000 hosts"),
+        ("all:\n  hosts:\n    n[a:9]:\n", "yaml", "Group 'all': host range"),
     ],
 )
 def test_bad_files_say_what_is_wrong(text: str, file_format: str, message: str) -> None:
