@@ -34,10 +34,12 @@ lint: install
 	$(BIN)/ruff format --check .
 
 ## What the tests need beyond Postgres and Redis: a Docker engine, the test images, sshpass
-## (password SSH), Chromium (browser tests) and Prometheus (monitoring tests), all idempotent.
+## (password SSH), the Debian tools the tests run (docker-registry, gcc, pg_dump...),
+## Chromium (browser tests) and Prometheus (monitoring tests), all idempotent.
 services:
 	scripts/ensure-docker.sh
 	scripts/ensure-sshpass.sh
+	scripts/ensure-test-tools.sh
 	tests/browser/install-chromium.sh
 	tests/monitoring/install-prometheus.sh
 	tests/images/build-base.sh >/dev/null
