@@ -22,7 +22,18 @@
 #   SPECTR_PORTAL_IMAGE=spectr-portal:<hash>
 #   SPECTR_PROXY_IMAGE=spectr-proxy:<hash>
 #   SPECTR_AGENT_IMAGE=spectr-agent:<hash>
+#
+# `build-images.sh --wheelhouse-only` builds no image and prints SPECTR_WHEELHOUSE=<folder>: one
+# folder with pip, Spectr and every dependency, checked complete for SPECTR_BASE_IMAGE's Python,
+# for deploy/install-spectr.yml (bare hosts: use a base image with the hosts' Python).
 set -euo pipefail
+
+wheelhouse_only=0
+case "${1:-}" in
+  --wheelhouse-only) wheelhouse_only=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--wheelhouse-only]" >&2; exit 2 ;;
+esac
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 base=${SPECTR_BASE_IMAGE:-python:3.11-slim-bookworm}
@@ -135,6 +146,20 @@ wheelhouse_for_base() {
   say "the wheelhouse is still incomplete after $attempt rounds"
   return 1
 }
+
+if [ "$wheelhouse_only" = 1 ]; then
+  deps_dir=$(wheelhouse_for_base)
+  flat=$cache/wheelhouse-$image_hash
+  if [ ! -d "$flat" ]; then
+    mkdir "$work/flat"
+    cp -l "$deps_dir"/deps/*.whl "$deps_dir"/tools/*.whl "$spectr_dir"/*.whl "$work/flat/" 2>/dev/null ||
+      cp "$deps_dir"/deps/*.whl "$deps_dir"/tools/*.whl "$spectr_dir"/*.whl "$work/flat/"
+    mv "$work/flat" "$flat"
+    ls -dt "$cache"/wheelhouse-* | tail -n +4 | xargs -r rm -rf
+  fi
+  echo "SPECTR_WHEELHOUSE=$flat"
+  exit 0
+fi
 
 if [ "$missing" = 1 ]; then
   deps_dir=$(wheelhouse_for_base)

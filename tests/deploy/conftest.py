@@ -8,16 +8,20 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.deploy.stack import DEPLOY, REPO_ROOT, Stack, build_images, relays, wait_for
-
-POSTGRES_URL = os.environ.get(
-    "SPECTR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+from tests.deploy.stack import (
+    DEPLOY,
+    POSTGRES_URL,
+    REDIS_URL,
+    REPO_ROOT,
+    Stack,
+    build_images,
+    relays,
+    temporary_database,
+    wait_for,
 )
-REDIS_URL = os.environ.get("SPECTR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +52,7 @@ def stack(
                 "redis": (redis.host, redis.port or 6379),
             }
         ) as ports,
-        _database(POSTGRES_URL) as database,
+        temporary_database(POSTGRES_URL) as database,
     ):
         stack = Stack(
             images=deploy_images,
@@ -73,23 +77,6 @@ def _healthy(stack: Stack) -> bool:
     import httpx
 
     return httpx.get(f"{stack.portal_url}/healthz", timeout=5).status_code == 200
-
-
-class _database:
-    """A database of its own on the machine's Postgres, dropped afterwards."""
-
-    def __init__(self, admin_url: str) -> None:
-        self.admin_url = admin_url
-        self.name = f"spectr_deploytest_{os.urandom(4).hex()}"
-
-    def __enter__(self) -> str:
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
-        return self.name
-
-    def __exit__(self, *exc: object) -> None:
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
 def admin_password(stack: Stack) -> str:

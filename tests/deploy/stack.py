@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -17,29 +18,43 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
+POSTGRES_URL = os.environ.get(
+    "SPECTR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("SPECTR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = REPO_ROOT / "deploy"
 OVERRIDE = Path(__file__).with_name("machine_services.yaml")
 
 
-def build_images() -> dict[str, str]:
-    """Build (or reuse, by content hash) the portal, proxy and agent images on the test base."""
-    base = subprocess.run(
+def test_base_image() -> str:
+    """The Debian bookworm image the test hosts start from (tests/images/build-base.sh)."""
+    return subprocess.run(
         [str(REPO_ROOT / "tests" / "images" / "build-base.sh")],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.strip()
+
+
+def run_build_images(*args: str) -> dict[str, str]:
+    """Run deploy/build-images.sh on the test base image; return the NAME=VALUE lines it prints."""
     built = subprocess.run(
-        [str(DEPLOY / "build-images.sh")],
-        env={**os.environ, "SPECTR_BASE_IMAGE": base},
+        [str(DEPLOY / "build-images.sh"), *args],
+        env={**os.environ, "SPECTR_BASE_IMAGE": test_base_image()},
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert built.returncode == 0, built.stderr[-4000:]
-    refs = dict(line.split("=", 1) for line in built.stdout.split())
+    return dict(line.split("=", 1) for line in built.stdout.split())
+
+
+def build_images() -> dict[str, str]:
+    """Build (or reuse, by content hash) the portal, proxy and agent images on the test base."""
+    refs = run_build_images()
     return {
         "portal": refs["SPECTR_PORTAL_IMAGE"],
         "proxy": refs["SPECTR_PROXY_IMAGE"],
@@ -48,13 +63,24 @@ def build_images() -> dict[str, str]:
 
 
 def docker_bridge_address() -> str:
-    """The address of the default Docker bridge: what `host-gateway` means in a container."""
-    return subprocess.run(
-        ["docker", "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    """The host's address on the default Docker bridge: what `host-gateway` means inside."""
+    inspect = ["docker", "network", "inspect", "bridge", "-f"]
+    fields = '{{range .IPAM.Config}}{{.Gateway}}{{end}} {{index .Options "com.docker.network.bridge.name"}}'
+    gateway, _, interface = (
+        subprocess.run([*inspect, fields], check=True, capture_output=True, text=True)
+        .stdout.strip()
+        .rpartition(" ")
+    )
+    if not gateway:  # Docker leaves Gateway out unless it was configured; read the interface
+        shown = subprocess.run(
+            ["ip", "-4", "-o", "addr", "show", "dev", interface or "docker0"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        gateway = shown[shown.index("inet") + 1].split("/")[0]
+    assert gateway, "no address of the Docker bridge found"
+    return gateway
 
 
 def free_port() -> int:
@@ -193,3 +219,46 @@ def relays(targets: dict[str, tuple[str, int]]) -> Iterator[dict[str, int]]:
     finally:
         for relay in opened.values():
             relay.close()
+
+
+@contextlib.contextmanager
+def admin_api(base_url: str, password: str) -> Iterator[httpx.Client]:
+    """A client with an API token that the admin made after logging in with its password."""
+    with httpx.Client(base_url=base_url, timeout=10) as browser:
+        login = browser.post("/login", data={"username": "admin", "password": password})
+        assert login.status_code == 302, login.text
+        page = browser.get("/operations").text
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"', page)
+        assert csrf, page[:500]
+        created = browser.post(
+            "/api/v1/tokens", json={"name": "deploy-test"}, headers={"X-CSRFToken": csrf.group(1)}
+        )
+        assert created.status_code == 201, created.text
+    token = created.json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base_url, timeout=10, headers=headers) as client:
+        yield client
+
+
+def finished_operation(api: httpx.Client, location: str) -> dict[str, Any]:
+    """Wait until the operation at location has ended; return it."""
+    return wait_for(
+        "the operation to end",
+        lambda: (
+            (body := api.get(location).json())["state"] in {"succeeded", "failed", "cancelled"}
+            and body
+        ),
+    )
+
+
+@contextlib.contextmanager
+def temporary_database(admin_url: str) -> Iterator[str]:
+    """A database of its own on the machine's Postgres, dropped afterwards; yield its name."""
+    name = f"spectr_deploytest_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -8,7 +8,6 @@ Postgres and Redis by the URLs compose gives them. Nothing else stands in for an
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 
@@ -16,30 +15,14 @@ import httpx
 import pytest
 
 from tests.deploy.conftest import admin_password
-from tests.deploy.stack import Stack, wait_for
+from tests.deploy.stack import Stack, admin_api, finished_operation, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.postgres, pytest.mark.redis]
 
 
 @pytest.fixture(scope="module")
 def api(stack: Stack) -> Iterator[httpx.Client]:
-    """A client with an API token that the admin made after logging in with its password."""
-    with httpx.Client(base_url=stack.portal_url, timeout=10) as browser:
-        login = browser.post(
-            "/login", data={"username": "admin", "password": admin_password(stack)}
-        )
-        assert login.status_code == 302, login.text
-        page = browser.get("/operations").text
-        csrf = re.search(r'name="csrf-token" content="([^"]+)"', page)
-        assert csrf, page[:500]
-        created = browser.post(
-            "/api/v1/tokens", json={"name": "deploy-test"}, headers={"X-CSRFToken": csrf.group(1)}
-        )
-        assert created.status_code == 201, created.text
-    token = created.json()["token"]
-    with httpx.Client(
-        base_url=stack.portal_url, timeout=10, headers={"Authorization": f"Bearer {token}"}
-    ) as client:
+    with admin_api(stack.portal_url, admin_password(stack)) as client:
         yield client
 
 
@@ -100,10 +83,7 @@ def test_admin_logs_in_and_a_noop_operation_runs_on_the_worker_container(
         assert api.get(location).json()["state"] in {"accepted", "queued"}
     finally:
         stack.compose("start", "worker")
-    done = wait_for(
-        "the operation to succeed",
-        lambda: (body := api.get(location).json())["state"] in {"succeeded", "failed"} and body,
-    )
+    done = finished_operation(api, location)
     assert done["state"] == "succeeded", done
     assert done["result"] == {"noop": True}
 
