@@ -1,5 +1,6 @@
 # Copyright (c) Spectr authors
-# Apache License 2.0
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
 #
 # This module_utils is PRIVATE to spectr.core: its API may change without notice.
 """Parse what a Linux host says about itself (/proc, /etc/os-release, nvidia-smi)."""

@@ -1,5 +1,6 @@
 # Copyright (c) Spectr authors
-# Apache License 2.0
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
 #
 # This module_utils is PRIVATE to spectr.core: its API may change without notice.
 """Add and remove routes in a spectr_proxy config document (proxy/config.schema.json).

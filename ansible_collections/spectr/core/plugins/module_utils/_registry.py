@@ -1,5 +1,6 @@
 # Copyright (c) Spectr authors
-# Apache License 2.0
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
 #
 # This module_utils is PRIVATE to spectr.core: its API may change without notice.
 """A small client for the Docker Registry HTTP API v2 (distribution), on ansible's urls."""
@@ -48,7 +49,7 @@ def registry_auth_argument_spec():
 
 def parse_challenge(header):
     """Split a WWW-Authenticate header into its scheme and parameters."""
-    scheme, _, rest = (header or "").strip().partition(" ")
+    scheme, dummy, rest = (header or "").strip().partition(" ")
     params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
     return scheme.lower(), params
 
@@ -294,7 +295,7 @@ class ImageCopier(object):
     def _copy_manifest_content(self, source_repository, repository, media_type, body):
         if media_type in MANIFEST_LIST_TYPES:
             for child_digest in child_manifests(body):
-                child_type, child_body, _ = self.source.manifest(source_repository, child_digest)
+                child_type, child_body, dummy = self.source.manifest(source_repository, child_digest)
                 self._copy_manifest_content(source_repository, repository, child_type, child_body)
                 self.destination.put_manifest(repository, child_digest, child_type, child_body)
             return

@@ -1,6 +1,7 @@
 #!/usr/bin/python
 # Copyright (c) Spectr authors
-# Apache License 2.0
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
 
 from __future__ import annotations
 
@@ -34,8 +35,13 @@ attributes:
     support: none
   facts:
     support: full
+  platform:
+    platforms: posix
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.facts
 author:
-  - Spectr authors
+  - Spectr authors (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -112,7 +118,7 @@ def command_output(module, argv):
     executable = module.get_bin_path(argv[0]) if not os.path.isabs(argv[0]) else argv[0]
     if not executable or not os.access(executable, os.X_OK):
         return None
-    rc, out, _ = module.run_command([executable] + argv[1:])
+    rc, out, dummy = module.run_command([executable] + argv[1:])
     return out if rc == 0 else None
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/python
 # Copyright (c) Spectr authors
-# Apache License 2.0
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
 
 from __future__ import annotations
 
@@ -90,8 +91,13 @@ attributes:
     support: full
   diff_mode:
     support: full
+    details: The diff shows the manifest digest the tag points at before and after.
+  platform:
+    platforms: posix
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 author:
-  - Spectr authors
+  - Spectr authors (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -1,6 +1,7 @@
 #!/usr/bin/python
 # Copyright (c) Spectr authors
-# Apache License 2.0
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
 
 from __future__ import annotations
 
@@ -50,8 +51,12 @@ attributes:
     support: full
   diff_mode:
     support: none
+  platform:
+    platforms: posix
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 author:
-  - Spectr authors
+  - Spectr authors (!UNKNOWN)
 """
 
 EXAMPLES = r"""
