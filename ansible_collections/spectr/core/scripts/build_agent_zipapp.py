@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Build the Spectr agent as one runnable file (.pyz) for the spectr.core.agent role.
 
 The agent needs only the standard library and pure-Python packages, so a zipapp runs on any
