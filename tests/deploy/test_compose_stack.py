@@ -74,7 +74,7 @@ def test_admin_logs_in_and_a_noop_operation_runs_on_the_worker_container(
     stack: Stack, api: httpx.Client
 ) -> None:
     assert api.get("/api/v1/me").json()["username"] == "admin"
-    stack.compose("stop", "worker")
+    stack.compose("stop", "--timeout", "5", "worker")
     try:
         accepted = api.post("/api/v1/operations", json={"kind": "noop"})
         assert accepted.status_code == 202, accepted.text
