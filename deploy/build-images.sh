@@ -45,6 +45,8 @@ fi
 targets=(portal proxy agent)
 say() { echo "build-images: $*" >&2; }
 hash_of() { sha256sum | cut -c1-16; }
+# Move a finished folder into the cache; when a parallel run got there first, keep its copy.
+publish() { mv -T "$1" "$2" 2>/dev/null || [ -d "$2" ]; }
 
 mkdir -p "$cache"
 work=$(mktemp -d "$cache/tmp.XXXXXX")
@@ -83,7 +85,7 @@ if [ ! -d "$spectr_dir" ]; then
   xargs -0 tar -cf - <"$work/sources" | tar -C "$work/src" -xf -
   "$PYTHON" -m pip wheel -q --no-deps --disable-pip-version-check -w "$work/spectr" "$work/src" \
     >"$work/wheel.log" 2>&1 || { cat "$work/wheel.log" >&2; exit 1; }
-  mv "$work/spectr" "$spectr_dir"
+  publish "$work/spectr" "$spectr_dir"
   # Keep the newest few spectr wheels; each source change makes one.
   ls -dt "$cache"/spectr-* | tail -n +6 | xargs -r rm -rf
 fi
@@ -132,7 +134,8 @@ wheelhouse_for_base() {
       'set -- /wheels/tools/pip-*.whl && python3 -m venv --without-pip /tmp/check &&
        /tmp/check/bin/python "$1/pip" install --dry-run --quiet --no-index --disable-pip-version-check \
          --find-links /wheels/deps /spectr/spectr-*.whl' >"$work/check.log" 2>&1; then
-      mv "$work/deps" "$deps_dir"
+      publish "$work/deps" "$deps_dir"
+      ls -dt "$cache"/deps-*/ | tail -n +3 | xargs -r rm -rf
       echo "$deps_dir"
       return
     fi
@@ -154,8 +157,11 @@ if [ "$wheelhouse_only" = 1 ]; then
     mkdir "$work/flat"
     cp -l "$deps_dir"/deps/*.whl "$deps_dir"/tools/*.whl "$spectr_dir"/*.whl "$work/flat/" 2>/dev/null ||
       cp "$deps_dir"/deps/*.whl "$deps_dir"/tools/*.whl "$spectr_dir"/*.whl "$work/flat/"
-    mv "$work/flat" "$flat"
-    ls -dt "$cache"/wheelhouse-* | tail -n +4 | xargs -r rm -rf
+    publish "$work/flat" "$flat"
+    # Keep the newest three (and the tars install-spectr.yml packs beside them).
+    ls -dt "$cache"/wheelhouse-*/ | tail -n +4 | while IFS= read -r old; do
+      rm -rf "$old" "${old%/}.tar"
+    done
   fi
   echo "SPECTR_WHEELHOUSE=$flat"
   exit 0

@@ -55,11 +55,29 @@ def run_build_images(*args: str) -> dict[str, str]:
 def build_images() -> dict[str, str]:
     """Build (or reuse, by content hash) the portal, proxy and agent images on the test base."""
     refs = run_build_images()
-    return {
+    images = {
         "portal": refs["SPECTR_PORTAL_IMAGE"],
         "proxy": refs["SPECTR_PROXY_IMAGE"],
         "agent": refs["SPECTR_AGENT_IMAGE"],
     }
+    for ref in images.values():
+        _untag_older(ref)
+    return images
+
+
+def _untag_older(ref: str) -> None:
+    """Drop the tags older test runs left on this repository (each source change makes one);
+    an image a container still uses stays, since `docker rmi` without --force refuses."""
+    repository, current = ref.rsplit(":", 1)
+    tags = subprocess.run(
+        ["docker", "images", repository, "--format", "{{.Tag}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    stale = [f"{repository}:{tag}" for tag in tags if tag not in {current, "latest", "<none>"}]
+    if stale:
+        subprocess.run(["docker", "rmi", *stale], capture_output=True, check=False)
 
 
 def docker_bridge_address() -> str:
