@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "PROXY_REDIS_PREFIX": "spectr:",
     "LOG_LEVEL": "INFO",
     "SESSION_COOKIE_SECURE": False,
+    "ENCRYPTION_KEYS": None,  # default: a generated encryption.key in the instance folder
 }
 
 

@@ -36,6 +36,20 @@ def test_redis_url_switches_to_separate_workers(tmp_path, monkeypatch):
     assert type(app.extensions["spectr_queue"].storage).__name__ == "RedisStorage"
 
 
+def test_encryption_keys_from_the_environment_replace_the_instance_key(tmp_path, monkeypatch):
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key()
+    monkeypatch.setenv("SPECTR_ENCRYPTION_KEYS", key.decode())
+    app = create_app({"SPECTR_INSTANCE_PATH": str(tmp_path)})
+    with app.app_context():
+        from portal.core.secrets_box import secret_box
+
+        token = secret_box().encrypt("s3cret")
+    assert Fernet(key).decrypt(token.encode()) == b"s3cret"
+    assert not (tmp_path / "encryption.key").exists()
+
+
 def test_environment_values_are_typed():
     assert _parse_env_value("30") == 30
     assert _parse_env_value("0.5") == 0.5
