@@ -43,7 +43,7 @@ def init_command(admin_name: str) -> None:
         click.echo(f"User '{admin_name}' already exists; nothing else to do.")
         return
     password, generated = _initial_password()
-    service.create_user(admin_name, password, "admin")
+    _or_exit(lambda: service.create_user(admin_name, password, "admin"))
     click.echo(f"Created admin user '{admin_name}'.")
     if generated:
         click.echo(f"Its password (shown once): {password}")

@@ -81,6 +81,13 @@ def test_init_creates_database_and_admin_with_a_generated_password(tmp_path):
     assert "password" not in second.stdout.split("already exists")[1]
 
 
+def test_init_refuses_a_short_admin_password_with_a_message(tmp_path):
+    result = _spectr(tmp_path, "init", SPECTR_ADMIN_PASSWORD="short")
+    assert result.returncode == 1
+    assert "Error: The password must have at least 10 characters." in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_cli_manages_users_tokens_and_watches_operations(tmp_path):
     assert _spectr(tmp_path, "init", SPECTR_ADMIN_PASSWORD="initial admin pw").returncode == 0
     created = _spectr(
