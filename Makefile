@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export SPECTR_INSTANCE_PATH ?= $(CURDIR)/instance
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test test-fast lint services images collection-lint molecule bench clean
+.PHONY: install run test test-fast lint services images collection-lint sanity molecule bench clean
 
 $(BIN)/spectr: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ services:
 
 collection-lint: install
 	scripts/collection-check.sh
+
+## ansible-test sanity of the collection (validate-modules, pylint, yamllint...): about 4 minutes
+## the first time (it installs a venv per test from PyPI), 40 s after; kept out of `make test`
+## for CI's 30-minute budget.
+sanity: install
+	scripts/collection-sanity.sh
 
 molecule: install services
 	tests/collection/run-molecule.sh
