@@ -22,8 +22,7 @@ run: install
 
 ## Everything CI checks: lint, all tests (slow ones included), the collection's lint and Molecule.
 test: install services lint collection-lint
-	$(BIN)/pytest -q -p no:cacheprovider
-	$(MAKE) molecule
+	scripts/run-tests.sh
 
 ## The quick loop: lint and the tests not marked slow (no Docker, no browsers, no SSH hosts).
 test-fast: install lint
