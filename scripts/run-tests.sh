@@ -1,31 +1,45 @@
 #!/usr/bin/env bash
-# The test part of `make test`: the whole pytest suite and every Molecule scenario, side by side.
-# Both mostly wait (on containers, SSH, Ansible, sleeps) rather than compute, so running them at
-# once keeps CI inside its budget on 2 cores; each has been run under heavier load than the other
-# adds. Molecule's output goes to a log, printed after pytest's so the two never interleave.
-# Exit status: non-zero when either failed.
+# The test part of `make test`: the whole pytest suite and every Molecule scenario, in three
+# streams side by side:
+#   1. pytest, every folder but the two below
+#   2. pytest tests/collection and tests/deploy (Ansible runs, SSH hosts, image builds: long, and
+#      sharing no database, queue or Redis prefix with the rest)
+#   3. tests/collection/run-molecule.sh
+# All three mostly wait (on containers, SSH, Ansible, sleeps), so side by side they keep CI inside
+# its budget on 2 cores; the suite has passed under heavier load than this. Streams 2 and 3 write
+# to logs printed after stream 1, so nothing interleaves. Exit status: non-zero when any failed.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-log=$(mktemp /tmp/spectr-molecule.XXXXXX.log)
+logs=$(mktemp -d /tmp/spectr-tests.XXXXXX)
+pytest=(.venv/bin/pytest -q -p no:cacheprovider --durations=15)
+separate=(tests/collection tests/deploy)
 
-# Both sides start test hosts from these images: build them once, before either starts.
+# Test hosts of every stream start from these images: build them once, before any stream starts.
 tests/images/build-host.sh plain >/dev/null || exit 1
 tests/images/build-host.sh dind >/dev/null || exit 1
 
-tests/collection/run-molecule.sh >"$log" 2>&1 &
+"${pytest[@]}" "${separate[@]}" >"$logs/pytest-ansible.log" 2>&1 &
+ansible_pid=$!
+tests/collection/run-molecule.sh >"$logs/molecule.log" 2>&1 &
 molecule_pid=$!
-trap 'kill "$molecule_pid" 2>/dev/null' INT TERM
+trap 'kill "$ansible_pid" "$molecule_pid" 2>/dev/null' INT TERM
 
-.venv/bin/pytest -q -p no:cacheprovider --durations=20 "$@"
-pytest_status=$?
+"${pytest[@]}" "${separate[@]/#/--ignore=}"
+main_status=$?
+
+wait "$ansible_pid"
+ansible_status=$?
+echo "=== pytest ${separate[*]} (log: $logs/pytest-ansible.log)"
+cat "$logs/pytest-ansible.log"
 
 wait "$molecule_pid"
 molecule_status=$?
-echo "=== Molecule (log: $log)"
-grep -E '^=== |^molecule: ' "$log"
+echo "=== Molecule (log: $logs/molecule.log)"
+grep -E '^=== |^molecule: ' "$logs/molecule.log"
 if [ "$molecule_status" -ne 0 ]; then
-  tail -150 "$log"
+  tail -150 "$logs/molecule.log"
 fi
-echo "pytest exit $pytest_status; molecule exit $molecule_status"
-[ "$pytest_status" -eq 0 ] && [ "$molecule_status" -eq 0 ]
+
+echo "exit status: pytest $main_status, pytest ${separate[*]} $ansible_status, molecule $molecule_status"
+[ "$main_status" -eq 0 ] && [ "$ansible_status" -eq 0 ] && [ "$molecule_status" -eq 0 ]
