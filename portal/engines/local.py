@@ -45,6 +45,7 @@ from portal.engines.models import (
 from portal.engines.sdk_translation import host_config_args, translate_errors
 
 _STREAMS = {1: "stdout", 2: "stderr"}
+EXEC_PID_WAIT_S = 10.0
 
 
 class LocalDockerEngine(ContainerEngine):
@@ -307,7 +308,17 @@ class LocalDockerEngine(ContainerEngine):
 
     def _kill_exec(self, exec_id: str) -> None:
         """SIGKILL the exec's process group (runc makes the exec its leader; best effort)."""
-        pid = self._api.exec_inspect(exec_id).get("Pid") or 0
+        # The engine marks an exec running before it records the Pid (0 until then): on a busy
+        # host the process can print and lose its reader inside that window, so wait for it.
+        deadline = time.monotonic() + EXEC_PID_WAIT_S
+        while True:
+            state = self._api.exec_inspect(exec_id)
+            if not state.get("Running"):
+                return  # ended: its old Pid may already belong to another process
+            pid = state.get("Pid") or 0
+            if pid > 0 or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
         if pid > 0:
             with contextlib.suppress(OSError):
                 if os.getpgid(pid) == pid:

@@ -161,3 +161,45 @@ def test_error_lines_in_streams_raise_mapped_errors():
     assert _event(b'{"stream":"stdout","data":"x"}') == {"stream": "stdout", "data": "x"}
     with pytest.raises(NotFound, match="gone"):
         _event(b'{"error":{"code":"not_found","message":"gone","details":{}}}')
+
+
+class _ScriptedExecInspect:
+    """Stands in for the engine's exec inspect, whose Pid-0 window cannot be timed on demand."""
+
+    def __init__(self, answers: list[dict]) -> None:
+        self.answers = answers
+
+    def exec_inspect(self, exec_id: str) -> dict:
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+def _local_engine_with(answers: list[dict]):
+    from portal.engines.local import LocalDockerEngine
+
+    engine = LocalDockerEngine.__new__(LocalDockerEngine)  # no Docker client: inspect is scripted
+    engine._api = _ScriptedExecInspect(answers)  # type: ignore[assignment]
+    return engine
+
+
+def test_local_exec_kill_waits_for_the_engine_to_record_the_pid():
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        running = {"Running": True, "Pid": 0}
+        _local_engine_with([running, running, {"Running": True, "Pid": child.pid}])._kill_exec("x")
+        assert child.wait(timeout=10) == -9
+    finally:
+        child.kill()
+
+
+def test_local_exec_kill_leaves_an_ended_exec_pid_alone():
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        _local_engine_with([{"Running": False, "Pid": child.pid}])._kill_exec("x")
+        assert child.poll() is None  # the pid may belong to another process by now: untouched
+    finally:
+        child.kill()
+        child.wait()
