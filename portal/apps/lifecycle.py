@@ -22,19 +22,10 @@ from portal.engines import ContainerEngine, ContainerInfo, EngineError
 from portal.engines import errors as engine_errors
 from portal.extensions import db
 from portal.hosts.models import Host
+from portal.hosts.relay import open_engine as engine_of
 from portal.hosts.service import engine_for, inventory_host
 
 REMOVED = "removed"
-
-
-def engine_of(host: Host) -> ContainerEngine:
-    """The engine of `host`, or a 404/502 a caller can read."""
-    try:
-        return engine_for(host)
-    except EngineError as exc:
-        raise UpstreamUnavailable(
-            f"Cannot reach the engine of '{host.name}': {exc.message}"
-        ) from None
 
 
 def app_containers(engine: ContainerEngine, app: Application) -> list[ContainerInfo]:
