@@ -4,7 +4,11 @@ restart / pull through the host's engine, and status read back from the engine."
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import select
 
 from portal.apps import gateway
 from portal.apps.models import COMPOSE, Application, AppRevision
@@ -229,8 +233,6 @@ def apply_health_checks(apps: list[Application]) -> None:
     those rows are newer than the application's status, they win. Hosts without rows (the
     Spectr node, which no agent probes) keep their status until a refresh reads the engine.
     """
-    from sqlalchemy import select
-
     from portal.hosts.models import HostContainer
 
     changed = False
@@ -265,3 +267,35 @@ def _covers(app: Application, name: str, labels: dict[str, str]) -> bool:
     if app.kind == COMPOSE:
         return labels.get("com.docker.compose.project") == app.name
     return name == app.name
+
+
+@dataclass(frozen=True)
+class HostApplications:
+    """What Spectr's applications on one host are made of: container names, compose projects."""
+
+    names: frozenset[str] = frozenset()
+    projects: frozenset[str] = frozenset()
+
+    def own(self, name: str, labels: dict[str, str] | None) -> bool:
+        """Whether a container with this name and these labels belongs to one of them."""
+        project = (labels or {}).get("com.docker.compose.project")
+        return name in self.names or (project is not None and project in self.projects)
+
+
+def applications_by_host(host_ids: Iterable[int]) -> dict[int, HostApplications]:
+    """Each host's applications (removed ones left out), for telling Spectr's containers apart."""
+    names: dict[int, set[str]] = {}
+    projects: dict[int, set[str]] = {}
+    rows = db.session.execute(
+        select(Application.host_id, Application.name, Application.kind).where(
+            Application.host_id.in_(list(host_ids)), Application.status != REMOVED
+        )
+    )
+    for host_id, name, kind in rows:
+        (projects if kind == COMPOSE else names).setdefault(host_id, set()).add(name)
+    return {
+        host_id: HostApplications(
+            frozenset(names.get(host_id, ())), frozenset(projects.get(host_id, ()))
+        )
+        for host_id in set(names) | set(projects)
+    }

@@ -4,6 +4,10 @@ A sweep probes all agents concurrently (a bounded thread pool, per-request timeo
 retries: the next sweep is the retry), then writes the results in one transaction: status
 transitions with their reasons, last-seen times, and the container states of each host.
 A host becomes `unreachable` after 2 missed sweeps in a row and `ready` again by itself.
+
+Only Spectr's own applications make a host `degraded`: a crash-looping container that someone
+started by hand, or that another tool manages, is recorded and shown on the host page, but it
+says nothing about whether Spectr's work on that host is healthy.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 import httpx
 from sqlalchemy import delete, insert, select, update
 
+from portal.apps.lifecycle import HostApplications, applications_by_host
 from portal.core.pki import ca_certificate_path
 from portal.core.ticker import periodic_job
 from portal.core.timeutil import utcnow
@@ -189,10 +194,11 @@ def record_probes(probes: list[Probe]) -> int:
             Host.id.in_(by_id), Host.status != BOOTSTRAPPING
         )
     ).all()
+    owned = applications_by_host(row[0] for row in rows)
     values, changes = [], []
     for host_id, status, reason, missed in rows:
         result = by_id[host_id]
-        row_values, target = _decide(result, missed or 0, now)
+        row_values, target = _decide(result, missed or 0, now, owned.get(host_id))
         values.append({"id": host_id, **row_values})
         if target is not None and (
             target[0] != status or (target[0] != READY and target[1] != reason)
@@ -212,7 +218,9 @@ def record_probes(probes: list[Probe]) -> int:
     return transitions
 
 
-def _decide(result: Probe, missed: int, now: Any) -> tuple[dict[str, Any], tuple[str, str] | None]:
+def _decide(
+    result: Probe, missed: int, now: Any, owned: HostApplications | None
+) -> tuple[dict[str, Any], tuple[str, str] | None]:
     """The column values a probe sets, and the (status, reason) it calls for, if any."""
     if not result.answered:
         missed += 1
@@ -223,19 +231,21 @@ def _decide(result: Probe, missed: int, now: Any) -> tuple[dict[str, Any], tuple
     row_values: dict[str, Any] = {"missed_checks": 0, "last_seen_at": now}
     if result.agent_version:
         row_values["agent_version"] = result.agent_version
-    problem = _problem(result)
+    problem = _problem(result, owned or HostApplications())
     if problem:
         return row_values, (DEGRADED, problem)
     return row_values, (READY, "Agent and Docker engine answer.")
 
 
-def _problem(result: Probe) -> str | None:
+def _problem(result: Probe, owned: HostApplications) -> str | None:
     if result.refused:
         return "The agent refuses the portal's token; bootstrap the host again."
     if not result.engine_ok:
         return f"Agent answers but the Docker engine does not: {result.error}"
     sick = [
-        c.name for c in result.containers if _health(c) == "unhealthy" or c.state == "restarting"
+        c.name
+        for c in result.containers
+        if owned.own(c.name, c.labels) and (_health(c) == "unhealthy" or c.state == "restarting")
     ]
     if sick:
         return f"Unhealthy container(s): {', '.join(sorted(sick)[:10])}"

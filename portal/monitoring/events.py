@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import exists, literal, or_, select
 
+from portal.apps.lifecycle import applications_by_host
 from portal.core.operations.models import FAILED, Operation
 from portal.core.timeutil import utcnow
 from portal.extensions import db
@@ -63,11 +64,18 @@ def unreachable_hosts() -> list[Condition]:
 
 
 def restarting_containers() -> list[Condition]:
+    """Restarting containers of Spectr's applications (others' containers are not ours to page)."""
     rows = db.session.execute(
         select(HostContainer, Host.name)
         .join(Host, Host.id == HostContainer.host_id)
         .where(HostContainer.state == "restarting")
     ).all()
+    owned = applications_by_host({row.host_id for row, _ in rows})
+    rows = [
+        (row, host_name)
+        for row, host_name in rows
+        if row.host_id in owned and owned[row.host_id].own(row.name, row.labels)
+    ]
     return [
         Condition(
             CONTAINER_RESTARTING,

@@ -10,6 +10,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from portal.apps.models import COMPOSE, CONTAINER, Application
 from portal.core.pki import issue_server_certificate
 from portal.core.timeutil import utcnow
 from portal.engines import ContainerInfo
@@ -37,10 +38,20 @@ def bootstrapped_host(name: str = "node-1", **fields: Any) -> Host:
     return host
 
 
-def container(name: str, state: str = "running", status: str = "Up 1 minute") -> ContainerInfo:
+def container(
+    name: str, state: str = "running", status: str = "Up 1 minute", project: str | None = None
+) -> ContainerInfo:
+    labels = {"com.docker.compose.project": project} if project else {}
     return ContainerInfo(
-        id=f"id-{name}", name=name, image="img:1", state=state, labels={}, status=status
+        id=f"id-{name}", name=name, image="img:1", state=state, labels=labels, status=status
     )
+
+
+def application(host: Host, name: str, kind: str = CONTAINER) -> Application:
+    app = Application(name=name, host_id=host.id, kind=kind, status="running")
+    db.session.add(app)
+    db.session.commit()
+    return app
 
 
 def statuses(host: Host) -> list[str]:
@@ -67,6 +78,7 @@ def test_unreachable_after_two_missed_checks_and_ready_again_by_itself(any_db_ap
 
 def test_degraded_when_the_engine_or_a_container_is_unhealthy(any_db_app: Flask) -> None:
     host = bootstrapped_host()
+    application(host, "web")
 
     record_probes([Probe(host.id, True, engine_ok=False, agent_version="0.1", error="socket gone")])
     assert host.status == "degraded" and "Docker engine does not" in host.status_reason
@@ -78,8 +90,25 @@ def test_degraded_when_the_engine_or_a_container_is_unhealthy(any_db_app: Flask)
     assert statuses(host) == ["degraded", "ready"]
 
 
+def test_only_spectr_applications_degrade_a_host(any_db_app: Flask) -> None:
+    host = bootstrapped_host()
+    application(host, "stack", kind=COMPOSE)
+    by_hand = container("crashy", "restarting", "Restarting (1) 2 seconds ago")
+    other_project = container("x-web-1", status="Up 1 minute (unhealthy)", project="someone-else")
+
+    record_probes([Probe(host.id, True, True, "0.1", containers=[by_hand, other_project])])
+    assert host.status == "ready"  # recorded, but nobody asked Spectr to run them
+    rows = {c.name: c.state for c in db.session.scalars(select(HostContainer))}
+    assert rows == {"crashy": "restarting", "x-web-1": "running"}
+
+    ours = container("stack-db-1", status="Up 1 minute (unhealthy)", project="stack")
+    record_probes([Probe(host.id, True, True, "0.1", containers=[by_hand, ours])])
+    assert host.status == "degraded" and host.status_reason == "Unhealthy container(s): stack-db-1"
+
+
 def test_container_states_are_synced(any_db_app: Flask) -> None:
     host = bootstrapped_host()
+    application(host, "a")
     first = [container("a"), container("b", "exited", "Exited (137) 5 seconds ago")]
     record_probes([Probe(host.id, True, True, "0.1", containers=first)])
     rows = {c.name: c for c in db.session.scalars(select(HostContainer))}

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from flask import Flask
 
+from portal.apps.models import CONTAINER, Application
 from portal.core.operations.models import FAILED, Operation
 from portal.core.timeutil import utcnow
 from portal.extensions import db
@@ -88,7 +89,10 @@ def test_restarting_container_and_full_gpu_raise_events(app: Flask) -> None:
             container_id="c1", name="vllm", image="vllm", state="restarting", restart_count=7
         ),
         HostContainer(container_id="c2", name="ok", image="x", state="running"),
+        # Restarting too, but no application of Spectr's: someone else's container.
+        HostContainer(container_id="c3", name="by-hand", image="x", state="restarting"),
     ]
+    db.session.add(Application(name="vllm", host_id=host.id, kind=CONTAINER, status="running"))
     host.gpus = [
         HostGpu(index=0, model="H200", memory_total_mib=1000, memory_used_mib=950),
         HostGpu(
