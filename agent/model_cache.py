@@ -204,7 +204,12 @@ class ModelCache:
                     return None
                 if not ours:  # renamed or deleted while we waited: open the current one
                     continue
-                return self._fill(fetcher, item, fd, partial, blob, on_progress)
+                try:
+                    return self._fill(fetcher, item, fd, partial, blob, on_progress)
+                except FetchError:
+                    if partial.exists() and not os.fstat(fd).st_size:
+                        partial.unlink()  # nothing to resume: leave no empty file behind
+                    raise
             finally:
                 os.close(fd)  # releases the flock
 

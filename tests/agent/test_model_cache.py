@@ -6,15 +6,18 @@ import hashlib
 import json
 import os
 import re
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from agent.model_cache import FetchError, ModelCache, NotEnoughSpace, NotFound, SpecError
+from tests.agent.harness import AgentProcess
 
 MIB = 1024 * 1024
 slow = pytest.mark.slow  # starts a docker-registry process (and, for the routes, agents)
@@ -342,3 +345,116 @@ def test_a_digest_mismatch_fails_the_file_and_drops_its_partial(tmp_path, blob_s
         cache.pull(spec)
     assert not list((cache.root / "blobs" / "sha256").iterdir())
     assert cache.list() == [] and not list((cache.root / "manifests").iterdir())
+
+
+# -- the agent's routes (real agent processes over TLS) ----------------------------------------
+
+BIG = 200 * MIB
+
+
+@pytest.fixture(scope="module")
+def big_model(auth_registry: Any, models: dict[str, dict]) -> dict:
+    """A one-file model of 200 MiB, long enough to kill an agent in the middle of it."""
+    data = os.urandom(BIG)
+    push_blob(auth_registry, "models/big", data)
+    source = {**models["alpha"]["source"], "repository": "models/big"}
+    return model_spec(source, "big", {"big.gguf": data})
+
+
+def pull_lines(client: httpx.Client, spec: dict) -> list[dict[str, Any]]:
+    with client.stream("POST", "/v1/models/pull", json=spec) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"] == "application/x-ndjson"
+        return [json.loads(line) for line in response.iter_lines() if line]
+
+
+@slow
+def test_routes_pull_list_inspect_and_delete(api, agent, models):
+    alpha, beta = models["alpha"]["digest"], models["beta"]["digest"]
+    events = pull_lines(api, models["alpha"])
+    assert [events[0]["event"], events[-1]["event"]] == ["start", "done"]
+    root = Path(agent.config["models_dir"])
+    assert events[-1]["path"] == str(root / f"sha256-{alpha[7:]}")
+    assert pull_lines(api, models["beta"])[-1]["bytes_fetched"] == len(WEIGHTS_B)
+
+    listed = {model["digest"]: model for model in api.get("/v1/models").json()}
+    assert {alpha, beta} <= set(listed)
+    assert listed[alpha]["size_bytes"] == len(WEIGHTS_A) + len(TOKENIZER)
+    assert api.get(f"/v1/models/{alpha}").json() == listed[alpha]
+    assert api.get(f"/v1/models/sha256%3A{alpha[7:]}").status_code == 200
+    assert api.get(f"/v1/models/sha256:{'0' * 64}").json()["code"] == "not_found"
+    assert api.get("/v1/models/latest").json()["details"] == {"field": "digest"}
+
+    assert api.delete(f"/v1/models/{alpha}").json() == {"freed_bytes": len(WEIGHTS_A)}
+    assert api.delete(f"/v1/models/{alpha}").status_code == 404
+    assert api.get(f"/v1/models/{beta}").status_code == 200
+    assert (root / "blobs" / "sha256" / digest_of(TOKENIZER)[7:]).is_file()
+    assert api.delete(f"/v1/models/{beta}").json() == {
+        "freed_bytes": len(WEIGHTS_B) + len(TOKENIZER)
+    }
+
+
+@slow
+def test_a_failed_pull_ends_its_stream_with_an_error_line(api, agent, models):
+    spec = models["alpha"]
+    events = pull_lines(api, {**spec, "source": {**spec["source"], "password": "wrong"}})
+    assert events[-1]["event"] == "error" and "401" in events[-1]["message"]
+    assert not list((Path(agent.config["models_dir"]) / "blobs" / "sha256").glob("*.partial"))
+    assert api.get(f"/v1/models/{spec['digest']}").status_code == 404
+
+
+@slow
+def test_bad_specs_and_a_full_disk_are_refused_before_the_stream(api, agent, models):
+    spec = models["alpha"]
+    escaping = {**spec, "files": [{**spec["files"][0], "path": "../../etc/cron.d/x"}]}
+    answer = api.post("/v1/models/pull", json=escaping)
+    assert answer.status_code == 422 and answer.json()["details"] == {"field": "files[0].path"}
+
+    huge = {**spec, "files": [{**spec["files"][0], "size": 1 << 60}]}
+    answer = api.post("/v1/models/pull", json=huge)
+    root = agent.config["models_dir"]
+    assert answer.status_code == 409 and answer.headers["content-type"] == "application/json"
+    assert re.match(rf"needs {1 << 60} bytes, \d+ free on {root}", answer.json()["message"])
+    assert answer.json()["details"]["needed_bytes"] == 1 << 60
+    blobs = Path(root) / "blobs" / "sha256"
+    assert not list(blobs.glob(f"{spec['files'][0]['digest'][7:]}*"))  # nothing was fetched
+
+
+@slow
+def test_every_model_route_needs_a_token(agent_factory, pki, models):
+    agent: AgentProcess = agent_factory()  # its own: failures count toward a lockout
+    digest = models["alpha"]["digest"]
+    with agent.http(pki.ca.cert_path, token=None) as anonymous:
+        for method, path in [("GET", "/v1/models"), ("POST", "/v1/models/pull"),
+                             ("GET", f"/v1/models/{digest}"), ("DELETE", f"/v1/models/{digest}")]:  # fmt: skip
+            answer = anonymous.request(method, path, json=models["alpha"])
+            assert answer.status_code == 401, (method, path)
+
+
+@slow
+def test_a_killed_agent_resumes_the_transfer_after_restart(agent_factory, pki, big_model, tmp_path):
+    root = tmp_path / "models"
+    blob = root / "blobs" / "sha256" / big_model["files"][0]["digest"][7:]
+    partial = blob.with_name(blob.name + ".partial")
+    first: AgentProcess = agent_factory(models_dir=str(root))
+    with (
+        first.http(pki.ca.cert_path) as client,
+        client.stream("POST", "/v1/models/pull", json=big_model) as response,
+    ):
+        for line in response.iter_lines():
+            event = json.loads(line) if line else {}
+            if event.get("event") == "progress" and event["bytes_done"] >= 4 * MIB:
+                os.kill(first.pid, signal.SIGKILL)
+                break
+    assert first.process is not None and first.process.wait(10) == -signal.SIGKILL
+    kept = partial.stat().st_size
+    assert 0 < kept < BIG and not blob.exists()
+
+    second: AgentProcess = agent_factory(models_dir=str(root))
+    with second.http(pki.ca.cert_path) as client:
+        events = pull_lines(client, big_model)
+    [file_event] = [event for event in events if event["event"] == "file"]
+    assert file_event["status"] == "resumed" and file_event["bytes_fetched"] == BIG - kept
+    assert events[0]["bytes_present"] == kept and events[-1]["event"] == "done"
+    assert sha256_file(blob) == big_model["files"][0]["digest"] and not partial.exists()
+    second.stop()
