@@ -31,6 +31,8 @@ class AgentConfig:
     docker_socket: str = "/var/run/docker.sock"
     max_connections: int = 64
     log_level: str = "INFO"
+    # The model cache (layout: agent/README.md); created at start when missing and possible.
+    models_dir: str = "/var/lib/spectr/models"
 
     def validate(self) -> AgentConfig:
         """Raise ConfigError unless TLS files and a token hash are set and well formed."""
@@ -47,6 +49,8 @@ class AgentConfig:
             self.metrics_token_sha256 = self.metrics_token_sha256.strip().lower()
             if not _HEX64.match(self.metrics_token_sha256):
                 raise ConfigError("metrics_token_sha256 must be the hex SHA-256 of a bearer token")
+        if not isinstance(self.models_dir, str) or not os.path.isabs(self.models_dir):
+            raise ConfigError(f"models_dir must be an absolute path (got {self.models_dir!r})")
         if not 0 < int(self.listen_port) < 65536:
             raise ConfigError(f"listen_port out of range: {self.listen_port}")
         return self

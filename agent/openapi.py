@@ -25,7 +25,8 @@ def _ndjson(description: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     texts = {400: "Bad input", 401: "Missing or wrong bearer token", 404: "No such object",
              409: "Conflict with the object's state", 422: "Input breaks a rule",
-             429: "Too many failed authentications", 502: "Docker engine error"}  # fmt: skip
+             429: "Too many failed authentications", 502: "Docker engine error",
+             503: "The models folder cannot be used"}  # fmt: skip
     if 502 in statuses:  # whatever reaches the engine may meet its own 400 (engine_rejected)
         statuses = (400, *statuses)
     ordered = sorted({401, 429, *statuses})
@@ -87,6 +88,36 @@ _PULL_SPEC = {
         "username": _STR, "password": _STR, "serveraddress": _STR}}},
 }  # fmt: skip
 
+_DIGEST = {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}
+_MODEL_FILE = {
+    "type": "object",
+    "required": ["path", "digest", "size"],
+    "additionalProperties": False,
+    "properties": {
+        "path": {"type": "string", "description": "relative POSIX path"},
+        "digest": _DIGEST,
+        "size": {"type": "integer", "minimum": 0},
+    },
+}
+_MODEL_PULL_SPEC = {
+    "type": "object", "required": ["digest", "name", "files", "source"],
+    "additionalProperties": False,
+    "properties": {
+        "digest": _DIGEST, "name": _STR, "verify": {"type": "boolean", "default": True},
+        "files": {"type": "array", "items": _MODEL_FILE, "minItems": 1},
+        "source": {"type": "object", "required": ["url", "repository"],
+                   "additionalProperties": False, "properties": {
+                       "url": {"type": "string", "description": "https:// or http:// registry"},
+                       "repository": _STR, "username": _STR, "password": _STR,
+                       "ca_pem": {"type": "string", "description": "CA of the registry (PEM)"}}},
+    },
+}  # fmt: skip
+_MODEL = {"type": "object", "required": ["digest", "name", "files", "size_bytes", "path"],
+          "properties": {"digest": _DIGEST, "name": _STR, "pulled_at": _STR,
+                         "files": {"type": "array", "items": _MODEL_FILE},
+                         "size_bytes": _INT, "path": _STR}}  # fmt: skip
+_MODEL_DIGEST = _param("digest", _STR, "path", "the model's manifest digest, sha256:<hex>")
+
 _LOG_PARAMS = [
     _ID, _param("follow", _BOOL, text="keep streaming until the container stops"),
     _param("since", _STR, text="Unix timestamp or ISO-8601 time"),
@@ -139,6 +170,19 @@ def _paths() -> dict[str, Any]:
             "Run an argv (no shell); {stream, data} lines, then {exit_code, timed_out} or {error}",
             {"200": _ndjson("output frame or exit")}, 404, 409, 422, 502, params=[_ID],
             body=_EXEC_SPEC)},
+        "/v1/models": {"get": _op("List the complete models of the host's cache",
+                                  {"200": _json({"type": "array", "items": _MODEL})})},
+        "/v1/models/pull": {"post": _op(
+            "Fetch a model's missing files; {event: start|progress|file} lines, then "
+            "{event: done} or {event: error, message}",
+            {"200": _ndjson("pull event")}, 400, 409, 422, 503, body=_MODEL_PULL_SPEC)},
+        "/v1/models/{digest}": {
+            "get": _op("One complete model", {"200": _json(_MODEL)}, 404, 422,
+                       params=[_MODEL_DIGEST]),
+            "delete": _op("Remove a model and the blobs no other model uses",
+                          {"200": _json({"type": "object", "properties": {"freed_bytes": _INT}})},
+                          404, 422, params=[_MODEL_DIGEST]),
+        },
     }  # fmt: skip
 
 

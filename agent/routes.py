@@ -1,4 +1,4 @@
-"""The agent's route table: health, facts, OpenAPI, metrics, images, containers, streams."""
+"""The agent's route table: health, facts, OpenAPI, metrics, images, containers, streams, models."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from agent.docker_api import DockerError
 from agent.facts import host_facts
 from agent.images import ImageRoutes
 from agent.metrics import AgentMetrics
+from agent.models import ModelRoutes
 from agent.openapi import openapi_document
 from agent.streams import StreamRoutes
 from agent.web import RawBody, Request, Router
@@ -46,4 +47,5 @@ def build_router(app: AgentApp) -> Router:
     ImageRoutes(docker).register(router)
     ContainerRoutes(docker).register(router)
     StreamRoutes(docker).register(router)
+    ModelRoutes(app.config.models_dir).register(router)
     return router

@@ -116,7 +116,9 @@ class AgentProcess:
         self.port = settings.pop("listen_port", None) or free_port()
         self.config = {
             "listen_host": "127.0.0.1", "listen_port": self.port, "tls_cert": cert[0],
-            "tls_key": cert[1], "token_sha256": hash_token(self.token), **settings,
+            "tls_key": cert[1], "token_sha256": hash_token(self.token),
+            "models_dir": str(folder / f"models-{self.port}"),  # never the host's real cache
+            **settings,
         }  # fmt: skip
         self.config_path = folder / f"agent-{self.port}.json"
         self.log_path = folder / f"agent-{self.port}.log"
