@@ -155,9 +155,9 @@ def _as_int(value: Any, key: str, notes: list[str]) -> int | None:
     """An integer fact; a per-layer array gives its largest value, said in the notes."""
     if isinstance(value, GgufArray) and value.values:
         numbers = [int(v) for v in value.values if isinstance(v, int | float)]
-        if numbers:
+        if len(set(numbers)) > 1:
             notes.append(f"{key} varies by layer: the largest, {max(numbers)}, is used")
-            return max(numbers)
+        return max(numbers) if numbers else None
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
     return None
@@ -175,7 +175,11 @@ DTYPE_NAMES = {
     "bfloat16": "bf16", "float16": "f16", "half": "f16", "float32": "f32", "float": "f32",
     "float64": "f64", "float8_e4m3fn": "f8_e4m3", "float8_e5m2": "f8_e5m2", "int8": "i8",
 }  # fmt: skip
-DTYPE_BYTES = {"f64": 8, "f32": 4, "bf16": 2, "f16": 2, "f8_e4m3": 1, "f8_e5m2": 1, "i8": 1}
+DTYPE_BYTES = {
+    "f64": 8, "i64": 8, "f32": 4, "i32": 4, "bf16": 2, "f16": 2, "i16": 2,
+    "f8_e4m3": 1, "f8_e5m2": 1, "i8": 1, "u8": 1,
+}  # fmt: skip
+PACKED_QUANTIZATIONS = ("awq", "gptq", "bitsandbytes", "compressed-tensors")
 
 
 def _dtype_name(value: Any) -> str | None:
@@ -198,8 +202,6 @@ def read_config_json(data: Mapping[str, Any]) -> ModelFacts:
                 value = source.get(key)
                 if isinstance(value, int) and not isinstance(value, bool) and value > 0:
                     return value
-                if isinstance(value, str) and value and not key.startswith(("num_", "max_")):
-                    return value
         return None
 
     architectures = data.get("architectures")
@@ -215,12 +217,8 @@ def read_config_json(data: Mapping[str, Any]) -> ModelFacts:
     # rope_scaling is ignored: max_position_embeddings already is the served context
     facts.context_length = pick("max_position_embeddings", "n_positions", "max_sequence_length")
     facts.vocab_size = pick("vocab_size")
-    facts.dtype = _dtype_name(
-        next(
-            (s.get(k) for k in ("torch_dtype", "dtype") for s in (data, text or {}) if s.get(k)),
-            None,
-        )
-    )
+    dtypes = [s.get(k) for s in (data, text or {}) for k in ("torch_dtype", "dtype")]
+    facts.dtype = next(filter(None, map(_dtype_name, dtypes)), None)
     quant = data.get("quantization_config")
     method = quant.get("quant_method") if isinstance(quant, Mapping) else None
     facts.quantization = _text(method.lower() if isinstance(method, str) else None) or facts.dtype
@@ -260,6 +258,8 @@ def facts_from_files(files: Iterable[FileEntry]) -> ModelFacts:
 def facts_from_folder(path: str | os.PathLike[str]) -> ModelFacts:
     """Read the facts of the model in a folder (or of one model file); hidden files skipped."""
     root = Path(path)
+    if not root.exists():
+        raise ModelFactsError(f"{root} does not exist")
     if root.is_file():
         return facts_from_files([(root.name, _opener(root), root.stat().st_size)])
     entries = []
@@ -369,9 +369,13 @@ def _count_safetensors(facts: ModelFacts, shards: list[FileEntry]) -> None:
         dtypes.update(header.dtypes)
     if dtypes:
         facts.dtype = _most(dtypes).lower()
-        if facts.quantization in (None, facts.dtype, *DTYPE_BYTES):
-            facts.quantization = facts.dtype
-    facts.quantization = facts.quantization or facts.dtype
+    if facts.quantization is None or facts.quantization in DTYPE_BYTES:
+        facts.quantization = facts.dtype  # a plain dtype; a quant_method (awq, fp8) stays
+    if facts.quantization in PACKED_QUANTIZATIONS:
+        facts.notes.append(
+            f"{facts.quantization} packs several weights per stored element: "
+            "the parameter count is of stored elements and lower than the model's"
+        )
     width = DTYPE_BYTES.get(facts.dtype or "", 2)
     for path, _, size in unreadable:
         parameters += max(size - 8, 0) // width
@@ -400,13 +404,11 @@ def _has_chat_template(entries: list[FileEntry], folder: str, notes: list[str]) 
     paths = {path for path, _, _ in entries}
     if {folder + "chat_template.jinja", folder + "chat_template.json"} & paths:
         return True
-    tokenizer = _json_file(entries, folder + "tokenizer_config.json", notes, required=False)
+    tokenizer = _json_file(entries, folder + "tokenizer_config.json", notes)
     return None if tokenizer is None else bool(tokenizer.get("chat_template"))
 
 
-def _json_file(
-    entries: list[FileEntry], path: str, notes: list[str], required: bool = True
-) -> dict[str, Any] | None:
+def _json_file(entries: list[FileEntry], path: str, notes: list[str]) -> dict[str, Any] | None:
     entry = next((e for e in entries if e[0] == path), None)
     if entry is None:
         return None

@@ -161,12 +161,13 @@ def _gguf_string(stream: _Stream, limit: int, what: str) -> str:
 
 
 def _gguf_value(stream: _Stream, value_type: int, key: str, depth: int = 0) -> Any:
-    """Read one metadata value; long strings and long arrays are skipped, not stored."""
+    """Read one metadata value; long strings, long arrays and array items are skipped."""
+    keep = depth == 0
     if value_type in _GGUF_SCALARS:
         return stream.unpack(_GGUF_SCALARS[value_type])
     if value_type == _GGUF_STRING:
         length = _bounded(stream.unpack("<Q"), MAX_STRING_BYTES, f"bytes in the value of {key}")
-        if length > KEEP_STRING_BYTES:
+        if length > KEEP_STRING_BYTES or not keep:
             stream.skip(length)
             return None
         return stream.take(length).decode("utf-8", errors="replace")
@@ -178,12 +179,12 @@ def _gguf_value(stream: _Stream, value_type: int, key: str, depth: int = 0) -> A
     count = _bounded(stream.unpack("<Q"), MAX_ARRAY_ITEMS, f"items in the array {key}")
     if item_type in _GGUF_SCALARS:
         fmt = _GGUF_SCALARS[item_type]
-        if count <= KEEP_ARRAY_ITEMS:
+        if keep and count <= KEEP_ARRAY_ITEMS:
             values = struct.unpack(f"<{count}{fmt[1]}", stream.take(count * struct.calcsize(fmt)))
             return GgufArray(item_type, count, values)
         stream.skip(count * struct.calcsize(fmt))
         return GgufArray(item_type, count)
-    for _ in range(count):  # strings or nested arrays: walk them, keep nothing
+    for _ in range(count):  # strings or nested arrays: walk them, keep nothing (tokens, merges)
         _gguf_value(stream, item_type, key, depth + 1)
     return GgufArray(item_type, count)
 

@@ -82,11 +82,12 @@ class CountingReader(io.RawIOBase):
 
 def write_gguf(
     path: Path,
-    file_type: gguf.LlamaFileType = gguf.LlamaFileType.ALL_F32,
+    file_type: gguf.LlamaFileType | None = gguf.LlamaFileType.ALL_F32,
     tokens: int = 16,
     chat_template: str | None = "{{ messages }}",
     key_length: int | None = None,
     split_max_tensors: int = 0,
+    kv_heads: int | list[int] = 2,
 ) -> Path:
     """Write a two-layer llama GGUF with TINY_LLAMA's tensors in `file_type`."""
     writer = gguf.GGUFWriter(path, "llama", split_max_tensors=split_max_tensors)
@@ -96,10 +97,11 @@ def write_gguf(
     writer.add_embedding_length(64)
     writer.add_feed_forward_length(128)
     writer.add_head_count(4)
-    writer.add_head_count_kv(2)
+    writer.add_head_count_kv(kv_heads)
     if key_length:
         writer.add_key_length(key_length)
-    writer.add_file_type(file_type)
+    if file_type is not None:
+        writer.add_file_type(file_type)
     writer.add_tokenizer_model("gpt2")
     writer.add_token_list([f"token-{i}" for i in range(tokens)])
     writer.add_token_merges([f"t o{i}" for i in range(tokens)])
@@ -197,6 +199,21 @@ def test_gguf_f16_file_type(tmp_path: Path) -> None:
     path = write_gguf(tmp_path / "tiny-f16.gguf", gguf.LlamaFileType.MOSTLY_F16)
     assert read_facts(path).quantization == "f16"
     assert catalog_fields(facts_from_folder(path))["quantization"] == "fp16"
+
+
+def test_gguf_without_file_type_takes_the_most_common_matrix_type(tmp_path: Path) -> None:
+    facts = read_facts(write_gguf(tmp_path / "tiny.gguf", file_type=None))
+    assert facts.quantization == "f32"
+    assert facts.notes == [
+        "general.file_type is missing: quantization is the most common tensor type"
+    ]
+
+
+def test_gguf_per_layer_kv_heads_take_the_largest(tmp_path: Path) -> None:
+    assert read_facts(write_gguf(tmp_path / "same.gguf", kv_heads=[2, 2])).notes == []
+    facts = read_facts(write_gguf(tmp_path / "varies.gguf", kv_heads=[2, 0]))
+    assert facts.num_kv_heads == 2
+    assert facts.notes == ["llama.attention.head_count_kv varies by layer: the largest, 2, is used"]
 
 
 def test_gguf_tensor_dims_are_ggml_order(tmp_path: Path) -> None:
@@ -612,6 +629,22 @@ def test_catalog_fields_leave_unknown_quantizations_to_the_form() -> None:
     facts = ModelFacts(format="gguf", quantization="iq2_xs", num_layers=2)
     assert catalog_fields(facts) == {"format": "gguf", "num_layers": 2}
     assert catalog_fields(ModelFacts()) == {}
+
+
+def test_awq_safetensors_say_their_count_is_of_stored_elements(tmp_path: Path) -> None:
+    write_safetensors(tmp_path / "model.safetensors", {"q.qweight": ("I8", [64, 8])})
+    config = TINY_CONFIG | {"quantization_config": {"quant_method": "awq", "bits": 4}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+
+    facts = facts_from_folder(tmp_path)
+
+    assert (facts.quantization, facts.dtype, facts.parameters) == ("awq", "i8", 512)
+    assert any("awq packs several weights per stored element" in n for n in facts.notes)
+
+
+def test_a_missing_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelFactsError, match="does not exist"):
+        facts_from_folder(tmp_path / "nowhere")
 
 
 def test_files_without_weights_say_so(tmp_path: Path) -> None:
