@@ -70,3 +70,68 @@ def push_tiny_image(client: httpx.Client, repository: str, tag: str, content: by
     )
     answer.raise_for_status()
     return _digest(manifest)
+
+
+OCI_MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+MODEL_ARTIFACT_TYPE = "application/vnd.spectr.model.v1"
+MODEL_CONFIG_TYPE = "application/vnd.spectr.model.config.v1+json"
+MODEL_FILE_TYPE = "application/vnd.spectr.model.file.v1"
+TITLE = "org.opencontainers.image.title"
+
+
+def upload_blob(client: httpx.Client, repository: str, blob: bytes) -> str:
+    """Upload one blob (POST then PUT ?digest=) and return its digest."""
+    start = client.post(f"/v2/{repository}/blobs/uploads/")
+    start.raise_for_status()
+    location = httpx.URL(start.headers["location"]).copy_merge_params({"digest": _digest(blob)})
+    client.put(location, content=blob).raise_for_status()
+    return _digest(blob)
+
+
+def model_manifest(files: dict[str, bytes], config: bytes) -> bytes:
+    """The OCI manifest of a model (HELPERS-CONTRACT.md): one titled layer per file."""
+    layers = [
+        {"mediaType": MODEL_FILE_TYPE, "digest": _digest(data), "size": len(data),
+         "annotations": {TITLE: path}}
+        for path, data in files.items()
+    ]  # fmt: skip
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST_TYPE,
+            "artifactType": MODEL_ARTIFACT_TYPE,
+            "config": {
+                "mediaType": MODEL_CONFIG_TYPE,
+                "digest": _digest(config),
+                "size": len(config),
+            },
+            "layers": layers,
+        }
+    ).encode()
+
+
+def push_model(client: httpx.Client, repository: str, tag: str, files: dict[str, bytes]) -> str:
+    """Push a model as an OCI artifact (the portal's format); return the manifest digest."""
+    config = json.dumps(
+        {
+            "format": "gguf",
+            "facts": {},
+            "files": [
+                {"path": path, "digest": _digest(data), "size": len(data)}
+                for path, data in files.items()
+            ],
+        }
+    ).encode()
+    for blob in {config, *files.values()}:
+        upload_blob(client, repository, blob)
+    manifest = model_manifest(files, config)
+    answer = client.put(
+        f"/v2/{repository}/manifests/{tag}",
+        content=manifest,
+        headers={"Content-Type": OCI_MANIFEST_TYPE},
+    )
+    if answer.status_code != 201:
+        raise AssertionError(
+            f"the registry refused the model manifest: {answer.status_code} {answer.text}"
+        )
+    return _digest(manifest)

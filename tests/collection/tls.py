@@ -56,10 +56,11 @@ class TestCA:
         )
         self.cert_pem = self.cert.public_bytes(serialization.Encoding.PEM).decode()
 
-    def issue(self, common_name: str = "localhost") -> Certificate:
-        """Return a server certificate for 127.0.0.1 and localhost signed by this CA."""
+    def issue(self, common_name: str = "localhost", extra_ips: tuple[str, ...] = ()) -> Certificate:
+        """Return a server certificate for 127.0.0.1, localhost and `extra_ips` signed by this CA."""
         key = ec.generate_private_key(ec.SECP256R1())
-        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        names: list[x509.GeneralName] = [x509.DNSName("localhost")]
+        names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", *extra_ips)]
         cert = (
             _builder(common_name, self._name, key.public_key())
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
