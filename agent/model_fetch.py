@@ -15,7 +15,8 @@ from typing import Any
 
 from agent.model_spec import FetchError, ModelFile, Source
 
-CHUNK = 1024 * 1024
+CHUNK = 1024 * 1024  # bytes per write, and per progress event at most
+READ = 256 * 1024  # http.client's readinto waits for the whole slice: 0.25 s on slow links
 PROGRESS_INTERVAL_S = 0.25
 READ_TIMEOUT_S = 60.0
 
@@ -138,29 +139,31 @@ class BlobFetcher:
               on_progress: Callable[[int], None]) -> int:  # fmt: skip
         """Append the body to fd in 1 MiB writes; return the bytes received."""
         progress = Progress(on_progress, CHUNK, PROGRESS_INTERVAL_S)
-        done, buffer = offset, bytearray()
+        buffer = memoryview(bytearray(CHUNK))  # filled in place: no copy per read
+        done, filled = offset, 0
         while done < item.size:
+            want = min(READ, item.size - done, CHUNK - filled)
             try:
-                data = response.read1(min(CHUNK, item.size - done))
+                # readinto(n), not read1: one TLS record per call costs 3-4x the throughput
+                count = response.readinto(buffer[filled : filled + want])
             except (OSError, http.client.HTTPException) as error:
-                data, failure = b"", error
+                count, failure = 0, error
             else:
                 failure = None
-            if data:
-                hasher.update(data)
-                buffer += data
-                done += len(data)
-            if buffer and (len(buffer) >= CHUNK or not data or done >= item.size
+            hasher.update(buffer[filled : filled + count])
+            filled += count
+            done += count
+            if filled and (filled == CHUNK or not count or done >= item.size
                            or time.monotonic() - progress.last_time >= PROGRESS_INTERVAL_S):  # fmt: skip
-                _write_all(fd, buffer, done - len(buffer))
-                buffer.clear()
+                _write_all(fd, buffer[:filled], done - filled)
+                filled = 0
                 progress.update(done)
-            if not data:
+            if not count:
                 reason = f": {failure}" if failure else ""
                 raise FetchError(
                     f"{item.path}: transfer ended at {done} of {item.size} bytes{reason}"
                 )
-        if response.read1(1):
+        if response.read(1):
             raise FetchError(f"{item.path}: registry sent more than {item.size} bytes")
         if progress.last_done != done:
             on_progress(done)

@@ -225,6 +225,21 @@ def test_a_partial_of_wrong_bytes_is_fetched_again_from_zero(cache, models):
 
 
 @slow
+def test_two_pulls_of_one_model_at_once_fetch_each_blob_once(cache, models):
+    results: list[dict] = []
+    threads = [threading.Thread(target=lambda: results.append(cache.pull(models["alpha"])))
+               for _ in range(2)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(results) == 2
+    assert sum(done["bytes_fetched"] for done in results) == len(WEIGHTS_A) + len(TOKENIZER)
+    assert sha256_file(Path(results[0]["path"]) / "alpha.gguf") == digest_of(WEIGHTS_A)
+    assert not list((cache.root / "blobs" / "sha256").glob("*.partial"))
+
+
+@slow
 def test_wrong_credentials_fail_the_pull_with_the_registry_status(cache, models):
     spec = models["alpha"]
     spec = {**spec, "source": {**spec["source"], "password": "wrong"}}
