@@ -56,8 +56,12 @@ class ModelRoutes:
         router.add("DELETE", "/v1/models/{digest}", self.remove)
 
     def list(self, request: Request) -> tuple[int, Any]:
-        """List complete models."""
-        return 200, self.cache.list()
+        """The cache: its folder, the free bytes of its disk, and the complete models."""
+        try:
+            free = self.cache.free_bytes()
+        except OSError as error:
+            raise ApiError(503, "unavailable", f"models_dir {self.cache.root}: {error}") from error
+        return 200, {"root": str(self.cache.root), "free_bytes": free, "models": self.cache.list()}
 
     def inspect(self, request: Request) -> tuple[int, Any]:
         """Return one complete model."""

@@ -170,8 +170,11 @@ def _paths() -> dict[str, Any]:
             "Run an argv (no shell); {stream, data} lines, then {exit_code, timed_out} or {error}",
             {"200": _ndjson("output frame or exit")}, 404, 409, 422, 502, params=[_ID],
             body=_EXEC_SPEC)},
-        "/v1/models": {"get": _op("List the complete models of the host's cache",
-                                  {"200": _json({"type": "array", "items": _MODEL})})},
+        "/v1/models": {"get": _op(
+            "The model cache: its folder, free bytes on its disk, and the complete models",
+            {"200": _json({"type": "object", "properties": {
+                "root": {"type": "string"}, "free_bytes": _INT,
+                "models": {"type": "array", "items": _MODEL}}})}, 503)},
         "/v1/models/pull": {"post": _op(
             "Fetch a model's missing files; {event: start|progress|file} lines, then "
             "{event: done} or {event: error, message}",

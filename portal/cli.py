@@ -189,3 +189,7 @@ cli.add_command(monitoring_group)
 from portal.backup.cli import backup_group  # noqa: E402
 
 cli.add_command(backup_group)
+
+from portal.artifacts.cli import models_group  # noqa: E402
+
+cli.add_command(models_group)

@@ -32,6 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "LOG_LEVEL": "INFO",
     "SESSION_COOKIE_SECURE": False,
     "ENCRYPTION_KEYS": None,  # default: a generated encryption.key in the instance folder
+    "MODELS_DIR": "/var/lib/spectr/models",  # the Spectr node's own model cache
+    "MODEL_DISTRIBUTION_PARALLEL": 4,  # hosts fetching a model at the same time
 }
 
 

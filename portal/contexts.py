@@ -17,6 +17,7 @@ API_BLUEPRINTS = [
     "portal.hosts.api",
     "portal.hosts.containers_api",
     "portal.catalog.api",
+    "portal.artifacts.api",
     "portal.apps.api",
     "portal.registry.api",
     "portal.backup.api",
@@ -37,6 +38,7 @@ MODEL_MODULES = [
     "portal.monitoring.models",
     "portal.hosts.models",
     "portal.catalog.models",
+    "portal.artifacts.models",
     "portal.apps.models",
     "portal.registry.models",
 ]
@@ -49,6 +51,7 @@ TASK_MODULES = [
     "portal.hosts.tasks",
     "portal.hosts.health",
     "portal.catalog.tasks",
+    "portal.artifacts.tasks",
     "portal.apps.tasks",
     "portal.registry.tasks",
     "portal.backup.tasks",

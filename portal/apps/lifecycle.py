@@ -116,12 +116,24 @@ def deploy_revision(ctx: OperationContext) -> dict[str, Any]:
     variables = role_variables(app.name, app.kind, revision.number, revision.spec, secrets)
     if app.kind != COMPOSE:
         variables.update(_registry_login(revision.spec["image"]))
+    _ensure_model_files(ctx, host, revision.spec)
     ctx.progress(0.1, f"deploying revision {revision.number} of {app.name} to {host.name}")
     changed = _run(ctx, "spectr.core.deploy_app", host, variables)
     app.deployed_revision, app.status = revision.number, "deployed"  # no longer "removed"
     refresh_status(app)
     _join_gateway(ctx, app, host)
     return {"app": app.name, "revision": revision.number, "changed": changed, "status": app.status}
+
+
+def _ensure_model_files(ctx: OperationContext, host: Host, spec: dict[str, Any]) -> None:
+    """A model imported into Spectr is fetched onto the host before its server starts."""
+    from portal.artifacts import distribution, serving
+
+    digest = (spec.get("labels") or {}).get(serving.DIGEST_LABEL)
+    if not digest:
+        return
+    mounted = next(v.split(":", 1)[0] for v in spec["volumes"] if v.endswith(":ro"))
+    distribution.ensure_on_host(ctx, digest, host, mounted)
 
 
 def _model_replica(app: Application, host: Host) -> str | None:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Any
 
 from portal.apps.models import CONTAINER, Application
 from portal.apps.service import PENDING, add_revision
+from portal.artifacts import service as artifacts
+from portal.artifacts import serving
+from portal.artifacts.importing import REGISTRY_SOURCE
 from portal.catalog import service as catalog
 from portal.catalog.models import LlmModel, Runtime
 from portal.catalog.placement import per_gpu_need_mib
 from portal.core.errors import Conflict, ValidationFailed
+from portal.hosts.models import Host
 from portal.hosts.service import get_host
 
 
@@ -26,8 +31,9 @@ def deploy_model(model_id: int, body: dict[str, Any]) -> Application:
     need = per_gpu_need_mib(estimate, len(gpus)) if gpus else None
     if need is not None:
         _check_gpu_memory(host.id, host.name, gpus, need)
+    mount = _imported_model_mount(model, host, body.get("model_revision"))
     values = {
-        "model_source": model.source,
+        "model_source": mount.model_source if mount else model.source,
         "model_name": model.name,
         "context_length": context_length,
         "port": runtime.port,
@@ -38,6 +44,7 @@ def deploy_model(model_id: int, body: dict[str, Any]) -> Application:
         or (model.source if model.source_kind == "image" else runtime.image),
         "command": body.get("command") or catalog.render_command(runtime, values),
         "env": {
+            **(mount.env if mount else {}),
             **{k: v.format_map(values) for k, v in runtime.env.items()},
             **(body.get("env") or {}),
         },
@@ -45,12 +52,16 @@ def deploy_model(model_id: int, body: dict[str, Any]) -> Application:
             {
                 "container_port": runtime.port,
                 "host_port": body.get("host_port"),
-                "host_ip": "127.0.0.1",
+                "host_ip": _published_on(host),
                 "protocol": "tcp",
             }
         ],
-        "volumes": _model_volumes(model),
-        "labels": {"spectr.model": model.name, "spectr.runtime": runtime.name},
+        "volumes": mount.volumes if mount else _model_volumes(model),
+        "labels": {
+            "spectr.model": model.name,
+            "spectr.runtime": runtime.name,
+            **(mount.labels if mount else {}),
+        },
         "restart_policy": "unless-stopped",
         "gpus": gpus,
         "pull": body.get("pull", "missing"),
@@ -101,6 +112,29 @@ def _check_gpu_memory(host_id: int, host_name: str, gpus: list[int], need_mib: i
                 f"The model needs {need_mib} MiB on each GPU; GPU {index} of '{host_name}' has {free[index]} MiB free.",
                 {"gpus": [f"GPU {index}: {free[index]} MiB free, {need_mib} MiB needed"]},
             )
+
+
+def _imported_model_mount(
+    model: LlmModel, host: Host, number: int | None
+) -> serving.ModelMount | None:
+    """For a model imported into Spectr: its revision's cache folder on the host, read-only."""
+    if model.source_kind != REGISTRY_SOURCE:
+        return None
+    return serving.model_mount(model, artifacts.get_revision(model, number), host)
+
+
+def _published_on(host: Host) -> str:
+    """The address the model server's port is published on: one the gateway can reach.
+
+    On the Spectr node that is loopback; on another host, its address when that is an IP,
+    else every interface (Docker publishes on IP addresses only).
+    """
+    if host.is_local:
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(host.address))
+    except ValueError:
+        return "0.0.0.0"
 
 
 def _model_volumes(model: LlmModel) -> list[str]:

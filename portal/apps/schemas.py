@@ -145,3 +145,9 @@ class DeployModelSchema(ma.Schema):
     )
     pull = ma.fields.String(load_default="missing", validate=validate.OneOf(PULL_POLICIES))
     deploy = ma.fields.Boolean(load_default=True)
+    model_revision = ma.fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(1, 1_000_000),
+        metadata={"description": "an imported model's revision (default: the latest)"},
+    )

@@ -40,7 +40,7 @@ class LlmModel(db.Model):
     parameters_billions: Mapped[float] = mapped_column()
     quantization: Mapped[str] = mapped_column(String(32))
     format: Mapped[str] = mapped_column(String(32))
-    source_kind: Mapped[str] = mapped_column(String(16))  # huggingface | path | image
+    source_kind: Mapped[str] = mapped_column(String(16))  # huggingface | path | image | registry
     source: Mapped[str] = mapped_column(String(512))
     context_length: Mapped[int] = mapped_column(Integer)
     license: Mapped[str] = mapped_column(String(64))

@@ -10,7 +10,7 @@ from portal.core.converters import MAX_BIGINT, MAX_DATABASE_ID
 from portal.core.fields import UtcDateTime
 
 FORMATS = ("safetensors", "gguf", "pytorch", "onnx", "other")
-SOURCE_KINDS = ("huggingface", "path", "image")
+SOURCE_KINDS = ("huggingface", "path", "image", "registry")  # registry: imported files
 RUNTIME_KINDS = ("vllm", "ollama", "tgi", "llamacpp", "custom")
 
 

@@ -9,6 +9,7 @@ import click
 import marshmallow as ma
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
+from portal.artifacts import service as artifacts
 from portal.catalog import seeding, service
 from portal.catalog.schemas import FORMATS, SOURCE_KINDS, ModelSchema
 from portal.catalog.vram import QUANTIZATIONS
@@ -81,9 +82,13 @@ def model(model_id: int) -> Any:
     runtime_id = request.args.get("runtime_id", type=int)
     context = request.args.get("context_length", type=int)
     placement = service.placement(model_id, runtime_id, context)
+    revisions = artifacts.revisions(entry)
     return render_template(
         "catalog/model.html",
         model=entry,
+        revisions=revisions,
+        revision=revisions[0] if revisions else None,
+        holders=artifacts.holders(entry),
         runtimes=service.list_runtimes(),
         runtime_id=runtime_id,
         context_length=context or entry.context_length,
@@ -93,6 +98,36 @@ def model(model_id: int) -> Any:
         formats=FORMATS,
         source_kinds=SOURCE_KINDS,
     )
+
+
+@bp.post("/models/<id:model_id>/distribute")
+@page_role("operator")
+def distribute_model(model_id: int) -> Any:
+    host_ids = request.form.getlist("host_ids", type=int)
+    if not host_ids:
+        flash("Choose at least one host.", "error")
+        return redirect(url_for("catalog_pages.model", model_id=model_id) + "#distribute-model")
+    try:
+        operation = artifacts.distribute(service.get_model(model_id), host_ids)
+    except SpectrError as exc:
+        flash(describe(exc), "error")
+        return redirect(url_for("catalog_pages.model", model_id=model_id) + "#distribute-model")
+    return redirect(url_for("operations_pages.detail", operation_id=operation.id))
+
+
+@bp.post("/models/<id:model_id>/hosts/<id:host_id>/remove")
+@page_role("operator")
+def remove_model_from_host(model_id: int, host_id: int) -> Any:
+    from portal.hosts.service import get_host
+
+    try:
+        operation = artifacts.remove_from_host(
+            service.get_model(model_id), get_host(host_id), request.form.get("revision", type=int)
+        )
+    except SpectrError as exc:
+        flash(describe(exc), "error")
+        return redirect(url_for("catalog_pages.model", model_id=model_id) + "#hosts")
+    return redirect(url_for("operations_pages.detail", operation_id=operation.id))
 
 
 @bp.post("/models/<id:model_id>/edit")

@@ -14,6 +14,7 @@ from portal.engines.base import (
     ExecStream,
     LabelFilter,
     LogStream,
+    ModelEventCallback,
     ProgressCallback,
 )
 from portal.engines.errors import EngineError, Unavailable
@@ -126,6 +127,28 @@ class AgentEngine(ContainerEngine):
                     )
                 )
         raise Unavailable(f"pull stream from {self.host} ended without a result")
+
+    def model_cache(self) -> dict[str, Any]:
+        """The agent's model cache: root, free bytes and the complete models."""
+        return self._transport.call("GET", "/v1/models")
+
+    def pull_model(self, spec: dict[str, Any], on_event: ModelEventCallback) -> dict[str, Any]:
+        """Have the agent fetch a model from the registry, passing its events on."""
+        response = self._transport.open_stream(
+            "POST", "/v1/models/pull", json=spec, read_timeout_s=_PULL_READ_TIMEOUT_S
+        )
+        for event in self._transport.lines(response):
+            on_event(event)
+            if event.get("event") == "done":
+                return event
+            if event.get("event") == "error":
+                raise EngineError(f"{self.host}: {event.get('message')}")
+        raise Unavailable(f"model pull stream from {self.host} ended without a result")
+
+    def remove_model(self, digest: str) -> int:
+        """Delete a model from the agent's cache; return the bytes freed."""
+        body = self._transport.call("DELETE", f"/v1/models/{_segment(digest)}")
+        return int(body.get("freed_bytes") or 0)
 
     def remove_image(self, reference: str, force: bool = False) -> None:
         """Remove an image."""

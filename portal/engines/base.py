@@ -20,6 +20,7 @@ from portal.engines.models import (
 )
 
 ProgressCallback = Callable[[PullProgress], None]
+ModelEventCallback = Callable[[dict[str, Any]], None]
 # Generators, so a caller that stops early (a client that left) calls close() to end the stream
 LogStream = Generator[LogChunk, None, None]
 ExecStream = Generator[ExecChunk | ExecExit, None, None]
@@ -116,6 +117,22 @@ class ContainerEngine(ABC):
         timeout: float = 60.0,
     ) -> ExecStream:
         """Run argv (no shell) in a running container; yield output, then one ExecExit."""
+
+    @abstractmethod
+    def model_cache(self) -> dict[str, Any]:
+        """The host's model cache: {"root", "free_bytes", "models": [{digest, path, size_bytes}]}."""
+
+    @abstractmethod
+    def pull_model(self, spec: dict[str, Any], on_event: ModelEventCallback) -> dict[str, Any]:
+        """Fetch a model's files from a registry into the cache (resumed, sha256-checked).
+
+        Events (start, progress, file, done) go to on_event; returns the done event. A model
+        that does not fit on the disk raises Conflict before anything is fetched.
+        """
+
+    @abstractmethod
+    def remove_model(self, digest: str) -> int:
+        """Delete a model from the cache (and the files no other model shares); bytes freed."""
 
     def exec_run(
         self,

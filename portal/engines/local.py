@@ -21,6 +21,7 @@ from portal.engines.base import (
     ExecStream,
     LabelFilter,
     LogStream,
+    ModelEventCallback,
     ProgressCallback,
 )
 from portal.engines.docker_shapes import (
@@ -30,7 +31,13 @@ from portal.engines.docker_shapes import (
     local_facts,
     stats_from_sample,
 )
-from portal.engines.errors import EngineError, Unavailable
+from portal.engines.errors import (
+    BadRequest,
+    Conflict,
+    EngineError,
+    NotFound,
+    Unavailable,
+)
 from portal.engines.models import (
     ContainerInfo,
     ContainerSpec,
@@ -45,13 +52,35 @@ from portal.engines.models import (
 from portal.engines.sdk_translation import host_config_args, translate_errors
 
 _STREAMS = {1: "stdout", 2: "stderr"}
+DEFAULT_MODELS_DIR = "/var/lib/spectr/models"
 EXEC_PID_WAIT_S = 10.0
+
+
+@contextlib.contextmanager
+def _model_errors() -> Any:
+    """The model cache's errors as the engine contract's, like the agent maps them to HTTP."""
+    from agent import model_cache as cache
+
+    try:
+        yield
+    except cache.SpecError as exc:
+        raise BadRequest(str(exc)) from None
+    except cache.NotFound as exc:
+        raise NotFound(str(exc)) from None
+    except cache.NotEnoughSpace as exc:
+        raise Conflict(str(exc)) from None
+    except (cache.ModelCacheError, OSError) as exc:
+        raise EngineError(f"model cache: {exc}") from None
 
 
 class LocalDockerEngine(ContainerEngine):
     """Drive the Docker engine on this machine with the docker SDK."""
 
-    def __init__(self, base_url: str | None = None, timeout_s: int = 60) -> None:
+    def __init__(
+        self, base_url: str | None = None, timeout_s: int = 60, models_dir: str | None = None
+    ) -> None:
+        # The node's model cache has the agents' layout, kept by the agent's own code.
+        self._models_dir = models_dir or DEFAULT_MODELS_DIR
         if base_url:
             self._client = docker.DockerClient(base_url=base_url, timeout=timeout_s)
         else:
@@ -120,6 +149,33 @@ class LocalDockerEngine(ContainerEngine):
                     )
                 )
         return self.inspect_image(reference)
+
+    def model_cache(self) -> dict[str, Any]:
+        """The node's model cache: root, free bytes and the complete models."""
+        with _model_errors():
+            cache = self._cache()
+            return {
+                "root": str(cache.root),
+                "free_bytes": cache.free_bytes(),
+                "models": cache.list(),
+            }
+
+    def pull_model(self, spec: dict[str, Any], on_event: ModelEventCallback) -> dict[str, Any]:
+        """Fetch a model into the node's cache with the agent's own code (same layout)."""
+        with _model_errors():
+            return self._cache().pull(spec, on_event)
+
+    def remove_model(self, digest: str) -> int:
+        """Delete a model from the node's cache; return the bytes freed."""
+        with _model_errors():
+            return self._cache().remove(digest)
+
+    def _cache(self) -> Any:
+        from agent.model_cache import ModelCache
+
+        cache = ModelCache(self._models_dir)
+        cache.ensure()
+        return cache
 
     @translate_errors
     def remove_image(self, reference: str, force: bool = False) -> None:

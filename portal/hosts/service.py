@@ -6,6 +6,7 @@ import os
 import sys
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -199,7 +200,7 @@ def agent_url_for(host: Host) -> str:
 def engine_for(host: Host) -> ContainerEngine:
     """The ContainerEngine that reaches `host`: the local socket or the host's agent."""
     if host.is_local:
-        return LocalDockerEngine()
+        return LocalDockerEngine(models_dir=current_app.config["SPECTR_MODELS_DIR"])
     if not host.agent_url or not host.agent_token:
         raise NotFound(f"Host '{host.name}' has no agent yet; bootstrap it first.")
     from portal.core.pki import ca_certificate_path

@@ -112,7 +112,11 @@ def detail(host_id: int) -> Any:
             lines = operations.read_log(operation.id)
         except SpectrError:
             operation = None
-    return render_template("hosts/detail.html", host=host, op=operation, lines=lines)
+    from portal.artifacts.service import host_models
+
+    return render_template(
+        "hosts/detail.html", host=host, op=operation, lines=lines, models=host_models(host)
+    )
 
 
 @bp.post("/<id:host_id>/bootstrap")

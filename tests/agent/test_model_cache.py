@@ -392,7 +392,9 @@ def test_routes_pull_list_inspect_and_delete(api, agent, models):
     assert events[-1]["path"] == str(root / f"sha256-{alpha[7:]}")
     assert pull_lines(api, models["beta"])[-1]["bytes_fetched"] == len(WEIGHTS_B)
 
-    listed = {model["digest"]: model for model in api.get("/v1/models").json()}
+    cache = api.get("/v1/models").json()
+    assert cache["root"] == str(root) and cache["free_bytes"] > 0
+    listed = {model["digest"]: model for model in cache["models"]}
     assert {alpha, beta} <= set(listed)
     assert listed[alpha]["size_bytes"] == len(WEIGHTS_A) + len(TOKENIZER)
     assert api.get(f"/v1/models/{alpha}").json() == listed[alpha]

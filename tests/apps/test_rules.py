@@ -142,7 +142,7 @@ def test_deploy_model_records_the_runtime_command_and_reservation(
     assert revision["spec"]["ports"][0] == {
         "container_port": 8000,
         "host_port": 18000,
-        "host_ip": "127.0.0.1",
+        "host_ip": host.address,  # published where the gateway on the Spectr node reaches it
         "protocol": "tcp",
     }
 

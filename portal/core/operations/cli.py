@@ -48,6 +48,11 @@ def show_command(operation_id: str) -> None:
 @with_appcontext
 def watch_command(operation_id: str, interval: float) -> None:
     """Follow an operation: its log lines and a progress bar, until it ends."""
+    follow_operation(operation_id, interval)
+
+
+def follow_operation(operation_id: str, interval: float = 0.5) -> None:
+    """Print an operation's log lines under a progress bar until it ends; exit 1 unless it succeeded."""
     op = _get(operation_id)
     after = 0
     with click.progressbar(length=1000, label=f"{op.kind} {op.state}", show_eta=False) as bar:

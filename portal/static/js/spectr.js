@@ -31,8 +31,50 @@
     source.addEventListener("end", (event) => { showState(event); source.close(); });
   }
 
+  // Model files go to the API as the raw request body (no multipart copy on the server),
+  // with the browser's upload progress shown; the import then continues as an operation.
+  function uploadModel(form) {
+    const file = form.querySelector('input[type="file"]').files[0];
+    const name = form.dataset.name || form.querySelector('input[name="name"]').value.trim();
+    const status = form.querySelector(".upload-status");
+    const bar = form.querySelector(".progress");
+    if (!file || !name) return;
+    const lower = file.name.toLowerCase();
+    const type = /\.(tgz|tar\.gz)$/.test(lower) ? "application/gzip"
+      : lower.endsWith(".tar") ? "application/x-tar" : "application/octet-stream";
+    const query = new URLSearchParams({ name: name, filename: file.name });
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/api/v1/models/uploads?" + query.toString());
+    xhr.setRequestHeader("Content-Type", type);
+    if (csrf) xhr.setRequestHeader("X-CSRFToken", csrf.content);
+    bar.hidden = false;
+    xhr.upload.onprogress = (event) => {
+      if (!event.lengthComputable) return;
+      bar.firstElementChild.style.width = (100 * event.loaded / event.total) + "%";
+      status.textContent = "Uploading " + Math.round(100 * event.loaded / event.total) + "%";
+    };
+    xhr.onload = () => {
+      let body = {};
+      try { body = JSON.parse(xhr.responseText); } catch (error) { body = {}; }
+      if (xhr.status === 202) {
+        status.textContent = "Uploaded; importing…";
+        window.location.href = "/operations/" + body.id;
+      } else {
+        status.textContent = body.message || ("Upload refused (" + xhr.status + ")");
+        status.classList.add("error");
+      }
+    };
+    xhr.onerror = () => { status.textContent = "The upload broke off; try again."; };
+    form.querySelector("button").disabled = true;
+    xhr.onloadend = () => { form.querySelector("button").disabled = false; };
+    xhr.send(file);
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     const section = document.getElementById("operation");
     if (section) followOperation(section);
+    document.querySelectorAll("form[data-model-upload]").forEach((form) => {
+      form.addEventListener("submit", (event) => { event.preventDefault(); uploadModel(form); });
+    });
   });
 })();

@@ -1,0 +1,131 @@
+"""REST endpoints of model artifacts: uploads and imports, revisions, hosts, distribution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from portal.artifacts import service
+from portal.artifacts.schemas import (
+    DistributeSchema,
+    FolderImportSchema,
+    HostModelSchema,
+    ModelRevisionSchema,
+    RemoveFromHostSchema,
+    UploadQuerySchema,
+)
+from portal.artifacts.staging import ARCHIVE_TYPES
+from portal.catalog import service as catalog
+from portal.core.errors import SpectrError
+from portal.core.operations.api import accepted
+from portal.core.operations.schemas import OperationSchema
+from portal.core.security import require_role
+from portal.hosts.service import get_host
+
+blp = Blueprint(
+    "model_artifacts", __name__, url_prefix="/api/v1", description="Model files: import, hosts"
+)
+FILE_TYPES = ("application/octet-stream",)
+
+
+class UnsupportedUploadType(SpectrError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+@blp.route("/models/uploads")
+class ModelUpload(MethodView):
+    @require_role("operator")
+    @blp.arguments(UploadQuerySchema, location="query")
+    @blp.response(202, OperationSchema)
+    @blp.doc(
+        requestBody={
+            "required": True,
+            "content": {
+                kind: {"schema": {"type": "string", "format": "binary"}}
+                for kind in (*FILE_TYPES, *ARCHIVE_TYPES)
+            },
+        }
+    )
+    def post(self, query: dict) -> Any:
+        """Upload one model file (octet-stream) or a tar of the model folder; an operation stores it."""
+        if request.mimetype not in (*FILE_TYPES, *ARCHIVE_TYPES):
+            raise UnsupportedUploadType(
+                "Send the model as the raw request body: Content-Type application/octet-stream "
+                "for one file (a GGUF), application/x-tar or application/gzip for a folder."
+            )
+        extra = {"overrides": {"license": query["license"]}} if query.get("license") else {}
+        operation = service.import_upload(
+            request.stream,
+            request.content_length,
+            query["filename"],
+            query["name"],
+            archive=request.mimetype in ARCHIVE_TYPES,
+            extra=extra,
+        )
+        return accepted(operation)
+
+
+@blp.route("/models/imports")
+class ModelFolderImport(MethodView):
+    @require_role("admin")
+    @blp.arguments(FolderImportSchema)
+    @blp.response(202, OperationSchema)
+    def post(self, body: dict) -> Any:
+        """Import a folder on the Spectr node (admin: it reads the node's disk)."""
+        operation = service.import_folder(
+            body["name"], body["path"], {"overrides": body["overrides"]}
+        )
+        return accepted(operation)
+
+
+@blp.route("/models/<id:model_id>/revisions")
+class ModelRevisions(MethodView):
+    @require_role("viewer")
+    @blp.response(200, ModelRevisionSchema(many=True))
+    def get(self, model_id: int) -> Any:
+        """The model's imported revisions, newest first, with their files and digests."""
+        return service.revisions(catalog.get_model(model_id))
+
+
+@blp.route("/models/<id:model_id>/hosts")
+class ModelHosts(MethodView):
+    @require_role("viewer")
+    @blp.response(200, HostModelSchema(many=True))
+    def get(self, model_id: int) -> Any:
+        """The hosts whose model cache holds (or failed to take) a revision of the model."""
+        return service.holders(catalog.get_model(model_id))
+
+
+@blp.route("/models/<id:model_id>/distribute")
+class ModelDistribute(MethodView):
+    @require_role("operator")
+    @blp.arguments(DistributeSchema)
+    @blp.response(202, OperationSchema)
+    def post(self, body: dict, model_id: int) -> Any:
+        """Put a revision (the latest by default) on hosts; 409 when a disk cannot hold it."""
+        model = catalog.get_model(model_id)
+        return accepted(service.distribute(model, body["host_ids"], body["revision"]))
+
+
+@blp.route("/models/<id:model_id>/hosts/<id:host_id>")
+class ModelOnHost(MethodView):
+    @require_role("operator")
+    @blp.arguments(RemoveFromHostSchema, location="query")
+    @blp.response(202, OperationSchema)
+    def delete(self, query: dict, model_id: int, host_id: int) -> Any:
+        """Remove a revision from a host's cache; 409 while an application there uses it."""
+        model = catalog.get_model(model_id)
+        return accepted(service.remove_from_host(model, get_host(host_id), query["revision"]))
+
+
+@blp.route("/hosts/<id:host_id>/models")
+class HostModels(MethodView):
+    @require_role("viewer")
+    @blp.response(200, HostModelSchema(many=True))
+    def get(self, host_id: int) -> Any:
+        """The model revisions in one host's cache, with sizes."""
+        return service.host_models(get_host(host_id))

@@ -1,0 +1,190 @@
+"""Model artifacts for the API, pages and CLI: revisions, files, hosts, and the operations that
+import models, put them on hosts and take them off."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from typing import IO, Any
+
+from flask import g, has_request_context
+from sqlalchemy import select
+
+from portal.apps.models import Application
+from portal.artifacts import staging
+from portal.artifacts.models import PRESENT, HostModel, ModelRevision
+from portal.catalog import service as catalog
+from portal.catalog.models import LlmModel
+from portal.core.errors import Conflict, NotFound, UpstreamUnavailable, ValidationFailed
+from portal.core.operations.models import Operation
+from portal.core.operations.service import create_operation
+from portal.core.security import current_principal
+from portal.engines import EngineError
+from portal.extensions import db
+from portal.hosts.models import READY, Host
+from portal.hosts.service import engine_for, get_host
+from portal.registry import service as registry_service
+
+# A model name is also a repository path component in the registry (models/<name>).
+MODEL_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
+NAME_ERROR = "lowercase letters, digits and . _ - between them (it names the registry repository)"
+DISK_MARGIN = 1024**3  # what a host keeps free beyond the model (logs, images, the runtime)
+
+
+def check_model_name(name: str) -> str:
+    if not MODEL_NAME.fullmatch(name) or len(name) > 120:
+        raise ValidationFailed(f"Model name '{name}': {NAME_ERROR}.", {"name": [NAME_ERROR]})
+    return name
+
+
+def revisions(model: LlmModel) -> list[ModelRevision]:
+    query = select(ModelRevision).filter_by(model_id=model.id).order_by(ModelRevision.number.desc())
+    return list(db.session.scalars(query))
+
+
+def get_revision(model: LlmModel, number: int | None = None) -> ModelRevision:
+    """A revision by number, or the latest; NotFound for a model never imported."""
+    query = select(ModelRevision).filter_by(model_id=model.id)
+    query = query.filter_by(number=number) if number else query
+    revision = db.session.scalar(query.order_by(ModelRevision.number.desc()).limit(1))
+    if revision is None:
+        what = f"revision {number}" if number else "imported files"
+        raise NotFound(f"Model '{model.name}' has no {what}.")
+    return revision
+
+
+def holders(model: LlmModel) -> list[HostModel]:
+    """Every host cache entry of any revision of the model."""
+    query = (
+        select(HostModel)
+        .join(ModelRevision, ModelRevision.id == HostModel.revision_id)
+        .where(ModelRevision.model_id == model.id)
+        .order_by(HostModel.host_id, ModelRevision.number.desc())
+    )
+    return list(db.session.scalars(query))
+
+
+def host_models(host: Host) -> list[HostModel]:
+    return list(db.session.scalars(select(HostModel).filter_by(host_id=host.id)))
+
+
+def hosts_holding(revision: ModelRevision) -> set[int]:
+    rows = select(HostModel.host_id).filter_by(revision_id=revision.id, state=PRESENT)
+    return set(db.session.scalars(rows))
+
+
+def _start(kind: str, params: dict[str, Any], target: str) -> Operation:
+    operation, _ = create_operation(
+        kind,
+        params,
+        target=target,
+        requested_by=current_principal() if has_request_context() else None,
+        request_id=g.get("request_id") if has_request_context() else None,
+    )
+    return operation
+
+
+def _requester() -> str | None:
+    principal = current_principal() if has_request_context() else None
+    return getattr(principal, "username", None)
+
+
+def import_upload(
+    stream: IO[bytes], length: int | None, filename: str, name: str, archive: bool, extra: dict
+) -> Operation:
+    """Write an uploaded model file or archive to disk; an operation stores it."""
+    check_model_name(name)
+    registry_service.require_spectr_registry()
+    path = staging.receive_upload(stream, length, filename)
+    source = {"kind": "upload", "path": str(path), "filename": filename, "archive": archive}
+    try:
+        return _start_import(name, source, extra)
+    except Exception:
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise
+
+
+def import_folder(name: str, path: str, extra: dict) -> Operation:
+    """Import a folder (or one file) on the Spectr node: a disk brought into the perimeter."""
+    check_model_name(name)
+    registry_service.require_spectr_registry()
+    if not path.startswith("/"):
+        raise ValidationFailed("The path must be absolute.", {"path": ["not absolute"]})
+    return _start_import(name, {"kind": "folder", "path": path}, extra)
+
+
+def _start_import(name: str, source: dict[str, Any], extra: dict[str, Any]) -> Operation:
+    params = {"name": name, "source": source, "requested_by": _requester(), **extra}
+    return _start("model.import", params, f"model:{name}")
+
+
+def distribute(model: LlmModel, host_ids: list[int], number: int | None = None) -> Operation:
+    """Put a revision on hosts; refuse hosts that are not ready or whose disk cannot hold it."""
+    revision = get_revision(model, number)
+    registry_service.require_spectr_registry()
+    hosts = [get_host(host_id) for host_id in dict.fromkeys(host_ids)]
+    for host in hosts:
+        check_host_can_hold(host, revision)
+    params = {"revision_id": revision.id, "host_ids": [h.id for h in hosts]}
+    names = ", ".join(h.name for h in hosts)
+    return _start("model.distribute", params, f"model:{model.name}:r{revision.number}@{names}")
+
+
+def check_host_can_hold(host: Host, revision: ModelRevision) -> None:
+    """409 when the host is not ready or its model cache's disk is too small for the files."""
+    if not host.is_local and host.status != READY:
+        raise Conflict(f"Host '{host.name}' is {host.status}, not ready.", {"host_ids": [host.id]})
+    if host.id in hosts_holding(revision):
+        return  # a pull only checks it again
+    free = cache_free_bytes(host)
+    need = revision.size_bytes + DISK_MARGIN
+    if free < need:
+        raise Conflict(
+            f"Host '{host.name}' has {free} bytes free for models; {revision.repository} "
+            f"revision {revision.number} needs {revision.size_bytes} bytes and "
+            f"{DISK_MARGIN} are kept free.",
+            {"host_ids": [host.id]},
+        )
+
+
+def cache_free_bytes(host: Host) -> int:
+    """Free bytes of the host's model cache disk, asked of its engine."""
+    try:
+        with engine_for(host) as engine:
+            return int(engine.model_cache().get("free_bytes"))
+    except (EngineError, NotFound, TypeError, ValueError) as exc:
+        raise UpstreamUnavailable(
+            f"Cannot ask '{host.name}' how much disk its model cache has: "
+            f"{getattr(exc, 'message', exc)}"
+        ) from None
+
+
+def remove_from_host(model: LlmModel, host: Host, number: int | None = None) -> Operation:
+    """Take a revision off a host; refused while an application there serves the model."""
+    revision = get_revision(model, number)
+    users = db.session.scalars(
+        select(Application.name).where(
+            Application.host_id == host.id,
+            Application.model_id == model.id,
+            Application.status != "removed",
+        )
+    ).all()
+    if users:
+        raise Conflict(
+            f"'{model.name}' is used on '{host.name}' by {', '.join(sorted(users))}; "
+            "remove those applications first.",
+            {"applications": sorted(users)},
+        )
+    params = {"revision_id": revision.id, "host_id": host.id}
+    return _start(
+        "model.remove_from_host", params, f"model:{model.name}:r{revision.number}@{host.name}"
+    )
+
+
+def model_by_name_or_id(value: str) -> LlmModel:
+    if value.isdigit():
+        return catalog.get_model(int(value))
+    model = db.session.scalar(select(LlmModel).filter_by(name=value))
+    if model is None:
+        raise NotFound(f"No model named '{value}'.")
+    return model

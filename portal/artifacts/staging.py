@@ -1,0 +1,167 @@
+"""Getting a model's files ready to store: from an upload (one file or a tar archive) or from
+a folder on the Spectr node. Every file is read in 1 MiB chunks and hashed on the way; nothing
+is held in memory, and an archive is unpacked as it is read (no second copy of the tar)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from flask import current_app
+
+from portal.artifacts.oci import CHUNK, StagedFile, sha256_file
+from portal.core.errors import SpectrError, ValidationFailed
+
+FREE_SPACE_MARGIN = 512 * 1024 * 1024
+MAX_FILES = 10_000
+ARCHIVE_TYPES = ("application/x-tar", "application/gzip", "application/x-gtar")
+Progress = Callable[[int, str], None]
+
+
+class UploadTooLarge(SpectrError):
+    status = 413
+    code = "payload_too_large"
+
+
+class StagingError(ValueError):
+    """The files given are not a model Spectr can store; the message says why."""
+
+
+def uploads_folder() -> Path:
+    folder = Path(current_app.instance_path) / "uploads"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder
+
+
+def safe_relative_path(name: str) -> str:
+    """A model file's path as stored: POSIX, relative, no `..`, no control characters."""
+    while name.startswith("./"):  # tar -C folder . writes ./config.json
+        name = name[2:]
+    path = PurePosixPath(name)
+    parts = path.parts
+    if (
+        not parts
+        or path.is_absolute()
+        or any(part in ("", ".", "..") for part in parts)
+        or len(name) > 1000
+        or any(ord(ch) < 32 for ch in name)
+    ):
+        raise StagingError(f"'{name}' is not a relative path inside the model folder.")
+    return path.as_posix()
+
+
+def receive_upload(stream: IO[bytes], expected_size: int | None, filename: str) -> Path:
+    """Write a request body into a new folder under the instance's uploads, chunk by chunk."""
+    folder = uploads_folder()
+    free = shutil.disk_usage(folder).free
+    if expected_size is not None and expected_size + FREE_SPACE_MARGIN > free:
+        raise UploadTooLarge(
+            f"The upload ({expected_size} bytes) does not fit: {free} bytes are free in {folder}."
+        )
+    target_dir = folder / f"model-{uuid.uuid4().hex}"
+    target_dir.mkdir(mode=0o700)
+    target = target_dir / PurePosixPath(filename).name
+    received = 0
+    try:
+        with target.open("xb") as handle:
+            while chunk := stream.read(CHUNK):
+                handle.write(chunk)
+                received += len(chunk)
+    except BaseException:
+        shutil.rmtree(target_dir, ignore_errors=True)
+        raise
+    if received == 0 or (expected_size is not None and received != expected_size):
+        shutil.rmtree(target_dir, ignore_errors=True)
+        raise ValidationFailed(
+            f"The upload ended after {received} bytes"
+            + (f" of {expected_size}." if expected_size else ".")
+            + " Send the model file or a tar archive of the model folder as the request body."
+        )
+    return target
+
+
+def stage_single_file(path: Path, name: str, progress: Progress) -> list[StagedFile]:
+    """One uploaded file (a GGUF, say) is the whole model."""
+    relative = safe_relative_path(name)
+    return [StagedFile(relative, path, sha256_file(path, progress), path.stat().st_size)]
+
+
+def stage_archive(archive: Path, into: Path, progress: Progress) -> list[StagedFile]:
+    """Unpack a tar (optionally compressed) of a model folder, hashing each file as it lands.
+
+    Only regular files are taken (links, devices and the like are refused), every name is
+    checked, and a common top folder (`llama/config.json`, `llama/model.gguf`) is dropped.
+    """
+    staged: list[StagedFile] = []
+    try:
+        with tarfile.open(archive, mode="r|*") as tar:
+            for member in tar:
+                if member.isdir():
+                    continue
+                if not member.isfile():
+                    raise StagingError(f"'{member.name}' in the archive is not a regular file.")
+                if len(staged) >= MAX_FILES:
+                    raise StagingError(f"The archive holds more than {MAX_FILES} files.")
+                relative = safe_relative_path(member.name)
+                source = tar.extractfile(member)
+                assert source is not None  # a regular file always has content
+                staged.append(_write_hashed(source, into / relative, relative, progress))
+    except tarfile.TarError as exc:
+        raise StagingError(f"The upload is not a readable tar archive: {exc}.") from None
+    return _without_common_folder(_not_hidden(staged))
+
+
+def stage_folder(folder: Path, progress: Progress) -> list[StagedFile]:
+    """Every regular file under a folder on the Spectr node, hashed in place (no copy)."""
+    if not folder.is_dir():
+        raise StagingError(f"{folder} is not a folder on the Spectr node.")
+    staged: list[StagedFile] = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            local = Path(root) / name
+            if name.startswith(".") or not local.is_file() or local.is_symlink():
+                continue
+            if len(staged) >= MAX_FILES:
+                raise StagingError(f"{folder} holds more than {MAX_FILES} files.")
+            relative = safe_relative_path(local.relative_to(folder).as_posix())
+            staged.append(
+                StagedFile(relative, local, sha256_file(local, progress), local.stat().st_size)
+            )
+    if not staged:
+        raise StagingError(f"{folder} holds no files.")
+    return staged
+
+
+def _write_hashed(source: IO[bytes], target: Path, relative: str, progress: Progress) -> StagedFile:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
+    with target.open("xb") as handle:
+        while chunk := source.read(CHUNK):
+            handle.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+            progress(len(chunk), f"unpacking {relative}")
+    return StagedFile(relative, target, "sha256:" + digest.hexdigest(), size)
+
+
+def _not_hidden(staged: list[StagedFile]) -> list[StagedFile]:
+    # macOS tar adds ._name files, git checkouts .gitattributes: none belongs to a model.
+    kept = [f for f in staged if not any(p.startswith(".") for p in f.path.split("/"))]
+    if not kept:
+        raise StagingError("The archive holds no model files.")
+    return kept
+
+
+def _without_common_folder(staged: list[StagedFile]) -> list[StagedFile]:
+    tops = {f.path.split("/", 1)[0] for f in staged}
+    if len(tops) != 1 or any("/" not in f.path for f in staged):
+        return staged
+    return [StagedFile(f.path.split("/", 1)[1], f.local, f.digest, f.size) for f in staged]
