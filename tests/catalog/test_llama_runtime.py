@@ -23,7 +23,8 @@ from openai import OpenAI
 
 from tests.support.tiny_gguf import exact_count_logit_bias, write_tiny_llama_gguf
 
-pytestmark = [pytest.mark.slow, pytest.mark.docker]
+# The first test waits for the image, whose cold wheel compile outlasts the suite's 600 s.
+pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(1800)]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTEXT = 256
