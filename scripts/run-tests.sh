@@ -18,6 +18,9 @@ separate=(tests/collection tests/deploy)
 # Test hosts of every stream start from these images: build them once, before any stream starts.
 tests/images/build-host.sh plain >/dev/null || exit 1
 tests/images/build-host.sh dind >/dev/null || exit 1
+# The llama.cpp runtime compiles for 5-15 minutes the first time on a machine (then it is
+# cached): start it now, beside the streams; the tests that need it wait for it (flock).
+tests/images/build-llama-server.sh >"$logs/llama-server.log" 2>&1 &
 
 "${pytest[@]}" "${separate[@]}" >"$logs/pytest-ansible.log" 2>&1 &
 ansible_pid=$!
@@ -41,5 +44,7 @@ if [ "$molecule_status" -ne 0 ]; then
   tail -150 "$logs/molecule.log"
 fi
 
+echo "=== llama.cpp runtime image (log: $logs/llama-server.log)"
+tail -3 "$logs/llama-server.log"
 echo "exit status: pytest $main_status, pytest ${separate[*]} $ansible_status, molecule $molecule_status"
 [ "$main_status" -eq 0 ] && [ "$ansible_status" -eq 0 ] && [ "$molecule_status" -eq 0 ]

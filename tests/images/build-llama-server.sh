@@ -58,6 +58,15 @@ if docker image inspect "$image" >/dev/null 2>&1; then
   echo "$image"
   exit 0
 fi
+# One build at a time on a machine: CI prebuilds it while tests that need it may ask too; the
+# later ones wait here and then find the image.
+mkdir -p "$cache_root"
+exec 9>"$cache_root/llama-server.lock"
+flock 9
+if docker image inspect "$image" >/dev/null 2>&1; then
+  echo "$image"
+  exit 0
+fi
 
 # The --target folder holds compiled extensions (numpy, pydantic-core, llama.cpp itself): the
 # host's Python must have the image's minor version.
