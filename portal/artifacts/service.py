@@ -3,16 +3,18 @@ import models, put them on hosts and take them off."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from typing import IO, Any
 
-from flask import g, has_request_context
+from flask import current_app, g, has_request_context
 from sqlalchemy import select
 
 from portal.apps.models import Application
 from portal.artifacts import staging
 from portal.artifacts.models import PRESENT, HostModel, ModelRevision
+from portal.artifacts.serving import AGENT_MODELS_DIR
 from portal.catalog import service as catalog
 from portal.catalog.models import LlmModel
 from portal.core.errors import Conflict, NotFound, UpstreamUnavailable, ValidationFailed
@@ -66,6 +68,45 @@ def holders(model: LlmModel) -> list[HostModel]:
 
 def host_models(host: Host) -> list[HostModel]:
     return list(db.session.scalars(select(HostModel).filter_by(host_id=host.id)))
+
+
+def hosts_holding_latest(model: LlmModel) -> set[int]:
+    """Hosts whose cache holds the model's latest revision."""
+    revision = db.session.scalar(
+        select(ModelRevision)
+        .filter_by(model_id=model.id)
+        .order_by(ModelRevision.number.desc())
+        .limit(1)
+    )
+    return hosts_holding(revision) if revision else set()
+
+
+def cache_disk_free_bytes(host: Host) -> int | None:
+    """Free bytes on the disk of the host's model cache, from its last facts (None: unknown).
+
+    Facts are as old as the last bootstrap or refresh: good for ranking hosts; a distribution
+    asks the host itself before anything moves.
+    """
+    root = current_app.config["SPECTR_MODELS_DIR"] if host.is_local else AGENT_MODELS_DIR
+    disks = [d for d in (host.facts or {}).get("disks") or [] if isinstance(d, dict)]
+    mounts = [
+        d
+        for d in disks
+        if root == d.get("mount") or root.startswith(f"{str(d.get('mount')).rstrip('/')}/")
+    ]
+    if host.is_local and not mounts:
+        return shutil.disk_usage(_existing_parent(root)).free
+    if not mounts:
+        return None
+    disk = max(mounts, key=lambda d: len(str(d.get("mount"))))
+    free_mb = disk.get("free_mb")
+    return int(free_mb) * 1024 * 1024 if isinstance(free_mb, int) else None
+
+
+def _existing_parent(path: str) -> str:
+    while not os.path.exists(path):
+        path = os.path.dirname(path) or "/"
+    return path
 
 
 def hosts_holding(revision: ModelRevision) -> set[int]:

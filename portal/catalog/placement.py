@@ -6,7 +6,10 @@ ago has not loaded its weights yet, and memory used by programs Spectr did not s
 
 A runtime that shards a model (tensor parallel: vLLM, TGI) may spread it over k GPUs of one
 host; each then needs (weights + KV cache) / k plus the runtime's overhead. Candidates are
-ordered by the fewest GPUs used, then by the most memory left over on the tightest GPU.
+ordered by whether the host already holds the model's files (nothing to fetch), then by the
+fewest GPUs used, then by the most memory left over on the tightest GPU. A host whose model
+disk cannot take files it does not hold yet is refused, and a runtime that needs no GPU (a
+CPU build of llama.cpp, say) fits a ready host without GPUs that has room for the files.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ class HostCapacity:
     name: str
     status: str
     gpus: list[GpuCapacity]
+    holds_model: bool = False  # its cache has the model's latest files
+    disk_free_bytes: int | None = None  # free on the disk of its model cache, when known
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class Placement:
     gpu_indexes: list[int]
     per_gpu_need_mib: int
     headroom_mib: int
+    holds_model: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,11 +61,26 @@ def per_gpu_need_mib(estimate: VramEstimate, gpu_count: int) -> int:
 
 
 def place_on_host(
-    host: HostCapacity, estimate: VramEstimate, multi_gpu: bool
+    host: HostCapacity,
+    estimate: VramEstimate,
+    multi_gpu: bool,
+    needs_gpu: bool = True,
+    model_bytes: int | None = None,
 ) -> Placement | Refusal:
     """Choose the fewest GPUs of `host` that fit the estimate, or say why none do."""
     if host.status != "ready":
         return Refusal(host.host_id, host.name, f"host is {host.status}, not ready")
+    short_of_disk = (
+        model_bytes and not host.holds_model and host.disk_free_bytes is not None
+        and host.disk_free_bytes < model_bytes
+    )  # fmt: skip
+    if short_of_disk:
+        reason = (
+            f"its model disk has {host.disk_free_bytes} bytes free; the files need {model_bytes}"
+        )
+        return Refusal(host.host_id, host.name, reason)
+    if not host.gpus and not needs_gpu:  # a runtime that can run on CPUs alone (llama.cpp)
+        return Placement(host.host_id, host.name, [], 0, 0, host.holds_model)
     if not host.gpus:
         return Refusal(host.host_id, host.name, "host reports no GPUs")
     by_free = sorted(host.gpus, key=lambda gpu: gpu.free_mib, reverse=True)
@@ -68,7 +89,8 @@ def place_on_host(
         chosen = by_free[:count]
         if chosen[-1].free_mib >= need:
             indexes = sorted(gpu.index for gpu in chosen)
-            return Placement(host.host_id, host.name, indexes, need, chosen[-1].free_mib - need)
+            headroom = chosen[-1].free_mib - need
+            return Placement(host.host_id, host.name, indexes, need, headroom, host.holds_model)
     return Refusal(host.host_id, host.name, _shortfall(by_free, estimate, multi_gpu))
 
 
@@ -85,16 +107,20 @@ def _shortfall(by_free: list[GpuCapacity], estimate: VramEstimate, multi_gpu: bo
 
 
 def rank_hosts(
-    hosts: list[HostCapacity], estimate: VramEstimate, multi_gpu: bool
+    hosts: list[HostCapacity],
+    estimate: VramEstimate,
+    multi_gpu: bool,
+    needs_gpu: bool = True,
+    model_bytes: int | None = None,
 ) -> tuple[list[Placement], list[Refusal]]:
     """Return the hosts that fit, best first, and those that do not with the reason."""
     placements: list[Placement] = []
     refusals: list[Refusal] = []
     for host in hosts:
-        outcome = place_on_host(host, estimate, multi_gpu)
+        outcome = place_on_host(host, estimate, multi_gpu, needs_gpu, model_bytes)
         if isinstance(outcome, Placement):
             placements.append(outcome)
         else:
             refusals.append(outcome)
-    placements.sort(key=lambda p: (len(p.gpu_indexes), -p.headroom_mib, p.name))
+    placements.sort(key=lambda p: (not p.holds_model, len(p.gpu_indexes), -p.headroom_mib, p.name))
     return placements, refusals

@@ -98,6 +98,7 @@ class PlacementCandidateSchema(ma.Schema):
     gpu_indexes = ma.fields.List(ma.fields.Integer())
     per_gpu_need_mib = ma.fields.Integer()
     headroom_mib = ma.fields.Integer()
+    holds_model = ma.fields.Boolean(metadata={"description": "its cache holds the model's files"})
 
 
 class PlacementRefusalSchema(ma.Schema):

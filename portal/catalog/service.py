@@ -214,11 +214,14 @@ def estimate_for(
     )
 
 
-def host_capacities() -> list[HostCapacity]:
-    """Every host with each GPU's free memory (reported use or Spectr's reservations)."""
+def host_capacities(model: LlmModel | None = None) -> list[HostCapacity]:
+    """Every host with each GPU's free memory (reported use or Spectr's reservations), and
+    for a model: whether the host holds its files and how much its model disk has free."""
     from portal.apps.service import gpu_reservations_mib
+    from portal.artifacts.service import cache_disk_free_bytes, hosts_holding_latest
     from portal.hosts.service import list_hosts
 
+    holding = hosts_holding_latest(model) if model else set()
     capacities = []
     for host in list_hosts():
         reserved = gpu_reservations_mib(host.id)
@@ -231,7 +234,16 @@ def host_capacities() -> list[HostCapacity]:
             )
             for gpu in host.gpus
         ]
-        capacities.append(HostCapacity(host.id, host.name, host.status, gpus))
+        capacities.append(
+            HostCapacity(
+                host.id,
+                host.name,
+                host.status,
+                gpus,
+                host.id in holding,
+                cache_disk_free_bytes(host),
+            )
+        )
     return capacities
 
 
@@ -243,7 +255,11 @@ def placement(
     runtime = get_runtime(runtime_id) if runtime_id else None
     estimate = estimate_for(model, runtime, context_length, sequences)
     candidates, refused = rank_hosts(
-        host_capacities(), estimate, bool(runtime and runtime.multi_gpu)
+        host_capacities(model),
+        estimate,
+        bool(runtime and runtime.multi_gpu),
+        needs_gpu=runtime.requires_gpu if runtime else True,
+        model_bytes=model.size_bytes,
     )
     return {
         "model_id": model.id,

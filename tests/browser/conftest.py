@@ -47,6 +47,7 @@ class Portal:
     url: str
     username: str
     password: str
+    instance: Path | None = None  # its instance folder (database, CA), for tests that seed it
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +66,11 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     """`spectr init` then `spectr run` on a free 127.0.0.1 port, on a fresh embedded instance."""
     instance = tmp_path_factory.mktemp("browser-instance")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPECTR_")}
-    env.update(SPECTR_INSTANCE_PATH=str(instance), SPECTR_ADMIN_PASSWORD=ADMIN_PASSWORD)
+    env.update(
+        SPECTR_INSTANCE_PATH=str(instance),
+        SPECTR_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        SPECTR_MODELS_DIR=str(instance / "node-models"),  # not the machine's /var/lib/spectr
+    )
     init = subprocess.run(
         [str(SPECTR), "init"], env=env, cwd=instance, capture_output=True, text=True, check=False
     )
@@ -84,7 +89,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_until_healthy(url, server, log_path)
-        yield Portal(url, "admin", ADMIN_PASSWORD)
+        yield Portal(url, "admin", ADMIN_PASSWORD, instance)
     finally:
         _stop(server)
 
