@@ -62,12 +62,12 @@ def _log_in(page: Page, portal: Portal) -> None:  # noqa: F811
     page.wait_for_url(re.compile(r"^(?!.*/login)"))
 
 
-def _operation_succeeds(page: Page) -> None:
+def _operation_succeeds(page: Page) -> None:  # noqa: F811
     page.wait_for_url(re.compile(r"/operations/[0-9a-f-]+$"))
     expect(page.locator("#op-state")).to_contain_text("succeeded", timeout=60_000)
 
 
-def _screenshots(page: Page, name: str) -> None:
+def _screenshots(page: Page, name: str) -> None:  # noqa: F811
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for width in (1440, 390):
         page.set_viewport_size({"width": width, "height": 900})
