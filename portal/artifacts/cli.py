@@ -49,7 +49,9 @@ def _run_here_and_follow(operation_id: str) -> None:
 
 def _host_ids(values: tuple[str, ...]) -> list[int]:
     from portal.hosts.models import Host
+    from portal.hosts.service import ensure_local_host
 
+    ensure_local_host()  # the Spectr node is a host by name (spectr-node) from the start
     ids = []
     for value in values:
         column = Host.id if value.isdigit() else Host.name
