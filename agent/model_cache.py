@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RESERVE_BYTES = 256 * 1024 * 1024  # left free so a full cache does not also stop the host
+PARALLEL_FETCHES = 4  # files of one model fetched at the same time
 Event = Callable[[dict[str, Any]], None]
 
 
@@ -128,18 +130,9 @@ class ModelCache:
         self.check_space(spec)
         emit({"event": "start", "bytes_total": total, "bytes_present": present,
               "files": len(spec.files)})  # fmt: skip
-        fetcher = BlobFetcher(spec.source)
-        fetched, seen = 0, set()
         self._hold(spec, +1)
         try:
-            for item in spec.files:
-                status, count = "present", 0
-                if item.digest not in seen:  # a blob listed twice is fetched once
-                    status, count = self._ensure_blob(fetcher, item, spec.verify, emit)
-                    seen.add(item.digest)
-                fetched += count
-                emit({"event": "file", "path": item.path, "status": status,
-                      "bytes_fetched": count})  # fmt: skip
+            fetched = self._ensure_blobs(spec, emit)
             with self._lock:
                 self._link(spec)
                 self._write_manifest(spec)
@@ -149,6 +142,42 @@ class ModelCache:
                 "bytes_fetched": fetched, "seconds": round(time.monotonic() - started, 3)}  # fmt: skip
         emit(done)
         return done
+
+    def _ensure_blobs(self, spec: ModelSpec, emit: Event) -> int:
+        """Complete every blob, PARALLEL_FETCHES at a time; return the bytes fetched.
+
+        One TLS stream with its hashing and writing keeps about one core busy; a sharded model
+        fetched a few files at a time fills the link instead (the work releases the GIL).
+        """
+        fetcher = BlobFetcher(spec.source)
+        emit_lock = threading.Lock()
+
+        def locked(event: dict[str, Any]) -> None:
+            with emit_lock:
+                emit(event)
+
+        unique = list({item.digest: item for item in spec.files}.values())
+        fetched, errors = 0, []
+        with ThreadPoolExecutor(max(1, min(PARALLEL_FETCHES, len(unique)))) as pool:
+            futures = {
+                pool.submit(self._ensure_blob, fetcher, item, spec.verify, locked): item
+                for item in unique
+            }
+            for future in as_completed(futures):
+                try:
+                    status, count = future.result()
+                except ModelCacheError as error:
+                    errors.append(error)  # the others finish: their files need not come again
+                    continue
+                fetched += count
+                locked({"event": "file", "path": futures[future].path, "status": status,
+                        "bytes_fetched": count})  # fmt: skip
+        if errors:
+            raise errors[0]
+        listed_twice = [item for item in spec.files if item not in unique]
+        for item in listed_twice:  # a blob listed under two paths was fetched once
+            locked({"event": "file", "path": item.path, "status": "present", "bytes_fetched": 0})
+        return fetched
 
     def _hold(self, spec: ModelSpec, step: int) -> None:
         with self._lock:

@@ -8,21 +8,23 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from portal.artifacts import service
+from portal.artifacts import service, sources
 from portal.artifacts.schemas import (
+    SOURCE_FIELDS,
     DistributeSchema,
-    FolderImportSchema,
     HostModelSchema,
+    ModelImportSchema,
     ModelRevisionSchema,
+    ModelSourceSchema,
     RemoveFromHostSchema,
     UploadQuerySchema,
 )
 from portal.artifacts.staging import ARCHIVE_TYPES
 from portal.catalog import service as catalog
-from portal.core.errors import SpectrError
+from portal.core.errors import Forbidden, SpectrError
 from portal.core.operations.api import accepted
 from portal.core.operations.schemas import OperationSchema
-from portal.core.security import require_role
+from portal.core.security import require_principal, require_role
 from portal.hosts.service import get_host
 
 blp = Blueprint(
@@ -70,16 +72,50 @@ class ModelUpload(MethodView):
 
 
 @blp.route("/models/imports")
-class ModelFolderImport(MethodView):
-    @require_role("admin")
-    @blp.arguments(FolderImportSchema)
+class ModelImport(MethodView):
+    @require_role("operator")
+    @blp.arguments(ModelImportSchema)
     @blp.response(202, OperationSchema)
     def post(self, body: dict) -> Any:
-        """Import a folder on the Spectr node (admin: it reads the node's disk)."""
-        operation = service.import_folder(
-            body["name"], body["path"], {"overrides": body["overrides"]}
-        )
-        return accepted(operation)
+        """Import from a path on the Spectr node (admin), a Hub mirror, a bucket or a registry."""
+        extra = {"overrides": body["overrides"]}
+        if body.get("path"):
+            if not require_principal().has_role("admin"):
+                raise Forbidden("Importing a path on the Spectr node needs the admin role.")
+            return accepted(service.import_folder(body["name"], body["path"], extra))
+        kind = next(key for key in SOURCE_FIELDS if body.get(key))
+        return accepted(service.import_from(body["name"], {"kind": kind, **body[kind]}, extra))
+
+
+@blp.route("/model-sources")
+class ModelSources(MethodView):
+    @require_role("viewer")
+    @blp.response(200, ModelSourceSchema(many=True))
+    def get(self) -> Any:
+        """Internal mirrors models are imported from (credentials are never shown)."""
+        return sources.list_sources()
+
+    @require_role("admin")
+    @blp.arguments(ModelSourceSchema)
+    @blp.response(201, ModelSourceSchema)
+    def post(self, body: dict) -> Any:
+        """Register a Hugging Face-compatible mirror or an S3-compatible service."""
+        return sources.create_source(body)
+
+
+@blp.route("/model-sources/<id:source_id>")
+class ModelSourceItem(MethodView):
+    @require_role("viewer")
+    @blp.response(200, ModelSourceSchema)
+    def get(self, source_id: int) -> Any:
+        """One mirror."""
+        return sources.get_source(source_id)
+
+    @require_role("admin")
+    @blp.response(204)
+    def delete(self, source_id: int) -> None:
+        """Forget a mirror."""
+        sources.delete_source(sources.get_source(source_id))
 
 
 @blp.route("/models/<id:model_id>/revisions")

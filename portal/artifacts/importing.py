@@ -16,6 +16,7 @@ from portal.artifacts.models import ModelFile, ModelRevision
 from portal.catalog.model_facts import ModelFacts
 from portal.catalog.models import LlmModel
 from portal.core.audit import record_audit
+from portal.core.errors import SpectrError
 from portal.core.operations.kinds import OperationContext, PermanentError, TransientError
 from portal.extensions import db
 from portal.registry import service as registry_service
@@ -44,10 +45,13 @@ class ByteProgress:
             self.ctx.progress(fraction, message)
 
 
+REMOTE_KINDS = ("huggingface", "s3", "registry")
+
+
 def run_import(ctx: OperationContext) -> dict[str, Any]:
-    """Import one model revision from an upload or a folder on the Spectr node."""
+    """Import one model revision: an upload, a folder on the Spectr node, or a remote source."""
     source = ctx.params["source"]
-    cleanup = Path(source["path"]).parent if source["kind"] == "upload" else None
+    cleanup = _work_folder(ctx, source)
     try:
         result = _import(ctx, source)
     except Exception as exc:
@@ -96,7 +100,18 @@ def _import(ctx: OperationContext, source: dict[str, Any]) -> dict[str, Any]:
     return _result(revision, pushed, unchanged=False)
 
 
+def _work_folder(ctx: OperationContext, source: dict[str, Any]) -> Path | None:
+    """Where this import's staged copies live (removed at the end); None when read in place."""
+    if source["kind"] == "upload":
+        return Path(source["path"]).parent
+    if source["kind"] in REMOTE_KINDS:
+        return staging.uploads_folder() / f"remote-{ctx.operation_id}"
+    return None
+
+
 def _stage(ctx: OperationContext, source: dict[str, Any]) -> list[oci.StagedFile]:
+    if source["kind"] in REMOTE_KINDS:
+        return _stage_remote(ctx, source)
     path = Path(source["path"])
     size = path.stat().st_size if path.is_file() else _folder_size(path)
     progress: Callable[[int, str], None] = ByteProgress(ctx, size, 0.0, 0.5)
@@ -114,6 +129,25 @@ def _stage(ctx: OperationContext, source: dict[str, Any]) -> list[oci.StagedFile
         return staging.stage_single_file(path, source["filename"], progress)
     except staging.StagingError as exc:
         raise PermanentError(str(exc)) from None
+
+
+def _stage_remote(ctx: OperationContext, source: dict[str, Any]) -> list[oci.StagedFile]:
+    from portal.artifacts.sources import open_remote
+
+    folder = _work_folder(ctx, source)
+    assert folder is not None
+    try:
+        with open_remote(source) as remote:
+            listed = remote.files()
+            total = sum(item.size or 0 for item in listed)
+            ctx.log(f"{remote.describe()}: {len(listed)} file(s), {total} bytes to download.")
+            progress = ByteProgress(ctx, total, 0.0, 0.5)
+            return staging.stage_remote(remote, folder, progress)
+    except staging.StagingError as exc:
+        raise PermanentError(str(exc)) from None
+    except SpectrError as exc:  # the other registry: unreachable is worth a retry
+        error = TransientError if getattr(exc, "transient", False) else PermanentError
+        raise error(exc.message) from None
 
 
 def _folder_size(folder: Path) -> int:
@@ -189,7 +223,7 @@ def _catalog_entry(
 def _described(source: dict[str, Any]) -> dict[str, Any]:
     if source["kind"] == "upload":
         return {"kind": "upload", "filename": source.get("filename")}
-    return {"kind": source["kind"], "path": source["path"]}
+    return {key: value for key, value in source.items() if key != "archive"}
 
 
 def _facts_line(facts: dict[str, Any]) -> str:

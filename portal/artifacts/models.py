@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from portal.core.secrets_box import EncryptedText
 from portal.core.timeutil import utcnow
 from portal.extensions import db
 
@@ -30,6 +31,31 @@ if TYPE_CHECKING:
     from portal.hosts.models import Host
 
 PRESENT, FAILED = "present", "failed"
+HUGGINGFACE, S3 = "huggingface", "s3"
+SOURCE_KINDS = (HUGGINGFACE, S3)
+
+
+class ModelSource(db.Model):
+    """An internal mirror models are imported from: a Hugging Face-compatible endpoint or an
+    S3-compatible bucket service. Its credentials are encrypted at rest and never shown."""
+
+    __tablename__ = "model_sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str] = mapped_column(String(512))
+    # Hugging Face: token holds the access token. S3: access key id and secret access key.
+    token: Mapped[str | None] = mapped_column(EncryptedText(2048))
+    access_key: Mapped[str | None] = mapped_column(EncryptedText(1024))
+    secret_key: Mapped[str | None] = mapped_column(EncryptedText(2048))
+    region: Mapped[str | None] = mapped_column(String(64))
+    ca_pem: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.token or (self.access_key and self.secret_key))
 
 
 class ModelRevision(db.Model):

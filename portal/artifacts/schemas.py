@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
+from portal.artifacts.models import SOURCE_KINDS
 from portal.catalog.schemas import ModelSchema
 from portal.core.converters import MAX_DATABASE_ID
 from portal.core.fields import UtcDateTime
@@ -34,14 +35,75 @@ class UploadQuerySchema(ma.Schema):
     license = ma.fields.String(load_default=None, validate=validate.Length(1, 64))
 
 
-class FolderImportSchema(ma.Schema):
+class HuggingFaceImportSchema(ma.Schema):
+    source_id = ma.fields.Integer(required=True, validate=validate.Range(1, MAX_DATABASE_ID))
+    repository = ma.fields.String(
+        required=True,
+        validate=validate.Regexp(r"^[\w.-]+/[\w.-]+$", error="'owner/name'"),
+        metadata={"example": "Qwen/Qwen2.5-0.5B-Instruct"},
+    )
+    revision = ma.fields.String(load_default="main", validate=validate.Length(1, 255))
+
+
+class S3ImportSchema(ma.Schema):
+    source_id = ma.fields.Integer(required=True, validate=validate.Range(1, MAX_DATABASE_ID))
+    bucket = ma.fields.String(
+        required=True,
+        validate=validate.Regexp(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", error="an S3 bucket name"),
+    )
+    prefix = ma.fields.String(load_default="", validate=validate.Length(max=1024))
+
+
+class RegistryImportSchema(ma.Schema):
+    registry_id = ma.fields.Integer(required=True, validate=validate.Range(1, MAX_DATABASE_ID))
+    repository = ma.fields.String(required=True, validate=validate.Length(1, 255))
+    reference = ma.fields.String(required=True, validate=validate.Length(1, 128))
+
+
+class ModelImportSchema(ma.Schema):
+    """Exactly one source: a path on the Spectr node, a Hub mirror, a bucket, or a registry."""
+
     name = ma.fields.String(required=True)
     path = ma.fields.String(
-        required=True,
         validate=validate.Length(1, 1024),
-        metadata={"description": "absolute path of a folder on the Spectr node"},
+        metadata={"description": "absolute path of a file or folder on the Spectr node (admin)"},
     )
+    huggingface = ma.fields.Nested(HuggingFaceImportSchema)
+    s3 = ma.fields.Nested(S3ImportSchema)
+    registry = ma.fields.Nested(RegistryImportSchema)
     overrides = ma.fields.Nested(ModelOverridesSchema, load_default=dict)
+
+    @ma.validates_schema
+    def _one_source(self, data: dict, **_: object) -> None:
+        given = [key for key in SOURCE_FIELDS if data.get(key) is not None]
+        if len(given) != 1:
+            raise ma.ValidationError(
+                f"give exactly one of {', '.join(SOURCE_FIELDS)} (got {len(given)})", "_schema"
+            )
+
+
+SOURCE_FIELDS = ("path", "huggingface", "s3", "registry")
+
+
+class ModelSourceSchema(ma.Schema):
+    id = ma.fields.Integer(dump_only=True)
+    name = ma.fields.String(required=True, validate=validate.Length(1, 120))
+    kind = ma.fields.String(required=True, validate=validate.OneOf(SOURCE_KINDS))
+    url = ma.fields.Url(
+        required=True, schemes={"http", "https"}, require_tld=False,
+        metadata={"example": "https://hf-mirror.internal"},
+    )  # fmt: skip
+    token = ma.fields.String(load_only=True, load_default=None, validate=validate.Length(max=2048))
+    access_key = ma.fields.String(
+        load_only=True, load_default=None, validate=validate.Length(max=1024)
+    )
+    secret_key = ma.fields.String(
+        load_only=True, load_default=None, validate=validate.Length(max=2048)
+    )
+    region = ma.fields.String(load_default=None, validate=validate.Length(max=64))
+    ca_pem = ma.fields.String(load_default=None, validate=validate.Length(max=65536))
+    has_credentials = ma.fields.Boolean(dump_only=True)
+    created_at = UtcDateTime(dump_only=True)
 
 
 class ModelFileSchema(ma.Schema):

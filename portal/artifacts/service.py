@@ -147,11 +147,31 @@ def import_upload(
 
 def import_folder(name: str, path: str, extra: dict) -> Operation:
     """Import a folder (or one file) on the Spectr node: a disk brought into the perimeter."""
-    check_model_name(name)
-    registry_service.require_spectr_registry()
     if not path.startswith("/"):
         raise ValidationFailed("The path must be absolute.", {"path": ["not absolute"]})
-    return _start_import(name, {"kind": "folder", "path": path}, extra)
+    return import_from(name, {"kind": "folder", "path": path}, extra)
+
+
+def import_from(name: str, source: dict[str, Any], extra: dict) -> Operation:
+    """Import from a folder, a Hub mirror, a bucket or another registry, as an operation.
+
+    The operation's parameters name the mirror or registry by id, never its credentials: those
+    stay encrypted in their own rows and are read by the worker.
+    """
+    check_model_name(name)
+    registry_service.require_spectr_registry()
+    if "source_id" in source:
+        from portal.artifacts.sources import get_source
+
+        mirror = get_source(source["source_id"])
+        if mirror.kind != source["kind"]:
+            message = (
+                f"Model source '{mirror.name}' is a {mirror.kind} source, not {source['kind']}."
+            )
+            raise ValidationFailed(message, {source["kind"]: [message]})
+    if source["kind"] == "registry":
+        registry_service.get_registry(source["registry_id"])
+    return _start_import(name, source, extra)
 
 
 def _start_import(name: str, source: dict[str, Any], extra: dict[str, Any]) -> Operation:

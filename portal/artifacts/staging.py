@@ -9,9 +9,9 @@ import os
 import shutil
 import tarfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 from flask import current_app
 
@@ -111,7 +111,8 @@ def stage_archive(archive: Path, into: Path, progress: Progress) -> list[StagedF
                 relative = safe_relative_path(member.name)
                 source = tar.extractfile(member)
                 assert source is not None  # a regular file always has content
-                staged.append(_write_hashed(source, into / relative, relative, progress))
+                chunks = iter(lambda source=source: source.read(CHUNK), b"")
+                staged.append(write_hashed(chunks, into / relative, relative, progress))
     except tarfile.TarError as exc:
         raise StagingError(f"The upload is not a readable tar archive: {exc}.") from None
     return _without_common_folder(_not_hidden(staged))
@@ -139,17 +140,39 @@ def stage_folder(folder: Path, progress: Progress) -> list[StagedFile]:
     return staged
 
 
-def _write_hashed(source: IO[bytes], target: Path, relative: str, progress: Progress) -> StagedFile:
+def write_hashed(
+    chunks: Iterable[bytes], target: Path, relative: str, progress: Progress
+) -> StagedFile:
+    """Write a file from chunks, hashing it as it is written."""
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
     with target.open("xb") as handle:
-        while chunk := source.read(CHUNK):
+        for chunk in chunks:
             handle.write(chunk)
             digest.update(chunk)
             size += len(chunk)
             progress(len(chunk), f"unpacking {relative}")
     return StagedFile(relative, target, "sha256:" + digest.hexdigest(), size)
+
+
+def stage_remote(remote: Any, into: Path, progress: Progress) -> list[StagedFile]:
+    """Download every file of a remote model into `into`, hashing each on the way; a file the
+    source vouches for (a Hub LFS sha256, a registry digest) must match it."""
+    staged: list[StagedFile] = []
+    for item in remote.files():
+        relative = safe_relative_path(item.path)
+        target = into / relative
+        target.unlink(missing_ok=True)  # a retry starts the file again
+        got = write_hashed(remote.chunks(item), target, relative, progress)
+        if item.sha256 and got.digest != item.sha256:
+            raise StagingError(
+                f"{relative}: the source says {item.sha256}, the bytes are {got.digest}."
+            )
+        if item.size is not None and got.size != item.size:
+            raise StagingError(f"{relative}: the source says {item.size} bytes, {got.size} came.")
+        staged.append(got)
+    return _not_hidden(staged)
 
 
 def _not_hidden(staged: list[StagedFile]) -> list[StagedFile]:
