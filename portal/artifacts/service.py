@@ -26,6 +26,7 @@ from portal.extensions import db
 from portal.hosts.models import READY, Host
 from portal.hosts.service import engine_for, get_host
 from portal.registry import service as registry_service
+from portal.registry.errors import RegistryNotFound, RegistryUnreachable
 
 # A model name is also a repository path component in the registry (models/<name>).
 MODEL_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
@@ -240,6 +241,35 @@ def remove_from_host(model: LlmModel, host: Host, number: int | None = None) -> 
     return _start(
         "model.remove_from_host", params, f"model:{model.name}:r{revision.number}@{host.name}"
     )
+
+
+def release_model_files(model: LlmModel) -> None:
+    """Before a model leaves the catalog: refuse while hosts hold its files, then delete its
+    revisions' manifests from Spectr's registry so garbage collection reclaims the blobs."""
+    held = [row for row in holders(model) if row.state == PRESENT]
+    if held:
+        names = sorted({row.host.name for row in held})
+        raise Conflict(
+            f"Hosts still hold the files of '{model.name}': {', '.join(names)}; remove them "
+            "from those hosts first.",
+            {"hosts": names},
+        )
+    stored = revisions(model)
+    registry = registry_service.spectr_registry()
+    if not stored or registry is None:
+        return
+    try:
+        with registry_service.client_for(registry, timeout=30) as client:
+            for revision in stored:
+                try:
+                    client.delete_manifest(revision.repository, revision.manifest_digest)
+                except RegistryNotFound:
+                    continue  # already gone (garbage collected, deleted by hand)
+    except RegistryUnreachable as exc:
+        raise UpstreamUnavailable(
+            f"Cannot delete the files of '{model.name}' from Spectr's registry now: "
+            f"{exc.message} Try again once it answers."
+        ) from None
 
 
 def model_by_name_or_id(value: str) -> LlmModel:

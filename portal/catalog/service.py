@@ -115,7 +115,10 @@ def update_model(model_id: int, fields: dict[str, Any]) -> LlmModel:
 
 
 def delete_model(model_id: int) -> None:
+    from portal.artifacts.service import release_model_files
+
     model = get_model(model_id)
+    release_model_files(model)  # 409 while hosts hold its files; its artifacts leave the registry
     db.session.delete(model)
     record_audit("catalog.model.delete", f"model:{model.name}")
     db.session.commit()

@@ -212,3 +212,27 @@ def test_a_host_whose_disk_cannot_hold_the_model_is_refused_before_anything_move
     assert answer.status_code == 409, answer.json
     assert "bytes free for models" in answer.json["message"]
     assert json.loads(json.dumps(api.get(f"/api/v1/hosts/{node.id}/models").json)) == []
+
+
+def test_a_model_leaves_the_catalog_only_when_no_host_holds_it_and_its_artifacts_go_too(
+    app: Flask,
+    api_as: Callable,
+    spectr_registry: Registry,
+    registry_server: RegistryProcess,
+    tiny_model: Callable[..., Path],
+) -> None:
+    api = api_as("operator")
+    done = operation_of(api, upload(api, tiny_model(), "doomed"))
+    model_id, digest = done["result"]["model_id"], done["result"]["digest"]
+    node = ensure_local_host()
+    operation_of(
+        api, api.post(f"/api/v1/models/{model_id}/distribute", json={"host_ids": [node.id]})
+    )
+
+    refused = api.delete(f"/api/v1/models/{model_id}")
+    assert refused.status_code == 409 and "spectr-node" in refused.json["message"]
+
+    operation_of(api, api.delete(f"/api/v1/models/{model_id}/hosts/{node.id}"))
+    assert api.delete(f"/api/v1/models/{model_id}").status_code == 204
+    with registry_server.http() as http:  # the manifest is gone; GC reclaims the blobs
+        assert http.get(f"/v2/models/doomed/manifests/{digest}").status_code == 404
