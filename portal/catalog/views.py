@@ -10,6 +10,9 @@ import marshmallow as ma
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from portal.artifacts import service as artifacts
+from portal.artifacts import sources
+from portal.artifacts.schemas import ModelImportSchema, ModelSourceSchema
+from portal.artifacts.sources import list_sources
 from portal.catalog import seeding, service
 from portal.catalog.schemas import FORMATS, SOURCE_KINDS, ModelSchema
 from portal.catalog.vram import QUANTIZATIONS
@@ -17,6 +20,16 @@ from portal.core.errors import SpectrError, ValidationFailed
 from portal.web.auth import page_role
 
 bp = Blueprint("catalog_pages", __name__, url_prefix="/catalog", cli_group="catalog")
+SOURCE_FORM_FIELDS = (
+    "name",
+    "kind",
+    "url",
+    "token",
+    "access_key",
+    "secret_key",
+    "region",
+    "ca_pem",
+)
 MODEL_FIELDS = [name for name, field in ModelSchema().fields.items() if not field.dump_only]
 
 
@@ -48,10 +61,71 @@ def index() -> Any:
         runtimes=service.list_runtimes(),
         images=service.list_images(),
         registries=_registries(),
+        model_sources=list_sources(),
         quantizations=QUANTIZATIONS,
         formats=FORMATS,
         source_kinds=SOURCE_KINDS,
     )
+
+
+@bp.post("/model-sources")
+@page_role("admin")
+def create_model_source() -> Any:
+    fields = {k: (request.form.get(k) or "").strip() or None for k in SOURCE_FORM_FIELDS}
+    try:
+        source = sources.create_source(ModelSourceSchema().load(fields))
+        flash(f"Model source {source.name} added.")
+    except ma.ValidationError as exc:
+        flash(describe(ValidationFailed("Check the model source.", exc.messages)), "error")
+    except SpectrError as exc:
+        flash(describe(exc), "error")
+    return redirect(url_for("catalog_pages.index") + "#model-sources")
+
+
+@bp.post("/model-sources/<id:source_id>/delete")
+@page_role("admin")
+def delete_model_source(source_id: int) -> Any:
+    try:
+        sources.delete_source(sources.get_source(source_id))
+        flash("Model source forgotten.")
+    except SpectrError as exc:
+        flash(describe(exc), "error")
+    return redirect(url_for("catalog_pages.index") + "#model-sources")
+
+
+@bp.post("/models/import-remote")
+@page_role("operator")
+def import_remote() -> Any:
+    try:
+        kind, fields = _remote_source()
+        body = ModelImportSchema().load(
+            {"name": request.form.get("name", "").strip(), kind: fields}
+        )
+        operation = artifacts.import_from(body["name"], {"kind": kind, **body[kind]}, {})
+    except ma.ValidationError as exc:
+        flash(describe(ValidationFailed("Check the import.", exc.messages)), "error")
+        return redirect(url_for("catalog_pages.index") + "#import-remote")
+    except SpectrError as exc:
+        flash(describe(exc), "error")
+        return redirect(url_for("catalog_pages.index") + "#import-remote")
+    return redirect(url_for("operations_pages.detail", operation_id=operation.id))
+
+
+def _remote_source() -> tuple[str, dict[str, Any]]:
+    """The import source the form describes: a mirror (Hub or S3) or a registry."""
+    chosen, location = request.form.get("from", ""), request.form.get("location", "").strip()
+    version = request.form.get("version", "").strip()
+    kind, _, number = chosen.partition("-")
+    if not number.isdigit() or not location:
+        raise ValidationFailed("Choose where to import from and what.", {"from": ["required"]})
+    if kind == "registry":
+        return "registry", {"registry_id": int(number), "repository": location,
+                            "reference": version or "latest"}  # fmt: skip
+    mirror = sources.get_source(int(number))
+    if mirror.kind == "s3":
+        return "s3", {"source_id": mirror.id, "bucket": location, "prefix": version}
+    return "huggingface", {"source_id": mirror.id, "repository": location,
+                           "revision": version or "main"}  # fmt: skip
 
 
 def _registries() -> list[Any]:

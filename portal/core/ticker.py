@@ -91,7 +91,9 @@ class Ticker(threading.Thread):
     def _acquire(self, name: str, interval: float) -> bool:
         if self._redis is None:
             return True
-        key = f"spectr:ticker:{name}"
+        # One lock per installation, named like its queue: two Spectrs sharing a Redis (or tests
+        # side by side) must not skip each other's jobs; one's own processes share the lock.
+        key = f"spectr:ticker:{self.app.config['SPECTR_QUEUE_NAME']}:{name}"
         return bool(self._redis.set(key, "1", nx=True, px=max(int(interval * 900), 100)))
 
 

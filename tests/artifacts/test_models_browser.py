@@ -114,3 +114,42 @@ def test_upload_a_gguf_see_its_files_and_put_it_on_the_node(
     expect(page.locator("#cached-models")).to_contain_text("browser-tiny")
     expect(page.locator("#cached-models")).to_contain_text("r1")
     _screenshots(page, "host-page-models")
+
+
+def test_an_admin_adds_a_hub_mirror_and_imports_from_it(
+    page: Page,  # noqa: F811
+    portal: Portal,  # noqa: F811
+    recorded_registry: RegistryProcess,
+    tmp_path: Path,
+) -> None:
+    from tests.artifacts.hub_mirror import HubMirror
+
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    write_tiny_llama_gguf(folder / "tiny.gguf", seed=8)
+    mirror = HubMirror("team/tiny", folder, token="hf_browser_test_token")
+    try:
+        _log_in(page, portal)
+        page.goto(f"{portal.url}/catalog")
+        page.locator("#add-model-source summary").click()
+        form = page.locator("#add-model-source form")
+        form.locator("input[name=name]").fill("hub-mirror")
+        form.locator("input[name=url]").fill(mirror.url)
+        form.locator("input[name=token]").fill(mirror.token)
+        form.get_by_role("button", name="Add source").click()
+        expect(page.locator("#model-sources-table")).to_contain_text("stored, encrypted")
+        expect(page.locator("body")).not_to_contain_text(mirror.token)
+
+        page.locator("#import-remote summary").click()
+        remote = page.locator("#import-remote form")
+        remote.locator("input[name=name]").fill("hub-tiny")
+        remote.locator("select[name=from]").select_option(label="hub-mirror (huggingface)")
+        remote.locator("input[name=location]").fill("team/tiny")
+        remote.get_by_role("button", name="Import").click()
+        _operation_succeeds(page)
+        expect(page.locator("#op-log")).to_contain_text("1 file(s)")
+        _screenshots(page, "model-import-from-mirror")
+        page.goto(f"{portal.url}/catalog#model-sources")
+        _screenshots(page, "catalog-model-sources")
+    finally:
+        mirror.stop()
