@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +20,11 @@ import httpx
 import pytest
 import redis
 
-SPECTR = str(Path(sys.executable).with_name("spectr"))
-VENV_BIN = str(Path(sys.executable).parent)
+from tests.hosts.conftest import SPECTR, PortalProcess, portal_env, running_portal, wait_for
+
 REDIS_BASE = os.environ.get("SPECTR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-# A database of its own on the shared Redis: the ticker's locks (`spectr:ticker:<job>`) are not
-# prefixed, so another portal on database 0 could otherwise skip this portal's periodic jobs.
+# A database of its own on the shared Redis, and a queue name and prefix of its own in it: the
+# other tests' portals and workers on database 0 never see this one's keys.
 REDIS_DB = 11
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -35,41 +33,12 @@ def redis_url(db: int = REDIS_DB) -> str:
     return REDIS_BASE.rsplit("/", 1)[0] + f"/{db}"
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    """Poll `predicate` until it returns something truthy; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
-
-
 @dataclass
-class SpectrProcess:
-    """A `spectr run` process, an admin API client, and the Redis names it uses."""
+class SpectrProcess(PortalProcess):
+    """A `spectr run` process with Redis (queue, usage stream) and operation helpers."""
 
-    url: str
-    api: httpx.Client
-    instance: Path
-    process: subprocess.Popen
-    env: dict[str, str]
-    redis_url: str
-    redis_prefix: str
-
-    def log_tail(self, lines: int = 60) -> str:
-        text = (self.instance / "portal.log").read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+    redis_url: str = ""
+    redis_prefix: str = ""
 
     def cli(self, *args: str, stdin_env: dict[str, str] | None = None) -> str:
         """Run a `spectr` command against this portal's instance; return its stdout."""
@@ -127,55 +96,16 @@ def spectr_process(tmp_path: Path) -> Iterator[SpectrProcess]:
     instance.mkdir()
     unique = uuid.uuid4().hex[:10]
     prefix, queue = f"spectr-test-{unique}:", f"spectr-test-{unique}"
-    env = {
-        **os.environ,
-        "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
-        "SPECTR_INSTANCE_PATH": str(instance),
-        "SPECTR_ADMIN_PASSWORD": "correct horse battery",
-        "SPECTR_REDIS_URL": redis_url(),
-        "SPECTR_EMBEDDED_WORKER": "true",
-        "SPECTR_QUEUE_NAME": queue,
-        "SPECTR_PROXY_REDIS_PREFIX": prefix,
-        "SPECTR_MODELS_DIR": str(tmp_path / "node-models"),
-        "SPECTR_OPERATION_RETRY_BASE_SECONDS": "0.5",
-        "SPECTR_LOG_LEVEL": "WARNING",
-        "HOME": str(tmp_path),
-    }
-    env.pop("SPECTR_DATABASE_URL", None)
-    subprocess.run([SPECTR, "init"], env=env, check=True, capture_output=True, timeout=120)
-    token = subprocess.run(
-        [SPECTR, "token", "create", "admin"], env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
-    port = free_port()
-    log = open(instance / "portal.log", "w")  # noqa: SIM115 - closed at teardown
-    process = subprocess.Popen(
-        [SPECTR, "run", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    api = httpx.Client(
-        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60, trust_env=False
-    )
-    running = SpectrProcess(url, api, instance, process, env, redis_url(), prefix)
+    env = portal_env(
+        tmp_path, instance, SPECTR_REDIS_URL=redis_url(), SPECTR_EMBEDDED_WORKER="true",
+        SPECTR_QUEUE_NAME=queue, SPECTR_PROXY_REDIS_PREFIX=prefix,
+        SPECTR_MODELS_DIR=str(tmp_path / "node-models"),
+    )  # fmt: skip
     try:
-        wait_for(lambda: _answers(api), 60, "the portal to answer")
-        yield running
+        with running_portal(instance, env) as portal:
+            yield SpectrProcess(**vars(portal), redis_url=redis_url(), redis_prefix=prefix)
     finally:
-        api.close()
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
         _forget_redis_keys(prefix, queue)
-
-
-def _answers(api: httpx.Client) -> bool:
-    try:
-        return api.get("/healthz").status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _forget_redis_keys(*prefixes: str) -> None:

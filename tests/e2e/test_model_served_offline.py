@@ -37,7 +37,8 @@ from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
 from portal.registry.engine_images import CERTS_DIR
-from tests.e2e.conftest import SpectrProcess, free_port, wait_for
+from tests.e2e.conftest import SpectrProcess
+from tests.hosts.conftest import free_port, wait_for
 from tests.proxy.proxy_harness import ProxyProcess
 from tests.support import testhosts
 from tests.support.testhosts import TestHost, cleanup_key_pair, run_docker, start_test_host

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -63,17 +64,15 @@ class PortalProcess:
     api: httpx.Client
     instance: Path
     process: subprocess.Popen
+    env: dict[str, str]
 
     def log_tail(self, lines: int = 60) -> str:
         text = (self.instance / "portal.log").read_text(errors="replace")
         return "\n".join(text.splitlines()[-lines:])
 
 
-@pytest.fixture
-def portal_process(tmp_path: Path) -> Iterator[PortalProcess]:
-    """A real portal on SQLite with its embedded worker, reached over HTTP on 127.0.0.1."""
-    instance = tmp_path / "instance"
-    instance.mkdir()
+def portal_env(tmp_path: Path, instance: Path, **settings: str) -> dict[str, str]:
+    """The environment of a portal process on `instance`: SQLite, embedded worker, settings."""
     env = {
         **os.environ,
         "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
@@ -85,6 +84,12 @@ def portal_process(tmp_path: Path) -> Iterator[PortalProcess]:
     }
     for name in ("SPECTR_REDIS_URL", "SPECTR_DATABASE_URL"):
         env.pop(name, None)
+    return {**env, **settings}
+
+
+@contextlib.contextmanager
+def running_portal(instance: Path, env: dict[str, str]) -> Iterator[PortalProcess]:
+    """`spectr init`, an admin token, then `spectr run` on a free port until the block ends."""
     subprocess.run([SPECTR, "init"], env=env, check=True, capture_output=True, timeout=120)
     token = subprocess.run(
         [SPECTR, "token", "create", "admin"], env=env, check=True, capture_output=True, text=True
@@ -95,11 +100,12 @@ def portal_process(tmp_path: Path) -> Iterator[PortalProcess]:
         [SPECTR, "run", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
-    api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    running = PortalProcess(url, api, instance, process)
+    api = httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60, trust_env=False
+    )
     try:
         wait_for(lambda: _answers(api), 60, "the portal to answer")
-        yield running
+        yield PortalProcess(url, api, instance, process, env)
     finally:
         api.close()
         process.terminate()
@@ -109,6 +115,15 @@ def portal_process(tmp_path: Path) -> Iterator[PortalProcess]:
             process.kill()
             process.wait()
         log.close()
+
+
+@pytest.fixture
+def portal_process(tmp_path: Path) -> Iterator[PortalProcess]:
+    """A real portal on SQLite with its embedded worker, reached over HTTP on 127.0.0.1."""
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    with running_portal(instance, portal_env(tmp_path, instance)) as running:
+        yield running
 
 
 def _answers(api: httpx.Client) -> bool:
