@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import socket
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -15,10 +17,12 @@ from agent import __version__
 from agent.auth import FailureBackoff, TokenVerifier
 from agent.config import AgentConfig
 from agent.docker_api import DockerAPI, DockerError
-from agent.errors import ApiError, from_docker
+from agent.errors import ApiError, bad_request, from_docker
 from agent.web import MAX_BODY_BYTES, RawBody, Request, Router, request_id, split_target
 
 log = logging.getLogger("spectr_agent")
+_LENGTH = re.compile(r"[0-9]{1,19}")
+_DISCARD_S = 1.0  # how long an error answer waits for the rest of a body it will not use
 
 
 class AgentApp:
@@ -58,6 +62,7 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # otherwise small answers wait ~40 ms on delayed ACKs
     timeout = 120
     request_id = ""
+    _body_unread = False
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -76,20 +81,22 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
         client = self.client_address[0]
         # One id per request (a kept-alive connection serves several): the caller's or a new one.
         self.request_id = request_id(self.headers.get("X-Request-Id"))
+        self._body_unread = self._announces_body()
         try:
-            body = self._read_body()
+            # The head alone authenticates: nothing of an unauthenticated body is ever read.
             self._authenticate(app, client)
+            body = self._read_body()
             path, query = split_target(self.path)
             handler, params = app.router.resolve(self.command, path)
             request = Request(self.command, path, query, body, self, params)
             result = handler(request)
         except ApiError as error:
             self.send_json(error.status, error.body(), error)
-            return
+            result = None
         except DockerError as error:
             mapped = from_docker(error)
             self.send_json(mapped.status, mapped.body(), mapped)
-            return
+            result = None
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, TimeoutError):
             self.close_connection = True
             return
@@ -97,29 +104,63 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
             log.exception("unhandled error on %s %s", self.command, self.path.split("?")[0])
             failure = ApiError(500, "internal_error", "the agent failed; see its log")
             self.send_json(500, failure.body(), failure)
-            return
+            result = None
         if result is not None:
             status, document = result
             self.send_json(status, document)
+        if self._body_unread:
+            self._discard_unread_body()
+
+    def _announces_body(self) -> bool:
+        length = self.headers.get("Content-Length")
+        return self.headers.get("Transfer-Encoding") is not None or (length or "0").strip() != "0"
 
     def _read_body(self) -> bytes:
-        length_header = self.headers.get("Content-Length")
-        if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True
-            raise ApiError(411, "length_required", "send the body with Content-Length")
-        try:
-            length = int(length_header or 0)
-        except ValueError as exc:
-            self.close_connection = True
-            raise ApiError(400, "bad_request", "Content-Length is not a number") from exc
+        """Read the body the head announced: by Content-Length only, at most MAX_BODY_BYTES."""
+        if self.headers.get("Transfer-Encoding") is not None:
+            message = "send the body with Content-Length; chunked bodies are not accepted"
+            raise ApiError(411, "length_required", message)
+        values = {value.strip() for value in self.headers.get_all("Content-Length", [])}
+        if not values:
+            return b""
+        text = values.pop()
+        if values or not _LENGTH.fullmatch(text):
+            raise bad_request("Content-Length must be one non-negative integer")
+        length = int(text)
         if length > MAX_BODY_BYTES:
-            self.close_connection = True
-            raise ApiError(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
-        return self.rfile.read(length) if length else b""
+            message = f"request body over {MAX_BODY_BYTES} bytes (Content-Length {length})"
+            raise ApiError(413, "too_large", message)
+        if self.headers.get("Expect", "").lower() == "100-continue":
+            self.send_response_only(100)
+            self.end_headers()
+        body = self.rfile.read(length)
+        if len(body) < length:
+            raise ConnectionResetError("the client left before sending its whole body")
+        self._body_unread = False
+        return body
+
+    def handle_expect_100(self) -> bool:
+        """Send no 100 Continue before authentication; _read_body sends it once it may."""
+        return True
+
+    def _discard_unread_body(self) -> None:
+        """Drop what the client still sends (bounded), then close: it can read the answer."""
+        # Closing with unread bytes makes the kernel answer with a reset, which can destroy the
+        # answer before a client still busy sending its body reads it.
+        self.close_connection = True
+        deadline, left = time.monotonic() + _DISCARD_S, MAX_BODY_BYTES
+        with contextlib.suppress(OSError):
+            self.connection.settimeout(_DISCARD_S)
+            while left > 0 and time.monotonic() < deadline:
+                chunk = self.rfile.read1(min(left, 64 * 1024))
+                if not chunk:
+                    break
+                left -= len(chunk)
 
     def _authenticate(self, app: AgentApp, client: str) -> None:
         wait = app.backoff.retry_after(client)
         if wait > 0:
+            self.close_connection = True
             raise ApiError(
                 429,
                 "too_many_failures",
@@ -127,6 +168,7 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
                 {"retry_after_s": round(wait, 1)},
             )
         if not self._authorized(app, self.headers.get("Authorization")):
+            self.close_connection = True  # an unauthenticated connection gets one answer
             app.backoff.record_failure(client)
             log.warning("refused unauthenticated request from %s", client)
             raise ApiError(401, "unauthorized", "a valid bearer token is required")
