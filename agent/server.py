@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
 import re
@@ -16,12 +17,14 @@ from typing import Any
 from agent import __version__
 from agent.auth import FailureBackoff, TokenVerifier
 from agent.config import AgentConfig
+from agent.connections import ConnectionTracker, Slot
 from agent.docker_api import DockerAPI, DockerError
 from agent.errors import ApiError, bad_request, from_docker
 from agent.web import MAX_BODY_BYTES, RawBody, Request, Router, request_id, split_target
 
 log = logging.getLogger("spectr_agent")
 _LENGTH = re.compile(r"[0-9]{1,19}")
+MAX_HEAD_BYTES = 64 * 1024  # http.client alone allows 100 header lines of 64 KiB each
 _DISCARD_S = 1.0  # how long an error answer waits for the rest of a body it will not use
 
 
@@ -52,6 +55,29 @@ def build_ssl_context(config: AgentConfig) -> ssl.SSLContext:
     return context
 
 
+class HeadTooLarge(http.client.HTTPException):
+    """The request line and headers together exceed MAX_HEAD_BYTES."""
+
+
+class _HeadReader:
+    """The connection's reader while a request head arrives: MAX_HEAD_BYTES in all, not per line."""
+
+    def __init__(self, raw: Any, budget: int) -> None:
+        self.raw = raw
+        self.left = budget
+
+    def readline(self, size: int = -1) -> bytes:
+        """Read one line within what is left of the budget."""
+        if self.left <= 0:
+            raise HeadTooLarge(f"request head over {MAX_HEAD_BYTES} bytes")
+        line = self.raw.readline(self.left if size < 0 else min(size, self.left))
+        self.left -= len(line)
+        return line  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
 class AgentRequestHandler(BaseHTTPRequestHandler):
     """Authenticate, route and answer one request; errors leave as one JSON shape."""
 
@@ -63,6 +89,24 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
     timeout = 120
     request_id = ""
     _body_unread = False
+    slot: Slot
+
+    def setup(self) -> None:
+        """Find this connection's slot, then set up the socket's reader and writer."""
+        self.slot = self.server.current_slot()
+        super().setup()
+
+    def handle_one_request(self) -> None:
+        """Read one request head under a deadline and a size budget, then serve it."""
+        if not self.server.tracker.waiting(self.slot):
+            self.close_connection = True
+            return
+        self._raw_rfile = self.rfile
+        self.rfile = _HeadReader(self.rfile, MAX_HEAD_BYTES)  # type: ignore[assignment]
+        try:
+            super().handle_one_request()
+        finally:
+            self.rfile = self._raw_rfile
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -77,6 +121,10 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def _dispatch(self) -> None:
+        self.rfile = self._raw_rfile  # the head is complete: the body is not part of its budget
+        if not self.server.tracker.busy(self.slot):  # completed after its deadline or eviction
+            self.close_connection = True
+            return
         app = self.server.app
         client = self.client_address[0]
         # One id per request (a kept-alive connection serves several): the caller's or a new one.
@@ -173,6 +221,7 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
             log.warning("refused unauthenticated request from %s", client)
             raise ApiError(401, "unauthorized", "a valid bearer token is required")
         app.backoff.record_success(client)
+        self.server.tracker.authenticated(self.slot)
 
     def _authorized(self, app: AgentApp, authorization: str | None) -> bool:
         if app.verifier.verify(authorization):
@@ -197,6 +246,8 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
             self.send_header("WWW-Authenticate", 'Bearer realm="spectr-agent"')
         if error is not None and "retry_after_s" in error.details:
             self.send_header("Retry-After", str(int(error.details["retry_after_s"]) + 1))
+        if self.close_connection or self._body_unread:
+            self.send_header("Connection", "close")  # so the client opens a new one to go on
         if payload:
             self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
@@ -228,37 +279,54 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
 
 
 class AgentServer(ThreadingHTTPServer):
-    """HTTPS server that handshakes in the request thread and caps concurrent connections."""
+    """HTTPS server: a thread per connection, TLS handshake in it, slots with deadlines."""
 
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, app: AgentApp) -> None:
         self.app = app
-        self.ssl_context = build_ssl_context(app.config)
-        self._slots = threading.BoundedSemaphore(app.config.max_connections)
-        host = app.config.listen_host
+        config = app.config
+        self.ssl_context = build_ssl_context(config)
+        self.tracker = ConnectionTracker(
+            config.max_connections, config.max_unauthenticated_per_client,
+            config.tls_handshake_timeout_s, config.request_head_timeout_s,
+            AgentRequestHandler.timeout,
+        )  # fmt: skip
+        self._current = threading.local()  # the slot of the connection this thread serves
+        host = config.listen_host
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        super().__init__((host, int(app.config.listen_port)), AgentRequestHandler)
+        super().__init__((host, int(config.listen_port)), AgentRequestHandler)
+        threading.Thread(target=self.tracker.reap_forever, name="reaper", daemon=True).start()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """Refuse connections beyond the cap instead of growing threads without bound."""
-        if not self._slots.acquire(blocking=False):
-            log.warning("connection limit reached; closing connection from %s", client_address[0])
+        """Give the connection a slot and a thread, or close it when it gets no slot."""
+        slot = self.tracker.admit(request, client_address[0])
+        if slot is None:
             self.shutdown_request(request)
             return
-        super().process_request(request, client_address)
+        thread = threading.Thread(
+            target=self._serve, args=(request, client_address, slot), daemon=True
+        )
+        thread.start()
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        """Serve one connection and give its slot back."""
+    def _serve(self, request: Any, client_address: Any, slot: Slot) -> None:
+        self._current.slot = slot
         try:
-            super().process_request_thread(request, client_address)
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
         finally:
-            self._slots.release()
+            self.tracker.release(slot)
+            self.shutdown_request(request)
+
+    def current_slot(self) -> Slot:
+        """Return the slot of the connection the calling thread serves."""
+        return self._current.slot  # type: ignore[no-any-return]
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """Do the TLS handshake here, off the accept loop, then serve the connection."""
-        request.settimeout(10)
+        request.settimeout(self.app.config.tls_handshake_timeout_s)
         try:
             tls = self.ssl_context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as exc:
@@ -266,5 +334,12 @@ class AgentServer(ThreadingHTTPServer):
             return
         try:
             self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
+        except OSError as exc:  # the reaper or an eviction closed it, or the client left
+            log.debug("connection from %s ended: %s", client_address[0], exc)
         finally:
             tls.close()
+
+    def server_close(self) -> None:
+        """Stop the reaper and close the listening socket."""
+        self.tracker.stop()
+        super().server_close()

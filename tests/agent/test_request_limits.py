@@ -104,7 +104,9 @@ def test_wrong_token_with_a_body_still_reads_its_401(agent_factory, pki):
     own = agent_factory()  # its own process: the failure counts against 127.0.0.1
     with own.http(pki.ca.cert_path, token="wrong") as client:
         answer = client.post("/v1/containers", content=b" " * (512 * 1024))
-    assert answer.status_code == 401
+        again = client.get("/v1/health")  # the answer said "close": a new connection follows
+    assert answer.status_code == again.status_code == 401
+    assert answer.headers["Connection"] == "close"
 
 
 @pytest.mark.parametrize("depth", [65, 100_000])
