@@ -30,6 +30,12 @@ class AgentConfig:
     listen_port: int = 7443
     docker_socket: str = "/var/run/docker.sock"
     max_connections: int = 64
+    # Connections from one address that have not yet sent a valid token (TLS handshake or first
+    # request head): one address cannot take every slot.
+    max_unauthenticated_per_client: int = 16
+    tls_handshake_timeout_s: float = 10.0
+    # From connection (after the handshake) to the end of the request head, not per line.
+    request_head_timeout_s: float = 10.0
     log_level: str = "INFO"
     # The model cache (layout: agent/README.md); created at start when missing and possible.
     models_dir: str = "/var/lib/spectr/models"
@@ -53,15 +59,27 @@ class AgentConfig:
             raise ConfigError(f"models_dir must be an absolute path (got {self.models_dir!r})")
         if not 0 < int(self.listen_port) < 65536:
             raise ConfigError(f"listen_port out of range: {self.listen_port}")
+        for name in _INTS + _SECONDS:
+            if name != "listen_port" and getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive (got {getattr(self, name)})")
         return self
 
 
+_INTS = ("listen_port", "max_connections", "max_unauthenticated_per_client")
+_SECONDS = ("tls_handshake_timeout_s", "request_head_timeout_s")
+
+
 def _coerce(name: str, value: Any) -> Any:
-    if name in ("listen_port", "max_connections"):
+    if name in _INTS:
         try:
             return int(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{name} must be an integer (got {value!r})") from exc
+    if name in _SECONDS:
+        try:
+            return float(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{name} must be a number of seconds (got {value!r})") from exc
     optional = ("client_ca", "metrics_token_sha256")
     return None if value in ("", None) and name in optional else value
 

@@ -108,4 +108,6 @@ class ContainerRoutes:
     def stats(self, request: Request) -> tuple[int, Any]:
         """Return one stats sample (CPU percent over the engine's ~1 s window)."""
         sample = self.docker.request("GET", _path(request, "/stats"), {"stream": 0})
+        if not isinstance(sample, dict):  # a container going away can answer with no sample
+            raise DockerError(502, "the engine answered without a stats sample")
         return 200, stats_summary(sample)

@@ -51,6 +51,16 @@ def _error_message(raw: bytes) -> str:
         return raw.decode(errors="replace").strip()
 
 
+def _unexpected(status: int) -> bool:
+    # The engine redirects a path it cleans (a ".." in it): the call did not happen, so it must
+    # not pass for success. 304 is "already started/stopped", which callers treat as done.
+    return 300 <= status < 400 and status != 304
+
+
+def _redirect_message(status: int) -> str:
+    return f"docker engine answered {status} (a redirect): the call was not carried out"
+
+
 class DockerAPI:
     """Docker Engine API calls; one instance per process, one connection per call."""
 
@@ -86,6 +96,8 @@ class DockerAPI:
             conn.close()
         if response.status >= 400:
             raise DockerError(response.status, _error_message(raw))
+        if _unexpected(response.status):
+            raise DockerError(response.status, _redirect_message(response.status))
         if response.status == 304 or not raw:
             return None
         return json.loads(raw) if raw.lstrip()[:1] in (b"{", b"[") else raw.decode()
@@ -111,8 +123,12 @@ class DockerAPI:
         except OSError as exc:
             sock.close()
             raise DockerError(0, f"docker engine unreachable: {exc}") from exc
-        if stream.status >= 400:
-            message = _error_message(stream.read_all())
+        if stream.status >= 400 or _unexpected(stream.status):
+            message = (
+                _error_message(stream.read_all())
+                if stream.status >= 400
+                else _redirect_message(stream.status)
+            )
             stream.close()
             raise DockerError(stream.status, message)
         return stream

@@ -24,7 +24,8 @@ def _ndjson(description: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     texts = {400: "Bad input", 401: "Missing or wrong bearer token", 404: "No such object",
-             409: "Conflict with the object's state", 422: "Input breaks a rule",
+             409: "Conflict with the object's state", 411: "Body without Content-Length",
+             413: "Body over 1 MiB", 422: "Input breaks a rule",
              429: "Too many failed authentications", 502: "Docker engine error",
              503: "The models folder cannot be used"}  # fmt: skip
     if 502 in statuses:  # whatever reaches the engine may meet its own 400 (engine_rejected)
@@ -40,6 +41,10 @@ def _param(name: str, schema: dict[str, Any], where: str = "query", text: str = 
 
 def _op(summary: str, ok: dict[str, Any], *errors: int, params: list | None = None,
         body: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    if body:  # a missing, bad or oversized Content-Length, or JSON nested too deep
+        errors = (*errors, 400, 411, 413)
+    if any(param["in"] == "path" for param in params or []):  # ".", "..", "/" or controls
+        errors = (*errors, 400)
     operation: dict[str, Any] = {"summary": summary, "responses": {**ok, **_errors(*errors)}}
     if params:
         operation["parameters"] = params

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
+import re
 import socket
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from agent import __version__
 from agent.auth import FailureBackoff, TokenVerifier
 from agent.config import AgentConfig
+from agent.connections import ConnectionTracker, Slot
 from agent.docker_api import DockerAPI, DockerError
-from agent.errors import ApiError, from_docker
+from agent.errors import ApiError, bad_request, from_docker
 from agent.web import MAX_BODY_BYTES, RawBody, Request, Router, request_id, split_target
 
 log = logging.getLogger("spectr_agent")
+_LENGTH = re.compile(r"[0-9]{1,19}")
+MAX_HEAD_BYTES = 64 * 1024  # http.client alone allows 100 header lines of 64 KiB each
+_DISCARD_S = 1.0  # how long an error answer waits for the rest of a body it will not use
 
 
 class AgentApp:
@@ -48,6 +55,29 @@ def build_ssl_context(config: AgentConfig) -> ssl.SSLContext:
     return context
 
 
+class HeadTooLarge(http.client.HTTPException):
+    """The request line and headers together exceed MAX_HEAD_BYTES."""
+
+
+class _HeadReader:
+    """The connection's reader while a request head arrives: MAX_HEAD_BYTES in all, not per line."""
+
+    def __init__(self, raw: Any, budget: int) -> None:
+        self.raw = raw
+        self.left = budget
+
+    def readline(self, size: int = -1) -> bytes:
+        """Read one line within what is left of the budget."""
+        if self.left <= 0:
+            raise HeadTooLarge(f"request head over {MAX_HEAD_BYTES} bytes")
+        line = self.raw.readline(self.left if size < 0 else min(size, self.left))
+        self.left -= len(line)
+        return line  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
 class AgentRequestHandler(BaseHTTPRequestHandler):
     """Authenticate, route and answer one request; errors leave as one JSON shape."""
 
@@ -58,6 +88,25 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # otherwise small answers wait ~40 ms on delayed ACKs
     timeout = 120
     request_id = ""
+    _body_unread = False
+    slot: Slot
+
+    def setup(self) -> None:
+        """Find this connection's slot, then set up the socket's reader and writer."""
+        self.slot = self.server.current_slot()
+        super().setup()
+
+    def handle_one_request(self) -> None:
+        """Read one request head under a deadline and a size budget, then serve it."""
+        if not self.server.tracker.waiting(self.slot):
+            self.close_connection = True
+            return
+        self._raw_rfile = self.rfile
+        self.rfile = _HeadReader(self.rfile, MAX_HEAD_BYTES)  # type: ignore[assignment]
+        try:
+            super().handle_one_request()
+        finally:
+            self.rfile = self._raw_rfile
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -72,24 +121,30 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def _dispatch(self) -> None:
+        self.rfile = self._raw_rfile  # the head is complete: the body is not part of its budget
+        if not self.server.tracker.busy(self.slot):  # completed after its deadline or eviction
+            self.close_connection = True
+            return
         app = self.server.app
         client = self.client_address[0]
         # One id per request (a kept-alive connection serves several): the caller's or a new one.
         self.request_id = request_id(self.headers.get("X-Request-Id"))
+        self._body_unread = self._announces_body()
         try:
-            body = self._read_body()
+            # The head alone authenticates: nothing of an unauthenticated body is ever read.
             self._authenticate(app, client)
+            body = self._read_body()
             path, query = split_target(self.path)
             handler, params = app.router.resolve(self.command, path)
             request = Request(self.command, path, query, body, self, params)
             result = handler(request)
         except ApiError as error:
             self.send_json(error.status, error.body(), error)
-            return
+            result = None
         except DockerError as error:
             mapped = from_docker(error)
             self.send_json(mapped.status, mapped.body(), mapped)
-            return
+            result = None
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, TimeoutError):
             self.close_connection = True
             return
@@ -97,29 +152,63 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
             log.exception("unhandled error on %s %s", self.command, self.path.split("?")[0])
             failure = ApiError(500, "internal_error", "the agent failed; see its log")
             self.send_json(500, failure.body(), failure)
-            return
+            result = None
         if result is not None:
             status, document = result
             self.send_json(status, document)
+        if self._body_unread:
+            self._discard_unread_body()
+
+    def _announces_body(self) -> bool:
+        length = self.headers.get("Content-Length")
+        return self.headers.get("Transfer-Encoding") is not None or (length or "0").strip() != "0"
 
     def _read_body(self) -> bytes:
-        length_header = self.headers.get("Content-Length")
-        if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True
-            raise ApiError(411, "length_required", "send the body with Content-Length")
-        try:
-            length = int(length_header or 0)
-        except ValueError as exc:
-            self.close_connection = True
-            raise ApiError(400, "bad_request", "Content-Length is not a number") from exc
+        """Read the body the head announced: by Content-Length only, at most MAX_BODY_BYTES."""
+        if self.headers.get("Transfer-Encoding") is not None:
+            message = "send the body with Content-Length; chunked bodies are not accepted"
+            raise ApiError(411, "length_required", message)
+        values = {value.strip() for value in self.headers.get_all("Content-Length", [])}
+        if not values:
+            return b""
+        text = values.pop()
+        if values or not _LENGTH.fullmatch(text):
+            raise bad_request("Content-Length must be one non-negative integer")
+        length = int(text)
         if length > MAX_BODY_BYTES:
-            self.close_connection = True
-            raise ApiError(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
-        return self.rfile.read(length) if length else b""
+            message = f"request body over {MAX_BODY_BYTES} bytes (Content-Length {length})"
+            raise ApiError(413, "too_large", message)
+        if self.headers.get("Expect", "").lower() == "100-continue":
+            self.send_response_only(100)
+            self.end_headers()
+        body = self.rfile.read(length)
+        if len(body) < length:
+            raise ConnectionResetError("the client left before sending its whole body")
+        self._body_unread = False
+        return body
+
+    def handle_expect_100(self) -> bool:
+        """Send no 100 Continue before authentication; _read_body sends it once it may."""
+        return True
+
+    def _discard_unread_body(self) -> None:
+        """Drop what the client still sends (bounded), then close: it can read the answer."""
+        # Closing with unread bytes makes the kernel answer with a reset, which can destroy the
+        # answer before a client still busy sending its body reads it.
+        self.close_connection = True
+        deadline, left = time.monotonic() + _DISCARD_S, MAX_BODY_BYTES
+        with contextlib.suppress(OSError):
+            self.connection.settimeout(_DISCARD_S)
+            while left > 0 and time.monotonic() < deadline:
+                chunk = self.rfile.read1(min(left, 64 * 1024))
+                if not chunk:
+                    break
+                left -= len(chunk)
 
     def _authenticate(self, app: AgentApp, client: str) -> None:
         wait = app.backoff.retry_after(client)
         if wait > 0:
+            self.close_connection = True
             raise ApiError(
                 429,
                 "too_many_failures",
@@ -127,10 +216,12 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
                 {"retry_after_s": round(wait, 1)},
             )
         if not self._authorized(app, self.headers.get("Authorization")):
+            self.close_connection = True  # an unauthenticated connection gets one answer
             app.backoff.record_failure(client)
             log.warning("refused unauthenticated request from %s", client)
             raise ApiError(401, "unauthorized", "a valid bearer token is required")
         app.backoff.record_success(client)
+        self.server.tracker.authenticated(self.slot)
 
     def _authorized(self, app: AgentApp, authorization: str | None) -> bool:
         if app.verifier.verify(authorization):
@@ -155,6 +246,8 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
             self.send_header("WWW-Authenticate", 'Bearer realm="spectr-agent"')
         if error is not None and "retry_after_s" in error.details:
             self.send_header("Retry-After", str(int(error.details["retry_after_s"]) + 1))
+        if self.close_connection or self._body_unread:
+            self.send_header("Connection", "close")  # so the client opens a new one to go on
         if payload:
             self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
@@ -186,37 +279,54 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
 
 
 class AgentServer(ThreadingHTTPServer):
-    """HTTPS server that handshakes in the request thread and caps concurrent connections."""
+    """HTTPS server: a thread per connection, TLS handshake in it, slots with deadlines."""
 
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, app: AgentApp) -> None:
         self.app = app
-        self.ssl_context = build_ssl_context(app.config)
-        self._slots = threading.BoundedSemaphore(app.config.max_connections)
-        host = app.config.listen_host
+        config = app.config
+        self.ssl_context = build_ssl_context(config)
+        self.tracker = ConnectionTracker(
+            config.max_connections, config.max_unauthenticated_per_client,
+            config.tls_handshake_timeout_s, config.request_head_timeout_s,
+            AgentRequestHandler.timeout,
+        )  # fmt: skip
+        self._current = threading.local()  # the slot of the connection this thread serves
+        host = config.listen_host
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        super().__init__((host, int(app.config.listen_port)), AgentRequestHandler)
+        super().__init__((host, int(config.listen_port)), AgentRequestHandler)
+        threading.Thread(target=self.tracker.reap_forever, name="reaper", daemon=True).start()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """Refuse connections beyond the cap instead of growing threads without bound."""
-        if not self._slots.acquire(blocking=False):
-            log.warning("connection limit reached; closing connection from %s", client_address[0])
+        """Give the connection a slot and a thread, or close it when it gets no slot."""
+        slot = self.tracker.admit(request, client_address[0])
+        if slot is None:
             self.shutdown_request(request)
             return
-        super().process_request(request, client_address)
+        thread = threading.Thread(
+            target=self._serve, args=(request, client_address, slot), daemon=True
+        )
+        thread.start()
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        """Serve one connection and give its slot back."""
+    def _serve(self, request: Any, client_address: Any, slot: Slot) -> None:
+        self._current.slot = slot
         try:
-            super().process_request_thread(request, client_address)
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
         finally:
-            self._slots.release()
+            self.tracker.release(slot)
+            self.shutdown_request(request)
+
+    def current_slot(self) -> Slot:
+        """Return the slot of the connection the calling thread serves."""
+        return self._current.slot  # type: ignore[no-any-return]
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """Do the TLS handshake here, off the accept loop, then serve the connection."""
-        request.settimeout(10)
+        request.settimeout(self.app.config.tls_handshake_timeout_s)
         try:
             tls = self.ssl_context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as exc:
@@ -224,5 +334,12 @@ class AgentServer(ThreadingHTTPServer):
             return
         try:
             self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
+        except OSError as exc:  # the reaper or an eviction closed it, or the client left
+            log.debug("connection from %s ended: %s", client_address[0], exc)
         finally:
             tls.close()
+
+    def server_close(self) -> None:
+        """Stop the reaper and close the listening socket."""
+        self.tracker.stop()
+        super().server_close()

@@ -15,11 +15,15 @@ from urllib.parse import parse_qs, unquote
 from agent.errors import ApiError, bad_request
 
 MAX_BODY_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 64  # specs nest a few levels; json's C parser recurses ~1000 deep, then fails
 _COMPACT = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps(separators=) is not
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 # The portal and the proxy accept the same shape, so one id can be followed through every log.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass
@@ -42,11 +46,12 @@ class Request:
     params: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> dict[str, Any]:
-        """Return the body as a JSON object, or raise 400."""
-        try:
-            document = json.loads(self.raw_body or b"{}")
-        except ValueError as exc:
-            raise bad_request(f"request body is not valid JSON: {exc}") from exc
+        """Return the body as a JSON object; 411 without Content-Length, 400 when malformed."""
+        if not self.raw_body and self.handler.headers.get("Content-Length") is None:
+            raise ApiError(
+                411, "length_required", "this request needs a JSON body with Content-Length"
+            )
+        document = parse_json(self.raw_body or b"{}")
         if not isinstance(document, dict):
             raise bad_request("request body must be a JSON object")
         return document
@@ -138,24 +143,25 @@ class Router:
     """Map (method, path pattern) to handlers; {name} matches one segment, {name:path} several."""
 
     def __init__(self) -> None:
-        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._routes: list[tuple[str, re.Pattern[str], Handler, frozenset[str]]] = []
         self.patterns: list[tuple[str, str]] = []
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         """Register a handler."""
         self.patterns.append((method, pattern))
+        multi_segment = frozenset(re.findall(r"\{(\w+):path\}", pattern))
         regex = re.sub(r"\{(\w+):path\}", r"(?P<\1>.+)", pattern)
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", regex)
-        self._routes.append((method, re.compile(f"^{regex}$"), handler))
+        self._routes.append((method, re.compile(f"^{regex}$"), handler, multi_segment))
 
     def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
         """Return the handler and path parameters, or raise 404/405."""
         allowed = []
-        for route_method, regex, handler in self._routes:
+        for route_method, regex, handler, multi_segment in self._routes:
             match = regex.match(path)
             if match:
                 if route_method == method:
-                    return handler, {k: unquote(v) for k, v in match.groupdict().items()}
+                    return handler, _path_params(match.groupdict(), multi_segment)
                 allowed.append(route_method)
         if allowed:
             raise ApiError(
@@ -165,6 +171,36 @@ class Router:
                 {"allowed": sorted(set(allowed))},
             )
         raise ApiError(404, "not_found", f"no such endpoint: {path}")
+
+
+def _path_params(raw: dict[str, str], multi_segment: frozenset[str]) -> dict[str, str]:
+    """Decode path parameters; refuse what would change the Engine API path they are put in."""
+    params = {}
+    for name, value in raw.items():
+        decoded = unquote(value)
+        if _CONTROL.search(decoded):
+            raise bad_request(f"path parameter {name!r} holds a control character", field=name)
+        if "/" in decoded and name not in multi_segment:  # {name:path}: image references
+            raise bad_request(f"path parameter {name!r} must not contain '/'", field=name)
+        if any(part in (".", "..") for part in decoded.split("/")):
+            raise bad_request(f"path parameter {name!r} must not be '.' or '..'", field=name)
+        params[name] = decoded
+    return params
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse a request body, refusing nesting deeper than MAX_JSON_DEPTH with a 400."""
+    # Count brackets outside strings: on valid JSON the regex consumes exactly its strings.
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    depth = 0
+    for byte in brackets:
+        depth += 1 if byte in b"[{" else -1
+        if depth > MAX_JSON_DEPTH:
+            raise bad_request(f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise bad_request(f"request body is not valid JSON: {exc}") from exc
 
 
 def request_id(offered: str | None) -> str:

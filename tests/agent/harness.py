@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import http.client
 import ipaddress
 import json
 import os
@@ -245,3 +246,47 @@ class LocalRegistry:
         if self.process is not None:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+
+def tls_socket(
+    agent: AgentProcess, ca_path: str, source: str = "127.0.0.1", timeout: float = 5.0
+) -> ssl.SSLSocket:
+    """Open a TLS connection to the agent from a chosen loopback address (raw requests)."""
+    context = client_context(ca_path)
+    raw = socket.create_connection(("127.0.0.1", agent.port), timeout, (source, 0))
+    return context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+@dataclass
+class RawAnswer:
+    """One HTTP answer read off a raw socket."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """Return the body as JSON."""
+        return json.loads(self.body)
+
+
+def read_answer(sock: socket.socket, timeout: float) -> RawAnswer | None:
+    """Read one answer; None when none arrives complete within the timeout or the peer left."""
+    sock.settimeout(timeout)
+    response = http.client.HTTPResponse(sock)  # type: ignore[arg-type]
+    try:
+        response.begin()
+        body = response.read()
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        response.close()
+    return RawAnswer(response.status, {k.lower(): v for k, v in response.getheaders()}, body)
+
+
+def proc_status_kib(pid: int, field: str) -> int:
+    """Return a memory field of /proc/<pid>/status (VmRSS, VmHWM) in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)

@@ -123,6 +123,12 @@ def test_connections_beyond_the_cap_are_closed(agent_factory, pki):
     context = client_context(pki.ca.cert_path)
     held = [context.wrap_socket(socket.create_connection(("127.0.0.1", own.port)),
                                 server_hostname="127.0.0.1") for _ in range(2)]  # fmt: skip
+    # Both are being served (the agent waits for a body): a connection that only waits for a
+    # request would be evicted for the new one instead (test_connection_limits.py).
+    for connection in held:
+        connection.sendall(f"POST /v1/containers HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n"
+                           f"Authorization: Bearer {own.token}\r\n\r\n".encode())  # fmt: skip
+    time.sleep(0.3)
     extra = socket.create_connection(("127.0.0.1", own.port), timeout=5)
     try:
         # a timeout here would mean the agent accepted and waits: not caught, so the test fails

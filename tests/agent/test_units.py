@@ -43,6 +43,7 @@ def test_config_file_then_env_then_flags(tmp_path, tls_files):
     assert (config.listen_host, config.listen_port) == ("127.0.0.2", 9443)
     assert config.token_sha256 == "a" * 64
     assert config.client_ca is None
+    assert (config.request_head_timeout_s, config.max_unauthenticated_per_client) == (10.0, 16)
 
 
 @pytest.mark.parametrize(
@@ -53,6 +54,10 @@ def test_config_file_then_env_then_flags(tmp_path, tls_files):
         ({"client_ca": "/nonexistent"}, "client_ca"),
         ({"listen_port": "http"}, "listen_port"),
         ({"token": "plain"}, "unknown config keys: token"),
+        ({"max_connections": 0}, "max_connections must be positive"),
+        ({"max_unauthenticated_per_client": "-1"}, "max_unauthenticated_per_client"),
+        ({"request_head_timeout_s": "soon"}, "request_head_timeout_s must be a number"),
+        ({"tls_handshake_timeout_s": 0}, "tls_handshake_timeout_s must be positive"),
     ],
 )
 def test_config_rejects_bad_values(tmp_path, tls_files, document, message):
