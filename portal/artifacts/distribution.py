@@ -104,10 +104,11 @@ def _run_transfers(
     workers = max(
         1, min(int(current_app.config["SPECTR_MODEL_DISTRIBUTION_PARALLEL"]), len(transfers))
     )
+    reported = [-1.0]  # the last fraction written: one progress write per percent, not per MiB
     with ThreadPoolExecutor(workers, thread_name_prefix="model-pull") as pool:
         futures = [pool.submit(_pull_on, t, spec, events) for t in transfers]
         while not all(future.done() for future in futures) or not events.empty():
-            _drain(ctx, events, transfers)
+            _drain(ctx, events, transfers, reported)
             if ctx.cancelled:
                 for future in futures:
                     future.cancel()  # hosts not started yet are spared; running pulls end first
@@ -131,17 +132,19 @@ def _raise_unexpected(future: Future) -> None:
         raise error
 
 
-def _drain(ctx: OperationContext, events: queue.Queue, transfers: list[HostTransfer]) -> None:
+def _drain(
+    ctx: OperationContext, events: queue.Queue, transfers: list[HostTransfer], reported: list[float]
+) -> None:
     try:
         transfer, event = events.get(timeout=0.25)
     except queue.Empty:
         return
     _follow(ctx, transfer, event)
     total = sum(t.total for t in transfers)
-    if total:
-        ctx.progress(
-            sum(t.done for t in transfers) / total, f"{transfer.host.name}: {event.get('event')}"
-        )
+    fraction = sum(t.done for t in transfers) / total if total else 0.0
+    if fraction - reported[0] >= 0.01 or event.get("event") in ("done", "error"):
+        reported[0] = fraction
+        ctx.progress(fraction, f"{transfer.host.name}: {event.get('event')}")
 
 
 def _follow(ctx: OperationContext, transfer: HostTransfer, event: dict[str, Any]) -> None:
