@@ -72,14 +72,11 @@ def host_models(host: Host) -> list[HostModel]:
 
 
 def hosts_holding_latest(model: LlmModel) -> set[int]:
-    """Hosts whose cache holds the model's latest revision."""
-    revision = db.session.scalar(
-        select(ModelRevision)
-        .filter_by(model_id=model.id)
-        .order_by(ModelRevision.number.desc())
-        .limit(1)
-    )
-    return hosts_holding(revision) if revision else set()
+    """Hosts whose cache holds the model's latest revision (none for a model never imported)."""
+    try:
+        return hosts_holding(get_revision(model))
+    except NotFound:
+        return set()
 
 
 def cache_disk_free_bytes(host: Host) -> int | None:
