@@ -15,6 +15,7 @@ from portal.contexts import register_contexts
 from portal.core.audit import init_audit
 from portal.core.converters import DatabaseIdConverter
 from portal.core.logging import configure_logging
+from portal.core.request_input import init_request_input
 from portal.core.secrets_box import load_secret_box
 from portal.extensions import api, db, migrate, queue
 
@@ -35,6 +36,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     queue.init_app(app)
     api.init_app(app)
+    init_request_input(app)
     init_authentication(app)
     init_audit(app)
     register_contexts(app, api)

@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "ENCRYPTION_KEYS": None,  # default: a generated encryption.key in the instance folder
     "MODELS_DIR": "/var/lib/spectr/models",  # the Spectr node's own model cache
     "MODEL_DISTRIBUTION_PARALLEL": 4,  # hosts fetching a model at the same time
+    "MAX_REQUEST_BYTES": 1024 * 1024,  # request bodies, except the streaming uploads
 }
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from flask import g, request, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from portal.core.api_base import Blueprint
 from portal.core.operations import service
 from portal.core.operations.schemas import (
     LogLineSchema,
