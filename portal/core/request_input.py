@@ -76,6 +76,30 @@ def check_request_input() -> None:
         raise ValidationFailed(f"Invalid input in: {', '.join(sorted(errors))}.", errors)
 
 
+def header_text(name: str, max_length: int) -> str | None:
+    """A request header's value, refused (400, naming it) when longer than `max_length`."""
+    value = request.headers.get(name)
+    if value is not None and len(value) > max_length:
+        raise MalformedRequest(
+            f"The {name} header is longer than {max_length} characters.",
+            {name: [f"must be at most {max_length} characters"]},
+        )
+    return value
+
+
+def header_integer(name: str, maximum: int) -> int | None:
+    """A request header holding a whole number from 0 to `maximum`, or None when absent."""
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit() and len(value) <= 20 and int(value) <= maximum):
+        raise MalformedRequest(
+            f"The {name} header must be a whole number from 0 to {maximum}.",
+            {name: [f"must be a whole number from 0 to {maximum}"]},
+        )
+    return int(value)
+
+
 def load_request_json(data: bytes) -> Any:
     """Parse a JSON body, refusing deep nesting, integers over 64 bits and NUL characters."""
     try:

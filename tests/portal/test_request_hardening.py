@@ -120,7 +120,9 @@ def test_nul_characters_in_query_arguments_are_refused(db_api: ApiClient) -> Non
 
 @pytest.mark.parametrize("field", ["rpm", "tpm", "budget_tokens"])
 def test_integers_over_the_column_are_refused(db_api: ApiClient, field: str) -> None:
-    body = {"name": "k", field: 2**31, "budget_period": "day"}
+    body = {"name": "k", field: 2**31}
+    if field == "budget_tokens":
+        body["budget_period"] = "day"
     assert_refused(db_api.post("/api/v1/proxy/keys", json=body), field)
     assert db_api.get("/api/v1/proxy/keys").json == []
 
@@ -183,3 +185,15 @@ def test_an_ssh_key_longer_than_its_column_is_refused(db_api: ApiClient) -> None
     del body["ssh_password"]
     assert_refused(db_api.post("/api/v1/hosts", json=body), "ssh_private_key")
     assert db_api.get("/api/v1/hosts").json == []
+
+
+@pytest.mark.parametrize("address", ["256.1.1.1", ":::::", "1.2.3", "a..b", "-a.example", "a_b"])
+def test_addresses_that_are_neither_ip_nor_name_are_refused(
+    admin_api: ApiClient, address: str
+) -> None:
+    assert_refused(admin_api.post("/api/v1/hosts", json=host_body(address=address)), "address")
+
+
+@pytest.mark.parametrize("address", ["192.0.2.1", "2001:db8::1", "::1", "gpu-01.lab.example"])
+def test_ip_addresses_and_host_names_are_accepted(admin_api: ApiClient, address: str) -> None:
+    assert admin_api.post("/api/v1/hosts", json=host_body(address=address)).status_code == 201
