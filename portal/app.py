@@ -13,8 +13,10 @@ from portal.admin.authentication import init_authentication
 from portal.config import load_config
 from portal.contexts import register_contexts
 from portal.core.audit import init_audit
+from portal.core.column_limits import init_column_limits
 from portal.core.converters import DatabaseIdConverter
 from portal.core.logging import configure_logging
+from portal.core.request_input import init_request_input
 from portal.core.secrets_box import load_secret_box
 from portal.extensions import api, db, migrate, queue
 
@@ -29,12 +31,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _openapi_config(app)
     configure_logging(app)
     db.init_app(app)
+    init_column_limits()
     migrate.init_app(app, db, directory=str(MIGRATIONS))
     app.extensions["spectr_secret_box"] = load_secret_box(
         app.instance_path, app.config.get("SPECTR_ENCRYPTION_KEYS")
     )
     queue.init_app(app)
     api.init_app(app)
+    init_request_input(app)
     init_authentication(app)
     init_audit(app)
     register_contexts(app, api)

@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "ENCRYPTION_KEYS": None,  # default: a generated encryption.key in the instance folder
     "MODELS_DIR": "/var/lib/spectr/models",  # the Spectr node's own model cache
     "MODEL_DISTRIBUTION_PARALLEL": 4,  # hosts fetching a model at the same time
+    "MAX_REQUEST_BYTES": 1024 * 1024,  # request bodies, except the streaming uploads
 }
 
 
@@ -80,7 +81,8 @@ def _apply_embedded_defaults(app: Flask) -> None:
     if not cfg.get("SECRET_KEY"):
         cfg["SECRET_KEY"] = read_or_create_instance_key(instance / "secret_key")
     cfg.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    cfg.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    # Flask's defaults hold the key (None), so setdefault would keep None.
+    cfg["SESSION_COOKIE_SAMESITE"] = cfg.get("SESSION_COOKIE_SAMESITE") or "Lax"
     cfg["SESSION_COOKIE_SECURE"] = bool(cfg.get("SPECTR_SESSION_COOKIE_SECURE"))
     cfg.setdefault("WTF_CSRF_CHECK_DEFAULT", False)  # checked in core.security for sessions only
     cfg.setdefault("WTF_CSRF_TIME_LIMIT", None)

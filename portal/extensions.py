@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from typing import Any
 
@@ -11,7 +12,8 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
 from portal.core.api_base import SpectrApi
@@ -79,6 +81,15 @@ def commit_keeping_loaded() -> None:
         session.commit()
     finally:
         session.expire_on_commit = True
+
+
+@event.listens_for(Engine, "connect")
+def _enforce_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
+    """SQLite checks foreign keys only when asked, per connection; Postgres always does."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
 
 
 def _queue_storage(cfg: dict[str, Any]) -> tuple[type, dict[str, Any]]:

@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from portal.admin import service
 from portal.admin.schemas import (
@@ -20,6 +19,7 @@ from portal.admin.schemas import (
     UserUpdateSchema,
     WebhookSecretSchema,
 )
+from portal.core.api_base import Blueprint
 from portal.core.audit import audit_events_query
 from portal.core.errors import Forbidden
 from portal.core.pagination import SelectPage

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from portal.apps import adoption, relay, service
 from portal.apps.lifecycle import apply_health_checks, refresh_status
@@ -29,6 +28,7 @@ from portal.apps.schemas import (
     RollbackBodySchema,
 )
 from portal.apps.spec import AppInputSchema
+from portal.core.api_base import Blueprint
 from portal.core.operations.api import accepted
 from portal.core.operations.schemas import OperationSchema
 from portal.core.security import require_role

@@ -36,6 +36,12 @@ def list_apps(host_id: int | None = None) -> list[Application]:
     return list(db.session.scalars(query))
 
 
+def application_names_on(host_id: int) -> list[str]:
+    """Names of the applications recorded on a host, whatever their state."""
+    query = select(Application.name).where(Application.host_id == host_id)
+    return list(db.session.scalars(query.order_by(Application.name)))
+
+
 def get_app(app_id: int) -> Application:
     app = db.session.get(Application, app_id)
     if app is None:

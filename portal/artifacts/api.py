@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from portal.artifacts import service, sources
 from portal.artifacts.schemas import (
@@ -21,9 +20,11 @@ from portal.artifacts.schemas import (
 )
 from portal.artifacts.staging import ARCHIVE_TYPES
 from portal.catalog import service as catalog
+from portal.core.api_base import Blueprint
 from portal.core.errors import Forbidden, SpectrError
 from portal.core.operations.api import accepted
 from portal.core.operations.schemas import OperationSchema
+from portal.core.request_input import request_body_limit
 from portal.core.security import require_principal, require_role
 from portal.hosts.service import get_host
 
@@ -40,6 +41,7 @@ class UnsupportedUploadType(SpectrError):
 
 @blp.route("/models/uploads")
 class ModelUpload(MethodView):
+    @request_body_limit(None)  # streamed to disk: archives and weights of any size
     @require_role("operator")
     @blp.arguments(UploadQuerySchema, location="query")
     @blp.response(202, OperationSchema)

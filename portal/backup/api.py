@@ -7,9 +7,9 @@ from typing import Any
 import marshmallow as ma
 from flask import send_file
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from portal.backup import service
+from portal.core.api_base import Blueprint
 from portal.core.fields import UtcDateTime
 from portal.core.operations.api import create_from_request
 from portal.core.operations.schemas import OperationSchema

@@ -7,7 +7,6 @@ from typing import Any
 import marshmallow as ma
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import validate
 
 from portal.catalog import seeding, service
@@ -19,6 +18,7 @@ from portal.catalog.schemas import (
     PlacementSchema,
     RuntimeSchema,
 )
+from portal.core.api_base import Blueprint
 from portal.core.converters import MAX_DATABASE_ID
 from portal.core.operations.api import create_from_request
 from portal.core.operations.schemas import OperationSchema

@@ -5,13 +5,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import flask_smorest
 from flask import request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
 from portal.core.errors import ErrorSchema, SpectrError, error_payload
+from portal.core.request_input import SpectrParser
 
 log = logging.getLogger(__name__)
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint, reading arguments with Spectr's request parser."""
+
+    ARGUMENTS_PARSER = SpectrParser()
 
 
 class SpectrApi(Api):
@@ -24,6 +32,7 @@ class SpectrApi(Api):
     def handle_http_exception(self, error: HTTPException) -> Any:
         """Answer an HTTP error in JSON for API callers, as a page for browsers."""
         status = error.code or 500
+        _discard_unsaved_changes()
         data = getattr(error, "data", None) or {}
         details = data.get("errors") or data.get("messages") or {}
         details = _flatten_webargs_locations(details)
@@ -38,12 +47,20 @@ class SpectrApi(Api):
         return error_payload(status, message, details), status, headers
 
     def handle_spectr_error(self, error: SpectrError) -> Any:
+        _discard_unsaved_changes()
         if _wants_html():
             from portal.web.errors import render_error_page
 
             return render_error_page(error.status, error.message), error.status
         body = {"code": error.code, "message": error.message, "details": error.details}
         return body, error.status
+
+
+def _discard_unsaved_changes() -> None:
+    """A refused request stores nothing: not even what a failed flush left in the session."""
+    from portal.extensions import db
+
+    db.session.rollback()
 
 
 def _flatten_webargs_locations(details: dict) -> dict:
@@ -61,6 +78,8 @@ def _describe(status: int, error: HTTPException, details: dict) -> str:
     if status == 422 and details:
         fields = ", ".join(sorted(str(name) for name in details))
         return f"Invalid input in: {fields}."
+    if status == 413:
+        return "The request body is over this endpoint's limit."
     if status >= 500:
         return "Spectr hit an internal error; the server log has the details."
     return error.description or error.name

@@ -19,5 +19,8 @@ class UtcDateTime(ma.fields.DateTime):
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
         moment = super()._deserialize(value, attr, data, **kwargs)
         if moment.tzinfo is not None:
-            moment = moment.astimezone(UTC).replace(tzinfo=None)
+            try:
+                moment = moment.astimezone(UTC).replace(tzinfo=None)
+            except OverflowError:  # 0001-01-01T00:00+14:00 is before the first UTC moment
+                raise ma.ValidationError("The moment is outside the calendar in UTC.") from None
         return moment

@@ -48,11 +48,22 @@ def secret_box() -> SecretBox:
     return current_app.extensions["spectr_secret_box"]
 
 
+FERNET_OVERHEAD = 57
+
+
 class EncryptedText(TypeDecorator):
     """A column that stores text encrypted with the app's SecretBox."""
 
     impl = String
     cache_ok = True
+
+    def plaintext_limit(self) -> int:
+        """The longest plaintext (in bytes) whose Fernet token fits the column."""
+        if self.impl_instance.length is None:
+            return 2**31
+        # token: base64 of 57 bytes (version, time, IV, HMAC) + plaintext padded to 16 + 1
+        raw = self.impl_instance.length // 4 * 3 - FERNET_OVERHEAD
+        return raw // 16 * 16 - 1
 
     def process_bind_param(self, value: str | None, dialect: object) -> str | None:
         return None if value is None else secret_box().encrypt(value)

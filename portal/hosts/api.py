@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from portal.core.api_base import Blueprint
 from portal.core.operations.api import create_from_request
 from portal.core.operations.schemas import OperationSchema
 from portal.core.pagination import SelectPage

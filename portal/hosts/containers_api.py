@@ -7,8 +7,8 @@ from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from portal.core.api_base import Blueprint
 from portal.core.errors import ValidationFailed
 from portal.core.security import require_role
 from portal.core.sse import sse_response

@@ -25,6 +25,8 @@ LOCAL_HOST_NAME = "spectr-node"
 
 class Host(db.Model):
     __tablename__ = "hosts"
+    # Ids are never reused on SQLite either: audit records and operations name hosts by id.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import marshmallow as ma
 
+from portal.core.addresses import validate_host_address
 from portal.core.fields import UtcDateTime
 from portal.hosts.facts import summary
 from portal.hosts.models import HOST_STATUSES
 
-ADDRESS = ma.validate.Regexp(
-    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^[0-9a-fA-F:]+$",
-    error="Give a host name or an IP address.",
-)
+ADDRESS = validate_host_address
 NAME = ma.validate.Regexp(
     r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$",
     error="Use letters, digits, '.', '_' and '-' (up to 120), starting with a letter or digit.",

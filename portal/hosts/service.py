@@ -125,9 +125,18 @@ def update_host(host: Host, changes: dict[str, Any]) -> Host:
 
 
 def delete_host(host: Host) -> None:
-    """Forget a host and everything recorded about it."""
+    """Forget a host and everything recorded about it; refused while applications run on it."""
     if host.is_local:
         raise Conflict("The Spectr node's own host cannot be deleted.")
+    from portal.apps.service import application_names_on
+
+    names = application_names_on(host.id)
+    if names:
+        raise Conflict(
+            f"Host '{host.name}' still has applications: {', '.join(names)}. "
+            "Remove them first (that stops their containers), then delete the host.",
+            {"applications": names},
+        )
     record_audit("host.delete", f"host:{host.id}", details={"name": host.name})
     db.session.delete(host)
     db.session.commit()

@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from portal.core.api_base import Blueprint
 from portal.core.errors import Forbidden
 from portal.core.security import require_principal, require_role
 from portal.proxy import service

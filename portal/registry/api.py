@@ -7,11 +7,12 @@ from typing import Any
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from portal.core.api_base import Blueprint
 from portal.core.errors import NotFound, SpectrError, ValidationFailed
 from portal.core.operations.api import create_from_request
 from portal.core.operations.schemas import OperationSchema
+from portal.core.request_input import request_body_limit
 from portal.core.security import require_role
 from portal.registry import deploy, images_in, service
 from portal.registry.models import SPECTR
@@ -194,6 +195,7 @@ class SpectrRegistryMirror(MethodView):
 
 @blp.route("/spectr/imports")
 class SpectrRegistryImport(MethodView):
+    @request_body_limit(None)  # streamed to disk: archives and weights of any size
     @require_role("operator")
     @blp.arguments(ImportQuerySchema, location="query")
     @blp.response(202, OperationSchema)

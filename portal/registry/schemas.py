@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
+from portal.core.addresses import validate_base_url
 from portal.core.converters import MAX_DATABASE_ID
 from portal.core.fields import UtcDateTime
 
@@ -11,10 +12,7 @@ NAME = ma.validate.Regexp(
     r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$",
     error="Use letters, digits, '.', '_' and '-' (up to 120), starting with a letter or digit.",
 )
-URL = ma.validate.Regexp(
-    r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?/?$",
-    error="Give the registry's base URL, like https://registry.example:5000.",
-)
+URL = validate_base_url
 # Docker's repository grammar: lowercase path components separated by '/'.
 REPOSITORY_PATTERN = r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$"
 REPOSITORY_ERROR = "Not a repository name (lowercase letters, digits, '.', '_', '-', '/')."

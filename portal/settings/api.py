@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from portal.core.api_base import Blueprint
 from portal.core.security import require_principal, require_role
 from portal.settings import service
 from portal.settings.schemas import SettingSchema, SettingsPatchSchema

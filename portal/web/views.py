@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import login_user, logout_user
 from sqlalchemy import text
 
@@ -16,6 +17,14 @@ from portal.extensions import db
 from portal.web.auth import page_role
 
 bp = Blueprint("web", __name__)
+
+
+@bp.after_app_request
+def refuse_framing(response: Response) -> Response:
+    """No page of Spectr may be shown inside another site's frame (clickjacking)."""
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+    return response
 
 
 @bp.get("/healthz")
@@ -57,7 +66,12 @@ def home() -> Any:
 
 
 def _safe_next(target: str | None) -> str:
-    # Only local paths: an absolute URL here would make the login page an open redirect.
-    if target and target.startswith("/") and not target.startswith("//"):
-        return target
-    return url_for("web.home")
+    """Follow only a path on this site; anything a browser could read as another site goes home."""
+    if not target:
+        return url_for("web.home")
+    # Browsers drop tabs, newlines (all control characters here) and read backslashes as slashes.
+    cleaned = "".join(c for c in target if c >= " ").replace("\\", "/")
+    parts = urlsplit(cleaned)
+    if parts.scheme or parts.netloc or not cleaned.startswith("/") or cleaned.startswith("//"):
+        return url_for("web.home")
+    return cleaned

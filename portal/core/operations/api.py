@@ -6,11 +6,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import g, request, url_for
+from flask import g, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from portal.core.api_base import Blueprint
+from portal.core.converters import MAX_DATABASE_ID
 from portal.core.operations import service
+from portal.core.operations.models import Operation
 from portal.core.operations.schemas import (
     LogLineSchema,
     LogQuerySchema,
@@ -20,6 +22,7 @@ from portal.core.operations.schemas import (
     OperationSchema,
 )
 from portal.core.pagination import SelectPage
+from portal.core.request_input import header_integer, header_text
 from portal.core.security import current_principal, require_role
 from portal.core.sse import sse_event, sse_response
 from portal.extensions import db
@@ -28,6 +31,7 @@ blp = Blueprint(
     "operations", __name__, url_prefix="/api/v1/operations", description="Long-running actions"
 )
 FOLLOW_POLL_SECONDS = 0.25
+IDEMPOTENCY_KEY_LENGTH = Operation.__table__.c.idempotency_key.type.length
 
 
 def accepted(operation: Any, created: bool = True) -> tuple[Any, int, dict[str, str]]:
@@ -43,7 +47,7 @@ def create_from_request(kind: str, params: dict, target: str | None = None, **ex
         params,
         target=target,
         requested_by=current_principal(),
-        idempotency_key=request.headers.get("Idempotency-Key"),
+        idempotency_key=header_text("Idempotency-Key", IDEMPOTENCY_KEY_LENGTH),
         request_id=g.get("request_id"),
         **extra,
     )
@@ -103,7 +107,8 @@ class OperationLog(MethodView):
         """Read the log; with follow=1, stream it as Server-Sent Events until the end."""
         operation = service.get_operation(operation_id)
         if query["follow"]:
-            after = int(request.headers.get("Last-Event-ID", query["after"]))
+            last_seen = header_integer("Last-Event-ID", MAX_DATABASE_ID)
+            after = query["after"] if last_seen is None else last_seen
             return sse_response(_follow_log(operation_id, after))
         lines = service.read_log(operation_id, query["after"], query["limit"])
         return {"operation_id": operation_id, "state": operation.state, "lines": lines}

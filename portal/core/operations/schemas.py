@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from flask import url_for
 
+from portal.core.converters import MAX_DATABASE_ID
 from portal.core.fields import UtcDateTime
 from portal.core.operations.kinds import kind_names
 from portal.core.operations.models import STATES
@@ -74,7 +75,7 @@ class OperationQuerySchema(ma.Schema):
 
 
 class LogQuerySchema(ma.Schema):
-    after = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0))
+    after = ma.fields.Integer(load_default=0, validate=ma.validate.Range(0, MAX_DATABASE_ID))
     follow = ma.fields.Boolean(load_default=False)
     limit = ma.fields.Integer(load_default=1000, validate=ma.validate.Range(1, 10000))
 
