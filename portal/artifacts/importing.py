@@ -18,6 +18,7 @@ from portal.catalog.models import LlmModel
 from portal.core.audit import record_audit
 from portal.core.errors import SpectrError
 from portal.core.operations.kinds import OperationContext, PermanentError, TransientError
+from portal.core.uploads import uploads_folder
 from portal.extensions import db
 from portal.registry import service as registry_service
 from portal.registry.errors import RegistryAuthFailed, RegistryTlsFailed, RegistryUnreachable
@@ -105,7 +106,7 @@ def _work_folder(ctx: OperationContext, source: dict[str, Any]) -> Path | None:
     if source["kind"] == "upload":
         return Path(source["path"]).parent
     if source["kind"] in REMOTE_KINDS:
-        return staging.uploads_folder() / f"remote-{ctx.operation_id}"
+        return uploads_folder() / f"remote-{ctx.operation_id}"
     return None
 
 

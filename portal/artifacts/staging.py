@@ -13,30 +13,16 @@ from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from flask import current_app
-
 from portal.artifacts.oci import CHUNK, StagedFile, sha256_file
-from portal.core.errors import SpectrError, ValidationFailed
+from portal.core.uploads import receive_body, uploads_folder
 
-FREE_SPACE_MARGIN = 512 * 1024 * 1024
 MAX_FILES = 10_000
 ARCHIVE_TYPES = ("application/x-tar", "application/gzip", "application/x-gtar")
 Progress = Callable[[int, str], None]
 
 
-class UploadTooLarge(SpectrError):
-    status = 413
-    code = "payload_too_large"
-
-
 class StagingError(ValueError):
     """The files given are not a model Spectr can store; the message says why."""
-
-
-def uploads_folder() -> Path:
-    folder = Path(current_app.instance_path) / "uploads"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return folder
 
 
 def safe_relative_path(name: str) -> str:
@@ -58,31 +44,14 @@ def safe_relative_path(name: str) -> str:
 
 def receive_upload(stream: IO[bytes], expected_size: int | None, filename: str) -> Path:
     """Write a request body into a new folder under the instance's uploads, chunk by chunk."""
-    folder = uploads_folder()
-    free = shutil.disk_usage(folder).free
-    if expected_size is not None and expected_size + FREE_SPACE_MARGIN > free:
-        raise UploadTooLarge(
-            f"The upload ({expected_size} bytes) does not fit: {free} bytes are free in {folder}."
-        )
-    target_dir = folder / f"model-{uuid.uuid4().hex}"
+    target_dir = uploads_folder() / f"model-{uuid.uuid4().hex}"
     target_dir.mkdir(mode=0o700)
     target = target_dir / PurePosixPath(filename).name
-    received = 0
     try:
-        with target.open("xb") as handle:
-            while chunk := stream.read(CHUNK):
-                handle.write(chunk)
-                received += len(chunk)
+        receive_body(stream, expected_size, target, "model file or tar archive of the model folder")
     except BaseException:
         shutil.rmtree(target_dir, ignore_errors=True)
         raise
-    if received == 0 or (expected_size is not None and received != expected_size):
-        shutil.rmtree(target_dir, ignore_errors=True)
-        raise ValidationFailed(
-            f"The upload ended after {received} bytes"
-            + (f" of {expected_size}." if expected_size else ".")
-            + " Send the model file or a tar archive of the model folder as the request body."
-        )
     return target
 
 

@@ -38,6 +38,11 @@ class Conflict(SpectrError):
     code = "conflict"
 
 
+class PayloadTooLarge(SpectrError):
+    status = 413
+    code = "payload_too_large"
+
+
 class Unauthorized(SpectrError):
     status = 401
     code = "unauthorized"

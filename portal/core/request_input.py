@@ -18,17 +18,12 @@ from flask import Flask, current_app, request
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
-from portal.core.errors import SpectrError, ValidationFailed
+from portal.core.errors import PayloadTooLarge, SpectrError, ValidationFailed
 
 DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 64
 MAX_JSON_INTEGER = 2**63 - 1  # the widest integer column (BIGINT)
 NUL_ERROR = "must not contain NUL characters"
-
-
-class PayloadTooLarge(SpectrError):
-    status = 413
-    code = "payload_too_large"
 
 
 class MalformedRequest(SpectrError):

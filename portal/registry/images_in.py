@@ -5,16 +5,12 @@ Both run as operations; progress is reported per step (load, then each push; or 
 
 from __future__ import annotations
 
-import os
-import shutil
 import uuid
 from pathlib import Path
 from typing import IO, Any
 
-from flask import current_app
-
-from portal.core.errors import SpectrError, ValidationFailed
 from portal.core.operations.kinds import OperationContext, PermanentError
+from portal.core.uploads import receive_body, uploads_folder
 from portal.registry import service
 from portal.registry.copy import ImageCopier
 from portal.registry.engine_images import (
@@ -25,49 +21,11 @@ from portal.registry.engine_images import (
 )
 from portal.registry.errors import RegistryAuthFailed, RegistryNotFound, RegistryTlsFailed
 
-UPLOAD_CHUNK = 1024 * 1024
-FREE_SPACE_MARGIN = 512 * 1024 * 1024  # keep room for the database and logs
-
-
-def uploads_folder() -> Path:
-    folder = Path(current_app.instance_path) / "uploads"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return folder
-
-
-class UploadTooLarge(SpectrError):
-    status = 413
-    code = "payload_too_large"
-
 
 def receive_upload(stream: IO[bytes], expected_size: int | None) -> tuple[Path, int]:
     """Write a request body to a file under the instance folder, one chunk at a time."""
-    folder = uploads_folder()
-    free = shutil.disk_usage(folder).free
-    if expected_size is not None and expected_size + FREE_SPACE_MARGIN > free:
-        raise UploadTooLarge(
-            f"The archive ({expected_size} bytes) does not fit: {free} bytes are free in "
-            f"{folder}, and loading it needs room too."
-        )
-    path = folder / f"import-{uuid.uuid4().hex}.tar"
-    received = 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as target:
-            while chunk := stream.read(UPLOAD_CHUNK):
-                target.write(chunk)
-                received += len(chunk)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    if received == 0 or (expected_size is not None and received != expected_size):
-        path.unlink(missing_ok=True)
-        raise ValidationFailed(
-            f"The upload ended after {received} bytes"
-            + (f" of {expected_size}." if expected_size else ".")
-            + " Send a `docker save` archive as the request body."
-        )
-    return path, received
+    path = uploads_folder() / f"import-{uuid.uuid4().hex}.tar"
+    return path, receive_body(stream, expected_size, path, "`docker save` archive")
 
 
 def import_archive(ctx: OperationContext) -> dict[str, Any]:
