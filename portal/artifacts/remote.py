@@ -34,7 +34,7 @@ class RemoteModel(Protocol):
 
     def chunks(self, item: RemoteFile) -> Iterator[bytes]: ...
 
-    def describe(self) -> dict[str, Any]: ...
+    def describe(self) -> str: ...
 
 
 def _tls(ca_pem: str | None) -> ssl.SSLContext | bool:
@@ -53,8 +53,8 @@ class HuggingFaceMirror:
                                   timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True,
                                   trust_env=False)  # fmt: skip
 
-    def describe(self) -> dict[str, Any]:
-        return {"kind": "huggingface", "repository": self.repository, "revision": self.revision}
+    def describe(self) -> str:
+        return f"{self.repository} at {self.revision} on the Hub mirror {self._http.base_url}"
 
     def files(self) -> list[RemoteFile]:
         path = f"/api/models/{self.repository}/revision/{quote(self.revision, safe='')}"
@@ -120,8 +120,8 @@ class S3Prefix:
                           connect_timeout=10, read_timeout=60),
         )  # fmt: skip
 
-    def describe(self) -> dict[str, Any]:
-        return {"kind": "s3", "bucket": self.bucket, "prefix": self.prefix}
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
 
     def files(self) -> list[RemoteFile]:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -175,8 +175,8 @@ class RegistryArtifact:
     def __init__(self, client: Any, repository: str, reference: str) -> None:
         self.client, self.repository, self.reference = client, repository, reference
 
-    def describe(self) -> dict[str, Any]:
-        return {"kind": "registry", "repository": self.repository, "reference": self.reference}
+    def describe(self) -> str:
+        return f"{self.client.url}/{self.repository}:{self.reference}"
 
     def files(self) -> list[RemoteFile]:
         import json
