@@ -108,6 +108,11 @@ class ContainerRoutes:
     def stats(self, request: Request) -> tuple[int, Any]:
         """Return one stats sample (CPU percent over the engine's ~1 s window)."""
         sample = self.docker.request("GET", _path(request, "/stats"), {"stream": 0})
-        if not isinstance(sample, dict):  # a container going away can answer with no sample
+        if not isinstance(sample, dict):
+            # A container being removed answers with no sample: say what it is now (gone: 404,
+            # stopped: 409) rather than blame the engine; only a running one is a 502.
+            state = self.docker.request("GET", _path(request, "/json")).get("State") or {}
+            if not state.get("Running"):
+                raise DockerError(409, "the container is not running: it has no stats")
             raise DockerError(502, "the engine answered without a stats sample")
         return 200, stats_summary(sample)

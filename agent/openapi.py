@@ -166,7 +166,7 @@ def _paths() -> dict[str, Any]:
                                                  params=[_ID, _TIMEOUT])},
         "/v1/containers/{id}/restart": {"post": _op("Restart", _NO_CONTENT, 400, 404, 502,
                                                     params=[_ID, _TIMEOUT])},
-        "/v1/containers/{id}/stats": {"get": _op("One stats sample", {"200": _json(obj)}, 404,
+        "/v1/containers/{id}/stats": {"get": _op("One stats sample", {"200": _json(obj)}, 404, 409,
                                                  502, params=[_ID])},
         "/v1/containers/{id}/logs": {"get": _op(
             "Logs as JSON lines {stream, data[, ts]}; blank lines are keepalives; {error} ends a failed one",

@@ -290,3 +290,29 @@ def test_exec_kill_leaves_an_ended_exec_pid_alone():
     finally:
         child.kill()
         child.wait()
+
+
+class _EngineWithoutSample:
+    """An engine that answers a stats call with no sample, as Docker does for a container being
+    removed (a race the fuzz test met on the shared engine), then reports the container's state."""
+
+    def __init__(self, running: bool) -> None:
+        self.running = running
+
+    def request(self, method: str, path: str, *args: object, **kwargs: object) -> object:
+        if path.endswith("/stats"):
+            return None
+        return {"State": {"Running": self.running}}
+
+
+@pytest.mark.parametrize(("running", "status"), [(False, 409), (True, 502)])
+def test_stats_without_a_sample_is_a_conflict_unless_the_container_runs(running, status):
+    from agent.containers import ContainerRoutes
+    from agent.docker_api import DockerError
+    from agent.web import Request
+
+    routes = ContainerRoutes(_EngineWithoutSample(running))  # type: ignore[arg-type]
+    request = Request("GET", "/v1/containers/abc/stats", {}, b"", None, {"id": "abc"})  # type: ignore[arg-type]
+    with pytest.raises(DockerError) as raised:
+        routes.stats(request)
+    assert raised.value.status == status
