@@ -6,7 +6,9 @@ any operation: the rows in Postgres carry them to an end.
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -17,10 +19,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from portal.app import create_app
 from portal.core.operations import service
+from portal.core.operations.callbacks import owed_callback_values
 from portal.core.operations.models import Operation
+from portal.core.timeutil import utcnow
 from portal.extensions import db
 from tests.portal.conftest import _test_config
 
@@ -94,6 +99,7 @@ def cluster(tmp_path, postgres_migrated):
         "SPECTR_OPERATION_LEASE_SECONDS": 2,
         "SPECTR_RECOVERY_INTERVAL_SECONDS": 0.5,
         "SPECTR_OPERATION_REQUEUE_AFTER_SECONDS": 2,
+        "SPECTR_CALLBACK_TIMEOUT_SECONDS": 2,
     }
     config = _test_config(tmp_path, postgres_migrated, SPECTR_QUEUE_IMMEDIATE=False, **settings)
     app = create_app(config)
@@ -176,3 +182,50 @@ def test_operations_survive_a_redis_restart(cluster):
 
     for op_id in queued + while_down:
         assert _wait_final(op_id).state == "succeeded"
+
+
+def test_a_callback_owed_when_the_worker_died_is_sent_by_recovery(cluster, receiver):
+    """The state a SIGKILL leaves between the final UPDATE and the enqueue of the callback."""
+    _, _, start_worker = cluster
+    hook = receiver()
+    operation, _ = service.create_operation("noop", callback_url=hook.url)
+    db.session.execute(
+        update(Operation)
+        .where(Operation.id == operation.id)
+        .values(state="succeeded", finished_at=utcnow(), **owed_callback_values())
+    )
+    db.session.commit()
+    assert _reload(operation.id).callback_state == "pending"  # and nothing is queued for it
+
+    start_worker()
+    _wait_for(lambda: _reload(operation.id).callback_state == "delivered", 30, "the callback")
+    assert [json.loads(body)["id"] for _, body in hook.calls] == [operation.id]
+    assert hook.calls[0][0]["X-Spectr-Delivery-Attempt"] == "1"
+
+
+def test_every_callback_arrives_while_workers_are_killed(cluster, receiver):
+    """Operations with callbacks under repeated SIGKILLs: each one ends and is called back."""
+    _, _, start_worker = cluster
+    hook = receiver()
+    ids = [
+        service.create_operation("sleep", {"seconds": 0.5}, callback_url=hook.url)[0].id
+        for _ in range(24)
+    ]
+    workers = [start_worker(), start_worker()]
+    kills = 0
+    deadline = time.monotonic() + 20
+    while kills < 4 or (time.monotonic() < deadline and not all(_reload(i).is_final for i in ids)):
+        time.sleep(random.uniform(0.6, 1.5))
+        victim = workers.pop(random.randrange(len(workers)))
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        kills += 1
+        workers.append(start_worker())
+
+    _wait_for(
+        lambda: all(_reload(i).callback_state == "delivered" for i in ids), 90, "every callback"
+    )
+    called_back = {json.loads(body)["id"] for _, body in hook.calls}
+    assert called_back == set(ids)  # at least once each; a duplicate is allowed, a loss is not
+    finals = {json.loads(body)["id"]: json.loads(body)["state"] for _, body in hook.calls}
+    assert all(finals[i] == _reload(i).state for i in ids)

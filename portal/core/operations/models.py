@@ -27,6 +27,7 @@ SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
 STATES = (ACCEPTED, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 ACTIVE_STATES = (ACCEPTED, QUEUED, RUNNING)
 FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
+CALLBACK_PENDING, CALLBACK_DELIVERED = "pending", "delivered"
 
 
 class Operation(db.Model):
@@ -34,6 +35,7 @@ class Operation(db.Model):
     __table_args__ = (
         UniqueConstraint("requested_by_id", "idempotency_key"),
         Index("ix_operations_state_lease", "state", "lease_expires_at"),
+        Index("ix_operations_callback_due", "callback_state", "callback_due_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -50,7 +52,12 @@ class Operation(db.Model):
     error: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     callback_url: Mapped[str | None] = mapped_column(String(2048))
+    # The callback is an outbox row: "pending" is written with the final state, in the same
+    # UPDATE, so a worker killed right after finishing cannot lose it; recovery re-sends what is
+    # due. `callback_due_at` is when the next attempt may start (a claim pushes it forward).
     callback_state: Mapped[str | None] = mapped_column(String(32))
+    callback_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    callback_due_at: Mapped[datetime | None] = mapped_column(DateTime)
     request_id: Mapped[str | None] = mapped_column(String(64))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_owner: Mapped[str | None] = mapped_column(String(128))

@@ -2,7 +2,8 @@
 
 huey has no acknowledgements: a task whose worker was killed, or that sat in a Redis that
 restarted, is simply gone. The operation row still says where it was, so this sweep (run by
-every worker's ticker, idempotent) re-enqueues waiting rows and takes over expired leases.
+every worker's ticker, idempotent) re-enqueues waiting rows, takes over expired leases and
+re-sends overdue callbacks.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from flask import current_app
 from sqlalchemy import and_, or_, select, update
 
 from portal.core.operations import service
+from portal.core.operations.callbacks import (
+    owed_callback_values,
+    redeliver_due_callbacks,
+    schedule_callback,
+)
 from portal.core.operations.models import ACCEPTED, FAILED, QUEUED, RUNNING, Operation
 from portal.core.timeutil import utcnow
 from portal.extensions import db
@@ -27,6 +33,7 @@ class RecoveryReport:
     requeued: int = 0
     resumed: int = 0
     failed: int = 0
+    callbacks: int = 0
 
 
 def recover_operations() -> RecoveryReport:
@@ -34,7 +41,10 @@ def recover_operations() -> RecoveryReport:
     report = RecoveryReport()
     report.requeued = _requeue_stale_waiting()
     report.resumed, report.failed = _take_over_expired_leases()
-    if report.requeued or report.resumed or report.failed:
+    report.callbacks = redeliver_due_callbacks(
+        current_app.config["SPECTR_OPERATION_REQUEUE_AFTER_SECONDS"]
+    )
+    if report.requeued or report.resumed or report.failed or report.callbacks:
         log.info("operation recovery: %s", report)
     return report
 
@@ -90,8 +100,10 @@ def _take_over_expired_leases() -> tuple[int, int]:
             finished_at=now,
             lease_owner=None,
             error=f"Worker lost: {owner} stopped while running it, after {attempts} attempts.",
+            **owed_callback_values(),
         ):
             service.append_log(operation_id, "Worker lost; no attempts left.", "error")
+            schedule_callback(operation_id)
             failed += 1
     return resumed, failed
 

@@ -20,6 +20,7 @@ from sqlalchemy import and_, or_, select, update
 
 from portal.core.logging import request_id_bound
 from portal.core.operations import service
+from portal.core.operations.callbacks import owed_callback_values, schedule_callback
 from portal.core.operations.kinds import (
     OperationCancelled,
     OperationContext,
@@ -57,8 +58,6 @@ def run_operation(operation_id: str) -> None:
         lease_keeper().untrack(operation_id)
         db.session.remove()
     if operation.callback_url:
-        from portal.core.operations.callbacks import schedule_callback
-
         schedule_callback(operation_id)
 
 
@@ -205,7 +204,12 @@ def _finish(operation_id: str, state: str, **values: Any) -> None:
                 Operation.lease_owner == WORKER_ID,
             )
             .values(
-                state=state, finished_at=utcnow(), lease_owner=None, lease_expires_at=None, **values
+                state=state,
+                finished_at=utcnow(),
+                lease_owner=None,
+                lease_expires_at=None,
+                **owed_callback_values(),
+                **values,
             )
         )
 

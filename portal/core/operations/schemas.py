@@ -26,7 +26,11 @@ class OperationSchema(ma.Schema):
     requested_by = ma.fields.String(attribute="requester_name", allow_none=True)
     idempotency_key = ma.fields.String(allow_none=True)
     callback_url = ma.fields.String(allow_none=True)
-    callback_state = ma.fields.String(allow_none=True)
+    callback_state = ma.fields.String(
+        allow_none=True,
+        metadata={"description": "pending, retrying: <why>, delivered or failed: <why>"},
+    )
+    callback_attempts = ma.fields.Integer(metadata={"description": "Deliveries tried so far."})
     cancel_requested = ma.fields.Boolean()
     request_id = ma.fields.String(allow_none=True)
     created_at = UtcDateTime()

@@ -21,6 +21,7 @@ from portal.core.operations.kinds import get_kind
 from portal.core.operations.models import (
     ACCEPTED,
     ACTIVE_STATES,
+    CALLBACK_PENDING,
     CANCELLED,
     QUEUED,
     RUNNING,
@@ -170,8 +171,14 @@ def cancel_operation(operation_id: str) -> Operation:
         operation.state = CANCELLED
         operation.finished_at = utcnow()
         operation.error = "Cancelled before it started."
+        if operation.callback_url:
+            operation.callback_state, operation.callback_due_at = CALLBACK_PENDING, utcnow()
     record_audit("operation.cancel", f"operation:{operation_id}")
     db.session.commit()
+    if operation.callback_state == CALLBACK_PENDING:
+        from portal.core.operations.callbacks import schedule_callback
+
+        schedule_callback(operation_id)
     return operation
 
 

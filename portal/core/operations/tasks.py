@@ -14,9 +14,12 @@ def execute_operation(operation_id: str) -> None:
 
 
 @queue.task(name="spectr.deliver_callback")
-def deliver_callback(operation_id: str, attempt: int = 1) -> None:
-    """POST an operation's final state to its callback URL."""
+def deliver_callback(operation_id: str, _attempt: int | None = None) -> None:
+    """POST an operation's final state to its callback URL, if a callback is due.
+
+    `_attempt` is ignored: the row counts attempts. It stays for tasks queued by older versions.
+    """
     from portal.core.operations.callbacks import deliver
 
     with queue.flask_app.app_context():
-        deliver(operation_id, attempt)
+        deliver(operation_id)
