@@ -15,6 +15,7 @@ from portal.contexts import register_contexts
 from portal.core.audit import init_audit
 from portal.core.column_limits import init_column_limits
 from portal.core.converters import DatabaseIdConverter
+from portal.core.db_outage import init_db_outage_handling
 from portal.core.logging import configure_logging
 from portal.core.request_input import init_request_input
 from portal.core.secrets_box import load_secret_box
@@ -31,6 +32,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _openapi_config(app)
     configure_logging(app)
     db.init_app(app)
+    init_db_outage_handling(app)
     init_column_limits()
     migrate.init_app(app, db, directory=str(MIGRATIONS))
     app.extensions["spectr_secret_box"] = load_secret_box(

@@ -92,7 +92,8 @@ def _engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         # Several worker threads share the file; wait on locks instead of failing at once.
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    # Recycling instead of pre-ping: a ping per checkout was a round trip per statement batch.
+    # Recycling instead of pre-ping: a ping per checkout was a round trip per statement batch;
+    # core/db_outage drops connections the server closed (a restart) with a poll() instead.
     return {"pool_recycle": 1800, "pool_size": 10, "max_overflow": 20}
 
 

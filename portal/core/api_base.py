@@ -8,9 +8,11 @@ from typing import Any
 import flask_smorest
 from flask import request
 from flask_smorest import Api
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
-from portal.core.errors import ErrorSchema, SpectrError, error_payload
+from portal.core.db_outage import database_unavailable
+from portal.core.errors import DatabaseUnavailable, ErrorSchema, SpectrError, error_payload
 from portal.core.request_input import SpectrParser
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ class SpectrApi(Api):
     def _register_error_handlers(self) -> None:
         self._app.register_error_handler(HTTPException, self.handle_http_exception)
         self._app.register_error_handler(SpectrError, self.handle_spectr_error)
+        self._app.register_error_handler(DBAPIError, self.handle_database_error)
 
     def handle_http_exception(self, error: HTTPException) -> Any:
         """Answer an HTTP error in JSON for API callers, as a page for browsers."""
@@ -51,9 +54,17 @@ class SpectrApi(Api):
         if _wants_html():
             from portal.web.errors import render_error_page
 
-            return render_error_page(error.status, error.message), error.status
+            return render_error_page(error.status, error.message), error.status, error.headers
         body = {"code": error.code, "message": error.message, "details": error.details}
-        return body, error.status
+        return body, error.status, error.headers
+
+    def handle_database_error(self, error: DBAPIError) -> Any:
+        """Answer 503 when the database is out of reach; any other database error stays a 500."""
+        if not database_unavailable(error):
+            raise error
+        log.warning("database unavailable on %s %s: %s", request.method, request.path, error.orig)
+        unavailable = DatabaseUnavailable("The database is not reachable right now; try again.")
+        return self.handle_spectr_error(unavailable)
 
 
 def _discard_unsaved_changes() -> None:

@@ -6,7 +6,7 @@ a sentence for a person, and optional details (for example which field was wrong
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import marshmallow as ma
 
@@ -16,6 +16,8 @@ class SpectrError(Exception):
 
     status = 400
     code = "bad_request"
+    # Sent with the answer, e.g. Retry-After on a 503.
+    headers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -58,6 +60,15 @@ class UpstreamUnavailable(SpectrError):
 
     status = 502
     code = "upstream_unavailable"
+
+
+class DatabaseUnavailable(SpectrError):
+    """The database cannot be reached right now (restarting, down, out of connections)."""
+
+    status = 503
+    code = "unavailable"
+    # Long enough for a restarting Postgres to come back, short enough for a waiting client.
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "2"}
 
 
 HTTP_CODES = {
