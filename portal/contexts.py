@@ -55,6 +55,7 @@ TASK_MODULES = [
     "portal.apps.tasks",
     "portal.registry.tasks",
     "portal.backup.tasks",
+    "portal.admin.tasks",
 ]
 
 

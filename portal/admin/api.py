@@ -6,11 +6,14 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
+from flask_login import current_user
 
-from portal.admin import service
+from portal.admin import service, sessions
 from portal.admin.schemas import (
     AuditEventSchema,
     AuditQuerySchema,
+    SessionSchema,
+    SessionsEndedSchema,
     TokenCreatedSchema,
     TokenCreateSchema,
     TokenSchema,
@@ -76,6 +79,40 @@ class Me(MethodView):
     def get(self) -> Any:
         """Show the caller's own account."""
         return service.get_user(require_principal().user_id)
+
+
+@blp.route("/me/sessions")
+class MySessions(MethodView):
+    @require_role("viewer")
+    @blp.response(200, SessionSchema(many=True))
+    def get(self) -> Any:
+        """List your open browser sessions, the current one marked."""
+        rows = sessions.open_sessions(service.get_user(require_principal().user_id))
+        current = getattr(current_user, "session_row_id", None)
+        return [{**_session_fields(row), "current": row.id == current} for row in rows]
+
+
+@blp.route("/me/sessions/<id:session_id>")
+class MySessionItem(MethodView):
+    @require_role("viewer")
+    @blp.response(204)
+    def delete(self, session_id: int) -> None:
+        """End one of your browser sessions (its cookie stops working at once)."""
+        sessions.end_session_of(service.get_user(require_principal().user_id), session_id)
+
+
+@blp.route("/users/<id:user_id>/sessions")
+class UserSessions(MethodView):
+    @require_role("admin")
+    @blp.response(200, SessionsEndedSchema)
+    def delete(self, user_id: int) -> Any:
+        """End every browser session of a user."""
+        return {"ended": sessions.end_all_sessions(service.get_user(user_id))}
+
+
+def _session_fields(row: Any) -> dict[str, Any]:
+    names = ("id", "address", "user_agent", "created_at", "last_seen_at")
+    return {name: getattr(row, name) for name in names}
 
 
 @blp.route("/me/webhook-secret")

@@ -1,7 +1,8 @@
 """Decide who the caller is, once per request: bearer token or login session.
 
-Sessions are flask-login's; a session id carries the user's session_version, so changing a
-password ends older sessions. Browser sessions must send a CSRF token with every mutating
+Sessions are flask-login's; the id in the cookie names a row of user_sessions (see
+portal.admin.sessions), so logging out, a password change or an admin ends a session for good.
+Browser sessions must send a CSRF token with every mutating
 request; bearer-token clients do not, since browsers never attach tokens by themselves.
 """
 
@@ -13,11 +14,11 @@ import uuid
 from flask import Flask, Response, g, request
 from flask_login import current_user
 
-from portal.admin import service
+from portal.admin import service, sessions
 from portal.admin.models import User
 from portal.core.errors import Unauthorized
 from portal.core.security import Principal
-from portal.extensions import csrf, db, login_manager
+from portal.extensions import csrf, login_manager
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -25,27 +26,29 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 @login_manager.user_loader
 def load_user(session_id: str) -> LoginUser | None:
-    user_id, _, version = session_id.partition(":")
-    if not user_id.isdigit():
+    user_id, _, token = session_id.partition(":")
+    if not user_id.isdigit() or not token:
+        return None  # also a cookie from before sessions were rows: sign in again
+    row = sessions.live_session(token)
+    if row is None or row.user_id != int(user_id) or not row.user.active:
         return None
-    user = db.session.get(User, int(user_id))
-    if user is None or not user.active or str(user.session_version) != version:
-        return None
-    return LoginUser(user)
+    return LoginUser(row.user, token, row.id)
 
 
 class LoginUser:
-    """flask-login's view of a Spectr user."""
+    """flask-login's view of a Spectr user signed in through one session row."""
 
     is_authenticated = True
     is_active = True
     is_anonymous = False
 
-    def __init__(self, user: User) -> None:
+    def __init__(self, user: User, session_token: str, session_row_id: int | None = None) -> None:
         self.user = user
+        self.session_token = session_token
+        self.session_row_id = session_row_id
 
     def get_id(self) -> str:
-        return f"{self.user.id}:{self.user.session_version}"
+        return f"{self.user.id}:{self.session_token}"
 
 
 def identify_caller() -> None:

@@ -57,6 +57,19 @@ class TokenCreateSchema(ma.Schema):
     )
 
 
+class SessionSchema(ma.Schema):
+    id = ma.fields.Integer()
+    address = ma.fields.String(allow_none=True)
+    user_agent = ma.fields.String(allow_none=True)
+    created_at = UtcDateTime()
+    last_seen_at = UtcDateTime()
+    current = ma.fields.Boolean(metadata={"description": "The session of this request"})
+
+
+class SessionsEndedSchema(ma.Schema):
+    ended = ma.fields.Integer(metadata={"description": "How many open sessions were ended"})
+
+
 class WebhookSecretSchema(ma.Schema):
     webhook_secret = ma.fields.String()
 

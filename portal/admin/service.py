@@ -5,8 +5,9 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from portal.admin import sessions
 from portal.admin.models import ApiToken, User
 from portal.core.audit import record_audit
 from portal.core.errors import Conflict, NotFound, ValidationFailed
@@ -71,22 +72,44 @@ def update_user(
     changes: dict[str, object] = {}
     if role is not None and role != user.role:
         _check_role(role)
+        _keep_an_admin(user, "take the admin role from")
         changes["role"] = role
         user.role = role
     if active is not None and active != user.active:
+        if not active:
+            _keep_an_admin(user, "deactivate")
+            sessions.end_sessions_of(user)
         changes["active"] = active
         user.active = active
     if password is not None:
         _check_password(password)
         user.password_hash = hash_password(password)
         user.session_version += 1
+        sessions.end_sessions_of(user)
         changes["password"] = "changed"
     record_audit("user.update", f"user:{user.username}", details=changes)
     db.session.commit()
     return user
 
 
+def _keep_an_admin(user: User, action: str) -> None:
+    """Refuse a change that would leave no active admin: nobody could administer Spectr."""
+    if user.role != "admin" or not user.active:
+        return
+    others = db.session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(User.role == "admin", User.active.is_(True), User.id != user.id)
+    )
+    if not others:
+        raise Conflict(
+            f"Cannot {action} '{user.username}': it is the last active admin. "
+            "Make another user admin first."
+        )
+
+
 def delete_user(user: User) -> None:
+    _keep_an_admin(user, "delete")
     record_audit("user.delete", f"user:{user.username}")
     db.session.delete(user)
     db.session.commit()

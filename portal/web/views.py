@@ -6,11 +6,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from sqlalchemy import text
 
 from portal import __version__
 from portal.admin import service as admin_service
+from portal.admin import sessions
 from portal.admin.authentication import LoginUser
 from portal.core.audit import record_audit
 from portal.extensions import db
@@ -38,21 +39,40 @@ def healthz() -> Any:
 def login() -> Any:
     if request.method == "GET":
         return render_template("login.html")
-    username = request.form.get("username", "")
+    username = request.form.get("username", "")[:80]
+    address = request.remote_addr
+    lock = sessions.sign_in_lock(username, address)
+    if lock is not None:
+        return _refuse_sign_in(username, "throttled", lock.retry_after)
     user = admin_service.authenticate_password(username, request.form.get("password", ""))
     if user is None:
-        record_audit("session.login", f"user:{username}", "failed")
-        db.session.commit()
-        flash("Wrong user name or password.", "error")
-        return render_template("login.html", username=username), 401
-    login_user(LoginUser(user))
+        sessions.record_failure(username, address)
+        return _refuse_sign_in(username, "failed")
+    sessions.record_success(username, address)
+    token = sessions.start_session(user, address, request.user_agent.string)
+    login_user(LoginUser(user, token))
     record_audit("session.login", f"user:{username}")
     db.session.commit()
     return redirect(_safe_next(request.args.get("next")))
 
 
+def _refuse_sign_in(username: str, outcome: str, retry_after: int | None = None) -> Any:
+    record_audit("session.login", f"user:{username}", outcome)
+    db.session.commit()
+    if retry_after is None:
+        flash("Wrong user name or password.", "error")
+        return render_template("login.html", username=username), 401
+    flash(f"Too many failed sign-ins. Try again in {retry_after} s.", "error")
+    page = render_template("login.html", username=username)
+    return page, 429, {"Retry-After": str(retry_after)}
+
+
 @bp.post("/logout")
 def logout() -> Any:
+    if current_user.is_authenticated:
+        sessions.end_session(current_user.session_token)
+        record_audit("session.logout", f"user:{current_user.user.username}")
+        db.session.commit()
     logout_user()
     return redirect(url_for("web.login"))
 
