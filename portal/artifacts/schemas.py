@@ -8,19 +8,16 @@ from marshmallow import validate
 from portal.artifacts.models import SOURCE_KINDS
 from portal.catalog.schemas import ModelSchema
 from portal.core.converters import MAX_DATABASE_ID
-from portal.core.fields import UtcDateTime
+from portal.core.fields import PartialLoad, UtcDateTime
 
 # Catalog fields a person may set at import time; they win over what the files say.
 OVERRIDABLE = ("family", "parameters_billions", "quantization", "format", "context_length",
                "license", "num_layers", "num_kv_heads", "head_dim", "description")  # fmt: skip
 
 
-class ModelOverridesSchema(ModelSchema):
+class ModelOverridesSchema(PartialLoad, ModelSchema):
     class Meta:
         fields = OVERRIDABLE
-
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(partial=True, **kwargs)
 
 
 class UploadQuerySchema(ma.Schema):

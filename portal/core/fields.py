@@ -24,3 +24,15 @@ class UtcDateTime(ma.fields.DateTime):
             except OverflowError:  # 0001-01-01T00:00+14:00 is before the first UTC moment
                 raise ma.ValidationError("The moment is outside the calendar in UTC.") from None
         return moment
+
+
+class PartialLoad:
+    """Mix into a schema whose every field is optional when loaded (a PATCH body).
+
+    marshmallow ignores `partial` in `class Meta`; it must reach the constructor, and with it
+    fields left out are skipped, defaults included, so a PATCH changes only what it names.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("partial", True)
+        super().__init__(**kwargs)  # type: ignore[call-arg]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from portal.core.fields import UtcDateTime
+from portal.core.fields import PartialLoad, UtcDateTime
 
 NAME = ma.validate.Regexp(
     r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$", error="Letters, digits and ._:/@- only."
@@ -37,9 +37,8 @@ class RouteSchema(ma.Schema):
     updated_at = UtcDateTime(dump_only=True)
 
 
-class RouteUpdateSchema(RouteSchema):
-    class Meta:
-        partial = True
+class RouteUpdateSchema(PartialLoad, RouteSchema):
+    """Every field optional: a PATCH changes only what it names."""
 
 
 class GatewayModelSchema(ma.Schema):

@@ -6,7 +6,7 @@ import marshmallow as ma
 
 from portal.core.addresses import validate_base_url
 from portal.core.converters import MAX_DATABASE_ID
-from portal.core.fields import UtcDateTime
+from portal.core.fields import PartialLoad, UtcDateTime
 
 NAME = ma.validate.Regexp(
     r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$",
@@ -45,9 +45,8 @@ class RegistryWriteSchema(ma.Schema):
         return data
 
 
-class RegistryPatchSchema(RegistryWriteSchema):
-    class Meta:
-        partial = True
+class RegistryPatchSchema(PartialLoad, RegistryWriteSchema):
+    """Every field optional: a PATCH changes only what it names."""
 
 
 class RegistrySchema(ma.Schema):

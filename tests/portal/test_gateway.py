@@ -88,6 +88,21 @@ def test_config_document_follows_the_proxy_schema(operator):
     assert unchanged.status_code == 304
 
 
+def test_a_route_patch_changes_only_what_it_names(operator):
+    created = operator.post(
+        "/api/v1/proxy/routes",
+        json={"name": "api", "path_prefix": "/api", "upstreams": ["http://127.0.0.1:9001"],
+              "retries": 3},
+    ).get_json()  # fmt: skip
+    patched = operator.patch(f"/api/v1/proxy/routes/{created['id']}", json={"retries": 0})
+    assert patched.status_code == 200, patched.get_json()
+    after = patched.get_json()
+    assert after["retries"] == 0
+    assert {k: v for k, v in after.items() if k not in ("retries", "updated_at")} == {
+        k: v for k, v in created.items() if k not in ("retries", "updated_at")
+    }
+
+
 def test_key_secret_is_shown_once_and_revocation_removes_it(operator):
     created = operator.post(
         "/api/v1/proxy/keys", json={"name": "ci", "models": ["llama-3-8b"]}

@@ -53,6 +53,14 @@ def test_wrong_password_says_the_registry_refused_the_credentials(
     assert browse.json["code"] == "registry_auth_failed"
     assert "not-the-password" not in browse.get_data(as_text=True)
 
+    # Fixing only the password is a PATCH of only the password; the rest stays as it was.
+    fixed = api.patch(
+        f"/api/v1/registries/{created['id']}", json={"password": registry_server.password}
+    )
+    assert fixed.status_code == 200, fixed.json
+    assert (fixed.json["name"], fixed.json["url"]) == (created["name"], created["url"])
+    assert api.post(f"/api/v1/registries/{created['id']}/check").json["ok"] is True
+
 
 def test_untrusted_certificate_and_unreachable_registry_are_told_apart(
     api_as: Callable, registry_server: RegistryProcess
