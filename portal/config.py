@@ -27,6 +27,11 @@ DEFAULTS: dict[str, Any] = {
     "OPERATION_RETRY_MAX_SECONDS": 300.0,
     "RECOVERY_INTERVAL_SECONDS": 5.0,
     "CALLBACK_TIMEOUT_SECONDS": 5.0,
+    # Callbacks and webhooks never go to link-local / cloud metadata, multicast, unspecified or
+    # reserved networks; an allow-list, when set, is the only place they may go.
+    "OUTBOUND_DENY_NETWORKS": "169.254.0.0/16,fe80::/10,100.100.100.200/32,fd00:ec2::254/128,"
+    "0.0.0.0/8,::/128,224.0.0.0/4,ff00::/8,240.0.0.0/4",
+    "OUTBOUND_ALLOW_NETWORKS": "",
     "TOKEN_DEFAULT_DAYS": 90,
     "PROXY_REDIS_PREFIX": "spectr:",
     "LOG_LEVEL": "INFO",
@@ -50,6 +55,9 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
     if test_config:
         app.config.update(test_config)
     _apply_embedded_defaults(app)
+    from portal.core.outbound import check_settings
+
+    check_settings(app.config)
 
 
 def _parse_env_value(raw: str) -> Any:

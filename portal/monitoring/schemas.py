@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 
 from portal.core.fields import UtcDateTime
+from portal.core.outbound import validate_outbound_url
 from portal.monitoring.discovery import ROLES
 from portal.monitoring.models import EVENT_KINDS, OPEN, RESOLVED
 
@@ -46,7 +47,10 @@ class WebhookSchema(ma.Schema):
             r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$", error="Letters, digits and ._- only."
         ),
     )
-    url = ma.fields.String(required=True, validate=[HTTP_URL, ma.validate.Length(max=2048)])
+    url = ma.fields.String(
+        required=True,
+        validate=[HTTP_URL, ma.validate.Length(max=2048), validate_outbound_url],
+    )
     event_kinds = ma.fields.List(
         ma.fields.String(validate=ma.validate.OneOf(EVENT_KINDS)), load_default=list
     )

@@ -14,6 +14,7 @@ import secrets
 import httpx
 from sqlalchemy import select
 
+from portal.core import outbound
 from portal.core.audit import record_audit
 from portal.core.errors import Conflict, NotFound, ValidationFailed
 from portal.core.security import sign_payload
@@ -110,15 +111,23 @@ def deliver(delivery_id: int, attempt: int) -> None:
     }
     timeout = float(monitoring_setting("MONITORING_WEBHOOK_TIMEOUT_SECONDS"))
     try:
-        response = httpx.post(delivery.webhook.url, content=body, headers=headers, timeout=timeout)
+        response = outbound.post(
+            delivery.webhook.url, content=body, headers=headers, timeout=timeout
+        )
         delivered, outcome = response.status_code < 300, f"HTTP {response.status_code}"
     except httpx.HTTPError as exc:
         delivered, outcome = False, exc.__class__.__name__
+    except outbound.OutboundRefused:  # no retry: the address will not become allowed
+        _record_attempt(delivery, attempt, False, "address refused", retryable=False)
+        return
     _record_attempt(delivery, attempt, delivered, outcome)
 
 
-def _record_attempt(delivery: EventDelivery, attempt: int, delivered: bool, outcome: str) -> None:
-    retry = not delivered and attempt < int(monitoring_setting("MONITORING_WEBHOOK_MAX_ATTEMPTS"))
+def _record_attempt(
+    delivery: EventDelivery, attempt: int, delivered: bool, outcome: str, retryable: bool = True
+) -> None:
+    most = int(monitoring_setting("MONITORING_WEBHOOK_MAX_ATTEMPTS"))
+    retry = retryable and not delivered and attempt < most
     delivery.attempts, delivery.last_outcome = attempt, outcome
     delivery.state = "delivered" if delivered else ("retrying" if retry else "failed")
     db.session.commit()

@@ -24,6 +24,7 @@ import httpx
 from flask import current_app
 from sqlalchemy import and_, case, or_, select, update
 
+from portal.core import outbound
 from portal.core.operations.models import (
     CALLBACK_DELIVERED,
     CALLBACK_PENDING,
@@ -76,11 +77,15 @@ def deliver(operation_id: str) -> None:
     url = operation.callback_url
     db.session.rollback()  # hold no transaction (SQLite: no lock) while the receiver answers
     try:
-        response = httpx.post(url, content=body, headers=headers, timeout=_timeout())
+        response = outbound.post(url, content=body, headers=headers, timeout=_timeout())
         delivered = response.status_code < 300
         outcome = f"HTTP {response.status_code}"
     except httpx.HTTPError as exc:
         delivered, outcome = False, exc.__class__.__name__
+    except outbound.OutboundRefused as exc:  # no retry: the address will not become allowed
+        log.warning("callback of operation %s not sent: %s", operation_id, exc)
+        _record_attempt(operation_id, attempt, False, "address refused", retryable=False)
+        return
     _record_attempt(operation_id, attempt, delivered, outcome)
 
 
@@ -135,8 +140,10 @@ def _claim(operation_id: str) -> int | None:
         ).scalar_one_or_none()
 
 
-def _record_attempt(operation_id: str, attempt: int, delivered: bool, outcome: str) -> None:
-    retry = not delivered and attempt < MAX_CALLBACK_ATTEMPTS
+def _record_attempt(
+    operation_id: str, attempt: int, delivered: bool, outcome: str, retryable: bool = True
+) -> None:
+    retry = retryable and not delivered and attempt < MAX_CALLBACK_ATTEMPTS
     delay = random.uniform(0.5, 1.0) * 2**attempt
     if delivered:
         values = {"callback_state": CALLBACK_DELIVERED, "callback_due_at": None}

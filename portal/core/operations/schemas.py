@@ -9,6 +9,7 @@ from portal.core.converters import MAX_DATABASE_ID
 from portal.core.fields import UtcDateTime
 from portal.core.operations.kinds import kind_names
 from portal.core.operations.models import STATES
+from portal.core.outbound import validate_outbound_url
 
 
 class OperationSchema(ma.Schema):
@@ -60,7 +61,12 @@ class OperationCreateSchema(ma.Schema):
     params = ma.fields.Dict(load_default=dict)
     target = ma.fields.String(load_default=None, validate=ma.validate.Length(max=255))
     max_attempts = ma.fields.Integer(load_default=None, validate=ma.validate.Range(1, 20))
-    callback_url = ma.fields.Url(load_default=None, schemes={"http", "https"}, require_tld=False)
+    callback_url = ma.fields.Url(
+        load_default=None,
+        schemes={"http", "https"},
+        require_tld=False,
+        validate=[ma.validate.Length(max=2048), validate_outbound_url],
+    )
 
     @ma.validates("kind")
     def _known_kind(self, value: str, **_: object) -> None:
