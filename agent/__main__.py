@@ -7,10 +7,14 @@ import logging
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from agent import __version__
 from agent.auth import hash_token
 from agent.config import ConfigError, add_arguments, load_config
+
+if TYPE_CHECKING:
+    from agent.server import AgentServer
 
 log = logging.getLogger("spectr_agent")
 
@@ -28,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the agent until SIGTERM or SIGINT."""
+    """Run the agent until SIGTERM or SIGINT; SIGHUP reloads its credentials."""
     args = _parser().parse_args(argv)
     if args.hash_token:
         print(hash_token(sys.stdin.readline().strip()))
@@ -56,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _shutdown)
     signal.signal(signal.SIGINT, _shutdown)
+    reloading = threading.Lock()
+
+    def _reload(signum: int, frame: object) -> None:
+        # Off the signal handler: reading files and building a TLS context may take a moment.
+        threading.Thread(target=reload_credentials, args=(server, args, reloading)).start()
+
+    signal.signal(signal.SIGHUP, _reload)
     log.info(
         "spectr-agent %s listening on https://%s:%s%s",
         __version__,
@@ -66,6 +77,25 @@ def main(argv: list[str] | None = None) -> int:
     server.serve_forever(poll_interval=0.5)
     server.server_close()
     return 0
+
+
+def reload_credentials(server: AgentServer, args: argparse.Namespace, lock: threading.Lock) -> None:
+    """Read the configuration again and apply its certificate, key, client CA and tokens.
+
+    A configuration that does not load leaves the running credentials as they were.
+    """
+    with lock:
+        try:
+            config = load_config(args)
+            needs_restart = server.reload(config)
+        except (ConfigError, OSError, ValueError) as error:
+            log.error("reload refused, credentials unchanged: %s", error)
+            return
+        tokens = 2 if config.previous_token_sha256 else 1
+        log.info("reloaded: certificate %s, %d token(s) accepted%s", config.tls_cert, tokens,
+                 ", mutual TLS" if config.client_ca else "")  # fmt: skip
+        if needs_restart:
+            log.warning("restart the agent to apply: %s", ", ".join(needs_restart))
 
 
 if __name__ == "__main__":

@@ -15,17 +15,23 @@ def hash_token(token: str) -> str:
 
 
 class TokenVerifier:
-    """Compare an Authorization header with the configured token hash in constant time."""
+    """Compare an Authorization header with the configured token hashes in constant time.
 
-    def __init__(self, token_sha256: str) -> None:
-        self._expected = token_sha256.lower().encode()
+    More than one hash is accepted only while a rotation switches the portal to a new token.
+    """
+
+    def __init__(self, *token_sha256: str) -> None:
+        self._expected = [value.lower().encode() for value in token_sha256 if value]
 
     def verify(self, authorization: str | None) -> bool:
-        """Tell whether the header carries the right bearer token."""
+        """Tell whether the header carries one of the accepted bearer tokens."""
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return False
-        return hmac.compare_digest(hash_token(token.strip()).encode(), self._expected)
+        presented = hash_token(token.strip()).encode()
+        # Compare with every hash, not stopping at a match: the time says nothing about which.
+        matches = [hmac.compare_digest(presented, expected) for expected in self._expected]
+        return any(matches)
 
 
 class FailureBackoff:

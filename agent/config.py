@@ -23,6 +23,9 @@ class AgentConfig:
     tls_cert: str = ""
     tls_key: str = ""
     token_sha256: str = ""
+    # A second full-access token, set only while a credential rotation switches the portal from
+    # this token to token_sha256; the rotation's last step removes it (and reloads).
+    previous_token_sha256: str | None = None
     # Optional second token, valid only for GET /metrics: one scrape credential for the fleet.
     metrics_token_sha256: str | None = None
     client_ca: str | None = None
@@ -51,10 +54,12 @@ class AgentConfig:
         self.token_sha256 = self.token_sha256.strip().lower()
         if not _HEX64.match(self.token_sha256):
             raise ConfigError("token_sha256 must be the hex SHA-256 of the bearer token")
-        if self.metrics_token_sha256 is not None:
-            self.metrics_token_sha256 = self.metrics_token_sha256.strip().lower()
-            if not _HEX64.match(self.metrics_token_sha256):
-                raise ConfigError("metrics_token_sha256 must be the hex SHA-256 of a bearer token")
+        for name in ("previous_token_sha256", "metrics_token_sha256"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.strip().lower())
+                if not _HEX64.match(getattr(self, name)):
+                    raise ConfigError(f"{name} must be the hex SHA-256 of a bearer token")
         if not isinstance(self.models_dir, str) or not os.path.isabs(self.models_dir):
             raise ConfigError(f"models_dir must be an absolute path (got {self.models_dir!r})")
         if not 0 < int(self.listen_port) < 65536:
@@ -66,6 +71,11 @@ class AgentConfig:
 
 
 _INTS = ("listen_port", "max_connections", "max_unauthenticated_per_client")
+# What SIGHUP applies to a running agent; any other change needs a restart.
+RELOADABLE = (
+    "tls_cert", "tls_key", "client_ca", "token_sha256", "previous_token_sha256",
+    "metrics_token_sha256", "log_level",
+)  # fmt: skip
 _SECONDS = ("tls_handshake_timeout_s", "request_head_timeout_s")
 
 
@@ -80,7 +90,7 @@ def _coerce(name: str, value: Any) -> Any:
             return float(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{name} must be a number of seconds (got {value!r})") from exc
-    optional = ("client_ca", "metrics_token_sha256")
+    optional = ("client_ca", "metrics_token_sha256", "previous_token_sha256")
     return None if value in ("", None) and name in optional else value
 
 

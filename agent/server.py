@@ -11,12 +11,13 @@ import socket
 import ssl
 import threading
 import time
+from dataclasses import fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from agent import __version__
 from agent.auth import FailureBackoff, TokenVerifier
-from agent.config import AgentConfig
+from agent.config import RELOADABLE, AgentConfig
 from agent.connections import ConnectionTracker, Slot
 from agent.docker_api import DockerAPI, DockerError
 from agent.errors import ApiError, bad_request, from_docker
@@ -36,12 +37,16 @@ class AgentApp:
 
         self.config = config
         self.docker = docker or DockerAPI(config.docker_socket)
-        self.verifier = TokenVerifier(config.token_sha256)
+        self.use_tokens(config)
+        self.backoff = FailureBackoff()
+        self.router: Router = build_router(self)
+
+    def use_tokens(self, config: AgentConfig) -> None:
+        """Accept the tokens `config` names from the next request on."""
+        self.verifier = TokenVerifier(config.token_sha256, config.previous_token_sha256 or "")
         self.metrics_verifier = (
             TokenVerifier(config.metrics_token_sha256) if config.metrics_token_sha256 else None
         )
-        self.backoff = FailureBackoff()
-        self.router: Router = build_router(self)
 
 
 def build_ssl_context(config: AgentConfig) -> ssl.SSLContext:
@@ -338,6 +343,24 @@ class AgentServer(ThreadingHTTPServer):
             log.debug("connection from %s ended: %s", client_address[0], exc)
         finally:
             tls.close()
+
+    def reload(self, config: AgentConfig) -> list[str]:
+        """Apply new credentials to connections from now on; return settings that need a restart.
+
+        Connections already open keep their TLS session and finish normally: a reload never
+        drops service. A certificate or key that does not load raises before anything changes.
+        """
+        context = build_ssl_context(config)
+        current = self.app.config
+        for name in RELOADABLE:
+            setattr(current, name, getattr(config, name))
+        self.ssl_context = context  # read once per new connection in finish_request
+        self.app.use_tokens(current)
+        logging.getLogger().setLevel(current.log_level.upper())
+        return [
+            f.name for f in fields(AgentConfig)
+            if f.name not in RELOADABLE and getattr(config, f.name) != getattr(current, f.name)
+        ]  # fmt: skip
 
     def server_close(self) -> None:
         """Stop the reaper and close the listening socket."""

@@ -165,6 +165,17 @@ class AgentProcess:
                 time.sleep(0.05)
         raise RuntimeError(f"agent did not listen in {deadline_s}s")
 
+    def reload(self, **changes: Any) -> None:
+        """Rewrite the config with `changes` (None removes a key) and send SIGHUP."""
+        for key, value in changes.items():
+            if value is None:
+                self.config.pop(key, None)
+            else:
+                self.config[key] = value
+        self.config_path.write_text(json.dumps(self.config))
+        assert self.process is not None
+        self.process.send_signal(signal.SIGHUP)
+
     def stop(self) -> None:
         """Stop with SIGTERM (SIGKILL if it lingers)."""
         if self.process is None or self.process.poll() is not None:

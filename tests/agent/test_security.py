@@ -84,9 +84,12 @@ def test_mtls_still_requires_the_token(mtls_agent, pki):
         assert client.get("/v1/health").status_code == 401
 
 
-@pytest.mark.parametrize("client_cert", [None, "rogue"], ids=["no-cert", "rogue-cert"])
+@pytest.mark.parametrize(
+    "client_cert", [None, "rogue_client", "server"], ids=["no-cert", "rogue-cert", "server-cert"]
+)
 def test_mtls_refuses_clients_without_a_trusted_certificate(mtls_agent, pki, client_cert):
-    cert = pki.rogue_client if client_cert else None
+    # "server": an agent's own certificate, from the right CA but without the clientAuth usage
+    cert = getattr(pki, client_cert) if client_cert else None
     verify = client_context(pki.ca.cert_path, cert)
     with (
         mtls_agent.http(pki.ca.cert_path, verify=verify) as client,

@@ -52,6 +52,7 @@ def test_config_file_then_env_then_flags(tmp_path, tls_files):
         ({"token_sha256": "abc"}, "token_sha256"),
         ({"tls_cert": "/nonexistent"}, "tls_cert"),
         ({"client_ca": "/nonexistent"}, "client_ca"),
+        ({"previous_token_sha256": "xyz"}, "previous_token_sha256 must be the hex SHA-256"),
         ({"listen_port": "http"}, "listen_port"),
         ({"token": "plain"}, "unknown config keys: token"),
         ({"max_connections": 0}, "max_connections must be positive"),
@@ -90,6 +91,14 @@ def test_token_verifier_accepts_only_the_right_bearer_token():
     assert not verifier.verify("Basic right")
     assert not verifier.verify(None)
     assert not verifier.verify("Bearer ")
+
+
+def test_token_verifier_accepts_a_previous_token_only_while_it_is_configured():
+    during = TokenVerifier(hash_token("new"), hash_token("old"))
+    after = TokenVerifier(hash_token("new"), "")
+    assert during.verify("Bearer new") and during.verify("Bearer old")
+    assert after.verify("Bearer new") and not after.verify("Bearer old")
+    assert not during.verify("Bearer other")
 
 
 def test_backoff_locks_out_after_free_failures_and_success_forgets():
