@@ -1,5 +1,5 @@
 """Fixtures of the deploy tests: Spectr's own images and compose stack, built and started the
-way deploy/README.md tells a user to, on this machine's Docker engine, Postgres and Redis."""
+way deploy/README.md tells a user to, on this machine's Docker engine."""
 
 from __future__ import annotations
 
@@ -9,17 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import make_url
 
 from tests.deploy.stack import (
     DEPLOY,
-    POSTGRES_URL,
-    REDIS_URL,
     REPO_ROOT,
     Stack,
     build_images,
-    relays,
-    temporary_database,
+    build_service_images,
     wait_for,
 )
 
@@ -36,7 +32,8 @@ def deploy_images() -> dict[str, str]:
 def stack(
     deploy_images: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    """The compose stack up: migrate done, web healthy on its 127.0.0.1 port, proxy started."""
+    """The compose stack up with its bundled Postgres and Redis (images built from Debian
+    packages): migrate done, web healthy on its 127.0.0.1 port, proxy started."""
     secrets_dir = tmp_path_factory.mktemp("deploy") / "secrets"
     subprocess.run(
         [str(DEPLOY / "make-secrets.sh")],
@@ -44,33 +41,16 @@ def stack(
         check=True,
         capture_output=True,
     )
-    postgres, redis = make_url(POSTGRES_URL), make_url(REDIS_URL)
-    with (
-        relays(
-            {
-                "postgres": (postgres.host, postgres.port or 5432),
-                "redis": (redis.host, redis.port or 6379),
-            }
-        ) as ports,
-        temporary_database(POSTGRES_URL) as database,
-    ):
-        stack = Stack(
-            images=deploy_images,
-            database_url=(
-                f"postgresql+psycopg://{postgres.username}@host.docker.internal:{ports['postgres']}/{database}"
-            ),
-            redis_url=f"redis://host.docker.internal:{ports['redis']}/{redis.database or 0}",
-            secrets_dir=secrets_dir,
-        )
-        try:
-            stack.compose("up", "-d", timeout=300)
-            wait_for("the portal's /healthz", lambda: _healthy(stack))
-            yield stack
-        except BaseException:
-            print(stack.logs()[-20000:])
-            raise
-        finally:
-            stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)
+    stack = Stack(images={**deploy_images, **build_service_images()}, secrets_dir=secrets_dir)
+    try:
+        stack.compose("up", "-d", timeout=300)
+        wait_for("the portal's /healthz", lambda: _healthy(stack))
+        yield stack
+    except BaseException:
+        print(stack.logs()[-20000:])
+        raise
+    finally:
+        stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)
 
 
 def _healthy(stack: Stack) -> bool:

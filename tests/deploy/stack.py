@@ -1,5 +1,6 @@
-"""Helpers of the deploy tests: build the images, relay the machine's Postgres and Redis to
-containers, and drive `docker compose` on deploy/compose.yaml."""
+"""Helpers of the deploy tests: build the images, drive `docker compose` on deploy/compose.yaml
+(with its bundled Postgres and Redis), and relay the machine's Postgres and Redis to containers
+(for the playbook's test host)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ POSTGRES_URL = os.environ.get(
 REDIS_URL = os.environ.get("SPECTR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = REPO_ROOT / "deploy"
-OVERRIDE = Path(__file__).with_name("machine_services.yaml")
+OVERRIDE = Path(__file__).with_name("compose_test.yaml")
 
 
 def test_base_image() -> str:
@@ -60,6 +61,23 @@ def build_images() -> dict[str, str]:
         "proxy": refs["SPECTR_PROXY_IMAGE"],
         "agent": refs["SPECTR_AGENT_IMAGE"],
     }
+    for ref in images.values():
+        _untag_older(ref)
+    return images
+
+
+def build_service_images() -> dict[str, str]:
+    """Build (or reuse) the postgres and redis images from Debian packages on the test base."""
+    built = subprocess.run(
+        [str(DEPLOY / "build-service-images.sh")],
+        env={**os.environ, "SPECTR_BASE_IMAGE": test_base_image()},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert built.returncode == 0, built.stderr[-4000:]
+    refs = dict(line.split("=", 1) for line in built.stdout.split())
+    images = {"postgres": refs["POSTGRES_IMAGE"], "redis": refs["REDIS_IMAGE"]}
     for ref in images.values():
         _untag_older(ref)
     return images
@@ -148,11 +166,9 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
 
 @dataclass
 class Stack:
-    """One compose project of deploy/compose.yaml, on the machine's Postgres and Redis."""
+    """One compose project of deploy/compose.yaml, with its bundled Postgres and Redis."""
 
     images: dict[str, str]
-    database_url: str
-    redis_url: str
     secrets_dir: Path
     project: str = field(default_factory=lambda: f"spectr-deploytest-{uuid.uuid4().hex[:8]}")
     portal_port: int = field(default_factory=free_port)
@@ -167,16 +183,18 @@ class Stack:
         return f"http://127.0.0.1:{self.proxy_port}"
 
     def env(self) -> dict[str, str]:
-        tag = self.project.rsplit("-", 1)[1]
+        # Nothing of this shell's Spectr settings leaks in: the stack runs on compose's defaults.
+        inherited = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith(("SPECTR_", "POSTGRES_", "REDIS_"))
+        }
         return {
-            **os.environ,
+            **inherited,
             "SPECTR_PORTAL_IMAGE": self.images["portal"],
             "SPECTR_PROXY_IMAGE": self.images["proxy"],
-            "SPECTR_DATABASE_URL": self.database_url,
-            "SPECTR_REDIS_URL": self.redis_url,
-            # A queue and Redis prefix of its own: the machine's Redis is shared.
-            "SPECTR_QUEUE_NAME": f"deploytest-{tag}",
-            "SPECTR_PROXY_REDIS_PREFIX": f"deploytest-{tag}:",
+            "POSTGRES_IMAGE": self.images["postgres"],
+            "REDIS_IMAGE": self.images["redis"],
             "SPECTR_SECRETS_DIR": str(self.secrets_dir),
             "SPECTR_PORTAL_PORT": str(self.portal_port),
             "SPECTR_PROXY_PORT": str(self.proxy_port),
@@ -209,6 +227,20 @@ class Stack:
 
     def logs(self) -> str:
         return self.compose("logs", "--no-color", "--timestamps", check=False)
+
+    def exec(self, service: str, *command: str) -> str:
+        """Run a command in the service's container; return its standard output."""
+        return self.compose("exec", "-T", service, *command, timeout=60)
+
+    def health(self) -> dict[str, str]:
+        """Service -> health ("healthy", "starting", "unhealthy", or "" without a check)."""
+        return {c["Service"]: c["Health"] for c in self.containers() if c["State"] == "running"}
+
+    def restart(self, service: str) -> None:
+        """`docker compose restart` the service; wait until its health check passes again."""
+        self.compose("restart", "--timeout", "10", service, timeout=120)
+        if self.inspect(service)["Config"].get("Healthcheck", {}).get("Test") != ["NONE"]:
+            wait_for(f"{service} to be healthy", lambda: self.health().get(service) == "healthy")
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = 120) -> Any:
@@ -258,7 +290,7 @@ def admin_api(base_url: str, password: str) -> Iterator[httpx.Client]:
         yield client
 
 
-def finished_operation(api: httpx.Client, location: str) -> dict[str, Any]:
+def finished_operation(api: httpx.Client, location: str, timeout: float = 120) -> dict[str, Any]:
     """Wait until the operation at location has ended; return it."""
     return wait_for(
         "the operation to end",
@@ -266,6 +298,7 @@ def finished_operation(api: httpx.Client, location: str) -> dict[str, Any]:
             (body := api.get(location).json())["state"] in {"succeeded", "failed", "cancelled"}
             and body
         ),
+        timeout=timeout,
     )
 
 

