@@ -19,6 +19,7 @@ from portal.registry.errors import (
     RegistryAnswerError,
     RegistryAuthFailed,
     RegistryNotFound,
+    RegistryReadOnly,
     RegistryTlsFailed,
     RegistryUnreachable,
 )
@@ -175,6 +176,12 @@ class RegistryClient:
             )
         if status == 404:
             return RegistryNotFound(f"{path} does not exist on registry {self.url}.")
+        if status == 405 and method not in _allowed(response):
+            # distribution in read-only mode routes only GET and HEAD: 405 with an Allow header.
+            return RegistryReadOnly(
+                f"Registry {self.url} is read-only for now (405 to {method} {path}): it is being "
+                "garbage-collected or is under maintenance; retry in a minute."
+            )
         if status == 405 and method == "DELETE":
             return RegistryAnswerError(
                 f"Registry {self.url} does not allow deleting (405): enable storage.delete."
@@ -280,6 +287,14 @@ class RegistryClient:
         location = httpx.URL(start.headers["location"])
         location = self._http.base_url.join(location).copy_merge_params({"digest": digest})
         self.request("PUT", str(location), content=chunks, expect=(201,))
+
+
+def _allowed(response: httpx.Response) -> set[str]:
+    """The methods a 405 answer's Allow header names; every method when it names none."""
+    allow = response.headers.get("allow")
+    if not allow:
+        return {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
+    return {item.strip().upper() for item in allow.split(",")}
 
 
 def _sha256(data: bytes) -> str:

@@ -7,6 +7,7 @@ runs, so garbage collection reaches the same config later.
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from portal.settings.service import get_setting, update_settings
 
 REGISTRY_USER = "spectr"
 GC_PLAYBOOK = Path(__file__).parent / "playbooks" / "garbage_collect.yml"
+# The role's garbage-collect script ends with how long pushes were refused.
+READ_ONLY_WINDOW = re.compile(r"read-only window: (\d+) ms")
 DEFAULTS = {
     "port": 5000,
     "service_name": "spectr-registry",
@@ -127,17 +130,20 @@ def _verify(registry: Registry, ctx: OperationContext) -> None:
 
 
 def garbage_collect(ctx: OperationContext) -> dict[str, Any]:
-    """Run the registry's garbage collector where it is deployed; log what it removed."""
+    """Run the registry's garbage collector where it is deployed, read-only meanwhile; log it."""
     registry = service.get_registry(int(ctx.params["registry_id"]))
     if registry.kind != SPECTR or not registry.config_dir:
         raise PermanentError("Only a registry Spectr deployed can be garbage-collected by Spectr.")
     target, _ = _host_of(registry.deployed_on_host_id)
-    collected: dict[str, Any] = {"deleted_blobs": 0, "lines": 0}
+    collected: dict[str, Any] = {"deleted_blobs": 0, "lines": 0, "read_only_ms": None}
 
     def on_event(event: PlaybookEvent) -> None:
         for line in event.result.get("stdout_lines") or []:
             collected["lines"] += 1
             collected["deleted_blobs"] += "blob eligible for deletion" in line
+            window = READ_ONLY_WINDOW.search(line)
+            if window:
+                collected["read_only_ms"] = int(window.group(1))
             ctx.log(line)
 
     ctx.progress(0.1, f"garbage-collecting {registry.name}")
@@ -154,6 +160,10 @@ def garbage_collect(ctx: OperationContext) -> dict[str, Any]:
         outcome = result.hosts.get(target.name)
         reason = outcome.failure_message if outcome else result.status
         raise PermanentError(f"Garbage collection failed on {target.name}: {reason}")
-    ctx.log(f"Garbage collection done: {collected['deleted_blobs']} blob(s) deleted.")
+    ctx.log(
+        f"Garbage collection done: {collected['deleted_blobs']} blob(s) deleted; pushes were "
+        f"refused for {collected['read_only_ms']} ms, pulls served."
+    )
     return {"registry_id": registry.id, "deleted_blobs": collected["deleted_blobs"],
+            "read_only_ms": collected["read_only_ms"],
             "finished_at": utcnow().isoformat()}  # fmt: skip

@@ -10,6 +10,13 @@ class RegistryUnreachable(UpstreamUnavailable):
     transient = True  # an operation meeting it is retried with backoff
 
 
+class RegistryReadOnly(UpstreamUnavailable):
+    """The registry refuses writes for now (garbage collection or maintenance): retry later."""
+
+    code = "registry_read_only"
+    transient = True
+
+
 class RegistryTlsFailed(UpstreamUnavailable):
     code = "registry_tls_failed"
 

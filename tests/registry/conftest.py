@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from portal.extensions import db
 from portal.registry.engine_images import CERTS_DIR
 from portal.registry.models import SPECTR, Registry
 from tests.portal import conftest as portal_fixtures
-from tests.registry.registry_process import RegistryProcess, start_registry
+from tests.registry.registry_process import RegistryProcess, free_port, start_registry
 
 # The portal's fixtures, shared with its tests (SQLite and Postgres apps, API clients).
 app = portal_fixtures.app
@@ -70,3 +72,25 @@ def spectr_registry(app: Flask, registry_server: RegistryProcess) -> Iterator[Re
     yield row
     # Pushes from the node's engine made it trust this registry's CA; forget it again.
     shutil.rmtree(CERTS_DIR / registry_server.address, ignore_errors=True)
+
+
+@pytest.fixture
+def deploy_request(tmp_path: Path) -> Iterator[dict]:
+    """Deploy parameters that keep everything in a temporary folder; stop the service after."""
+    name = f"spectr-test-registry-{uuid.uuid4().hex[:8]}"
+    body = {
+        "port": free_port(),
+        "service_name": name,
+        "config_dir": str(tmp_path / "config"),
+        "storage_path": str(tmp_path / "storage"),
+        "service_manager": "direct",  # no systemd on this machine
+        "gc_schedule": "",  # no cron file outside the temporary folder
+    }
+    yield body
+    subprocess.run(
+        ["start-stop-daemon", "--stop", "--retry", "TERM/10/KILL/5", "--remove-pidfile",
+         "--pidfile", f"/run/{name}.pid"],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    Path(f"/run/{name}-gc.lock").unlink(missing_ok=True)
+    Path(f"/var/log/spectr/{name}.log").unlink(missing_ok=True)

@@ -35,10 +35,8 @@ def _upload(client: httpx.Client, repository: str, blob: bytes) -> None:
     client.put(location, content=blob).raise_for_status()
 
 
-def image_manifest(
-    client: httpx.Client, repository: str, content: bytes, arch: str = "amd64"
-) -> bytes:
-    """Upload one image's blobs and return its manifest body (not yet tagged)."""
+def image_parts(content: bytes, arch: str = "amd64") -> tuple[bytes, bytes, bytes]:
+    """A one-layer image's config, layer and manifest body, built here (nothing uploaded)."""
     layer = _layer(content)
     config = json.dumps(
         {
@@ -49,9 +47,7 @@ def image_manifest(
             "rootfs": {"type": "layers", "diff_ids": [digest_of(gzip.decompress(layer))]},
         }
     ).encode()
-    _upload(client, repository, config)
-    _upload(client, repository, layer)
-    return json.dumps(
+    manifest = json.dumps(
         {
             "schemaVersion": 2,
             "mediaType": MANIFEST_V2,
@@ -69,6 +65,17 @@ def image_manifest(
             ],
         }
     ).encode()
+    return config, layer, manifest
+
+
+def image_manifest(
+    client: httpx.Client, repository: str, content: bytes, arch: str = "amd64"
+) -> bytes:
+    """Upload one image's blobs and return its manifest body (not yet tagged)."""
+    config, layer, manifest = image_parts(content, arch)
+    _upload(client, repository, config)
+    _upload(client, repository, layer)
+    return manifest
 
 
 def put_manifest(

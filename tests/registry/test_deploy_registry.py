@@ -4,9 +4,7 @@ role through ansible-runner (local connection), TLS from the Spectr CA, htpasswd
 from __future__ import annotations
 
 import ssl
-import subprocess
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -17,30 +15,9 @@ from portal.core.pki import ca_certificate_pem
 from portal.hosts.service import ensure_local_host
 from portal.registry import service
 from portal.settings.service import get_setting
-from tests.registry.registry_process import free_port
 from tests.registry.seed import push_image
 
 pytestmark = pytest.mark.slow  # two ansible runs of the registry role
-
-
-@pytest.fixture
-def deploy_request(tmp_path: Path) -> Iterator[dict]:
-    """Deploy parameters that keep everything in a temporary folder; stop the service after."""
-    name = f"spectr-test-registry-{uuid.uuid4().hex[:8]}"
-    body = {
-        "port": free_port(),
-        "service_name": name,
-        "config_dir": str(tmp_path / "config"),
-        "storage_path": str(tmp_path / "storage"),
-        "service_manager": "direct",  # no systemd on this machine
-        "gc_schedule": "",  # no cron file outside the temporary folder
-    }
-    yield body
-    subprocess.run(
-        ["start-stop-daemon", "--stop", "--retry", "TERM/10/KILL/5", "--remove-pidfile",
-         "--pidfile", f"/run/{name}.pid"],
-        capture_output=True, check=False,
-    )  # fmt: skip
 
 
 def test_deploy_on_the_spectr_node_twice_then_push_with_the_generated_password(
