@@ -74,13 +74,16 @@ def run_command(host: str, port: int) -> None:
     """Serve the portal, with the embedded worker unless a Redis queue is configured."""
     from werkzeug.serving import run_simple
 
+    from portal.web.server_errors import JsonErrorsRequestHandler
     from portal.worker import start_embedded_worker
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app.config["SPECTR_EMBEDDED_WORKER"]:
         start_embedded_worker(app)
     click.echo(f"Spectr portal on http://{host}:{port}/ (API docs at /api/docs)")
-    run_simple(host, port, app, threaded=True, use_reloader=False)
+    run_simple(
+        host, port, app, threaded=True, use_reloader=False, request_handler=JsonErrorsRequestHandler
+    )
 
 
 @cli.command("worker")

@@ -7,6 +7,12 @@ after it: e.g. GUNICORN_CMD_ARGS="--bind 127.0.0.1:8000 --workers 4 --threads 16
 import os
 import shutil
 
+from portal.web.server_errors import install_in_gunicorn
+
+# A request line over gunicorn's limit (414), oversized headers (431) and malformed requests are
+# answered by gunicorn itself; make those answers the API's JSON error, not an HTML page.
+install_in_gunicorn()
+
 bind = "0.0.0.0:8000"
 worker_class = "gthread"
 workers = 2

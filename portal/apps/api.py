@@ -14,6 +14,7 @@ from portal.apps.schemas import (
     AdoptableSchema,
     AdoptBodySchema,
     AppDetailSchema,
+    AppLogsSchema,
     AppQuerySchema,
     AppSchema,
     DeployBodySchema,
@@ -32,7 +33,7 @@ from portal.core.api_base import Blueprint
 from portal.core.operations.api import accepted
 from portal.core.operations.schemas import OperationSchema
 from portal.core.security import require_role
-from portal.core.sse import sse_response
+from portal.core.sse import sse_alt_response, sse_response
 
 blp = Blueprint("apps", __name__, url_prefix="/api/v1", description="Applications on hosts")
 
@@ -145,7 +146,8 @@ for _action in ("start", "stop", "restart", "pull", "remove"):
 class AppLogs(MethodView):
     @require_role("viewer")
     @blp.arguments(LogsQuerySchema, location="query")
-    @blp.response(200)
+    @blp.response(200, AppLogsSchema)
+    @sse_alt_response(blp, "with follow=1: `line` events, then `end`")
     def get(self, query: dict, app_id: int) -> Any:
         """Read a container's log; follow=1 streams it as Server-Sent Events."""
         app = service.get_app(app_id)

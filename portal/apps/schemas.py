@@ -87,6 +87,16 @@ class LogsQuerySchema(ma.Schema):
     container = ma.fields.String(load_default=None)
 
 
+class LogFrameSchema(ma.Schema):
+    stream = ma.fields.String(metadata={"description": "stdout or stderr"})
+    data = ma.fields.String()
+
+
+class AppLogsSchema(ma.Schema):
+    container = ma.fields.String()
+    lines = ma.fields.List(ma.fields.Nested(LogFrameSchema))
+
+
 class ExecBodySchema(ma.Schema):
     argv = ma.fields.List(ma.fields.String(), load_default=None)
     command = ma.fields.String(

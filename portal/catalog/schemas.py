@@ -109,7 +109,9 @@ class PlacementRefusalSchema(ma.Schema):
 
 class PlacementSchema(ma.Schema):
     model_id = ma.fields.Integer()
-    runtime = ma.fields.String()
+    runtime = ma.fields.String(
+        allow_none=True, metadata={"description": "null when no runtime serves the model"}
+    )
     estimate = ma.fields.Nested(EstimateSchema)
     candidates = ma.fields.List(ma.fields.Nested(PlacementCandidateSchema))
     refused = ma.fields.List(ma.fields.Nested(PlacementRefusalSchema))

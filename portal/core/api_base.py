@@ -23,6 +23,15 @@ class Blueprint(flask_smorest.Blueprint):
 
     ARGUMENTS_PARSER = SpectrParser()
 
+    def _document_pagination_metadata(self, spec: Any, resp_doc: dict) -> None:
+        # The header carries JSON text; flask-smorest documents it as an object, which no
+        # client reading headers (or schemathesis) can match. Say what is really sent.
+        resp_doc.setdefault("headers", {})[self.PAGINATION_HEADER_NAME] = {
+            "description": "Pagination metadata as JSON text: total, total_pages, first_page, "
+            "last_page, page, previous_page, next_page",
+            "schema": {"type": "string"},
+        }
+
 
 class SpectrApi(Api):
     ERROR_SCHEMA = ErrorSchema
@@ -40,7 +49,7 @@ class SpectrApi(Api):
         details = data.get("errors") or data.get("messages") or {}
         details = _flatten_webargs_locations(details)
         message = data.get("message") or _describe(status, error, details)
-        headers = data.get("headers", {})
+        headers = {**_protocol_headers(error), **(data.get("headers") or {})}
         if status >= 500:
             log.error("internal error on %s %s", request.method, request.path)
         if _wants_html():
@@ -101,3 +110,8 @@ def _wants_html() -> bool:
         return False
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "text/html"
+
+
+def _protocol_headers(error: HTTPException) -> dict[str, str]:
+    """The headers werkzeug's exception carries besides its HTML type (Allow on a 405)."""
+    return {k: v for k, v in error.get_headers() if k.lower() != "content-type"}

@@ -80,13 +80,17 @@ HTTP_CODES = {
     409: "conflict",
     412: "precondition_failed",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
     422: "validation_error",
     428: "precondition_required",
     429: "too_many_requests",
+    431: "headers_too_large",
     500: "internal_error",
     502: "upstream_unavailable",
+    501: "not_implemented",
     503: "unavailable",
+    505: "http_version_not_supported",
 }
 
 

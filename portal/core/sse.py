@@ -31,3 +31,18 @@ def sse_response(events: Iterable[str]) -> Response:
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response
+
+
+def sse_alt_response(blp: Any, events: str) -> Any:
+    """Document that a 200 is (or, when following, becomes) a text/event-stream.
+
+    flask-smorest merges responses of one status with different content types, so this
+    stands beside the JSON of `@blp.response(200, Schema)` where the endpoint answers both.
+    """
+    return blp.alt_response(
+        200,
+        schema={"type": "string", "description": f"Server-Sent Events: {events}"},
+        content_type="text/event-stream",
+        description=f"JSON, or Server-Sent Events: {events}",
+        success=True,
+    )

@@ -11,7 +11,7 @@ from flask.views import MethodView
 from portal.core.api_base import Blueprint
 from portal.core.errors import ValidationFailed
 from portal.core.security import require_role
-from portal.core.sse import sse_response
+from portal.core.sse import sse_alt_response, sse_response
 from portal.hosts import relay
 from portal.hosts.service import get_host
 
@@ -47,6 +47,7 @@ class ContainerLogs(MethodView):
     @require_role("viewer")
     @blp.arguments(ContainerLogsQuery, location="query")
     @blp.response(200, description="text/event-stream of line events, then end")
+    @sse_alt_response(blp, "`line` events, then `end`")
     def get(self, query: dict, host_id: int, container_id: str) -> Any:
         """Stream a container's log as Server-Sent Events (follow=0 ends after the tail)."""
         engine = relay.open_engine(get_host(host_id))
@@ -58,6 +59,7 @@ class ContainerExec(MethodView):
     @require_role("operator")
     @blp.arguments(ContainerExecBody)
     @blp.response(200, description="text/event-stream of stdout/stderr events, then exit")
+    @sse_alt_response(blp, "`stdout` and `stderr` events, then `exit` with the exit code")
     def post(self, body: dict, host_id: int, container_id: str) -> Any:
         """Run a command in a container (argv, never a shell); the output streams back."""
         argv = body["argv"] or _split(body["command"])

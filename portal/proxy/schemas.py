@@ -71,8 +71,8 @@ class GatewayKeySchema(ma.Schema):
     expires_in_days = ma.fields.Integer(
         load_only=True, load_default=None, allow_none=True, validate=ma.validate.Range(1, 3650)
     )
-    expires_at = UtcDateTime(dump_only=True)
-    revoked_at = UtcDateTime(dump_only=True)
+    expires_at = UtcDateTime(dump_only=True, allow_none=True)
+    revoked_at = UtcDateTime(dump_only=True, allow_none=True)
     created_at = UtcDateTime(dump_only=True)
 
     @ma.validates_schema

@@ -24,7 +24,7 @@ from portal.core.operations.schemas import (
 from portal.core.pagination import SelectPage
 from portal.core.request_input import header_integer, header_text
 from portal.core.security import current_principal, require_role
-from portal.core.sse import sse_event, sse_response
+from portal.core.sse import sse_alt_response, sse_event, sse_response
 from portal.extensions import db
 
 blp = Blueprint(
@@ -103,6 +103,7 @@ class OperationLog(MethodView):
     @require_role("viewer")
     @blp.arguments(LogQuerySchema, location="query")
     @blp.response(200, OperationLogSchema)
+    @sse_alt_response(blp, "with follow=1: `line` and `state` events, then `end`")
     def get(self, query: dict, operation_id: str) -> Any:
         """Read the log; with follow=1, stream it as Server-Sent Events until the end."""
         operation = service.get_operation(operation_id)
