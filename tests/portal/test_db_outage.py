@@ -128,6 +128,17 @@ def test_a_database_that_does_not_answer_is_a_503_with_retry_after(down_app: Fla
     assert "text/html" in login.headers["Content-Type"]
 
 
+def test_a_signed_in_browser_gets_the_503_page_while_the_database_is_away(down_app: Flask) -> None:
+    client = down_app.test_client()
+    with client.session_transaction() as session:  # what flask-login keeps after a sign-in
+        session["_user_id"] = "1:1"
+    for path in ("/", "/operations"):
+        page = client.get(path, headers={"Accept": "text/html"})
+        assert page.status_code == 503, path
+        assert page.headers["Retry-After"] == "2"
+        assert "The database is not reachable right now" in page.get_data(as_text=True)
+
+
 def test_statement_errors_stay_errors_not_unavailable(pg_app: Flask) -> None:
     """Only an unreachable database is a 503: a failing statement is not hidden behind it."""
     from sqlalchemy.exc import DBAPIError
