@@ -1,16 +1,17 @@
-"""Create and restore backups: one tar.gz under <instance>/backups with a manifest.json.
+"""Create, list and delete backups under <instance>/backups (restore.py puts them back).
 
-Inside: the database dump, the instance keys (encryption key, session key), the Spectr CA,
-and the registry metadata (registries known and the catalog of Spectr's registry). Registry
-blobs are not copied: they live on the registry's storage, backed up with its host.
+A backup is a tar.gz with a manifest.json: the database dump, the instance keys (encryption key,
+session key) and the Spectr CA, the registry metadata, and the index of Spectr's registry's
+content (every repository's tags, manifests and blobs: images and models/<name> artifacts).
+The registry's blobs and manifests themselves go to the blob store beside the archives
+(backups/blobs/sha256/<hex>), shared by every backup: a second backup copies only what is new.
+Model files staged on the Spectr node (SPECTR_MODELS_DIR) are not copied: each model revision
+is an OCI artifact in Spectr's registry, the source of truth, and comes back with it.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import tarfile
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,22 +19,36 @@ from pathlib import Path
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from portal import __version__
-from portal.backup.database import BackupError, dialect_of, dump_database, restore_database
-from portal.core.errors import NotFound
+from portal.backup import archive
+from portal.backup.blobstore import BlobStore
+from portal.backup.database import BackupError, dialect_of, dump_database
+from portal.backup.registry_content import RegistrySaver, megabytes, referenced_digests
+from portal.core.audit import record_audit
+from portal.core.errors import NotFound, SpectrError
 from portal.extensions import db
 
-FORMAT = 1
 KEY_FILES = ("encryption.key", "secret_key", "pki/ca.crt", "pki/ca.key")
+LOCK_WAIT_SECONDS = 600.0  # a backup waits for another one to finish rather than failing
 Log = Callable[[str], None]
+Progress = Callable[[float, str], None]
+
+
+def quiet(*_: object) -> None:
+    """The default log and progress: say nothing."""
 
 
 def backups_folder() -> Path:
     folder = Path(current_app.instance_path) / "backups"
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     return folder
+
+
+def blob_store(folder: Path | None = None) -> BlobStore:
+    """The blob store beside the backups (or in `folder`, a copy brought to this machine)."""
+    return BlobStore(folder or backups_folder() / "blobs")
 
 
 def list_backups() -> list[dict[str, Any]]:
@@ -52,24 +67,39 @@ def backup_path(name: str) -> Path:
     return path
 
 
-def create_backup(log: Log = lambda line: None) -> Path:
-    """Write a backup of Spectr's state and return its path."""
+def create_backup(log: Log = quiet, progress: Progress = quiet) -> Path:
+    """Write a backup of Spectr's state and return its path.
+
+    Raises BackupError after writing it when the registry's content could not be saved: the
+    database and keys are in the archive, and the error says what is missing.
+    """
     database_url = current_app.config["SPECTR_DATABASE_URL"]
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
     target = backups_folder() / f"spectr-backup-{stamp}.tar.gz"
-    with tempfile.TemporaryDirectory(dir=backups_folder()) as staging_name:
-        staging = Path(staging_name)
-        (staging / "database").mkdir()
-        dump = dump_database(database_url, staging / "database")
+    store = blob_store()
+    with store.locked(LOCK_WAIT_SECONDS), tempfile.TemporaryDirectory(dir=backups_folder()) as tmp:
+        staging = Path(tmp)
+        dump = dump_database(database_url, _mkdir(staging / "database"))
         log(f"Database dumped ({dialect_of(database_url)}, {dump.stat().st_size} bytes).")
         keys = _copy_keys(Path(current_app.instance_path), staging / "instance")
         log(f"Instance keys and CA copied: {', '.join(keys)}.")
-        (staging / "registry").mkdir()
-        _write_json(staging / "registry" / "metadata.json", _registry_metadata(log))
-        _write_json(staging / "manifest.json", _manifest(database_url, dump, keys))
-        _pack(staging, target)
+        archive.write_json(staging / "registry" / "metadata.json", _registry_metadata())
+        content = _save_registry_content(staging, store, log, progress)
+        manifest = _manifest(database_url, dump, keys, content)
+        archive.write_json(staging / archive.MANIFEST, manifest)
+        archive.pack(staging, target)
     log(f"Backup written to {target} ({target.stat().st_size} bytes).")
+    if content and content["error"]:
+        raise BackupError(
+            f"Backup {target.name} holds the database and keys but not the registry's "
+            f"content: {content['error']}"
+        )
     return target
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _copy_keys(instance: Path, target: Path) -> list[str]:
@@ -83,104 +113,113 @@ def _copy_keys(instance: Path, target: Path) -> list[str]:
     return copied
 
 
-def _registry_metadata(log: Log) -> dict[str, Any]:
-    from portal.core.errors import SpectrError
+def _registry_metadata() -> dict[str, Any]:
     from portal.registry import service as registries
 
-    metadata: dict[str, Any] = {"registries": [], "spectr_catalog": None}
-    for registry in registries.list_registries():
-        metadata["registries"].append(
-            {"name": registry.name, "kind": registry.kind, "url": registry.url,
-             "username": registry.username, "config_dir": registry.config_dir,
-             "storage_path": registry.storage_path}
-        )  # fmt: skip
-    spectr = registries.spectr_registry()
-    if spectr is not None:
-        try:
-            metadata["spectr_catalog"] = _catalog(registries.client_for(spectr))
-        except SpectrError as exc:
-            log(f"Spectr's registry catalog not saved: {exc.message}")
-    return metadata
+    return {
+        "registries": [
+            {"name": r.name, "kind": r.kind, "url": r.url, "username": r.username,
+             "config_dir": r.config_dir, "storage_path": r.storage_path}
+            for r in registries.list_registries()
+        ]
+    }  # fmt: skip
 
 
-def _catalog(client: Any, limit: int = 10000) -> dict[str, list[str]]:
-    catalog: dict[str, list[str]] = {}
-    with client:
-        last = None
-        while len(catalog) < limit:
-            page = client.repositories(1000, last)
-            for repository in page.items:
-                catalog[repository] = client.all_tags(repository)
-            if not page.next_last:
-                break
-            last = page.next_last
-    return catalog
+def _save_registry_content(
+    staging: Path, store: BlobStore, log: Log, progress: Progress
+) -> dict[str, Any] | None:
+    """Copy Spectr's registry into the blob store; its manifest section (None: no registry)."""
+    from portal.registry import service as registries
+
+    registry = registries.spectr_registry()
+    if registry is None:
+        log("No Spectr registry is recorded: no registry content to save.")
+        return None
+    log(f"Saving the content of Spectr's registry {registry.url} into {store.root}.")
+    section: dict[str, Any] = {"registry": registry.url, "error": None, "missing": []}
+    try:
+        with registries.client_for(registry) as client:
+            saver = RegistrySaver(client, store, log, progress)
+            index = saver.save()
+    except SpectrError as exc:
+        log(f"The registry's content was not saved: {exc.message}")
+        return {**section, "error": exc.message}
+    archive.write_json(staging / archive.REGISTRY_INDEX, index)
+    counts = saver.counts
+    log(
+        f"Registry content: {counts.repositories} repositories, {counts.tags} tags, "
+        f"{counts.blobs} blobs and manifests ({megabytes(counts.bytes)}); copied "
+        f"{counts.blobs_copied} ({megabytes(counts.bytes_copied)}), reused "
+        f"{counts.blobs_reused} ({megabytes(counts.bytes_reused)}) from earlier backups."
+    )
+    return {**section, **counts.to_dict(), "missing": index["missing"],
+            "models": _models_section(index)}  # fmt: skip
 
 
-def _manifest(database_url: str, dump: Path, keys: list[str]) -> dict[str, Any]:
+def _models_section(index: dict[str, Any]) -> dict[str, Any]:
+    """How model files are covered: by their artifacts in the registry's content."""
+    from portal.artifacts.models import ModelRevision
+
+    revisions = list(db.session.scalars(select(ModelRevision)))
+    saved = {
+        (repository, item["digest"])
+        for repository, content in index["repositories"].items()
+        for item in content["manifests"]
+    }
+    missing = [f"{r.repository}@{r.manifest_digest}" for r in revisions
+               if (r.repository, r.manifest_digest) not in saved]  # fmt: skip
+    return {
+        "stored_as": "OCI artifacts in Spectr's registry (models/<name>), saved with its content",
+        "models_dir": "not copied: the Spectr node's staged files are fetched again from the "
+        "registry when a model is distributed or deployed",
+        "revisions": len(revisions),
+        "revisions_saved": len(revisions) - len(missing),
+        "revisions_missing": missing,
+    }
+
+
+def _manifest(
+    database_url: str, dump: Path, keys: list[str], content: dict[str, Any] | None
+) -> dict[str, Any]:
     revision = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
     return {
-        "format": FORMAT,
+        "format": archive.FORMAT,
         "spectr_version": __version__,
         "created_at": datetime.now(UTC).isoformat(),
         "database": {"dialect": dialect_of(database_url), "file": f"database/{dump.name}",
                      "alembic_revision": revision},
         "instance_files": keys,
+        "registry_content": content,
+        "blob_store": "blobs/ beside this archive (sha256/<hex>), shared by the backups",
     }  # fmt: skip
 
 
-def _write_json(path: Path, content: dict[str, Any]) -> None:
-    path.write_text(json.dumps(content, indent=2, sort_keys=True))
+def delete_backup(name: str) -> dict[str, Any]:
+    """Delete a backup, then the blobs no remaining backup refers to."""
+    path = backup_path(name)
+    store = blob_store()
+    with store.locked():
+        path.unlink()
+        collected = _collect_blobs(store)
+    record_audit("backup.delete", f"backup:{name}", details=collected)
+    db.session.commit()
+    return {"name": name, **collected}
 
 
-def _pack(staging: Path, target: Path) -> None:
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as archive:
-        for item in sorted(staging.iterdir()):
-            archive.add(item, arcname=item.name)
+def prune_backups(keep: int) -> list[dict[str, Any]]:
+    """Keep the newest `keep` backups; delete the others (and the blobs only they held)."""
+    return [delete_backup(item["name"]) for item in list_backups()[keep:]]
 
 
-def restore_backup(archive_path: Path, log: Log = lambda line: None) -> dict[str, Any]:
-    """Restore a backup over the current instance: database, keys and CA."""
-    database_url = current_app.config["SPECTR_DATABASE_URL"]
-    with tempfile.TemporaryDirectory() as staging_name:
-        staging = Path(staging_name)
-        manifest = _unpack(archive_path, staging)
-        dialect = manifest["database"]["dialect"]
-        if dialect != dialect_of(database_url):
-            raise BackupError(
-                f"This backup holds a {dialect} database but Spectr is configured for "
-                f"{dialect_of(database_url)}; set SPECTR_DATABASE_URL to match."
-            )
-        db.session.remove()
-        db.engine.dispose()  # no pooled connection may hold the old database open
-        restore_database(database_url, staging / manifest["database"]["file"])
-        log(f"Database restored (revision {manifest['database']['alembic_revision']}).")
-        restored = _restore_keys(staging / "instance", Path(current_app.instance_path))
-        log(f"Instance files restored: {', '.join(restored)}.")
-    if current_app.config.get("SPECTR_ENCRYPTION_KEYS"):
-        log("SPECTR_ENCRYPTION_KEYS is set: the restored encryption.key is only used without it.")
-    return {"manifest": manifest, "instance_files": restored}
-
-
-def _unpack(archive_path: Path, staging: Path) -> dict[str, Any]:
+def _collect_blobs(store: BlobStore) -> dict[str, Any]:
+    referenced: set[str] = set()
     try:
-        with tarfile.open(archive_path, "r:gz") as archive:
-            archive.extractall(staging, filter="data")  # refuses absolute paths and '..'
-        manifest = json.loads((staging / "manifest.json").read_text())
-    except (OSError, tarfile.TarError, ValueError) as exc:
-        raise BackupError(f"{archive_path} is not a Spectr backup: {exc}") from exc
-    if manifest.get("format") != FORMAT:
-        raise BackupError(f"Backup format {manifest.get('format')} is not supported.")
-    return manifest
-
-
-def _restore_keys(source: Path, instance: Path) -> list[str]:
-    restored = []
-    for name in KEY_FILES:
-        if (source / name).is_file():
-            (instance / name).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            shutil.copyfile(source / name, instance / name)
-            os.chmod(instance / name, 0o600 if not name.endswith(".crt") else 0o644)
-            restored.append(name)
-    return restored
+        for item in list_backups():
+            index = archive.read_member(backups_folder() / item["name"], archive.REGISTRY_INDEX)
+            referenced |= referenced_digests(index or {})
+    except BackupError as exc:
+        # Unknown references: deleting anything could take a blob that backup needs.
+        return {"blobs_removed": 0, "bytes_freed": 0, "collection_skipped": exc.message}
+    collected = store.collect(referenced)
+    return {"blobs_removed": collected.removed, "bytes_freed": collected.bytes_freed,
+            "blobs_kept": len(referenced)}  # fmt: skip

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from flask import Flask
 
-from portal.backup import service
+from portal.backup import restore, service
 from portal.core.pki import ca_certificate_pem
 from portal.extensions import db
 from portal.registry import service as registries
@@ -42,7 +42,7 @@ def test_backup_then_restore_brings_back_rows_secrets_and_keys(any_db_app: Flask
     db.session.delete(db.session.query(Registry).one())
     registries.create_registry({"name": "after-backup", "url": "https://other.internal"})
     (instance / "pki" / "ca.crt").write_text("overwritten")
-    service.restore_backup(archive)
+    restore.restore_backup(archive)
 
     db.session.remove()
     restored = db.session.query(Registry).all()
@@ -55,7 +55,7 @@ def test_restore_refuses_a_file_that_is_not_a_backup(app: Flask, tmp_path: Path)
     junk = tmp_path / "junk.tar.gz"
     junk.write_bytes(b"not gzip at all")
     with pytest.raises(Exception, match="is not a Spectr backup"):
-        service.restore_backup(junk)
+        restore.restore_backup(junk)
 
 
 @pytest.mark.slow  # pg_dump / pg_restore or a whole backup: over a second

@@ -1,0 +1,109 @@
+"""Backups of Spectr's registry's content through its HTTP API, into the shared blob store.
+
+Real pieces: a docker-registry process with TLS and htpasswd recorded as Spectr's registry,
+the backup operation through the API, the blob store on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from portal.core.audit import AuditEvent
+from portal.extensions import db
+from portal.registry.models import Registry
+from tests.registry.registry_process import RegistryProcess, free_port
+from tests.registry.seed import push_image, push_multiplatform
+
+pytestmark = pytest.mark.slow  # a registry process and several backups
+
+
+def backed_up(api) -> dict:  # type: ignore[no-untyped-def]
+    """Run a backup through the API; the finished operation, with its log lines."""
+    accepted = api.post("/api/v1/backups")
+    assert accepted.status_code == 202, accepted.json
+    operation = api.get(accepted.headers["Location"]).json
+    lines = api.get(f"/api/v1/operations/{operation['id']}/log").json["lines"]
+    operation["log"] = [line["message"] for line in lines]
+    return operation
+
+
+def stored_blobs(app: Flask) -> set[str]:
+    folder = Path(app.instance_path, "backups", "blobs", "sha256")
+    return {path.name for path in folder.iterdir()} if folder.is_dir() else set()
+
+
+def test_a_second_backup_copies_nothing_and_deleting_one_keeps_what_others_hold(
+    app: Flask, api_as: Callable, spectr_registry: Registry, registry_server: RegistryProcess
+) -> None:
+    admin = api_as("admin")
+    with registry_server.http() as http:
+        push_image(http, "team/app", "v1", b"first image")
+        push_multiplatform(http, "team/multi", "v1")  # an index, two images
+    first = backed_up(admin)
+    assert first["state"] == "succeeded", first["error"]
+    # team/app: manifest, config, layer; team/multi: index, 2 x (manifest, config, layer).
+    assert first["result"]["registry"]["blobs_copied"] == 10
+    assert first["result"]["registry"]["blobs_reused"] == 0
+
+    second = backed_up(admin)
+    copied = second["result"]["registry"]
+    assert (copied["blobs_copied"], copied["bytes_copied"], copied["blobs_reused"]) == (0, 0, 10)
+    assert copied["bytes"] == first["result"]["registry"]["bytes"]
+    assert any("copied 0 (0.0 MB), reused 10" in line for line in second["log"]), second["log"]
+    with tarfile.open(Path(app.instance_path, "backups", second["result"]["name"])) as packed:
+        assert packed.getnames()[:2] == ["manifest.json", "registry"]  # small members first
+        index = json.load(packed.extractfile("registry/content.json"))  # type: ignore[arg-type]
+        manifest = json.load(packed.extractfile("manifest.json"))  # type: ignore[arg-type]
+    multi = index["repositories"]["team/multi"]
+    assert multi["manifests"][-1]["digest"] == multi["tags"]["v1"]  # the index after its images
+    assert manifest["registry_content"]["models"]["stored_as"].startswith("OCI artifacts")
+
+    with registry_server.http() as http:
+        push_image(http, "team/other", "v1", b"second image")
+    third = backed_up(admin)
+    assert third["result"]["registry"]["blobs_copied"] == 3
+    assert len(stored_blobs(app)) == 13
+
+    assert (
+        api_as("operator").delete(f"/api/v1/backups/{first['result']['name']}").status_code == 403
+    )
+    deleted = admin.delete(f"/api/v1/backups/{first['result']['name']}")
+    assert deleted.status_code == 200, deleted.json
+    assert deleted.json["blobs_removed"] == 0  # the second and third backups hold all of them
+    untag = admin.delete(f"{base_of(spectr_registry)}/repositories/team/other/tags/v1")
+    assert untag.status_code == 200
+    assert backed_up(admin)["result"]["registry"]["blobs_copied"] == 0
+    deleted = admin.delete(f"/api/v1/backups/{third['result']['name']}").json
+    assert deleted["blobs_removed"] == 3  # only the third backup held team/other's image
+    assert len(stored_blobs(app)) == 10
+    actions = {e.action for e in db.session.query(AuditEvent).filter_by(target=f"backup:{third['result']['name']}")}  # fmt: skip
+    assert "backup.delete" in actions
+
+
+def base_of(registry: Registry) -> str:
+    return f"/api/v1/registries/{registry.id}"
+
+
+def test_an_unreachable_registry_fails_the_backup_but_keeps_the_database_and_keys(
+    app: Flask, api_as: Callable
+) -> None:
+    db.session.add(Registry(name="spectr", kind="spectr", url=f"https://127.0.0.1:{free_port()}"))
+    db.session.commit()
+    admin = api_as("admin")
+
+    operation = backed_up(admin)
+
+    assert operation["state"] == "failed"
+    assert "holds the database and keys but not the registry's content" in operation["error"]
+    [kept] = admin.get("/api/v1/backups").json
+    assert kept["name"] in operation["error"]
+    with tarfile.open(Path(app.instance_path, "backups", kept["name"])) as packed:
+        manifest = json.load(packed.extractfile("manifest.json"))  # type: ignore[arg-type]
+        assert "instance/encryption.key" in packed.getnames()
+    assert "Cannot reach registry" in manifest["registry_content"]["error"]
