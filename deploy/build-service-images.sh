@@ -37,7 +37,7 @@ for service in postgres redis; do
   )
   ref="${prefix}${service}:$(sha256sum <<<"$recipe_hash" | cut -c1-16)"
   if ! docker image inspect "$ref" >/dev/null 2>&1; then
-    say "docker build $ref from Debian packages (first time: about a minute)"
+    say "docker build $ref from Debian packages (first time: about half a minute)"
     log=$(mktemp)
     docker build -q --build-arg BASE_IMAGE="$base" -t "$ref" "$folder" >"$log" 2>&1 ||
       { cat "$log" >&2; rm -f "$log"; exit 1; }
