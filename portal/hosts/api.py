@@ -11,7 +11,7 @@ from portal.core.operations.api import create_from_request
 from portal.core.operations.schemas import OperationSchema
 from portal.core.pagination import SelectPage
 from portal.core.security import require_role
-from portal.hosts import service
+from portal.hosts import rotation, service
 from portal.hosts.schemas import (
     BootstrapManySchema,
     BootstrapOneSchema,
@@ -22,6 +22,8 @@ from portal.hosts.schemas import (
     HostSchema,
     HostWriteSchema,
     ImportSchema,
+    RotateCredentialsSchema,
+    RotateOneSchema,
 )
 
 blp = Blueprint("hosts", __name__, url_prefix="/api/v1/hosts", description="Hosts")
@@ -68,6 +70,38 @@ class HostBootstrapMany(MethodView):
         params = {"host_ids": host_ids, "forks": body["forks"]}
         answer = create_from_request("bootstrap_hosts", params, target="hosts")
         service.assign_operation(host_ids, answer[0].id)
+        return answer
+
+
+@blp.route("/rotate-credentials")
+class HostCredentialRotation(MethodView):
+    @require_role("admin")
+    @blp.arguments(RotateCredentialsSchema)
+    @blp.response(202, OperationSchema)
+    def post(self, body: dict) -> Any:
+        """Replace agents' certificates and tokens, and the portal's client certificate, live."""
+        host_ids = body.get("host_ids")
+        ids = rotation.plan_rotation(
+            list(dict.fromkeys(host_ids)) if host_ids else None, body["portal_certificate"]
+        )
+        params = {"host_ids": ids, "forks": body["forks"],
+                  "portal_certificate": body["portal_certificate"]}  # fmt: skip
+        answer = create_from_request("rotate_agent_credentials", params, target="hosts")
+        service.assign_operation(ids, answer[0].id)
+        return answer
+
+
+@blp.route("/<id:host_id>/rotate-credentials")
+class HostItemCredentialRotation(MethodView):
+    @require_role("admin")
+    @blp.arguments(RotateOneSchema)
+    @blp.response(202, OperationSchema)
+    def post(self, body: dict, host_id: int) -> Any:
+        """Replace one agent's certificate and token without downtime."""
+        ids = rotation.plan_rotation([host_id], body["portal_certificate"])
+        params = {"host_ids": ids, "forks": 1, "portal_certificate": body["portal_certificate"]}
+        answer = create_from_request("rotate_agent_credentials", params, target=f"host:{host_id}")
+        service.assign_operation(ids, answer[0].id)
         return answer
 
 

@@ -21,9 +21,9 @@ from portal.core.operations.kinds import (
     PermanentError,
     TransientError,
 )
-from portal.core.pki import ca_certificate_path, issue_server_certificate
+from portal.core.pki import ca_certificate_pem, issue_server_certificate
 from portal.core.timeutil import utcnow
-from portal.engines import AgentEngine, RetryPolicy
+from portal.engines import RetryPolicy
 from portal.engines.resilience import CircuitBreaker
 from portal.extensions import db
 from portal.hosts import ssh_keys
@@ -31,7 +31,7 @@ from portal.hosts.agent_artifact import agent_artifact_path
 from portal.hosts.facts import store_facts
 from portal.hosts.failures import HostFailure, classify_outcome
 from portal.hosts.models import BOOTSTRAPPING, DEGRADED, NEW, READY, UNREACHABLE, Host
-from portal.hosts.service import agent_url_for, get_host, inventory_host, set_status
+from portal.hosts.service import agent_engine, agent_url_for, get_host, inventory_host, set_status
 
 PLAYBOOK = "spectr.core.bootstrap"
 AGENT_WAIT_S = 20.0
@@ -147,12 +147,25 @@ def _inventory_host(host: Host) -> InventoryHost:
             host.name, [host.address]
         )
     host.agent_url = agent_url_for(host)
-    return inventory_host(
-        host,
-        agent_tls_cert=host.agent_certificate,
-        agent_tls_key=host.agent_private_key,
-        agent_token=host.agent_token,
+    credentials = agent_role_vars(
+        host.agent_certificate, host.agent_private_key or "", host.agent_token
     )
+    return inventory_host(host, **credentials)
+
+
+def agent_role_vars(
+    certificate: str, private_key: str, token: str, previous_token: str | None = None
+) -> dict[str, str]:
+    """The agent role's credentials for one host; mutual TLS with Spectr's CA is always on."""
+    variables = {
+        "agent_tls_cert": certificate,
+        "agent_tls_key": private_key,
+        "agent_token": token,
+        "agent_client_ca": ca_certificate_pem(),
+    }
+    if previous_token:
+        variables["agent_previous_token"] = previous_token
+    return variables
 
 
 def _certificate_covers(certificate_pem: str | None, address: str) -> bool:
@@ -192,10 +205,9 @@ def _after_run(
 
 def _verify_agent(host: Host, ctx: OperationContext) -> HostFailure | None:
     """Wait until the agent answers /v1/health over TLS with the portal's CA and token."""
-    engine = AgentEngine(
+    engine = agent_engine(
         agent_url_for(host),
         host.agent_token or "",
-        str(ca_certificate_path()),
         timeout_s=5.0,
         retry=RetryPolicy(attempts=1),
         breaker=CircuitBreaker(failure_threshold=10**6),

@@ -17,6 +17,7 @@ _HOST_KEY = re.compile(
 )
 _PACKAGES = re.compile(r"\b(apt|dnf|yum|dpkg|package|packages)\b", re.IGNORECASE)
 AGENT_HEALTH_TASK = "Wait for the agent's health endpoint"
+AGENT_CERTIFICATE_TASK = "Wait for the agent to serve its certificate"
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def classify_outcome(outcome: HostOutcome) -> HostFailure | None:
     task = outcome.failed_task or "unknown task"
     if _AUTH.search(message):
         return HostFailure("authentication", f"Authentication failed (become): {message}")
-    if task.endswith(AGENT_HEALTH_TASK):
+    if task.endswith((AGENT_HEALTH_TASK, AGENT_CERTIFICATE_TASK)):
         return HostFailure("agent", f"Agent did not come up on the host: {message}")
     if "install" in task.lower() and _PACKAGES.search(task + " " + message):
         return HostFailure("packages", f"Package installation failed in '{task}': {message}")

@@ -12,8 +12,8 @@ says nothing about whether Spectr's work on that host is healthy.
 
 from __future__ import annotations
 
+import math
 import re
-import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +24,7 @@ import httpx
 from sqlalchemy import delete, insert, select, update
 
 from portal.apps.lifecycle import HostApplications, applications_by_host
-from portal.core.pki import ca_certificate_path
+from portal.core.pki import agent_client_context, ca_certificate_path, portal_client_certificate
 from portal.core.ticker import periodic_job
 from portal.core.timeutil import utcnow
 from portal.engines import ContainerInfo
@@ -75,9 +75,9 @@ class AgentProber:
     context; each host keeps its own small client, as one pool over a thousand origins is slow.
     """
 
-    def __init__(self, ca_path: str, timeout_s: float, keepalive_s: float) -> None:
-        self.key = (ca_path, timeout_s, keepalive_s)
-        self._tls = ssl.create_default_context(cafile=ca_path)
+    def __init__(self, key: tuple[Any, ...], timeout_s: float, keepalive_s: float) -> None:
+        self.key = key
+        self._tls = agent_client_context()  # the portal's client certificate: agents require it
         self._timeout = httpx.Timeout(timeout_s, connect=min(3.0, timeout_s))
         self._limits = httpx.Limits(max_connections=2, keepalive_expiry=keepalive_s)
         self._clients: dict[str, httpx.Client] = {}
@@ -138,13 +138,14 @@ _prober: AgentProber | None = None
 
 
 def prober(timeout_s: float, keepalive_s: float) -> AgentProber:
-    """The process's prober, rebuilt when the CA or the timeouts change."""
+    """The process's prober, rebuilt when the CA, the client certificate or the timeouts change."""
     global _prober
-    key = (str(ca_certificate_path()), timeout_s, keepalive_s)
+    client = portal_client_certificate()  # renews it when it nears its expiry
+    key = (str(ca_certificate_path()), client.stat().st_mtime_ns, timeout_s, keepalive_s)
     if _prober is None or _prober.key != key:
         if _prober is not None:
             _prober.close()
-        _prober = AgentProber(*key)
+        _prober = AgentProber(key, timeout_s, keepalive_s)
     return _prober
 
 
@@ -312,8 +313,17 @@ def _interval(app: Any) -> float:
     return float(get_setting("health_check_interval_seconds"))
 
 
+def probe_timeout_s() -> float:
+    """Timeout of each request of a periodic sweep: half the interval, 1 to 5 s."""
+    return max(1.0, min(5.0, _interval(None) / 2))
+
+
+def longest_sweep_s(targets: int) -> float:
+    """How long a sweep may still use the tokens it read at its start (two requests a host)."""
+    return 2 * probe_timeout_s() * math.ceil(max(targets, 1) / MAX_PARALLEL_PROBES) + 1.0
+
+
 @periodic_job("host_health_checks", _interval)
 def run_health_checks() -> None:
     """Periodic job: one sweep over every host's agent."""
-    interval = _interval(None)
-    check_all_hosts(timeout_s=max(1.0, min(5.0, interval / 2)), keepalive_s=3 * interval)
+    check_all_hosts(timeout_s=probe_timeout_s(), keepalive_s=3 * _interval(None))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import marshmallow as ma
+from cryptography import x509
 
 from portal.core.addresses import validate_host_address
 from portal.core.fields import UtcDateTime
+from portal.core.pki import certificate_summary
 from portal.hosts.facts import summary
 from portal.hosts.models import HOST_STATUSES
 
@@ -106,9 +108,17 @@ class HostDetailSchema(HostSchema):
     facts = ma.fields.Dict()
     status_changes = ma.fields.Method("_history")
     containers = ma.fields.List(ma.fields.Nested(ContainerSchema))
+    agent_certificate = ma.fields.Method(
+        "_agent_certificate",
+        metadata={"description": "serial, sha256 and expiry of the agent's server certificate"},
+    )
 
     def _history(self, host: object) -> list:
         return StatusChangeSchema(many=True).dump(host.status_changes[:50])  # type: ignore[attr-defined]
+
+    def _agent_certificate(self, host: object) -> dict[str, str] | None:
+        pem = getattr(host, "agent_certificate", None)  # public; its key is never shown
+        return certificate_summary(x509.load_pem_x509_certificate(pem.encode())) if pem else None
 
 
 class HostQuerySchema(ma.Schema):
@@ -132,6 +142,26 @@ class BootstrapManySchema(ma.Schema):
 
 class BootstrapOneSchema(ma.Schema):
     forks = ma.fields.Integer(load_default=1, validate=ma.validate.Range(1, 50))
+
+
+class RotateCredentialsSchema(ma.Schema):
+    host_ids = ma.fields.List(
+        ma.fields.Integer(validate=ma.validate.Range(1, 2**31 - 1)),
+        validate=ma.validate.Length(1, 1000),
+        metadata={"description": "Hosts to rotate; every bootstrapped host when left out"},
+    )
+    forks = ma.fields.Integer(load_default=10, validate=ma.validate.Range(1, 50))
+    portal_certificate = ma.fields.Boolean(
+        load_default=True,
+        metadata={"description": "Also replace the portal's client certificate first"},
+    )
+
+
+class RotateOneSchema(ma.Schema):
+    portal_certificate = ma.fields.Boolean(
+        load_default=False,
+        metadata={"description": "Also replace the portal's client certificate first"},
+    )
 
 
 class DeleteQuerySchema(ma.Schema):

@@ -212,9 +212,17 @@ def engine_for(host: Host) -> ContainerEngine:
         return LocalDockerEngine(models_dir=current_app.config["SPECTR_MODELS_DIR"])
     if not host.agent_url or not host.agent_token:
         raise NotFound(f"Host '{host.name}' has no agent yet; bootstrap it first.")
-    from portal.core.pki import ca_certificate_path
+    return agent_engine(host.agent_url, host.agent_token)
 
-    return AgentEngine(host.agent_url, host.agent_token, str(ca_certificate_path()))
+
+def agent_engine(agent_url: str, token: str, **options: Any) -> AgentEngine:
+    """An AgentEngine trusting only the Spectr CA and presenting the portal's client certificate."""
+    from portal.core.pki import ca_certificate_path, portal_client_certificate
+
+    client = str(portal_client_certificate())  # certificate and key in one file
+    return AgentEngine(
+        agent_url, token, str(ca_certificate_path()), client_cert=(client, client), **options
+    )
 
 
 def normalize_private_key(text: str) -> str:

@@ -1,4 +1,4 @@
-"""Operation kinds of the hosts context: bootstrap and delete-with-cleanup."""
+"""Operation kinds of the hosts context: bootstrap, credential rotation, delete-with-cleanup."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from portal.extensions import db
 from portal.hosts import service
 from portal.hosts.bootstrap import bootstrap_hosts
 from portal.hosts.failures import classify_outcome
+from portal.hosts.rotation import rotate_agent_credentials
 
 REMOVE_AGENT_PLAYBOOK = Path(__file__).parent / "playbooks" / "remove_agent.yml"
 MANAGED_LABEL = "spectr.managed-by"
@@ -21,6 +22,12 @@ MANAGED_LABEL = "spectr.managed-by"
 def run_bootstrap(ctx: OperationContext) -> dict[str, Any]:
     """Bootstrap one or many hosts (see portal.hosts.bootstrap)."""
     return bootstrap_hosts(ctx)
+
+
+@operation_kind("rotate_agent_credentials")
+def run_rotation(ctx: OperationContext) -> dict[str, Any]:
+    """Replace agents' certificates and tokens without downtime (see portal.hosts.rotation)."""
+    return rotate_agent_credentials(ctx)
 
 
 @operation_kind("delete_host")

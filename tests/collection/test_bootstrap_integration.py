@@ -1,8 +1,8 @@
 """`ansible-playbook spectr.core.bootstrap` against a fresh DinD test host, twice.
 
 The host starts with Docker's packages present but no engine running, no service user, no
-agent: the playbook must leave the engine answering, the agent healthy and facts returned;
-the second run must change nothing.
+agent: the playbook must leave the engine answering, the agent healthy behind mutual TLS with
+the ops' own CA, and facts returned; the second run must change nothing.
 """
 
 from __future__ import annotations
@@ -48,13 +48,20 @@ def agent_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bootstrap_vars(agent_artifact: Path) -> dict[str, Any]:
-    cert = TestCA().issue()
+def ca() -> TestCA:
+    return TestCA()
+
+
+@pytest.fixture(scope="module")
+def bootstrap_vars(agent_artifact: Path, ca: TestCA) -> dict[str, Any]:
+    """What ops pass without the portal: their own CA, whose clients the agent requires."""
+    cert = ca.issue()
     return {
         "agent_artifact": str(agent_artifact),
         "agent_tls_cert": cert.cert_pem,
         "agent_tls_key": cert.key_pem,
         "agent_token": AGENT_TOKEN,
+        "agent_client_ca": ca.cert_pem,
     }
 
 
@@ -92,23 +99,28 @@ def test_bootstrap_returns_host_facts(runs: Any, fresh_host: TestHost) -> None:
 
 
 def test_bootstrap_starts_a_healthy_agent_as_the_service_user(
-    runs: Any, fresh_host: TestHost
+    runs: Any, fresh_host: TestHost, ca: TestCA
 ) -> None:
-    health = fresh_host.ssh(
-        "curl", "-sk", "-H", f"'Authorization: Bearer {AGENT_TOKEN}'",
-        "https://127.0.0.1:7443/v1/health",
-    )  # fmt: skip
-    refused = fresh_host.ssh(
-        "curl", "-sk", "-o", "/dev/null", "-w", "'%{http_code}'", "https://127.0.0.1:7443/v1/health"
-    )
+    client = ca.issue("ops-client")  # no extended key usage: good for client authentication
+    fresh_host.exec("sh", "-c", "cat > /tmp/client.pem",
+                    stdin=(client.cert_pem + client.key_pem).encode())  # fmt: skip
+    curl = ["curl", "-sk", "-o", "/dev/null", "-w", "'%{http_code}'"]
+    url = "https://127.0.0.1:7443/v1/health"
+    health = fresh_host.ssh("curl", "-sk", "--cert", "/tmp/client.pem", "-H",
+                            f"'Authorization: Bearer {AGENT_TOKEN}'", url)  # fmt: skip
+    no_token = fresh_host.ssh(*curl, "--cert", "/tmp/client.pem", url)
+    no_certificate = fresh_host.ssh(*curl, "-H", f"'Authorization: Bearer {AGENT_TOKEN}'",
+                                    url, "||", "true")  # fmt: skip
 
     assert json.loads(health)["status"] == "ok"
-    assert refused == "401"
+    assert no_token == "401"
+    assert no_certificate.startswith("000")  # refused at the TLS handshake
     owner = fresh_host.ssh("ps", "-o", "user=", "-p", "$(cat /run/spectr-agent.pid)").strip()
     assert owner == "spectr"
     config = json.loads(fresh_host.ssh("cat", "/etc/spectr-agent/agent.json"))
     assert AGENT_TOKEN not in json.dumps(config)
     assert len(config["token_sha256"]) == 64
+    assert config["client_ca"] == "/etc/spectr-agent/client-ca.crt"
 
 
 def test_second_bootstrap_changes_nothing(runs: Any) -> None:

@@ -1,4 +1,5 @@
-"""SSH host key fingerprints and checks, failure reasons, and the Spectr CA over real TLS."""
+"""SSH host key fingerprints and checks, failure reasons, the Spectr CA and the portal's client
+certificate over real TLS."""
 
 from __future__ import annotations
 
@@ -10,9 +11,18 @@ import threading
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from portal.automation import HostOutcome
-from portal.core.pki import ca_certificate_path, issue_server_certificate
+from portal.core import pki
+from portal.core.pki import (
+    ca_certificate_path,
+    issue_server_certificate,
+    portal_client_certificate,
+    rotate_portal_client_certificate,
+)
 from portal.hosts.failures import classify_outcome
 from portal.hosts.ssh_keys import HostKeyChanged, ScannedKeys, check_host_key, fingerprint_of
 
@@ -82,9 +92,15 @@ def test_ca_is_private_and_its_certificates_pass_a_real_tls_handshake(tmp_path: 
         handshake(tmp_path, ca_path, "localhost")  # not an address the certificate names
 
 
-def handshake(folder: Path, ca_path: Path, server_name: str) -> bytes:
+def handshake(
+    folder: Path, ca_path: Path, server_name: str, client_cert: Path | None = None
+) -> bytes:
+    """Talk to a TLS server on 127.0.0.1 that requires a client certificate when one is given."""
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(folder / "server.crt", folder / "server.key")
+    if client_cert is not None:
+        server_context.load_verify_locations(cafile=str(ca_path))
+        server_context.verify_mode = ssl.CERT_REQUIRED
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
 
@@ -99,6 +115,8 @@ def handshake(folder: Path, ca_path: Path, server_name: str) -> bytes:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     client_context = ssl.create_default_context(cafile=str(ca_path))
+    if client_cert is not None:
+        client_context.load_cert_chain(str(client_cert))
     try:
         with (
             socket.create_connection(("127.0.0.1", port)) as raw,
@@ -108,3 +126,56 @@ def handshake(folder: Path, ca_path: Path, server_name: str) -> bytes:
     finally:
         thread.join(5)
         listener.close()
+
+
+def test_portal_client_certificate_is_private_for_client_auth_and_made_once(tmp_path: Path) -> None:
+    instance = str(tmp_path)
+    path = portal_client_certificate(instance)
+    certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert "PRIVATE KEY" in path.read_text()  # certificate and key in one file
+    assert portal_client_certificate(instance).read_bytes() == path.read_bytes()  # kept
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_portal_client_certificate_is_renewed_before_it_expires(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    instance = str(tmp_path)
+    first = portal_client_certificate(instance).read_bytes()
+    monkeypatch.setattr(pki, "CLIENT_RENEW_DAYS", pki.CLIENT_DAYS + 1)  # "about to expire"
+
+    renewed = portal_client_certificate(instance).read_bytes()
+
+    assert renewed != first
+    assert (
+        x509.load_pem_x509_certificate(renewed).issuer
+        == x509.load_pem_x509_certificate(ca_certificate_path(instance).read_bytes()).subject
+    )
+
+
+def test_portal_client_certificate_passes_mutual_tls_and_a_server_certificate_does_not(
+    tmp_path: Path,
+) -> None:
+    instance = str(tmp_path)
+    ca_path = ca_certificate_path(instance)
+    cert_pem, key_pem = issue_server_certificate("node-1", ["127.0.0.1"], instance)
+    (tmp_path / "server.crt").write_text(cert_pem)
+    (tmp_path / "server.key").write_text(key_pem + cert_pem)
+    before = portal_client_certificate(instance).read_bytes()
+    rotated = rotate_portal_client_certificate(instance)
+
+    assert (
+        handshake(tmp_path, ca_path, "127.0.0.1", portal_client_certificate(instance)) == b"hello"
+    )
+    assert (
+        rotated.public_bytes(serialization.Encoding.PEM)
+        in portal_client_certificate(instance).read_bytes()
+    )
+    assert portal_client_certificate(instance).read_bytes() != before
+    # an agent's own certificate (serverAuth only) cannot open another agent
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        handshake(tmp_path, ca_path, "127.0.0.1", tmp_path / "server.key")
