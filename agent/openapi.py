@@ -121,7 +121,7 @@ _MODEL = {"type": "object", "required": ["digest", "name", "files", "size_bytes"
           "properties": {"digest": _DIGEST, "name": _STR, "pulled_at": _STR,
                          "files": {"type": "array", "items": _MODEL_FILE},
                          "size_bytes": _INT, "path": _STR}}  # fmt: skip
-_MODEL_DIGEST = _param("digest", _STR, "path", "the model's manifest digest, sha256:<hex>")
+_MODEL_DIGEST = _param("digest", _DIGEST, "path", "the model's manifest digest, sha256:<hex>")
 
 _LOG_PARAMS = [
     _ID, _param("follow", _BOOL, text="keep streaming until the container stops"),

@@ -125,6 +125,13 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         self._dispatch()
 
+    def __getattr__(self, name: str) -> Any:
+        """Any other method (PATCH, TRACE, QUERY...) reaches the router too, which answers 405
+        with Allow: http.server's 501 would say the agent cannot do HTTP, not "not here"."""
+        if name.startswith("do_") and name[3:].isalpha() and name[3:].isupper():
+            return self._dispatch
+        raise AttributeError(name)
+
     def _dispatch(self) -> None:
         self.rfile = self._raw_rfile  # the head is complete: the body is not part of its budget
         if not self.server.tracker.busy(self.slot):  # completed after its deadline or eviction
@@ -249,6 +256,8 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         if status == 401:
             self.send_header("WWW-Authenticate", 'Bearer realm="spectr-agent"')
+        if error is not None and error.status == 405 and "allowed" in error.details:
+            self.send_header("Allow", ", ".join(error.details["allowed"]))
         if error is not None and "retry_after_s" in error.details:
             self.send_header("Retry-After", str(int(error.details["retry_after_s"]) + 1))
         if self.close_connection or self._body_unread:
@@ -257,7 +266,8 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        self.wfile.write(payload)
+        if self.command != "HEAD":  # a HEAD answer has the headers of a GET, never its body
+            self.wfile.write(payload)
 
     def send_response(self, code: int, message: str | None = None) -> None:
         """Start an answer (JSON or stream); every answer carries the request id."""

@@ -18,7 +18,7 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 64  # specs nest a few levels; json's C parser recurses ~1000 deep, then fails
 _COMPACT = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps(separators=) is not
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 # The portal and the proxy accept the same shape, so one id can be followed through every log.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)

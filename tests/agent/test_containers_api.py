@@ -134,6 +134,7 @@ def test_engine_failure_is_502_and_leaves_no_container(api, image, container_nam
         ("POST", "/v1/containers", {"json": ["image"]}, 400),
         ("POST", "/v1/containers", {"json": {"image": "x", "ports": "80"}}, 422),
         ("GET", "/v1/containers", {"params": {"all": "maybe"}}, 400),
+        ("GET", "/v1/containers", {"params": {"all": ""}}, 400),
         ("GET", "/v1/containers", {"params": {"label": "=v"}}, 400),
         ("POST", "/v1/containers/x/stop", {"params": {"timeout": "-1"}}, 400),
         ("PUT", "/v1/containers", {}, 405),
@@ -146,6 +147,20 @@ def test_bad_input_gets_a_4xx_in_the_error_shape(api, method, path, kwargs, stat
     body = answer.json()
     assert set(body) == {"code", "message", "details"} and body["message"]
     assert "Traceback" not in answer.text
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "TRACE", "QUERY"])
+def test_a_method_no_route_serves_is_405_with_allow(api, method):
+    answer = api.request(method, "/v1/containers")
+    assert answer.status_code == 405
+    assert answer.headers["Allow"] == "GET, POST"
+    assert answer.json()["code"] == "method_not_allowed"
+
+
+def test_head_gets_the_headers_and_no_body(api):
+    answer = api.request("HEAD", "/v1/containers")
+    assert answer.status_code == 405 and answer.headers["Allow"] == "GET, POST"
+    assert answer.content == b""
 
 
 def test_unreachable_engine_is_502_and_health_says_degraded(agent_factory, pki, tmp_path):
