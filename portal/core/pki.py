@@ -100,6 +100,17 @@ def rotate_portal_client_certificate(instance_path: str | None = None) -> x509.C
     return certificate
 
 
+def issue_client_certificate(
+    common_name: str, days: int = CLIENT_DAYS, instance_path: str | None = None
+) -> tuple[str, str]:
+    """Issue a client certificate (clientAuth) that agents with mutual TLS accept; (cert, key)."""
+    folder = pki_folder(instance_path)
+    _ensure_ca(folder)
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = _sign(folder, common_name, key, ExtendedKeyUsageOID.CLIENT_AUTH, days)
+    return _cert_pem(certificate), _key_pem(key)
+
+
 def agent_client_context(instance_path: str | None = None) -> ssl.SSLContext:
     """A client TLS context for agents: trusts only the Spectr CA, presents the portal's cert."""
     context = ssl.create_default_context(cafile=str(ca_certificate_path(instance_path)))

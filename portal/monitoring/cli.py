@@ -1,4 +1,4 @@
-"""`spectr monitoring ...`: the scrape credential for Prometheus."""
+"""`spectr monitoring ...`: the scrape credentials for Prometheus (token, client certificate)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,23 @@ SCRAPE_USER = "prometheus"
 @click.group("monitoring")
 def monitoring_group() -> None:
     """Monitoring: Prometheus scrape credentials."""
+
+
+@monitoring_group.command("client-certificate")
+@click.option("--name", default="spectr-prometheus", show_default=True, help="Common name.")
+@click.option("--days", type=click.IntRange(1, 3650), default=365, show_default=True)
+@with_appcontext
+def client_certificate(name: str, days: int) -> None:
+    """Print a client certificate and its key (PEM) from the Spectr CA for Prometheus.
+
+    Agents bootstrapped by the portal require one (mutual TLS) besides the scrape token: give
+    them to spectr.core.monitoring as monitoring_client_cert and monitoring_client_key.
+    """
+    from portal.core.pki import issue_client_certificate
+
+    certificate, key = issue_client_certificate(name, days)
+    click.echo("Keep the key secret (it is shown once).", err=True)
+    click.echo(certificate + key, nl=False)
 
 
 @monitoring_group.command("scrape-token")
