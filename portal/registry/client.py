@@ -50,7 +50,9 @@ class Page:
 class TokenServiceAuth(httpx.Auth):
     """Basic auth, or a Bearer token from the realm named by the registry's challenge."""
 
-    requires_response_body = True
+    # False: httpx would otherwise read every response whole, a streamed blob included. The
+    # token response is read below, and httpx reads the 401 it retries after by itself.
+    requires_response_body = False
 
     def __init__(self, username: str | None, password: str | None) -> None:
         self._basic = httpx.BasicAuth(username, password or "") if username else None
