@@ -60,6 +60,20 @@ def megabytes(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
+REPORT_EVERY = 256 * 1024 * 1024
+
+
+def reported(chunks: Iterator[bytes], digest: str, size: int, log: Log) -> Iterator[bytes]:
+    """Pass chunks through, logging every 256 MiB of a large blob: long copies show they move."""
+    done = next_report = 0
+    for chunk in chunks:
+        done += len(chunk)
+        if done >= next_report + REPORT_EVERY:
+            next_report = done - done % REPORT_EVERY
+            log(f"{digest[:19]}…: {megabytes(done)} of {megabytes(size)}")
+        yield chunk
+
+
 def referenced_digests(index: dict[str, Any]) -> set[str]:
     """Every blob and manifest digest a backup's registry index refers to."""
     digests: set[str] = set()
@@ -139,7 +153,7 @@ class RegistrySaver:
 
     def _save_blob(self, repository: str, digest: str, size: int) -> None:
         def chunks() -> Iterator[bytes]:
-            return self.client.stream_blob(repository, digest)
+            return reported(self.client.stream_blob(repository, digest), digest, size, self.log)
 
         try:
             if self._keep(digest, size, chunks):
@@ -224,7 +238,8 @@ class RegistryRestorer:
         if source and self.client.mount_blob(repository, digest, source):
             self.counts.blobs_mounted += 1
             return
-        self.client.upload_blob(repository, digest, self.store.read(digest))
+        chunks = reported(self.store.read(digest), digest, size, self.log)
+        self.client.upload_blob(repository, digest, chunks)
         self._uploaded_to.setdefault(digest, repository)
         self.counts.blobs_uploaded += 1
         self.counts.bytes_uploaded += size

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from portal.backup import archive, service
+from portal.backup import archive, restore, service
 from portal.backup.database import BackupError
 from portal.core.errors import SpectrError
 from portal.core.operations.kinds import (
@@ -34,7 +34,7 @@ def run_backup_restore_registry(ctx: OperationContext) -> dict[str, Any]:
     """Push a backup's registry content (images, model artifacts) into Spectr's registry."""
     path = service.backup_path(ctx.params["name"])
     try:
-        return service.restore_registry_content(path, ctx.log, _scaled(ctx, 0.05, 0.95))
+        return restore.restore_registry_content(path, ctx.log, _scaled(ctx, 0.05, 0.95))
     except SpectrError as exc:
         # A registry restarting or read-only answers again soon; anything else will not.
         error = TransientError if getattr(exc, "transient", False) else PermanentError

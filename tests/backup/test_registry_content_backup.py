@@ -6,19 +6,24 @@ the backup operation through the API, the blob store on disk.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import tarfile
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from flask import Flask
 
 from portal.core.audit import AuditEvent
 from portal.extensions import db
+from portal.registry.client import OCI_MANIFEST
 from portal.registry.models import Registry
 from tests.registry.registry_process import RegistryProcess, free_port
-from tests.registry.seed import push_image, push_multiplatform
+from tests.registry.seed import digest_of, push_image, push_multiplatform, put_manifest
 
 pytestmark = pytest.mark.slow  # a registry process and several backups
 
@@ -70,8 +75,11 @@ def test_a_second_backup_copies_nothing_and_deleting_one_keeps_what_others_hold(
     assert third["result"]["registry"]["blobs_copied"] == 3
     assert len(stored_blobs(app)) == 13
 
+    operator, name = api_as("operator"), first["result"]["name"]
+    assert operator.delete(f"/api/v1/backups/{name}").status_code == 403
+    assert operator.post(f"/api/v1/backups/{name}/restore-registry").status_code == 403
     assert (
-        api_as("operator").delete(f"/api/v1/backups/{first['result']['name']}").status_code == 403
+        admin.post("/api/v1/backups/spectr-backup-none.tar.gz/restore-registry").status_code == 404
     )
     deleted = admin.delete(f"/api/v1/backups/{first['result']['name']}")
     assert deleted.status_code == 200, deleted.json
@@ -107,3 +115,57 @@ def test_an_unreachable_registry_fails_the_backup_but_keeps_the_database_and_key
         manifest = json.load(packed.extractfile("manifest.json"))  # type: ignore[arg-type]
         assert "instance/encryption.key" in packed.getnames()
     assert "Cannot reach registry" in manifest["registry_content"]["error"]
+
+
+def test_a_large_blob_is_streamed_through_never_held_whole(
+    app: Flask,
+    spectr_registry: Registry,
+    registry_server: RegistryProcess,
+    start_test_registry: Callable[..., RegistryProcess],
+) -> None:
+    from portal.backup import restore, service
+
+    size = 48 * 1024 * 1024
+    piece = os.urandom(1024 * 1024)
+    layer = hashlib.sha256()
+    for _ in range(48):
+        layer.update(piece)
+    digest = "sha256:" + layer.hexdigest()
+    with registry_server.http() as http:
+        started = http.post("/v2/big/model/blobs/uploads/")
+        upload = httpx.URL(started.headers["location"]).copy_merge_params({"digest": digest})
+        assert http.put(upload, content=iter([piece] * 48), timeout=120).status_code == 201
+        config = b'{"architecture": "amd64", "os": "linux"}'
+        manifest = {
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": digest_of(config), "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": digest, "size": size}],
+        }  # fmt: skip
+        started = http.post("/v2/big/model/blobs/uploads/")
+        upload = httpx.URL(started.headers["location"]).copy_merge_params(
+            {"digest": digest_of(config)}
+        )
+        http.put(upload, content=config).raise_for_status()
+        put_manifest(http, "big/model", "v1", json.dumps(manifest).encode(), OCI_MANIFEST)
+
+    tracemalloc.start()
+    try:
+        archive = service.create_backup()
+        _, backup_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        fresh = start_test_registry("fresh")  # an empty registry takes the old one's place
+        spectr_registry.url = fresh.url
+        db.session.commit()
+        pushed = restore.restore_registry_content(archive)
+        _, restore_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert backup_peak < 8 * 1024 * 1024 and restore_peak < 8 * 1024 * 1024
+    stored = Path(app.instance_path, "backups", "blobs", "sha256", digest.split(":")[1])
+    assert stored.stat().st_size == size
+    assert (pushed["blobs_uploaded"], pushed["bytes_uploaded"]) == (2, size + len(config))
+    with fresh.http() as http:
+        answer = http.head("/v2/big/model/manifests/v1", headers={"Accept": OCI_MANIFEST})
+        assert answer.headers["docker-content-digest"] == digest_of(json.dumps(manifest).encode())
