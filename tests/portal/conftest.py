@@ -254,3 +254,18 @@ def receiver():
     for item in made:
         item.server.shutdown()
         item.server.server_close()
+
+
+@pytest.fixture
+def queue_only_app(tmp_path, sqlite_template):
+    """The API with a queue no worker reads: generated requests never run real operations
+    (deploys, bootstraps, registry changes) on this machine; the HTTP layer is what is tested."""
+    shutil.copy(sqlite_template, tmp_path / "spectr.db")
+    config = _test_config(
+        tmp_path, f"sqlite:///{tmp_path / 'spectr.db'}", SPECTR_QUEUE_IMMEDIATE=False
+    )
+    application = create_app(config)
+    with application.app_context():
+        yield application
+        db.session.remove()
+        db.engine.dispose()

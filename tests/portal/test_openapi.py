@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from portal.admin import service
-from portal.app import create_app
-from portal.extensions import db
-from tests.portal.conftest import _test_config
 
 
 def test_openapi_document_is_served_and_describes_the_api(client):
@@ -43,21 +38,6 @@ def test_openapi_can_be_written_without_a_server(app, tmp_path):
     result = app.test_cli_runner().invoke(args=["openapi", "write", str(target)])
     assert result.exit_code == 0, result.output
     assert '"/api/v1/operations"' in target.read_text()
-
-
-@pytest.fixture
-def queue_only_app(tmp_path, sqlite_template):
-    """The API with a queue no worker reads: generated requests never run real operations
-    (deploys, bootstraps, registry changes) on this machine; the HTTP layer is what is tested."""
-    shutil.copy(sqlite_template, tmp_path / "spectr.db")
-    config = _test_config(
-        tmp_path, f"sqlite:///{tmp_path / 'spectr.db'}", SPECTR_QUEUE_IMMEDIATE=False
-    )
-    application = create_app(config)
-    with application.app_context():
-        yield application
-        db.session.remove()
-        db.engine.dispose()
 
 
 # schemathesis' positive_data_acceptance expects a 2xx for every schema-valid body, but some
