@@ -23,7 +23,13 @@ from portal.extensions import db
 from portal.registry.client import OCI_MANIFEST
 from portal.registry.models import Registry
 from tests.registry.registry_process import RegistryProcess, free_port
-from tests.registry.seed import digest_of, push_image, push_multiplatform, put_manifest
+from tests.registry.seed import (
+    MANIFEST_V2,
+    digest_of,
+    push_image,
+    push_multiplatform,
+    put_manifest,
+)
 
 pytestmark = pytest.mark.slow  # a registry process and several backups
 
@@ -169,3 +175,27 @@ def test_a_large_blob_is_streamed_through_never_held_whole(
     with fresh.http() as http:
         answer = http.head("/v2/big/model/manifests/v1", headers={"Accept": OCI_MANIFEST})
         assert answer.headers["docker-content-digest"] == digest_of(json.dumps(manifest).encode())
+
+
+def test_restore_puts_the_registry_content_back_in_the_same_command_and_sends_what_lacks(
+    app: Flask, spectr_registry: Registry, registry_server: RegistryProcess
+) -> None:
+    from portal.backup import restore, service
+
+    with registry_server.http() as http:
+        push_image(http, "team/app", "v1", b"kept")
+        push_image(http, "team/app", "v2", b"deleted after the backup")
+    archive = service.create_backup()
+    with registry_server.http() as http:
+        answer = http.head("/v2/team/app/manifests/v2", headers={"Accept": MANIFEST_V2})
+        http.delete(f"/v2/team/app/manifests/{answer.headers['docker-content-digest']}")
+
+    lines: list[str] = []
+    result = restore.restore_backup(archive, lines.append)
+
+    pushed = result["registry"]
+    # Blobs stay until a garbage collection: only the deleted manifest and tag go back.
+    assert (pushed["blobs_uploaded"], pushed["blobs_present"], pushed["tags"]) == (0, 4, 2)
+    assert any("Registry content restored" in line for line in lines), lines
+    with registry_server.http() as http:
+        assert http.head("/v2/team/app/manifests/v2", headers={"Accept": MANIFEST_V2}).is_success
