@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from flask import Flask
@@ -20,35 +18,7 @@ from portal.extensions import db
 from portal.hosts.models import READY, UNREACHABLE, Host, HostContainer, HostGpu
 from portal.monitoring.events import detect_events, resolve_event
 from portal.monitoring.tasks import run_event_detection
-
-
-class Receiver:
-    """A real HTTP server on 127.0.0.1 that records POSTs and fails the first `failures`."""
-
-    def __init__(self, failures: int = 0) -> None:
-        self.failures = failures
-        self.received: list[tuple[dict, bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append((dict(self.headers), body))
-                status = 503 if len(receiver.received) <= receiver.failures else 204
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from tests.support.receiver import Receiver
 
 
 @pytest.fixture

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from sqlalchemy import text
 
 from portal.app import create_app
 from portal.extensions import db
+from tests.support.receiver import Receiver
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "SPECTR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -218,42 +217,18 @@ def loopback_only_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect_ex", guarded(real_connect_ex))
 
 
-class Receiver:
-    """A callback receiver on 127.0.0.1 that records what it got; 503 for the first few."""
-
-    def __init__(self, fail_first: int = 0) -> None:
-        self.calls: list[tuple[dict, bytes]] = []
-        self.fail_first = fail_first
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.calls.append((dict(self.headers), body))
-                status = 503 if len(receiver.calls) <= receiver.fail_first else 204
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
-def receiver():
+def receiver() -> Iterator[Callable[..., Receiver]]:
+    """Factory: receiver(failures=0) -> a started Receiver, closed after the test."""
     made: list[Receiver] = []
 
-    def make(**kwargs: int) -> Receiver:
-        made.append(Receiver(**kwargs))
+    def make(failures: int = 0) -> Receiver:
+        made.append(Receiver(failures))
         return made[-1]
 
     yield make
     for item in made:
-        item.server.shutdown()
-        item.server.server_close()
+        item.close()
 
 
 @pytest.fixture

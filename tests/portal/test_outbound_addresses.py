@@ -85,7 +85,7 @@ def test_a_name_that_resolves_to_a_denied_address_is_never_called(
     operation = _operator(walled_app).get(f"/api/v1/operations/{answer.get_json()['id']}")
     assert operation.get_json()["callback_state"] == "failed: address refused"
     assert operation.get_json()["callback_attempts"] == 1
-    assert hook.calls == []
+    assert hook.received == []
 
 
 def test_a_malformed_network_setting_stops_the_start_naming_it(

@@ -199,8 +199,8 @@ def test_a_callback_owed_when_the_worker_died_is_sent_by_recovery(cluster, recei
 
     start_worker()
     _wait_for(lambda: _reload(operation.id).callback_state == "delivered", 30, "the callback")
-    assert [json.loads(body)["id"] for _, body in hook.calls] == [operation.id]
-    assert hook.calls[0][0]["X-Spectr-Delivery-Attempt"] == "1"
+    assert [json.loads(body)["id"] for _, body in hook.received] == [operation.id]
+    assert hook.received[0][0]["X-Spectr-Delivery-Attempt"] == "1"
 
 
 def test_every_callback_arrives_while_workers_are_killed(cluster, receiver):
@@ -225,7 +225,7 @@ def test_every_callback_arrives_while_workers_are_killed(cluster, receiver):
     _wait_for(
         lambda: all(_reload(i).callback_state == "delivered" for i in ids), 90, "every callback"
     )
-    called_back = {json.loads(body)["id"] for _, body in hook.calls}
+    called_back = {json.loads(body)["id"] for _, body in hook.received}
     assert called_back == set(ids)  # at least once each; a duplicate is allowed, a loss is not
-    finals = {json.loads(body)["id"]: json.loads(body)["state"] for _, body in hook.calls}
+    finals = {json.loads(body)["id"]: json.loads(body)["state"] for _, body in hook.received}
     assert all(finals[i] == _reload(i).state for i in ids)
