@@ -148,7 +148,7 @@ def _inventory_host(host: Host) -> InventoryHost:
         )
     host.agent_url = agent_url_for(host)
     credentials = agent_role_vars(
-        host.agent_certificate, host.agent_private_key or "", host.agent_token
+        host.agent_certificate or "", host.agent_private_key or "", host.agent_token
     )
     return inventory_host(host, **credentials)
 

@@ -20,18 +20,13 @@ operation makes fresh ones, and the host still accepts whatever the row holds.
 from __future__ import annotations
 
 import secrets
-import socket
-import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
 from portal.automation import InventoryHost, run_playbook
@@ -50,6 +45,7 @@ from portal.core.pki import (
 )
 from portal.extensions import db
 from portal.hosts.agent_artifact import agent_artifact_path
+from portal.hosts.agent_checks import check_new_credentials, check_old_token_refused
 from portal.hosts.bootstrap import agent_role_vars
 from portal.hosts.failures import HostFailure, classify_outcome
 from portal.hosts.health import longest_sweep_s
@@ -57,8 +53,6 @@ from portal.hosts.models import Host
 from portal.hosts.service import get_host, inventory_host, require_idle
 
 PLAYBOOK = "spectr.core.agent"
-CHECK_DEADLINE_S = 15.0  # the role already waited until the agent serves the new certificate
-_CHECK_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -186,7 +180,9 @@ def _verify(
 ) -> list[Rotation]:
     """Step 2: each agent must serve the new certificate and accept the new token."""
     context = agent_client_context()
-    outcomes = _each(rotations, lambda r: _check_new(r, context))
+    outcomes = _each(
+        rotations, lambda r: check_new_credentials(r.agent_url, r.certificate, r.token, context)
+    )
     verified = []
     for rotation, problem in zip(rotations, outcomes, strict=True):
         if problem is None:
@@ -218,7 +214,9 @@ def _retire(
     done = _run_role([r.retire for r in rotations], "retire", failed, ctx)
     context = agent_client_context()
     retired = [r for r in rotations if r.name in done]
-    outcomes = _each(retired, lambda r: _check_retired(r, context))
+    outcomes = _each(
+        retired, lambda r: check_old_token_refused(r.agent_url, r.token, r.old_token, context)
+    )
     for rotation, problem in zip(retired, outcomes, strict=True):
         if problem is None:
             ctx.log(f"{rotation.name}: the old token is refused; rotation complete.")
@@ -259,59 +257,6 @@ def _run_role(
         else:
             failed[host.name] = _failure(step, problem.kind, problem.message)
     return done
-
-
-def _check_new(rotation: Rotation, context: ssl.SSLContext) -> str | None:
-    """None once the agent serves the new certificate and accepts the new token, else why not."""
-    wanted = _load(rotation.certificate).public_bytes(serialization.Encoding.DER)
-    deadline, problem = time.monotonic() + CHECK_DEADLINE_S, "no check ran"
-    while time.monotonic() < deadline:
-        try:
-            if _served_certificate(rotation.agent_url, context) != wanted:
-                problem = "the agent still serves its old certificate"
-            elif (status := _health_status(rotation.agent_url, rotation.token, context)) != 200:
-                problem = f"the agent answers the new token with HTTP {status}"
-            else:
-                return None
-        except (OSError, httpx.HTTPError) as error:
-            problem = f"the agent does not answer over mutual TLS: {error}"
-        time.sleep(0.5)
-    return problem
-
-
-def _check_retired(rotation: Rotation, context: ssl.SSLContext) -> str | None:
-    """None once the old token is refused while the new one still works, else why not."""
-    deadline, problem = time.monotonic() + CHECK_DEADLINE_S, "no check ran"
-    while time.monotonic() < deadline:
-        try:
-            if (status := _health_status(rotation.agent_url, rotation.token, context)) != 200:
-                return f"the agent answers the new token with HTTP {status} after retiring the old"
-            # One refused attempt only: the agent counts failures per address (back-off).
-            if _health_status(rotation.agent_url, rotation.old_token, context) == 401:
-                return None
-            problem = "the agent still accepts the old token"
-        except (OSError, httpx.HTTPError) as error:
-            problem = f"the agent does not answer over mutual TLS: {error}"
-        time.sleep(0.5)
-    return problem
-
-
-def _served_certificate(agent_url: str, context: ssl.SSLContext) -> bytes:
-    """The DER certificate a new TLS connection to the agent gets."""
-    parts = urlsplit(agent_url)
-    hostname, port = parts.hostname or "", parts.port or 443
-    with (
-        socket.create_connection((hostname, port), timeout=_CHECK_TIMEOUT_S) as raw,
-        context.wrap_socket(raw, server_hostname=hostname) as tls,
-    ):
-        return tls.getpeercert(binary_form=True) or b""
-
-
-def _health_status(agent_url: str, token: str, context: ssl.SSLContext) -> int:
-    """HTTP status of GET /v1/health with `token` on a new connection."""
-    with httpx.Client(base_url=agent_url, verify=context, timeout=_CHECK_TIMEOUT_S,
-                      trust_env=False) as client:  # fmt: skip
-        return client.get("/v1/health", headers={"Authorization": f"Bearer {token}"}).status_code
 
 
 def _conclude(result: dict[str, Any], rotations: list[Rotation], ctx: OperationContext) -> None:
