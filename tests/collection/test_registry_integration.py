@@ -232,3 +232,20 @@ def test_wrong_password_fails_with_the_registry_answer(
     assert result["failed"] is True
     assert "answered 401" in result["msg"]
     assert "not-the-password" not in str(result)
+
+
+def test_garbage_collection_script_collects_in_a_read_only_window(
+    deployed: dict[str, Any], registry_host: TestHost, ca: TestCA, tmp_path: Path
+) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text(ca.cert_pem)
+    with http_client(registry_host, "source", ca_file) as source:
+        push_tiny_image(source, "gc/kept", "v1", b"kept through the collection")
+
+    said = registry_host.ssh("/etc/registry-source/registry-maintenance", "garbage-collect")
+
+    assert "read-only (direct): pushes are refused with 405" in said
+    assert "read-write again" in said and "read-only window:" in said
+    with http_client(registry_host, "source", ca_file) as source:
+        assert source.get("/v2/gc/kept/tags/list").json()["tags"] == ["v1"]
+        assert source.post("/v2/gc/after/blobs/uploads/").status_code == 202  # writable again
