@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from portal.backup import archive, restore, service
+from portal.backup.blobstore import BlobStoreBusy
 from portal.backup.database import BackupError
 from portal.core.errors import SpectrError
 from portal.core.operations.kinds import (
@@ -21,6 +22,8 @@ def run_backup_create(ctx: OperationContext) -> dict[str, Any]:
     ctx.progress(0.05, "dumping the database")
     try:
         path = service.create_backup(log=ctx.log, progress=_scaled(ctx, 0.1, 0.95))
+    except BlobStoreBusy as exc:
+        raise TransientError(exc.message) from exc  # another backup or deletion: wait for it
     except BackupError as exc:
         raise PermanentError(exc.message) from exc
     content = archive.read_manifest(path).get("registry_content") or {}
