@@ -30,6 +30,7 @@ def render_config(
     scrape_token: str = "spectr_test",
     agent_token: str = "agent_test",
     ca_pem: str = "",
+    client_pem: str = "",
     scrape_interval: str | None = None,
 ) -> Path:
     """Copy deploy/monitoring to `folder` with its secrets there and the portal URL set."""
@@ -39,6 +40,7 @@ def render_config(
     (secrets / "scrape-token").write_text(scrape_token)
     (secrets / "agent-scrape-token").write_text(agent_token)
     (secrets / "ca.pem").write_text(ca_pem)
+    (secrets / "client.pem").write_text(client_pem)
     text = (DEPLOY / "prometheus.yml").read_text()
     text = text.replace(SECRETS_DIR, f"{secrets}/").replace(DEFAULT_PORTAL, portal_url)
     if scrape_interval:

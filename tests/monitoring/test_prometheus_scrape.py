@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 
 from agent.auth import hash_token
-from portal.core.pki import ca_certificate_pem
+from portal.core.pki import ca_certificate_path, ca_certificate_pem
 from tests.agent.harness import AgentProcess
 from tests.monitoring.fleet_setup import issue_agent_certificate, register_hosts
 from tests.monitoring.processes import PortalProcess, PrometheusProcess, wait_for
@@ -49,11 +49,13 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                    SPECTR_NEW_USER_PASSWORD=secrets.token_urlsafe(16))  # fmt: skip
         proxy_token = portal.cli("token", "create", "proxy-svc").strip().splitlines()[-1]
 
-        # The agent's certificate comes from the portal's own Spectr CA, as a bootstrap issues it;
-        # one scrape credential for the fleet: the agent accepts the portal token on /metrics.
+        # The agent's certificate comes from the portal's own Spectr CA and it requires a client
+        # certificate from it, as a bootstrap sets it up; one scrape credential for the fleet:
+        # the agent accepts the portal token on /metrics.
         agent = AgentProcess(
             folder,
             issue_agent_certificate(portal.instance),
+            client_ca=str(ca_certificate_path(str(portal.instance))),
             metrics_token_sha256=hash_token(scrape_token),
         )
         started.append(agent.start())
@@ -73,6 +75,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         config = render_config(
             folder / "prometheus", portal_url=portal.url, scrape_token=scrape_token,
             agent_token=scrape_token, ca_pem=ca_pem, scrape_interval="1s",
+            client_pem=portal.cli("monitoring", "client-certificate"),
         )  # fmt: skip
         prometheus = PrometheusProcess(config)
         started.append(prometheus.start())
