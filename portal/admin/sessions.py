@@ -4,10 +4,12 @@ A signed cookie alone cannot be taken back: a copy saved before logout would kee
 the cookie names a session row by a random token (stored hashed) and every request checks the
 row; logout, an admin, a password change or a deactivation ends it.
 
-The throttle counts failures per user name from one address and per address over all names.
-After a few free failures each key is locked for a time that doubles with every further
-failure, up to a ceiling; a correct password during the lock is refused as well, so a guesser
-learns nothing, and a user signing in from elsewhere is not locked out by an attacker.
+The throttle counts failures per user name from one address, and per user name from anywhere
+with a higher allowance (guessing from many addresses). After the free failures each key is
+locked for a time that doubles with every further failure, up to a ceiling; a correct password
+during the lock is refused as well, so a guesser learns nothing. There is no lock per address
+alone: behind a reverse proxy every browser shares one address, and a few typos of some
+users would lock out everyone.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from portal.extensions import db
 
 # Touching last_seen_at on every request would make every page view a write.
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
-FREE_FAILURES_PER_USER = 5
-FREE_FAILURES_PER_ADDRESS = 20
+FREE_FAILURES_PER_USER = 5  # from one address
+FREE_FAILURES_PER_USER_ANYWHERE = 50
 FIRST_LOCK = timedelta(seconds=30)
 LONGEST_LOCK = timedelta(minutes=15)
 # Failures older than this are forgotten, so a typo a day never adds up to a lock.
@@ -116,10 +118,10 @@ class Lock:
 
 
 def _keys(username: str, address: str | None) -> list[tuple[str, int]]:
-    where = address or "unknown"
+    name = username[:80]
     return [
-        (f"user:{username[:80]}@{where}", FREE_FAILURES_PER_USER),
-        (f"address:{where}", FREE_FAILURES_PER_ADDRESS),
+        (f"user:{name}@{address or 'unknown'}", FREE_FAILURES_PER_USER),
+        (f"user:{name}", FREE_FAILURES_PER_USER_ANYWHERE),
     ]
 
 
@@ -158,7 +160,8 @@ def _lock_length(over: int) -> timedelta:
 
 
 def record_success(username: str, address: str | None) -> None:
-    """A correct password clears this user's count from this address (not the address's)."""
+    """A correct password clears this user's count from this address (not the one from
+    anywhere, which only time clears: a guesser elsewhere is not reset by the real user)."""
     key, _ = _keys(username, address)[0]
     db.session.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
 

@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from portal.admin import service
 from portal.admin.models import LoginThrottle, User
-from portal.admin.sessions import FREE_FAILURES_PER_USER
+from portal.admin.sessions import FREE_FAILURES_PER_USER, FREE_FAILURES_PER_USER_ANYWHERE
 from portal.core.errors import Conflict
 from portal.core.timeutil import utcnow
 from portal.extensions import db
@@ -124,6 +124,25 @@ def test_wrong_passwords_lock_that_user_from_that_address_even_for_the_right_one
     db.session.commit()
     assert _sign_in(browser, user, PASSWORD, "198.51.100.7").status_code == 302
     assert db.session.get(LoginThrottle, f"user:{user.username}@198.51.100.7") is None
+
+
+@pytest.mark.slow  # 51 argon2 verifications per database
+def test_guessing_from_many_addresses_locks_the_user_everywhere(any_db_app: Flask) -> None:
+    user = _user()
+    browser = any_db_app.test_client()
+    for n in range(FREE_FAILURES_PER_USER_ANYWHERE + 1):
+        _sign_in(browser, user, "wrong-password", f"198.51.100.{n % 250 + 1}")
+    assert _sign_in(browser, user, PASSWORD, "203.0.113.9").status_code == 429
+
+
+def test_other_users_typos_behind_one_proxy_lock_nobody_else(any_db_app: Flask) -> None:
+    """Behind a reverse proxy every browser has the proxy's address."""
+    user = _user()
+    browser = any_db_app.test_client()
+    for n in range(30):
+        other = {"username": f"someone-{n}", "password": "typo"}
+        browser.post("/login", data=other, environ_base={"REMOTE_ADDR": "10.0.0.1"})
+    assert _sign_in(browser, user, PASSWORD, "10.0.0.1").status_code == 302
 
 
 def test_locks_grow_with_every_further_failure(any_db_app: Flask) -> None:
