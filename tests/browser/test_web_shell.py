@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import Portal
+from tests.browser.conftest import ARTIFACTS, Portal
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 OPERATION_URL = re.compile(r"/operations/(?P<id>[0-9a-f-]{36})$")
@@ -35,6 +35,23 @@ def test_wrong_password_shows_the_error_and_stays_on_login(page: Page, portal: P
     expect(page).to_have_url(re.compile(r"/login$"))
     page.goto(f"{portal.url}/operations")
     expect(page).to_have_url(re.compile(r"/login\?next="))
+
+
+def test_repeated_wrong_passwords_lock_sign_in_and_say_for_how_long(
+    page: Page, portal: Portal
+) -> None:
+    # Another user name than the portal's: its lock must not keep the other tests out.
+    guessed = Portal(portal.url, "someone-else", "irrelevant")
+    for _ in range(6):
+        log_in(page, guessed, "wrong-guess")
+        expect(page.locator(".flash.error")).to_have_text("Wrong user name or password.")
+    log_in(page, guessed, "wrong-guess")
+    expect(page.locator(".flash.error")).to_have_text(
+        re.compile(r"^Too many failed sign-ins\. Try again in \d+ s\.$")
+    )
+    expect(page.locator("input[name=username]")).to_have_value("someone-else")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "login-throttled.png"), full_page=True)
 
 
 def test_sleep_operation_log_arrives_live_then_succeeds(page: Page, portal: Portal) -> None:
