@@ -44,12 +44,6 @@ CASES: dict[str, tuple[str, dict[str, Any], str, Any]] = {
 }
 
 
-def failure_messages(result: dict[str, Any]) -> str:
-    """Return the message of a failed task and of its failed loop items."""
-    items = [item.get("msg", "") for item in result.get("results", []) if item.get("failed")]
-    return " | ".join([str(result.get("msg", "")), *map(str, items)])
-
-
 @pytest.fixture(scope="module")
 def run(ansible_env: AnsibleEnvironment, tmp_path_factory: pytest.TempPathFactory) -> PlaybookRun:
     artifact = tmp_path_factory.mktemp("agent") / "spectr-agent.pyz"
@@ -77,8 +71,8 @@ def test_a_missing_or_empty_required_variable_fails_with_its_name(
     failed = run.failed_tasks(host=case)
 
     assert len(failed) == 1, failed
-    [(task, result)] = failed
-    message = failure_messages(result)
+    [(task, _)] = failed
+    message = run.failure_text(case)
     assert name in message, (task, message)
     if value is MISSING:
         assert "argument" in task.lower() and "missing required arguments" in message
