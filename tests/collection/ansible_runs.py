@@ -58,6 +58,15 @@ class PlaybookRun:
             if task["hosts"].get(host, {}).get("failed")
         ]
 
+    def failure_text(self, host: str = "testhost") -> str:
+        """Return the messages of every failed task on a host, with its failed loop items'."""
+        messages = []
+        for _, result in self.failed_tasks(host):
+            messages.append(str(result.get("msg", "")))
+            items = result.get("results", [])
+            messages += [str(item.get("msg", "")) for item in items if item.get("failed")]
+        return "\n".join(messages)
+
     @property
     def stats(self) -> dict[str, Any]:
         """Return the recap counts per host."""
