@@ -18,6 +18,7 @@ from typing import Any
 from mitmproxy.proxy import commands
 from mitmproxy.proxy.layers.http import (
     HttpStream,
+    RequestProtocolError,
     ResponseData,
     ResponseEndOfMessage,
     ResponseHeaders,
@@ -27,6 +28,10 @@ from mitmproxy.proxy.layers.http import (
 from mitmproxy.version import VERSION
 
 UPSTREAM_FAILED = "spectr.upstream_failed"
+# Set when the client went away before its answer was complete (mitmproxy reports that as a
+# request error with nginx's 499, "client closed request"); the flow ends in the `error` hook.
+CLIENT_GONE = "spectr.client_gone"
+CLIENT_CLOSED_STATUS = 499
 # The patch follows mitmproxy's internals, which change between major versions: on another
 # one the proxy keeps mitmproxy's own 502 rather than risk a broken answer.
 PATCHED_MAJOR = "11."
@@ -52,6 +57,9 @@ def _handle_protocol_error(self: HttpStream, event: Any) -> Generator[Any, Any, 
     )
     if answerable:
         flow.metadata[UPSTREAM_FAILED] = event.message
+    gone = isinstance(event, RequestProtocolError) and event.code == CLIENT_CLOSED_STATUS
+    if flow is not None and gone:
+        flow.metadata[CLIENT_GONE] = event.message
     steps = _original(self, event)
     reply = None
     while True:
@@ -85,3 +93,8 @@ def _send_answer(stream: HttpStream) -> Generator[Any, Any, None]:
     if content:
         yield SendHttp(ResponseData(stream.stream_id, content), client)
     yield SendHttp(ResponseEndOfMessage(stream.stream_id), client)
+
+
+def client_cancelled(flow: Any) -> bool:
+    """Tell whether a flow ended because its client went away (recorded as 499)."""
+    return CLIENT_GONE in flow.metadata

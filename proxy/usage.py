@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from dataclasses import dataclass
 
 from proxy.config import GatewayKey
 from proxy.ratelimit import RateLimiter
 from proxy.resp import Command, RespClient
+from proxy.sse import SseEvent, SseParser
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +28,8 @@ RETRY_PAUSE_S = 1.0
 class TokenCount:
     prompt: int = 0
     completion: int = 0
-    source: str = "none"  # "usage" (the upstream said so), "counted" (stream chunks) or "none"
+    # "usage" (the upstream said so), "estimated" (a stream without usage) or "none"
+    source: str = "none"
 
     @property
     def total(self) -> int:
@@ -95,40 +98,80 @@ def _from_usage(usage: object) -> TokenCount | None:
 
 
 class SseTokenTap:
-    """Pass SSE chunks through untouched while counting tokens from the events they carry."""
+    """Pass SSE chunks through while reading the usage (or counting the text) of their events.
 
-    def __init__(self) -> None:
-        self.count = TokenCount()
-        self._buffer = b""
-        self._chunks_with_text = 0
+    With `strip_usage` (the proxy, not the client, asked for usage), the usage-only chunk is
+    counted but kept from the client; events then leave only once complete, which costs a client
+    nothing (it cannot use half an event), while other chunks go through byte for byte.
+    """
 
-    def __call__(self, chunk: bytes) -> bytes:
-        self._buffer += chunk
-        *events, self._buffer = self._buffer.split(b"\n\n")
+    def __init__(self, strip_usage: bool = False) -> None:
+        self.usage: TokenCount | None = None
+        self.text_chunks = 0
+        self.strip_usage = strip_usage
+        self._parser = SseParser()
+        self._held: list[bytes] = []  # the unfinished event, while stripping
+        # "kept" or "dropped" while an LF opening the next chunk may belong to the last event.
+        self._lf_of: str | None = None
+
+    @property
+    def count(self) -> TokenCount:
+        """Return the reported usage, or the completion counted one token per text chunk."""
+        if self.usage is not None:
+            return self.usage
+        return TokenCount(0, self.text_chunks, "estimated" if self.text_chunks else "none")
+
+    def __call__(self, chunk: bytes) -> bytes | list[bytes]:
+        events = self._parser.feed(chunk)
+        if not self.strip_usage:
+            for event in events:
+                self._read(event.data)
+            return chunk
+        return self._without_usage(chunk, events)
+
+    def _without_usage(self, chunk: bytes, events: list[SseEvent]) -> list[bytes]:
+        """Return the chunk's complete events but the usage-only one; hold its unfinished one."""
+        out: list[bytes] = []
+        start = 0
+        if self._lf_of is not None and chunk[:1] == b"\n":
+            # The LF finishing the CRLF that ended the last chunk's last event goes its way.
+            out += [b"\n"] if self._lf_of == "kept" else []
+            start = 1
+        self._lf_of = None
         for event in events:
-            self._read_event(event)
-        return chunk
+            self._held.append(chunk[start : event.end])
+            start = event.end
+            dropped = self._read(event.data)
+            if not dropped:
+                out += self._held
+            self._held.clear()
+            if event.end == len(chunk) and chunk[-1:] == b"\r":
+                self._lf_of = "dropped" if dropped else "kept"
+        self._held.append(chunk[start:])
+        if not chunk:  # end of the stream: pass on whatever was never a complete event
+            out += self._held
+            self._held.clear()
+        # A list, never b"": mitmproxy would send an empty bytes as the end of a chunked body.
+        return [piece for piece in out if piece]
 
-    def _read_event(self, event: bytes) -> None:
-        for line in event.split(b"\n"):
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                continue
-            try:
-                payload = json.loads(data)
-            except ValueError:
-                continue
-            if not isinstance(payload, dict):
-                continue
-            usage = _from_usage(payload.get("usage"))
-            if usage is not None:
-                self.count = usage
-            elif self.count.source != "usage" and _has_text(payload):
-                # Servers stream about one token per chunk; this is the count when no usage came.
-                self._chunks_with_text += 1
-                self.count = TokenCount(0, self._chunks_with_text, "counted")
+    def _read(self, data: bytes) -> bool:
+        """Count one event; tell whether it carried usage and nothing else."""
+        if data[:1] != b"{":
+            return False  # [DONE], or nothing a token count could come from
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            return False
+        if not isinstance(payload, dict):
+            return False
+        usage = _from_usage(payload.get("usage"))
+        if usage is not None:
+            self.usage = usage
+            return not payload.get("choices")
+        if _has_text(payload):
+            # Servers stream about one token per chunk: the estimate when no usage comes.
+            self.text_chunks += 1
+        return False
 
 
 def _has_text(payload: dict) -> bool:
@@ -139,6 +182,19 @@ def _has_text(payload: dict) -> bool:
         if (isinstance(delta, dict) and delta.get("content")) or choice.get("text"):
             return True
     return False
+
+
+def estimate_prompt_tokens(body: dict | None) -> int:
+    """Estimate a request's prompt tokens from its text (about four characters a token)."""
+    if not body:
+        return 0
+    prompt = body.get("prompt")
+    texts: list[object] = list(prompt) if isinstance(prompt, list) else [prompt]
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        parts = content if isinstance(content, list) else [content]
+        texts += [part.get("text") if isinstance(part, dict) else part for part in parts]
+    return math.ceil(sum(len(t) for t in texts if isinstance(t, str)) / 4)
 
 
 class UsageSink:

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from proxy.error_hook import CLIENT_CLOSED_STATUS, client_cancelled
 from proxy.state import GATEWAY, TARGET, TOKENS, GatewayRequest, ProxyState, Target
 from proxy.usage import TokenCount
 
@@ -84,6 +85,9 @@ class Metrics:
         self._observe(flow, flow.response.status_code if flow.response else 502, None)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        if client_cancelled(flow):
+            self._observe(flow, CLIENT_CLOSED_STATUS, "client_cancelled")
+            return
         target: Target | None = flow.metadata.get(TARGET)
         reason = "timeout" if target and target.timed_out else "upstream_error"
         self._observe(flow, flow.response.status_code if flow.response else 502, reason)

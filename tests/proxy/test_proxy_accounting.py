@@ -13,7 +13,14 @@ from redis.asyncio import Redis
 from proxy.config import Budget, GatewayKey
 from proxy.ratelimit import RateLimiter, budget_window, lease_size
 from proxy.resp import RespClient, RespError
-from proxy.usage import SseTokenTap, TokenCount, UsageRecord, UsageSink, tokens_from_body
+from proxy.usage import (
+    SseTokenTap,
+    TokenCount,
+    UsageRecord,
+    UsageSink,
+    estimate_prompt_tokens,
+    tokens_from_body,
+)
 from tests.proxy.proxy_harness import REDIS_URL
 
 
@@ -34,7 +41,31 @@ def test_tap_counts_text_chunks_split_anywhere_and_passes_bytes_through():
     tap = SseTokenTap()
     out = b"".join(tap(stream[i : i + 7]) for i in range(0, len(stream), 7))
     assert out == stream
-    assert (tap.count.completion, tap.count.source) == (3, "counted")
+    assert (tap.count.completion, tap.count.source) == (3, "estimated")
+
+
+def crlf(stream: bytes) -> bytes:
+    return stream.replace(b"\n", b"\r\n")
+
+
+@pytest.mark.parametrize("framing", [bytes, crlf])
+def test_tap_strips_the_usage_chunk_it_asked_for_wherever_the_stream_is_cut(framing):
+    usage = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 2}}
+    text = [{"choices": [{"delta": {"content": "a"}}]}, {"choices": [{"delta": {"content": "b"}}]}]
+    stream, without_usage = framing(sse(*text, usage)), framing(sse(*text))
+    for cut in range(1, len(stream)):
+        tap = SseTokenTap(strip_usage=True)
+        pieces = [*tap(stream[:cut]), *tap(stream[cut:]), *tap(b"")]
+        assert b"".join(pieces) == without_usage and b"" not in pieces
+        assert (tap.count.prompt, tap.count.completion, tap.count.source) == (7, 2, "usage")
+
+
+def test_prompt_estimate_reads_the_text_of_messages_and_prompts():
+    chat = {"messages": [{"role": "user", "content": "12345678"},
+                         {"role": "user", "content": [{"type": "text", "text": "1234"}]}]}  # fmt: skip
+    assert estimate_prompt_tokens(chat) == 3
+    assert estimate_prompt_tokens({"prompt": ["12", "345"]}) == 2
+    assert estimate_prompt_tokens({"prompt": [1, 2]}) == estimate_prompt_tokens(None) == 0
 
 
 def test_tap_prefers_the_usage_the_server_reports():
