@@ -4,24 +4,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import math
+import uuid
 from dataclasses import dataclass
 
 from proxy.config import GatewayKey
 from proxy.ratelimit import RateLimiter
-from proxy.resp import Command, RespClient
+from proxy.resp import RespClient, RespError
+from proxy.spool import UsageQueue
 from proxy.sse import SseEvent, SseParser
 
 logger = logging.getLogger(__name__)
 
 STREAM_MAXLEN = 1_000_000
-# Records are written at most this often, so a busy proxy sends one pipeline per many requests.
+# Records are written at most this often, so a busy proxy sends one script call per many requests.
 BATCH_PAUSE_S = 0.05
-# While Redis is unreachable, records wait in memory (the newest this many) and are retried.
-MAX_BUFFERED = 100_000
+# Records per script call: bounds how long one call holds Redis.
+MAX_BATCH = 500
+# While Redis is unreachable the writer retries this often.
 RETRY_PAUSE_S = 1.0
+# How long Redis remembers a writer's last applied record: a spool replayed later than this
+# (a proxy restarted after a week) could apply a record twice.
+MARK_TTL_S = 7 * 86400
+
+# KEYS[1] stream; ARGV[1] a JSON array of [writer mark key, seq, XADD fields, counter commands],
+# ARGV[2] mark TTL, ARGV[3] stream MAXLEN. Applies, in order, the records not applied before.
+APPLY_LUA = """
+local applied = 0
+for _, e in ipairs(cjson.decode(ARGV[1])) do
+  local seq = tonumber(e[2])
+  if seq > tonumber(redis.call('GET', e[1]) or '0') then
+    redis.call('SET', e[1], e[2], 'EX', ARGV[2])
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(e[3]))
+    for _, command in ipairs(e[4]) do redis.call(unpack(command)) end
+    applied = applied + 1
+  end
+end
+return applied
+"""
+APPLY_SHA = hashlib.sha1(APPLY_LUA.encode()).hexdigest()
 
 
 @dataclass
@@ -198,53 +222,74 @@ def estimate_prompt_tokens(body: dict | None) -> int:
 
 
 class UsageSink:
-    """Write usage records and token counters to Redis in batches, off the request path."""
+    """Write usage records and token counters to Redis in batches, off the request path.
 
-    def __init__(self, redis: RespClient, prefix: str, limiter: RateLimiter) -> None:
+    Records wait in a UsageQueue (memory, then a file while Redis is away or memory is full) and
+    are applied by one Lua script per batch. Each record carries its writer's id and a sequence
+    number; the script skips any at or below the writer's high-water mark in Redis, so a batch
+    sent again (its reply was lost, or the proxy restarted before it knew) is applied once.
+    """
+
+    def __init__(
+        self, redis: RespClient, prefix: str, limiter: RateLimiter, queue: UsageQueue
+    ) -> None:
         self.redis = redis
         self.stream = f"{prefix}usage"
         self.limiter = limiter
-        self._pending: list[UsageRecord] = []
+        self.queue = queue
+        self.mark = f"{prefix}usage:writer:{uuid.uuid4().hex}"
+        self._seq = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
         """Start the background writer on the running loop."""
         self._task = asyncio.get_running_loop().create_task(self._run())
+        self._wake.set()  # records left on disk by an earlier run
 
     def put(self, record: UsageRecord) -> None:
         """Queue a record; it reaches Redis within about BATCH_PAUSE_S."""
-        self._pending.append(record)
+        self._seq += 1
+        fields = [part for item in record.fields().items() for part in item]
+        counters = self.limiter.token_commands(record.key, record.tokens.total, record.ts)
+        entry = [self.mark, str(self._seq), fields, [[str(arg) for arg in c] for c in counters]]
+        self.queue.put(json.dumps(entry, separators=(",", ":")).encode())
         self._wake.set()
 
     async def close(self) -> None:
-        """Stop the writer after flushing what is queued."""
+        """Stop the writer after flushing what is queued (what Redis refuses stays on disk)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.flush()
+        if not await self.flush():
+            self.queue.spill()
+        self.queue.close()
 
     async def flush(self) -> bool:
-        """Write every queued record in one pipeline; keep them for a retry if Redis is away."""
-        batch, self._pending = self._pending, []
-        if not batch:
-            return True
-        commands: list[Command] = []
-        for record in batch:
-            fields = [part for item in record.fields().items() for part in item]
-            commands.append(("XADD", self.stream, "MAXLEN", "~", STREAM_MAXLEN, "*", *fields))
-            commands += self.limiter.token_commands(record.key, record.tokens.total, record.ts)
-        try:
-            replies = await self.redis.pipeline(commands)
-        except OSError as exc:
-            self._pending = (batch + self._pending)[-MAX_BUFFERED:]
-            logger.warning("usage records wait for Redis (%d queued): %s", len(self._pending), exc)
-            return False
-        failed = [r for r in replies if isinstance(r, BaseException)]
-        if failed:
-            logger.warning("%d of %d usage writes failed: %s", len(failed), len(replies), failed[0])
+        """Apply every queued record, oldest first; False when Redis is away (they wait)."""
+        while batch := self.queue.peek(MAX_BATCH):
+            try:
+                await self._apply(batch)
+            except OSError as exc:
+                self.queue.spill()
+                logger.warning("usage records wait for Redis (%d queued): %s", len(self.queue), exc)
+                return False
+            except RespError as exc:
+                # Redis refused the batch itself: sending it again cannot help.
+                self.queue.dropped += len(batch)
+                logger.error("%d usage records refused by Redis, dropped: %s", len(batch), exc)
+            self.queue.pop(len(batch))
         return True
+
+    async def _apply(self, batch: list[bytes]) -> None:
+        args = (1, self.stream, b"[" + b",".join(batch) + b"]", MARK_TTL_S, STREAM_MAXLEN)
+        try:
+            await self.redis.call("EVALSHA", APPLY_SHA, *args)
+        except RespError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            await self.redis.call("EVAL", APPLY_LUA, *args)
 
     async def _run(self) -> None:
         while True:
