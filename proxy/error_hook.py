@@ -5,7 +5,8 @@ own text/html 502, whatever the `error` hook does. This restores what mitmproxy'
 request #7999 proposes: when the hook sets `flow.response`, that response goes to the client
 instead (on a kept-alive connection), and nothing else changes. Responses that had already
 begun (a stream cut midway) are never replaced. `UPSTREAM_FAILED` in `flow.metadata` tells the
-hook that the failure came from the server side, so answering it makes sense.
+hook that the failure came from the server side, so answering it makes sense; `CLIENT_GONE`
+tells it that the client closed its connection first (a cancel, not an upstream failure).
 """
 
 from __future__ import annotations
