@@ -13,6 +13,7 @@ from pathlib import Path
 
 from proxy.app import ProxySettings, serve
 from proxy.config import ConfigError
+from proxy.spool import SpoolLocked
 from proxy.workers import run_workers
 
 
@@ -80,7 +81,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=env("SPECTR_PROXY_WORKERS", "1"),
         help="proxy processes sharing the port (SO_REUSEPORT)",
     )
+    parser.add_argument(
+        "--usage-queue",
+        type=int,
+        default=env("SPECTR_PROXY_USAGE_QUEUE", "10000"),
+        help="usage records held in memory before they spill to the spool file",
+    )
+    parser.add_argument(
+        "--usage-spool",
+        default=env("SPECTR_PROXY_USAGE_SPOOL"),
+        help="file where usage records wait while Redis is away (default <confdir>/usage-spool.jsonl)",
+    )
+    parser.add_argument(
+        "--usage-spool-max-mb",
+        type=float,
+        default=env("SPECTR_PROXY_USAGE_SPOOL_MAX_MB", "1024"),
+        help="size of the spool file above which new usage records are dropped (and counted)",
+    )
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--log-level", default=env("SPECTR_PROXY_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     if not args.config_file and not args.portal_url:
@@ -94,6 +113,9 @@ def settings_from(args: argparse.Namespace) -> ProxySettings:
     if args.portal_token_file:
         token = Path(args.portal_token_file).read_text().strip()
     confdir = Path(args.confdir or tempfile.mkdtemp(prefix="spectr-proxy-"))
+    spool = Path(args.usage_spool) if args.usage_spool else confdir / "usage-spool.jsonl"
+    if args.worker_index is not None:  # workers share the options, not the file
+        spool = spool.with_name(f"{spool.stem}-{args.worker_index}{spool.suffix}")
     return ProxySettings(
         config_file=Path(args.config_file) if args.config_file else None,
         portal_url=args.portal_url,
@@ -109,6 +131,9 @@ def settings_from(args: argparse.Namespace) -> ProxySettings:
         access_log=args.access_log,
         upstream_insecure=args.upstream_insecure,
         reuse_port=args.reuse_port,
+        usage_spool=spool,
+        usage_queue=args.usage_queue,
+        usage_spool_max_bytes=int(args.usage_spool_max_mb * 1024 * 1024),
     )
 
 
@@ -131,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
             runner.run(serve(settings))
     except ConfigError as exc:
         print(f"spectr-proxy: invalid config: {exc}", file=sys.stderr)
+        return 2
+    except SpoolLocked as exc:
+        print(f"spectr-proxy: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         pass

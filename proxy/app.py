@@ -30,6 +30,7 @@ from proxy.config import parse_config
 from proxy.ratelimit import RateLimiter
 from proxy.resp import RespClient
 from proxy.sources import ConfigSource, FileSource, PortalSource
+from proxy.spool import UsageQueue
 from proxy.state import ProxyState
 from proxy.usage import UsageSink
 
@@ -53,6 +54,9 @@ class ProxySettings:
     access_log: str | None = None
     upstream_insecure: bool = False
     reuse_port: bool = False
+    usage_spool: Path | None = None  # default: <confdir>/usage-spool.jsonl
+    usage_queue: int = 10_000
+    usage_spool_max_bytes: int = 1 << 30
 
 
 def config_source(settings: ProxySettings, redis: Redis) -> ConfigSource:
@@ -126,6 +130,12 @@ async def serve(settings: ProxySettings) -> None:
         loader.apply(document)
     fast_redis = RespClient(settings.redis_url)
     limiter = RateLimiter(fast_redis, settings.redis_prefix)
+    queue = UsageQueue(
+        settings.usage_spool or settings.confdir / "usage-spool.jsonl",
+        settings.usage_queue,
+        settings.usage_spool_max_bytes,
+    )
+    sink = UsageSink(fast_redis, settings.redis_prefix, limiter, queue)
     master = lean_master()
     # Options are declared by the built-in addons, so they can only be set once those are loaded.
     master.options.update(**mitmproxy_options(settings))
@@ -138,8 +148,8 @@ async def serve(settings: ProxySettings) -> None:
         GatewayModels(state),
         Limits(limiter),
         Routing(state),
-        Usage(UsageSink(fast_redis, settings.redis_prefix, limiter)),
-        Metrics(state, settings.admin_host, settings.admin_port),
+        Usage(sink),
+        Metrics(state, settings.admin_host, settings.admin_port, sink.queue),
         AccessLog(open_access_log(settings.access_log)),
     )
     loop = asyncio.get_running_loop()

@@ -5,7 +5,8 @@ own text/html 502, whatever the `error` hook does. This restores what mitmproxy'
 request #7999 proposes: when the hook sets `flow.response`, that response goes to the client
 instead (on a kept-alive connection), and nothing else changes. Responses that had already
 begun (a stream cut midway) are never replaced. `UPSTREAM_FAILED` in `flow.metadata` tells the
-hook that the failure came from the server side, so answering it makes sense.
+hook that the failure came from the server side, so answering it makes sense; `CLIENT_GONE`
+tells it that the client closed its connection first (a cancel, not an upstream failure).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from mitmproxy.proxy import commands
 from mitmproxy.proxy.layers.http import (
     HttpStream,
+    RequestProtocolError,
     ResponseData,
     ResponseEndOfMessage,
     ResponseHeaders,
@@ -27,6 +29,10 @@ from mitmproxy.proxy.layers.http import (
 from mitmproxy.version import VERSION
 
 UPSTREAM_FAILED = "spectr.upstream_failed"
+# Set when the client went away before its answer was complete (mitmproxy reports that as a
+# request error with nginx's 499, "client closed request"); the flow ends in the `error` hook.
+CLIENT_GONE = "spectr.client_gone"
+CLIENT_CLOSED_STATUS = 499
 # The patch follows mitmproxy's internals, which change between major versions: on another
 # one the proxy keeps mitmproxy's own 502 rather than risk a broken answer.
 PATCHED_MAJOR = "11."
@@ -52,6 +58,9 @@ def _handle_protocol_error(self: HttpStream, event: Any) -> Generator[Any, Any, 
     )
     if answerable:
         flow.metadata[UPSTREAM_FAILED] = event.message
+    gone = isinstance(event, RequestProtocolError) and event.code == CLIENT_CLOSED_STATUS
+    if flow is not None and gone:
+        flow.metadata[CLIENT_GONE] = event.message
     steps = _original(self, event)
     reply = None
     while True:
@@ -85,3 +94,8 @@ def _send_answer(stream: HttpStream) -> Generator[Any, Any, None]:
     if content:
         yield SendHttp(ResponseData(stream.stream_id, content), client)
     yield SendHttp(ResponseEndOfMessage(stream.stream_id), client)
+
+
+def client_cancelled(flow: Any) -> bool:
+    """Tell whether a flow ended because its client went away (recorded as 499)."""
+    return CLIENT_GONE in flow.metadata

@@ -30,6 +30,8 @@ class GatewayRequest:
     key: GatewayKey | None = None
     model: Model | None = None
     stream: bool = False
+    # The proxy, not the client, asked the model for a stream's usage chunk: keep it from the client.
+    usage_added: bool = False
 
 
 @dataclass

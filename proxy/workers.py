@@ -26,7 +26,10 @@ def worker_command(argv: list[str], index: int, admin_port: int) -> list[str]:
     """Return the command line of worker `index`: one process, SO_REUSEPORT, its own admin port."""
     args = without_option(without_option(argv, "--workers"), "--admin-port")
     port = admin_port + index if admin_port else 0
-    return [sys.executable, "-m", "proxy", *args, "--reuse-port", "--admin-port", str(port)]
+    return [
+        *(sys.executable, "-m", "proxy", *args, "--reuse-port", "--admin-port", str(port)),
+        *("--worker-index", str(index)),
+    ]
 
 
 def run_workers(argv: list[str], count: int, admin_port: int) -> int:

@@ -10,6 +10,7 @@ from mitmproxy import http
 
 from proxy.addons.metrics import labels
 from proxy.addons.routing import FAILURE
+from proxy.error_hook import CLIENT_CLOSED_STATUS, client_cancelled
 from proxy.state import REQUEST_ID, TARGET, Target
 
 
@@ -23,6 +24,9 @@ class AccessLog:
         self._write(flow, flow.response.status_code if flow.response else 502, "")
 
     def error(self, flow: http.HTTPFlow) -> None:
+        if client_cancelled(flow):
+            self._write(flow, CLIENT_CLOSED_STATUS, "client_cancelled")
+            return
         target: Target | None = flow.metadata.get(TARGET)
         timed_out = target is not None and target.timed_out
         error = flow.metadata.get(FAILURE) or (

@@ -8,9 +8,11 @@ from wsgiref.simple_server import WSGIServer
 
 from mitmproxy import http
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from proxy.error_hook import CLIENT_CLOSED_STATUS, client_cancelled
+from proxy.spool import UsageQueue
 from proxy.state import GATEWAY, TARGET, TOKENS, GatewayRequest, ProxyState, Target
 from proxy.usage import TokenCount
 
@@ -37,7 +39,9 @@ LATENCY_BUCKETS = (
 class Metrics:
     """Count every request by route (or model) and key; serve /metrics on the admin port."""
 
-    def __init__(self, state: ProxyState, host: str, port: int | None) -> None:
+    def __init__(
+        self, state: ProxyState, host: str, port: int | None, usage: UsageQueue | None = None
+    ) -> None:
         self.host, self.port = host, port
         self.registry = CollectorRegistry()
         self._server: WSGIServer | None = None
@@ -71,6 +75,8 @@ class Metrics:
         )
         version.set_function(lambda: state.config.version)
         self.registry.register(ReplicaHealth(state))
+        if usage is not None:
+            self.registry.register(UsageBacklog(usage))
 
     def running(self) -> None:
         if self.port is not None:
@@ -84,6 +90,9 @@ class Metrics:
         self._observe(flow, flow.response.status_code if flow.response else 502, None)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        if client_cancelled(flow):
+            self._observe(flow, CLIENT_CLOSED_STATUS, "client_cancelled")
+            return
         target: Target | None = flow.metadata.get(TARGET)
         reason = "timeout" if target and target.timed_out else "upstream_error"
         self._observe(flow, flow.response.status_code if flow.response else 502, reason)
@@ -127,3 +136,25 @@ class ReplicaHealth(Collector):
                 up = self.state.balancer.is_available(replica, now)
                 family.add_metric([pool.name, replica.id], 1.0 if up else 0.0)
         yield family
+
+
+class UsageBacklog(Collector):
+    """Report usage records not yet in Redis (memory and disk) and those dropped."""
+
+    def __init__(self, queue: UsageQueue) -> None:
+        self.queue = queue
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        pending = GaugeMetricFamily(
+            "spectr_proxy_usage_pending",
+            "Usage records waiting for Redis",
+            labels=["where"],
+        )
+        pending.add_metric(["memory"], self.queue.memory_count)
+        pending.add_metric(["disk"], self.queue.disk_count)
+        yield pending
+        yield CounterMetricFamily(
+            "spectr_proxy_usage_dropped",
+            "Usage records dropped: the spool file was full or Redis refused them",
+            value=self.queue.dropped,
+        )

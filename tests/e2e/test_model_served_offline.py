@@ -400,11 +400,11 @@ def _openai_client_through_the_gateway(
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     _usage_of(portal, key, requests=2)
     # The rows say where the counts came from: the runtime's `usage` for the plain answer; the
-    # stream's chunks, counted by the proxy (this runtime sends no usage in a stream).
+    # stream's chunks, estimated by the proxy (this runtime sends no usage in a stream, even asked).
     rows = _usage_rows(portal)
     print(f"\nusage: runtime said {usage.prompt_tokens}+{usage.completion_tokens}; rows: {rows}")
     assert [(r["stream"], r["tokens_source"], r["model"], r["status"]) for r in rows] == [
-        (0, "usage", MODEL, 200), (1, "counted", MODEL, 200)
+        (0, "usage", MODEL, 200), (1, "estimated", MODEL, 200)
     ]  # fmt: skip
     assert (rows[0]["prompt_tokens"], rows[0]["completion_tokens"]) == (
         usage.prompt_tokens, usage.completion_tokens

@@ -8,6 +8,7 @@ which replica answered (`x-replica` header). Run it on its own: `python llm_stan
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import threading
 import time
@@ -15,6 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 WORDS = ["spectr", "routes", "every", "token", "through", "one", "gateway", "today"]
+# Line ends of each SSE framing; "mixed" cycles through all three, as the SSE spec allows (a CR
+# is always followed by another CR here, never by an LF, which would make it one CRLF).
+LINE_ENDS = {"lf": ["\n"], "crlf": ["\r\n"], "cr": ["\r"], "mixed": ["\r\n", "\n", "\r"]}
 
 
 class StandInHandler(BaseHTTPRequestHandler):
@@ -50,6 +54,7 @@ class StandInHandler(BaseHTTPRequestHandler):
 
     def _completion(self, path: str, body: dict) -> None:
         self.server.models_seen.append(body.get("model"))
+        self.server.bodies_seen.append(body)
         prompt_tokens = len(json.dumps(body.get("messages") or body.get("prompt") or "").split())
         n = int(body.get("max_tokens") or 4)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n}
@@ -75,11 +80,13 @@ class StandInHandler(BaseHTTPRequestHandler):
 
     def _stream(self, body: dict, n: int, usage: dict) -> None:
         delay = float(body.get("x_chunk_delay_s", self.server.chunk_delay_s))
+        self._line_ends = itertools.cycle(LINE_ENDS[body.get("x_framing", self.server.framing)])
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
         self.send_header("x-replica", self.server.name)
         self.end_headers()
+        self._chunk(self._lines(": ping", ""))  # a comment, as sse-starlette sends
         for i in range(n):
             delta = {"content": WORDS[i % len(WORDS)] + " "}
             self._event(
@@ -89,13 +96,22 @@ class StandInHandler(BaseHTTPRequestHandler):
                 # Tests hold the rest of the stream until the first chunk reached the client.
                 self.server.stream_gate.wait(15)
             time.sleep(delay)
-        if (body.get("stream_options") or {}).get("include_usage"):
+        asked = (body.get("stream_options") or {}).get("include_usage")
+        if asked and self.server.sends_usage:
             self._event({"object": "chat.completion.chunk", "choices": [], "usage": usage})
-        self._chunk(b"data: [DONE]\n\n")
+        self._chunk(self._lines("data: [DONE]", ""))
         self._chunk(b"")
 
     def _event(self, payload: dict) -> None:
-        self._chunk(f"data: {json.dumps(payload)}\n\n".encode())
+        data = self._lines(f"data: {json.dumps(payload)}", "")
+        if self.server.split_events:
+            # Two network chunks per event, cut just before its last byte (between CR and LF).
+            self._chunk(data[:-1])
+            data = data[-1:]
+        self._chunk(data)
+
+    def _lines(self, *lines: str) -> bytes:
+        return "".join(line + next(self._line_ends) for line in lines).encode()
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
@@ -115,12 +131,25 @@ class StandInServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # benchmarks open 16+ connections at once
 
-    def __init__(self, port: int = 0, name: str = "standin", chunk_delay_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        name: str = "standin",
+        chunk_delay_s: float = 0.05,
+        framing: str = "lf",
+        sends_usage: bool = True,
+    ) -> None:
         super().__init__(("127.0.0.1", port), StandInHandler)
         self.name = name
         self.chunk_delay_s = chunk_delay_s
+        # SSE line ends ("lf", "crlf", "cr", "mixed"); a request's `x_framing` overrides it.
+        self.framing = framing
+        # False: a stream never carries usage, even when asked (llama.cpp's server).
+        self.sends_usage = sends_usage
+        self.split_events = False
         self.healthy = True
         self.models_seen: list[str | None] = []
+        self.bodies_seen: list[dict] = []
         self.stream_gate: threading.Event | None = None
         self._thread: threading.Thread | None = None
 
@@ -149,8 +178,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--name", default="standin")
     parser.add_argument("--chunk-delay", type=float, default=0.05)
+    parser.add_argument("--framing", choices=sorted(LINE_ENDS), default="lf")
     args = parser.parse_args()
-    server = StandInServer(args.port, args.name, args.chunk_delay)
+    server = StandInServer(args.port, args.name, args.chunk_delay, args.framing)
     print(server.port, flush=True)
     server.serve_forever()
 

@@ -13,7 +13,15 @@ from redis.asyncio import Redis
 from proxy.config import Budget, GatewayKey
 from proxy.ratelimit import RateLimiter, budget_window, lease_size
 from proxy.resp import RespClient, RespError
-from proxy.usage import SseTokenTap, TokenCount, UsageRecord, UsageSink, tokens_from_body
+from proxy.spool import SpoolLocked, UsageQueue
+from proxy.usage import (
+    SseTokenTap,
+    TokenCount,
+    UsageRecord,
+    UsageSink,
+    estimate_prompt_tokens,
+    tokens_from_body,
+)
 from tests.proxy.proxy_harness import REDIS_URL
 
 
@@ -34,7 +42,31 @@ def test_tap_counts_text_chunks_split_anywhere_and_passes_bytes_through():
     tap = SseTokenTap()
     out = b"".join(tap(stream[i : i + 7]) for i in range(0, len(stream), 7))
     assert out == stream
-    assert (tap.count.completion, tap.count.source) == (3, "counted")
+    assert (tap.count.completion, tap.count.source) == (3, "estimated")
+
+
+def crlf(stream: bytes) -> bytes:
+    return stream.replace(b"\n", b"\r\n")
+
+
+@pytest.mark.parametrize("framing", [bytes, crlf])
+def test_tap_strips_the_usage_chunk_it_asked_for_wherever_the_stream_is_cut(framing):
+    usage = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 2}}
+    text = [{"choices": [{"delta": {"content": "a"}}]}, {"choices": [{"delta": {"content": "b"}}]}]
+    stream, without_usage = framing(sse(*text, usage)), framing(sse(*text))
+    for cut in range(1, len(stream)):
+        tap = SseTokenTap(strip_usage=True)
+        pieces = [*tap(stream[:cut]), *tap(stream[cut:]), *tap(b"")]
+        assert b"".join(pieces) == without_usage and b"" not in pieces
+        assert (tap.count.prompt, tap.count.completion, tap.count.source) == (7, 2, "usage")
+
+
+def test_prompt_estimate_reads_the_text_of_messages_and_prompts():
+    chat = {"messages": [{"role": "user", "content": "12345678"},
+                         {"role": "user", "content": [{"type": "text", "text": "1234"}]}]}  # fmt: skip
+    assert estimate_prompt_tokens(chat) == 3
+    assert estimate_prompt_tokens({"prompt": ["12", "345"]}) == 2
+    assert estimate_prompt_tokens({"prompt": [1, 2]}) == estimate_prompt_tokens(None) == 0
 
 
 def test_tap_prefers_the_usage_the_server_reports():
@@ -172,27 +204,65 @@ async def test_resp_client_pipelines_replies_to_the_right_callers(redis_prefix, 
         await client.close()
 
 
+def usage_record(request_id: str, key: GatewayKey) -> UsageRecord:
+    return UsageRecord(
+        ts=1_800_000_000.0, request_id=request_id, key=key, model="m", endpoint="/v1/completions",
+        replica="r", status=200, tokens=TokenCount(2, 3, "usage"), latency_ms=1.0, ttfb_ms=0.5,
+        stream=False, proxy="test",
+    )  # fmt: skip
+
+
 @pytest.mark.redis
 @pytest.mark.anyio
-async def test_usage_records_wait_while_redis_is_away(redis_prefix, redis):
+async def test_usage_records_spill_to_disk_while_redis_is_away_and_arrive_once(
+    redis_prefix, redis, tmp_path
+):
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))
         away = RespClient(f"redis://127.0.0.1:{closed.getsockname()[1]}/0")
     key = GatewayKey(id="k", sha256="0" * 64, user="ann", tpm=1000)
-    sink = UsageSink(away, redis_prefix, RateLimiter(away, redis_prefix))
-    record = UsageRecord(
-        ts=1_800_000_000.0, request_id="r1", key=key, model="m", endpoint="/v1/completions",
-        replica="r", status=200, tokens=TokenCount(2, 3, "usage"), latency_ms=1.0, ttfb_ms=0.5,
-        stream=False, proxy="test",
-    )  # fmt: skip
-    sink.put(record)
+    spool = tmp_path / "spool.jsonl"
+    sink = UsageSink(
+        away, redis_prefix, RateLimiter(away, redis_prefix), UsageQueue(spool, 2, 1 << 20)
+    )
+    for i in range(3):
+        sink.put(usage_record(f"r{i}", key))
+    assert (sink.queue.memory_count, sink.queue.disk_count) == (2, 1)  # memory holds two
     assert await sink.flush() is False
+    assert (sink.queue.memory_count, sink.queue.disk_count) == (0, 3)  # Redis away: all on disk
+    sink.put(usage_record("r3", key))
+    assert sink.queue.disk_count == 4
+    left_behind = spool.read_bytes()  # what a proxy killed now would find on its next start
     back = RespClient(REDIS_URL)
     sink.redis = sink.limiter.redis = back
     try:
         assert await sink.flush() is True
+        assert len(sink.queue) == 0 and spool.stat().st_size == 0
+        await sink.close()
+        # A restarted proxy sends the old spool again: the writer's mark in Redis skips it all.
+        (tmp_path / "again.jsonl").write_bytes(left_behind)
+        again = UsageQueue(tmp_path / "again.jsonl", 2, 1 << 20)
+        replay = UsageSink(back, redis_prefix, RateLimiter(back, redis_prefix), again)
+        assert len(again) == 4
+        assert await replay.flush() is True and len(again) == 0
+        await replay.close()
     finally:
         await back.close()
-    [(_, fields)] = await redis.xrange(f"{redis_prefix}usage")
-    assert fields[b"request_id"] == b"r1" and fields[b"total_tokens"] == b"5"
-    assert await redis.get(sink.limiter.windows(key, record.ts).tpm) == b"5"
+    entries = await redis.xrange(f"{redis_prefix}usage")
+    assert [fields[b"request_id"] for _, fields in entries] == [b"r0", b"r1", b"r2", b"r3"]
+    assert await redis.get(sink.limiter.windows(key, 1_800_000_000.0).tpm) == b"20"
+
+
+def test_usage_spool_bound_drops_and_counts(tmp_path):
+    queue = UsageQueue(tmp_path / "spool.jsonl", 1, 25)
+    for entry in (b"a" * 10, b"b" * 10, b"c" * 10, b"d" * 10):
+        queue.put(entry)
+    assert (queue.memory_count, queue.disk_count, queue.dropped) == (1, 2, 1)
+    assert queue.peek(10) == [b"a" * 10]  # memory first: it is older
+    queue.pop(1)
+    assert queue.peek(10) == [b"b" * 10, b"c" * 10]
+    queue.pop(2)
+    assert len(queue) == 0
+    with pytest.raises(SpoolLocked):
+        UsageQueue(tmp_path / "spool.jsonl", 1, 25)  # one proxy per spool file
+    queue.close()

@@ -92,4 +92,4 @@ def test_worker_command_replaces_workers_and_admin_port():
     argv = ["--config-file", "c.json", "--workers", "3", "--admin-port=9000", "--listen-port", "80"]
     command = worker_command(argv, 2, 9000)
     assert command[3:] == ["--config-file", "c.json", "--listen-port", "80", "--reuse-port",
-                           "--admin-port", "9002"]  # fmt: skip
+                           "--admin-port", "9002", "--worker-index", "2"]  # fmt: skip
