@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,55 +26,10 @@ from portal.core.operations.models import Operation
 from portal.core.timeutil import utcnow
 from portal.extensions import db
 from tests.portal.conftest import _test_config
+from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 SPECTR = str(Path(sys.executable).with_name("spectr"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    """A private redis-server on 127.0.0.1 that keeps nothing on disk, so a restart empties it."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        _wait_for(lambda: _port_open(self.port), 10, "redis-server to listen")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:
@@ -91,8 +44,7 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
 @pytest.fixture
 def cluster(tmp_path, postgres_migrated):
     """Config shared by this test and its worker processes, plus helpers to run workers."""
-    redis = RedisServer(_free_port())
-    redis.start()
+    redis = RedisServer().start()
     settings = {
         "SPECTR_REDIS_URL": redis.url,
         "SPECTR_QUEUE_NAME": f"spectr-test-{uuid.uuid4().hex[:8]}",
@@ -131,8 +83,7 @@ def cluster(tmp_path, postgres_migrated):
                 proc.wait()
     for log in logs:
         log.close()
-    if redis.process and redis.process.poll() is None:
-        redis.kill()
+    redis.stop()
 
 
 def _reload(operation_id: str) -> Operation:
@@ -174,7 +125,7 @@ def test_operations_survive_a_redis_restart(cluster):
     queued = [service.create_operation("noop")[0].id for _ in range(5)]
     assert {_reload(op_id).state for op_id in queued} == {"queued"}
 
-    redis.kill()  # the queue and everything in it is gone
+    redis.stop()  # the queue and everything in it is gone
     while_down = [service.create_operation("noop")[0].id for _ in range(2)]
     assert {_reload(op_id).state for op_id in while_down} == {"accepted"}  # the push failed
     redis.start()  # back, empty

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -122,33 +121,3 @@ def wait_until(predicate: Any, timeout_s: float = 10.0, interval_s: float = 0.02
             raise AssertionError(f"condition not met within {timeout_s}s")
         time.sleep(interval_s)
     return time.monotonic() - start
-
-
-@dataclass
-class RedisServer:
-    """A private redis-server on a free port that keeps nothing on disk (a restart empties it).
-
-    For tests that stop Redis: the machine's own Redis is shared and must keep running.
-    """
-
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for_port(self.port)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()

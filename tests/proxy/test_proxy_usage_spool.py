@@ -12,13 +12,13 @@ import redis
 
 from tests.proxy.proxy_harness import (
     ProxyProcess,
-    RedisServer,
     client,
     new_key,
     wait_until,
     write_config,
 )
 from tests.proxy.test_proxy_gateway import CHAT, HELLO, gateway_config, key
+from tests.support.redis_server import RedisServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
