@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 # 08 connection exception, 53 insufficient resources (too many connections, disk full),
 # 57P0x shutdown / crash / starting up. None: the client could not connect at all.
 _UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
+_FRESH = "spectr_fresh_connection"
 
 
 def init_db_outage_handling(app: Flask) -> None:
@@ -33,11 +34,24 @@ def init_db_outage_handling(app: Flask) -> None:
     with app.app_context():
         for engine in db.engines.values():
             if engine.dialect.name == "postgresql":
+                event.listen(engine, "connect", _mark_fresh)
                 event.listen(engine, "checkout", _discard_if_closed_by_server)
 
 
-def _discard_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    """Raise DisconnectionError, which makes the pool reconnect, for a connection the server ended."""
+def _mark_fresh(_dbapi_connection: Any, record: Any) -> None:
+    record.info[_FRESH] = True
+
+
+def _discard_if_closed_by_server(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Raise DisconnectionError, which makes the pool reconnect, for a connection the server ended.
+
+    A connection made for this very checkout is not checked: SQLAlchemy gives a checkout two
+    tries, and a second DisconnectionError (a restart closing the replacement too) would end in
+    a bare InvalidRequestError, a 500. A replacement that fails fails on its first statement,
+    with an OperationalError that the API answers with a 503.
+    """
+    if record.info.pop(_FRESH, False):
+        return
     if getattr(dbapi_connection, "closed", False) or getattr(dbapi_connection, "broken", False):
         raise DisconnectionError("connection closed")
     try:

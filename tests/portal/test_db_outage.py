@@ -150,3 +150,26 @@ def test_statement_errors_stay_errors_not_unavailable(pg_app: Flask) -> None:
             db.session.execute(text("SELECT * FROM no_such_table"))
         db.session.rollback()
     assert not database_unavailable(caught.value)
+
+
+def test_a_connection_made_for_the_checkout_is_not_discarded_twice(postgres_migrated: str) -> None:
+    """SQLAlchemy gives a checkout two tries; a replacement that the restart also closed must
+    fail on its statement (an OperationalError, a 503), not exhaust them (a bare 500)."""
+    from types import SimpleNamespace
+
+    from sqlalchemy.exc import DisconnectionError
+
+    from portal.core.db_outage import _discard_if_closed_by_server, _mark_fresh
+
+    url = make_url(postgres_migrated).set(drivername="postgresql")
+    conn = psycopg.connect(url.render_as_string(hide_password=False))
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s, 5000)", (conn.info.backend_pid,))
+    record = SimpleNamespace(info={})
+    try:
+        _mark_fresh(conn, record)
+        _discard_if_closed_by_server(conn, record, None)  # fresh: left to its first statement
+        with pytest.raises(DisconnectionError):
+            _discard_if_closed_by_server(conn, record, None)  # pooled: replaced
+    finally:
+        conn.close()
