@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from typing import Any
@@ -14,6 +15,7 @@ from flask_wtf import CSRFProtect
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase
 
 from portal.core.api_base import SpectrApi
@@ -26,6 +28,9 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -103,7 +108,24 @@ def _queue_storage(cfg: dict[str, Any]) -> tuple[type, dict[str, Any]]:
     return SqliteHuey.storage_class, {"filename": str(queue_file)}
 
 
-db = SQLAlchemy(model_class=Base)
+class SpectrSQLAlchemy(SQLAlchemy):
+    """flask-sqlalchemy whose end-of-request cleanup survives a database that just went away.
+
+    The session's last act is a rollback on its connection; when Postgres shut down in the
+    meantime that rollback raises, after the answer was made, and gunicorn would turn it into a
+    500. SQLAlchemy has already invalidated the connection (the pool replaces it), so the
+    failure is logged and the session dropped all the same.
+    """
+
+    def _teardown_session(self, exc: BaseException | None) -> None:
+        try:
+            super()._teardown_session(exc)
+        except DBAPIError as error:
+            log.warning("database connection lost while ending a session: %s", error.orig)
+            self.session.registry.clear()
+
+
+db = SpectrSQLAlchemy(model_class=Base)
 migrate = Migrate(render_as_batch=True, compare_type=True)
 api = SpectrApi()
 queue = TaskQueue()

@@ -173,3 +173,13 @@ def test_a_connection_made_for_the_checkout_is_not_discarded_twice(postgres_migr
             _discard_if_closed_by_server(conn, record, None)  # pooled: replaced
     finally:
         conn.close()
+
+
+def test_a_server_gone_before_the_session_ends_does_not_fail_the_request(pg_app: Flask) -> None:
+    """The end-of-request rollback meets a connection the server just ended (a shutdown after
+    the answer was made): logged and dropped, never raised (gunicorn would send a 500)."""
+    with pg_app.app_context():
+        db.session.execute(text("SELECT 1"))  # a transaction is open on a pooled connection
+        assert _end_server_connections(pg_app) >= 1
+    with pg_app.app_context():  # and the next request gets a working connection
+        assert db.session.execute(text("SELECT 2")).scalar() == 2
