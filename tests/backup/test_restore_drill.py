@@ -19,13 +19,11 @@ import hashlib
 import json
 import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import docker
-import psycopg
 import pytest
 from click.testing import CliRunner
 from flask import Flask
@@ -40,10 +38,10 @@ from portal.registry.manifests import image_blobs, parse_manifest
 from portal.registry.models import SPECTR, Registry
 from tests.portal.conftest import (
     PASSWORD,
-    POSTGRES_ADMIN_URL,
     ApiClient,
     _make_postgres_app,
     _test_config,
+    new_postgres_database,
 )
 from tests.registry.registry_process import RegistryProcess, start_registry
 from tests.registry.seed import push_image, push_multiplatform
@@ -57,13 +55,8 @@ USER, REGISTRY_PASSWORD = "alice", "alice-registry-password"
 @pytest.fixture
 def empty_database() -> Iterator[str]:
     """A Postgres database with nothing in it: the new machine's."""
-    name = f"spectr_drill_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    yield f"{base}/{name}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_postgres_database("spectr_drill") as url:
+        yield url
 
 
 @pytest.fixture
