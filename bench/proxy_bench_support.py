@@ -235,3 +235,16 @@ def tree_cpu_seconds(pid: int) -> float:
 def percentile(samples: list[float], pct: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+
+
+def tear_down(started: list[Service], redis_url: str, prefix: str, workdir: Path) -> None:
+    """Stop what a bench started (last first), drop its Redis keys and its folder."""
+    import redis
+
+    for service in reversed(started):
+        service.stop()
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+    shutil.rmtree(workdir, ignore_errors=True)

@@ -17,7 +17,6 @@ import asyncio
 import hashlib
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from proxy_bench_support import (
     start_nginx,
     start_proxy,
     start_upstream,
+    tear_down,
     time_to_first_event,
     tree_cpu_seconds,
 )
@@ -160,13 +160,7 @@ def main() -> int:
         print(f"\nusage records written by the gateway during the run: {usage}")
         report(results)
     finally:
-        for service in reversed(started):
-            service.stop()
-        client = redis.Redis.from_url(args.redis_url)
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-        shutil.rmtree(workdir, ignore_errors=True)
+        tear_down(started, args.redis_url, prefix, workdir)
     return 0
 
 

@@ -17,15 +17,12 @@ import asyncio
 import hashlib
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
-
-import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proxy_bench_support import (
@@ -35,6 +32,7 @@ from proxy_bench_support import (
     read_chunked,
     start_proxy,
     start_upstream,
+    tear_down,
     tree_cpu_seconds,
 )
 
@@ -162,13 +160,7 @@ def main() -> int:
               f"{load_before:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
         report(results)
     finally:
-        for service in reversed(started):
-            service.stop()
-        client = redis.Redis.from_url(args.redis_url)
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-        shutil.rmtree(workdir, ignore_errors=True)
+        tear_down(started, args.redis_url, prefix, workdir)
     return 0
 
 
