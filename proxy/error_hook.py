@@ -33,6 +33,9 @@ UPSTREAM_FAILED = "spectr.upstream_failed"
 # request error with nginx's 499, "client closed request"); the flow ends in the `error` hook.
 CLIENT_GONE = "spectr.client_gone"
 CLIENT_CLOSED_STATUS = 499
+# Set once a stream's last event (`data: [DONE]`) went to the client: a client that closes after
+# it (the openai client does, without waiting for the chunked body's end) got its whole answer.
+ANSWER_COMPLETE = "spectr.answer_complete"
 # The patch follows mitmproxy's internals, which change between major versions: on another
 # one the proxy keeps mitmproxy's own 502 rather than risk a broken answer.
 PATCHED_MAJOR = "11."
@@ -97,5 +100,10 @@ def _send_answer(stream: HttpStream) -> Generator[Any, Any, None]:
 
 
 def client_cancelled(flow: Any) -> bool:
-    """Tell whether a flow ended because its client went away (recorded as 499)."""
-    return CLIENT_GONE in flow.metadata
+    """Tell whether a flow ended because its client went away before its answer (recorded as 499)."""
+    return CLIENT_GONE in flow.metadata and not answered_in_full(flow)
+
+
+def answered_in_full(flow: Any) -> bool:
+    """Tell whether the client got the whole answer, though the flow ended in the `error` hook."""
+    return ANSWER_COMPLETE in flow.metadata

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from proxy.config import GatewayKey
@@ -129,10 +130,13 @@ class SseTokenTap:
     nothing (it cannot use half an event), while other chunks go through byte for byte.
     """
 
-    def __init__(self, strip_usage: bool = False) -> None:
+    def __init__(
+        self, strip_usage: bool = False, on_done: Callable[[], None] | None = None
+    ) -> None:
         self.usage: TokenCount | None = None
         self.text_chunks = 0
         self.strip_usage = strip_usage
+        self.on_done = on_done  # called when the stream's `[DONE]` event goes by
         self._parser = SseParser()
         self._held: list[bytes] = []  # the unfinished event, while stripping
         # "kept" or "dropped" while an LF opening the next chunk may belong to the last event.
@@ -181,6 +185,8 @@ class SseTokenTap:
     def _read(self, data: bytes) -> bool:
         """Count one event; tell whether it carried usage and nothing else."""
         if data[:1] != b"{":
+            if data == b"[DONE]" and self.on_done is not None:
+                self.on_done()
             return False  # [DONE], or nothing a token count could come from
         try:
             payload = json.loads(data)

@@ -10,7 +10,7 @@ from mitmproxy import http
 
 from proxy.addons.metrics import labels
 from proxy.addons.routing import FAILURE
-from proxy.error_hook import CLIENT_CLOSED_STATUS, client_cancelled
+from proxy.error_hook import CLIENT_CLOSED_STATUS, answered_in_full, client_cancelled
 from proxy.state import REQUEST_ID, TARGET, Target
 
 
@@ -24,6 +24,9 @@ class AccessLog:
         self._write(flow, flow.response.status_code if flow.response else 502, "")
 
     def error(self, flow: http.HTTPFlow) -> None:
+        if answered_in_full(flow):  # the client closed after the last event: a success
+            self.response(flow)
+            return
         if client_cancelled(flow):
             self._write(flow, CLIENT_CLOSED_STATUS, "client_cancelled")
             return

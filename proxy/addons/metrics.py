@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from proxy.error_hook import CLIENT_CLOSED_STATUS, client_cancelled
+from proxy.error_hook import CLIENT_CLOSED_STATUS, answered_in_full, client_cancelled
 from proxy.spool import UsageQueue
 from proxy.state import GATEWAY, TARGET, TOKENS, GatewayRequest, ProxyState, Target
 from proxy.usage import TokenCount
@@ -90,6 +90,9 @@ class Metrics:
         self._observe(flow, flow.response.status_code if flow.response else 502, None)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        if answered_in_full(flow):  # the client closed after the last event: a success
+            self.response(flow)
+            return
         if client_cancelled(flow):
             self._observe(flow, CLIENT_CLOSED_STATUS, "client_cancelled")
             return

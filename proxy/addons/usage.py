@@ -10,7 +10,7 @@ import time
 from mitmproxy import http
 
 from proxy.addons.models import request_json
-from proxy.error_hook import CLIENT_CLOSED_STATUS, client_cancelled
+from proxy.error_hook import ANSWER_COMPLETE, CLIENT_CLOSED_STATUS, client_cancelled
 from proxy.state import GATEWAY, REQUEST_ID, TARGET, TOKENS, GatewayRequest, Target
 from proxy.usage import (
     SseTokenTap,
@@ -52,7 +52,10 @@ class Usage:
             return
         if flow.response.stream:
             # Wrap the routing addon's pass-through so chunks are counted as they go by.
-            flow.metadata[TAP] = tap = SseTokenTap(strip_usage=gateway.usage_added)
+            flow.metadata[TAP] = tap = SseTokenTap(
+                strip_usage=gateway.usage_added,
+                on_done=lambda: flow.metadata.__setitem__(ANSWER_COMPLETE, True),
+            )
             flow.response.stream = tap
 
     def response(self, flow: http.HTTPFlow) -> None:

@@ -100,6 +100,7 @@ class StandInHandler(BaseHTTPRequestHandler):
         if asked and self.server.sends_usage:
             self._event({"object": "chat.completion.chunk", "choices": [], "usage": usage})
         self._chunk(self._lines("data: [DONE]", ""))
+        time.sleep(self.server.pause_before_end_s)
         self._chunk(b"")
 
     def _event(self, payload: dict) -> None:
@@ -147,6 +148,8 @@ class StandInServer(ThreadingHTTPServer):
         # False: a stream never carries usage, even when asked (llama.cpp's server).
         self.sends_usage = sends_usage
         self.split_events = False
+        # Seconds between `[DONE]` and the body's end (llama.cpp's server takes a moment).
+        self.pause_before_end_s = 0.0
         self.healthy = True
         self.models_seen: list[str | None] = []
         self.bodies_seen: list[dict] = []

@@ -101,19 +101,49 @@ def test_stream_without_usage_is_estimated_and_says_so(
     assert int(record["prompt_tokens"]) > 0  # from the prompt's length
 
 
+def test_client_that_closes_after_the_last_event_is_a_success(
+    upstream, start_proxy, redis_client, redis_prefix
+):
+    # The openai client closes once it read `[DONE]`, before the chunked body ends: CI saw a
+    # real llama.cpp stream recorded as 499 that way.
+    a = upstream("a", chunk_delay_s=0, sends_usage=False)
+    a.pause_before_end_s = 1.0
+    secret, digest = new_key()
+    proxy = start_proxy(gateway_config([a], [key("k1", digest)]))
+    with socket.create_connection(("127.0.0.1", proxy.port)) as conn:
+        send_stream_request(conn, secret, stream_body(4, "lf"))
+        seen = b""
+        while b"[DONE]" not in seen:
+            seen += conn.recv(65536)
+    [record] = usage_records(redis_client, redis_prefix, 1)
+    assert (record["status"], record["tokens_source"], record["completion_tokens"]) == (
+        "200", "estimated", "4"
+    )  # fmt: skip
+    wait_until(lambda: proxy.access_log.exists() and proxy.access_log.read_text())
+    [entry] = [json.loads(line) for line in proxy.access_log.read_text().splitlines()]
+    assert entry["status"] == 200 and "error" not in entry
+    metrics = proxy.metrics()
+    assert 'key="k1",model="llama",status="200",target="gateway"} 1.0' in metrics
+    assert "client_cancelled" not in metrics and 'status="499"' not in metrics
+
+
+def send_stream_request(conn: socket.socket, secret: str, body: dict) -> None:
+    data = json.dumps(body).encode()
+    conn.sendall(
+        b"POST %s HTTP/1.1\r\nHost: llm\r\nAuthorization: Bearer %s\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (CHAT.encode(), secret.encode(), len(data), data)
+    )
+
+
 def test_client_that_leaves_mid_stream_is_recorded_as_a_cancel(
     upstream, start_proxy, redis_client, redis_prefix
 ):
     a = upstream("a", chunk_delay_s=0.1)
     secret, digest = new_key()
     proxy = start_proxy(gateway_config([a], [key("k1", digest)]))
-    body = json.dumps(stream_body(40, "crlf")).encode()
     with socket.create_connection(("127.0.0.1", proxy.port)) as conn:
-        conn.sendall(
-            b"POST %s HTTP/1.1\r\nHost: llm\r\nAuthorization: Bearer %s\r\n"
-            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-            % (CHAT.encode(), secret.encode(), len(body), body)
-        )
+        send_stream_request(conn, secret, stream_body(40, "crlf"))
         seen = b""
         while seen.count(b'"content"') < 3:  # three text chunks arrived: give up
             seen += conn.recv(65536)
