@@ -104,19 +104,33 @@ class UsageRecord:
 
 
 def tokens_from_body(content: bytes | None) -> TokenCount:
-    """Read the `usage` object of a JSON completion or embedding response."""
+    """Read the `usage` object of a JSON response (completion, embedding, response, ...)."""
+    # Only a JSON object can carry usage: audio or file bytes are not worth decoding.
+    if not content or content[:64].lstrip()[:1] != b"{":
+        return TokenCount()
     try:
-        usage = json.loads(content or b"").get("usage")
+        usage = json.loads(content).get("usage")
     except (ValueError, AttributeError):
         return TokenCount()
     return _from_usage(usage) or TokenCount()
 
 
 def _from_usage(usage: object) -> TokenCount | None:
+    """Read a `usage` object in any of the shapes OpenAI-style APIs report it in.
+
+    Chat, completions and embeddings say prompt/completion tokens; the Responses API, images
+    and transcriptions input/output tokens; rerank servers often only total_tokens, which is all
+    input, so it counts as prompt tokens.
+    """
     if not isinstance(usage, dict):
         return None
-    prompt = usage.get("prompt_tokens") or 0
-    completion = usage.get("completion_tokens") or 0
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+    completion = usage.get("completion_tokens", usage.get("output_tokens"))
+    if prompt is None and completion is None:
+        prompt = usage.get("total_tokens")
+        if prompt is None:
+            return None  # e.g. a transcription's {"type": "duration", "seconds": 3}
+    prompt, completion = prompt or 0, completion or 0
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
     return TokenCount(prompt, completion, "usage")
@@ -198,13 +212,32 @@ class SseTokenTap:
         if usage is not None:
             self.usage = usage
             return not payload.get("choices")
-        if _has_text(payload):
+        if "response" in payload:
+            self._read_response_event(payload)
+        elif _has_text(payload):
             # Servers stream about one token per chunk: the estimate when no usage comes.
             self.text_chunks += 1
         return False
 
+    def _read_response_event(self, payload: dict) -> None:
+        """Read a Responses API event that carries the response: its end brings the usage."""
+        response = payload["response"]
+        if payload.get("type") not in RESPONSE_ENDS or not isinstance(response, dict):
+            return
+        usage = _from_usage(response.get("usage"))
+        if usage is not None:
+            self.usage = usage
+        if self.on_done is not None:
+            self.on_done()  # no `[DONE]` follows in these streams
+
+
+# Responses API events that end a stream; each carries the whole response with its usage.
+RESPONSE_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
 
 def _has_text(payload: dict) -> bool:
+    if payload.get("type") == "response.output_text.delta":
+        return bool(payload.get("delta"))
     for choice in payload.get("choices") or ():
         if not isinstance(choice, dict):
             continue
@@ -218,13 +251,20 @@ def estimate_prompt_tokens(body: dict | None) -> int:
     """Estimate a request's prompt tokens from its text (about four characters a token)."""
     if not body:
         return 0
-    prompt = body.get("prompt")
-    texts: list[object] = list(prompt) if isinstance(prompt, list) else [prompt]
-    for message in body.get("messages") or ():
-        content = message.get("content") if isinstance(message, dict) else None
+    texts: list[object] = [*_listed(body.get("prompt")), body.get("instructions")]
+    # Chat's `messages`; the Responses API's `input` is a string or a list of messages or parts.
+    for item in [*(body.get("messages") or ()), *_listed(body.get("input"))]:
+        if not isinstance(item, dict):
+            texts.append(item)
+            continue
+        content = item.get("content", item.get("text"))
         parts = content if isinstance(content, list) else [content]
         texts += [part.get("text") if isinstance(part, dict) else part for part in parts]
     return math.ceil(sum(len(t) for t in texts if isinstance(t, str)) / 4)
+
+
+def _listed(value: object) -> list[object]:
+    return value if isinstance(value, list) else [value]
 
 
 class UsageSink:

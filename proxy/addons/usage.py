@@ -23,6 +23,7 @@ from proxy.usage import (
 
 TAP = "spectr.tap"
 # Endpoints whose streams report usage in a last chunk when `stream_options.include_usage` is set.
+# (Responses API streams always end in `response.completed`, which carries the usage.)
 USAGE_STREAM_ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/completions"})
 
 
@@ -50,8 +51,9 @@ class Usage:
         gateway: GatewayRequest | None = flow.metadata.get(GATEWAY)
         if gateway is None or gateway.model is None or not flow.response:
             return
-        if flow.response.stream:
-            # Wrap the routing addon's pass-through so chunks are counted as they go by.
+        if flow.response.stream and is_event_stream(flow.response):
+            # Wrap the routing addon's pass-through so chunks are counted as they go by (binary
+            # answers, streamed too, carry no tokens to count).
             flow.metadata[TAP] = tap = SseTokenTap(
                 strip_usage=gateway.usage_added,
                 on_done=lambda: flow.metadata.__setitem__(ANSWER_COMPLETE, True),
@@ -95,6 +97,11 @@ class Usage:
                 x_request_id=flow.metadata.get(REQUEST_ID, ""),
             )
         )
+
+
+def is_event_stream(response: http.Response) -> bool:
+    """Tell whether a response is Server-Sent Events."""
+    return response.headers.get("content-type", "").startswith("text/event-stream")
 
 
 def ask_for_stream_usage(flow: http.HTTPFlow, gateway: GatewayRequest) -> None:
