@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mitmproxy import http
 
 from proxy.balancer import Balancer
-from proxy.config import GatewayKey, Model, ProxyConfig, Replica, Route
+from proxy.config import GatewayKey, Model, Pool, ProxyConfig, Replica, Route
+from proxy.endpoints import Endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +30,8 @@ class GatewayRequest:
 
     endpoint: str
     key: GatewayKey | None = None
+    # What the endpoint table says of the path (set once the path is known to be served).
+    spec: Endpoint | None = None
     model: Model | None = None
     stream: bool = False
     # The proxy, not the client, asked the model for a stream's usage chunk: keep it from the client.
@@ -67,6 +71,20 @@ class ProxyState:
             {r.id for pool in pools if pool.health_check is None for r in pool.replicas}
         )
         logger.info("config version %s (etag %s) in force", config.version, config.etag)
+
+
+def choose_replica(
+    balancer: Balancer, pool: Pool, gateway: GatewayRequest | None
+) -> Replica | None:
+    """Pick a replica: balanced, or for pinned endpoints the first available one.
+
+    Files and batches live on the replica that made them; sending all of a model's to its
+    first available replica (the same one while it stays up) lets a batch find its file.
+    """
+    if gateway is None or gateway.spec is None or not gateway.spec.pinned:
+        return balancer.choose(pool)
+    now = time.monotonic()
+    return next((r for r in pool.replicas if balancer.is_available(r, now)), None)
 
 
 def request_host(flow: http.HTTPFlow) -> str:

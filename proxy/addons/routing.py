@@ -20,6 +20,7 @@ from proxy.state import (
     GatewayRequest,
     ProxyState,
     Target,
+    choose_replica,
     match_route,
     request_host,
 )
@@ -129,7 +130,7 @@ class Routing:
                 flow.request.path = path[len(route.path_prefix.rstrip("/")) :] or "/"
             pool = config.pools[route.pool]
             label, timeout_s, retries = route.name, route.timeout_s, route.retries
-        replica = self.state.balancer.choose(pool)
+        replica = choose_replica(self.state.balancer, pool, gateway)
         if replica is None:
             flow.response = error_response(
                 503, f"No healthy replica for '{label}'.", "no_healthy_replica"

@@ -57,7 +57,7 @@ def test_every_gateway_error_has_openai_shape(upstream, start_proxy):
             "model_not_allowed": http.post(CHAT, json={**HELLO, "model": "secret-model"}),
             "model_not_found": http.post(CHAT, json={**HELLO, "model": "gpt-9"}),
             "invalid_request": http.post(CHAT, content=b"not json"),
-            "unknown_endpoint": http.get("/v1/files"),
+            "unknown_endpoint": http.get("/v1/nonsense"),
             "no_healthy_replica": http.post(CHAT, json={**HELLO, "model": "down-model"}),
         }
     statuses = {code: reply.status_code for code, reply in cases.items()}
