@@ -28,6 +28,7 @@ from proxy.addons.access_log import AccessLog
 from proxy.addons.auth import GatewayAuth
 from proxy.addons.metrics import Metrics
 from proxy.addons.models import GatewayModels
+from proxy.addons.replies import GatewayReplies
 from proxy.addons.routing import Routing
 from proxy.addons.usage import Usage
 from proxy.config import parse_config
@@ -89,9 +90,9 @@ async def measure(count: int) -> dict[str, float]:
     state = make_state()
     auth, models, routing = GatewayAuth(state), GatewayModels(state), Routing(state)
     usage = Usage(cast(UsageSink, DiscardSink()))
-    metrics, access = Metrics(state, "127.0.0.1", None), AccessLog(None)
+    metrics, access, replies = Metrics(state, "127.0.0.1", None), AccessLog(None), GatewayReplies()
     figures: dict[str, float] = {}
-    with taddons.context(auth, models, routing, usage, metrics, access):
+    with taddons.context(auth, models, routing, replies, usage, metrics, access):
         figures["(baseline) build test flow"] = cpu_us(make_flow, count)
         flows = [make_flow() for _ in range(count)]
         figures["GatewayAuth.request"] = hook_cpu_us(auth.request, flows)
@@ -99,6 +100,7 @@ async def measure(count: int) -> dict[str, float]:
         figures["Routing.request"] = hook_cpu_us(routing.request, flows)
         flows = [with_response(f) for f in flows]
         figures["Routing.response"] = hook_cpu_us(routing.response, flows)
+        figures["GatewayReplies.response"] = hook_cpu_us(replies.response, flows)
         figures["Usage.response"] = hook_cpu_us(usage.response, flows)
         figures["Metrics.response"] = hook_cpu_us(metrics.response, flows)
     return figures

@@ -22,6 +22,7 @@ from proxy.addons.health import HealthChecks
 from proxy.addons.limits import Limits
 from proxy.addons.metrics import Metrics
 from proxy.addons.models import GatewayModels
+from proxy.addons.replies import GatewayReplies
 from proxy.addons.request_id import RequestIds
 from proxy.addons.routing import Routing
 from proxy.addons.tls import TlsTermination
@@ -148,6 +149,9 @@ async def serve(settings: ProxySettings) -> None:
         GatewayModels(state),
         Limits(limiter),
         Routing(state),
+        # After Routing (which streams event streams) and before Usage, Metrics and AccessLog,
+        # so they see the answer the client gets.
+        GatewayReplies(),
         Usage(sink),
         Metrics(state, settings.admin_host, settings.admin_port, sink.queue),
         AccessLog(open_access_log(settings.access_log)),

@@ -13,6 +13,7 @@ _TYPES = {
     404: "not_found_error",
     405: "invalid_request_error",
     429: "rate_limit_error",
+    501: "not_implemented_error",
     502: "upstream_error",
     503: "service_unavailable",
     504: "timeout_error",
