@@ -3,6 +3,8 @@
 A real model needs a GPU this machine lacks; this server answers the same HTTP API with canned
 text so the proxy's real behaviour (routing, streaming, usage) can be tested. Every response says
 which replica answered (`x-replica` header). Run it on its own: `python llm_standin.py --port N`.
+Chat, completions and embeddings are answered here; the rest of the OpenAI-shaped surface
+(responses, moderations, images, audio, rerank, files, batches) in llm_standin_surface.py.
 """
 
 from __future__ import annotations
@@ -15,13 +17,18 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+try:
+    from tests.proxy.llm_standin_surface import SurfaceRoutes
+except ImportError:  # run as a script (the benches do so): this folder is first on sys.path
+    from llm_standin_surface import SurfaceRoutes  # type: ignore[no-redef]
+
 WORDS = ["spectr", "routes", "every", "token", "through", "one", "gateway", "today"]
 # Line ends of each SSE framing; "mixed" cycles through all three, as the SSE spec allows (a CR
 # is always followed by another CR here, never by an LF, which would make it one CRLF).
 LINE_ENDS = {"lf": ["\n"], "crlf": ["\r\n"], "cr": ["\r"], "mixed": ["\r\n", "\n", "\r"]}
 
 
-class StandInHandler(BaseHTTPRequestHandler):
+class StandInHandler(SurfaceRoutes, BaseHTTPRequestHandler):
     server: StandInServer
     protocol_version = "HTTP/1.1"
     # Without this every small response waits ~40 ms on delayed ACKs.
@@ -32,22 +39,40 @@ class StandInHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
+        if self._unserved(url.path, b""):
+            return
         if url.path == "/health":
             self._json(200 if self.server.healthy else 503, {"healthy": self.server.healthy})
         elif url.path == "/slow":
             time.sleep(float(parse_qs(url.query).get("s", ["2"])[0]))
             self._json(200, {"slow": True})
-        else:
+        elif not self.surface_get(url.path):
             self._json(200, self._echo())
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length)
         path = urlsplit(self.path).path
+        if self._unserved(path, raw):
+            return
         if path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
             self._completion(path, json.loads(raw or b"{}"))
-        else:
+        elif not self.surface_post(path, raw):
             self._json(200, {**self._echo(), "body": raw.decode(errors="replace")})
+
+    def do_DELETE(self) -> None:
+        path = urlsplit(self.path).path
+        if not self._unserved(path, b"") and not self.surface_delete(path):
+            self._json(200, self._echo())
+
+    def _unserved(self, path: str, raw: bytes) -> bool:
+        """Record the request (when asked to); answer as a server without the route if told to."""
+        if self.server.keep_requests:
+            self.server.requests_seen.append((self.command, path, dict(self.headers), raw))
+        if path not in self.server.unserved:
+            return False
+        self.not_served()
+        return True
 
     def _echo(self) -> dict:
         return {"replica": self.server.name, "path": self.path, "headers": dict(self.headers)}
@@ -80,7 +105,7 @@ class StandInHandler(BaseHTTPRequestHandler):
 
     def _stream(self, body: dict, n: int, usage: dict) -> None:
         delay = float(body.get("x_chunk_delay_s", self.server.chunk_delay_s))
-        self._line_ends = itertools.cycle(LINE_ENDS[body.get("x_framing", self.server.framing)])
+        self._use_framing(body)
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
@@ -102,6 +127,10 @@ class StandInHandler(BaseHTTPRequestHandler):
         self._chunk(self._lines("data: [DONE]", ""))
         time.sleep(self.server.pause_before_end_s)
         self._chunk(b"")
+
+    def _use_framing(self, body: dict) -> None:
+        """Pick the SSE line ends of this response: the request's `x_framing` or the server's."""
+        self._line_ends = itertools.cycle(LINE_ENDS[body.get("x_framing", self.server.framing)])
 
     def _event(self, payload: dict) -> None:
         data = self._lines(f"data: {json.dumps(payload)}", "")
@@ -154,6 +183,16 @@ class StandInServer(ThreadingHTTPServer):
         self.models_seen: list[str | None] = []
         self.bodies_seen: list[dict] = []
         self.stream_gate: threading.Event | None = None
+        # Paths answered as by a server without them (a bare HTML 404), e.g. {"/v1/audio/speech"}.
+        self.unserved: set[str] = set()
+        # (method, path, headers, body) of every request as it arrived, while keep_requests is
+        # set (off by default: the benches send this server many thousands).
+        self.keep_requests = False
+        self.requests_seen: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.uploads_seen: list[bytes] = []  # audio files of transcriptions and translations
+        self.files: dict[str, dict] = {}
+        self.file_contents: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
         self._thread: threading.Thread | None = None
 
     @property
