@@ -66,9 +66,7 @@ class GatewayModels:
         assert gateway.key is not None
         named = named_model(flow, endpoint)
         if named is None:
-            flow.response = error_response(
-                400, "The body must be a JSON object with a string 'model'.", "invalid_request"
-            )
+            flow.response = malformed_body(endpoint)
             return
         requested = named.name or fallback_model(flow, config, gateway.key)
         if not requested:
@@ -107,6 +105,13 @@ def named_model(flow: http.HTTPFlow, endpoint: Endpoint) -> NamedModel | None:
     if not isinstance(requested, str) or not requested:
         return None
     return NamedModel(requested, body, stream=body.get("stream") is True)
+
+
+def malformed_body(endpoint: Endpoint) -> http.Response:
+    """Answer 400 for a body the endpoint cannot read a model from."""
+    form = " (or multipart/form-data with a 'model' field)" if endpoint.model_in == "form" else ""
+    message = f"The body must be a JSON object with a string 'model'{form}."
+    return error_response(400, message, "invalid_request")
 
 
 def form_model(content_type: str, body: bytes) -> NamedModel:
