@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from tests.proxy.llm_standin import StandInServer
+from tests.proxy.openai_surface import Surface, running_surface
 from tests.proxy.proxy_harness import REDIS_URL, ProxyProcess, write_config
 
 
@@ -69,3 +70,17 @@ def start_proxy(tmp_path: Path, redis_prefix: str) -> Iterator[Callable[..., Pro
     yield start
     for proxy in started:
         proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def surface_module() -> Iterator[Surface]:
+    """One proxy with stand-in model servers for a whole module (see openai_surface.py)."""
+    yield from running_surface()
+
+
+@pytest.fixture
+def surface(surface_module: Surface) -> Iterator[Surface]:
+    """The module's proxy; the openai clients a test opened are closed after it."""
+    yield surface_module
+    while surface_module.opened:
+        surface_module.opened.pop().close()

@@ -1,160 +1,25 @@
-"""The whole OpenAI-shaped surface of the gateway, driven by the official `openai` client against
-a real spectr-proxy process, real Redis and stand-in model servers (tests/proxy/llm_standin.py:
-no real runtime can run here). Each call's answer and its usage record in Redis are checked.
-
-One proxy serves the whole module (starting one per test would cost ~2 s each on this 2-core
-machine); every call carries its own X-Request-Id, which the usage record, the access log and
-the stand-in's log of upstream requests all hold, so tests find their own traffic and stay
-independent of each other's order.
+"""Every OpenAI-shaped endpoint of the gateway, driven by the official `openai` client against a
+real spectr-proxy process, real Redis and stand-in model servers (tests/proxy/openai_surface.py):
+each call's answer and its usage record in Redis (endpoint, status, tokens) are checked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import redis
-from openai import AsyncOpenAI, OpenAI
 
-from tests.proxy.llm_standin import StandInServer
 from tests.proxy.llm_standin_surface import SPEECH_CHUNKS
-from tests.proxy.proxy_harness import REDIS_URL, ProxyProcess, new_key, wait_until, write_config
-from tests.proxy.test_proxy_gateway import key, wait_for_next_minute_if_close
+from tests.proxy.openai_surface import call_id, record, tagged, tokens, upstream_request
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 AUDIO = b"RIFF" + bytes(range(256)) * 4  # stands in for a WAV clip: any bytes, some not UTF-8
-
-
-@dataclass
-class Surface:
-    proxy: ProxyProcess
-    a: StandInServer  # serves every endpoint
-    b: StandInServer  # the second replica of the "store" model
-    bare: StandInServer  # a runtime that serves chat only
-    prefix: str
-    secrets: dict[str, str]
-    opened: list[OpenAI] = field(default_factory=list)  # closed after each test
-
-    def client(self, key_id: str = "main", **options: Any) -> OpenAI:
-        options = {"max_retries": 0, **options}  # tests see each answer as it came
-        client = OpenAI(
-            base_url=f"{self.proxy.url}/v1", api_key=self.secrets[key_id],
-            http_client=httpx.Client(trust_env=False), **options,
-        )  # fmt: skip
-        self.opened.append(client)
-        return client
-
-    def async_client(self) -> AsyncOpenAI:
-        return AsyncOpenAI(
-            base_url=f"{self.proxy.url}/v1", api_key=self.secrets["main"],
-            http_client=httpx.AsyncClient(trust_env=False), max_retries=0,
-        )  # fmt: skip
-
-    def http(self, key_id: str = "main") -> httpx.Client:
-        headers = {"authorization": f"Bearer {self.secrets[key_id]}"}
-        return httpx.Client(base_url=self.proxy.url, headers=headers, trust_env=False, timeout=15)
-
-
-def surface_config(a: StandInServer, b: StandInServer, bare: StandInServer, digests: dict) -> dict:
-    models = [
-        {"name": "llama", "aliases": ["l3", "meta/llama-3"], "upstream_model": "llama-3-8b",
-         "replicas": [{"url": a.url, "id": "a"}]},
-        {"name": "whisper", "replicas": [{"url": a.url, "id": "a"}]},  # upstream name = its name
-        {"name": "store", "replicas": [{"url": a.url, "id": "a"}, {"url": b.url, "id": "b"}],
-         "strategy": "round_robin"},
-        {"name": "bare-model", "replicas": [{"url": bare.url, "id": "bare"}]},
-        {"name": "secret-model", "replicas": [{"url": a.url, "id": "a"}]},
-    ]  # fmt: skip
-    keys = [
-        {**key("main", digests["main"]), "models": ["llama", "whisper", "store", "bare-model"]},
-        key("tpm", digests["tpm"], tpm=10) | {"models": ["llama"]},
-        key("solo", digests["solo"]) | {"models": ["llama"]},
-    ]
-    return {"version": 1, "etag": "surface", "models": models, "keys": keys}
-
-
-@pytest.fixture(scope="module")
-def surface() -> Iterator[Surface]:
-    a, b, bare = (StandInServer(name=name).start() for name in ("a", "b", "bare"))
-    for server in (a, b, bare):
-        server.keep_requests = True
-    bare.unserved = {"/v1/audio/speech", "/v1/responses"}
-    secrets, digests = {}, {}
-    for key_id in ("main", "tpm", "solo"):
-        secrets[key_id], digests[key_id] = new_key()
-    prefix = f"spectr-test-{uuid.uuid4().hex[:12]}:"
-    config_file = Path(tempfile.mkdtemp(prefix="spectr-surface-")) / "proxy.json"
-    write_config(config_file, surface_config(a, b, bare, digests))
-    proxy = ProxyProcess(
-        args=["--config-file", str(config_file), "--redis-url", REDIS_URL], redis_prefix=prefix
-    ).start()
-    yield Surface(proxy, a, b, bare, prefix, secrets)
-    proxy.stop()
-    for server in (a, b, bare):
-        server.stop()
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-@pytest.fixture(autouse=True)
-def close_clients(surface: Surface) -> Iterator[None]:
-    yield
-    while surface.opened:
-        surface.opened.pop().close()
-
-
-def call_id() -> str:
-    return f"surface-{uuid.uuid4().hex[:16]}"
-
-
-def tagged(request_id: str) -> dict[str, Any]:
-    """Options of an openai call that carry this request id."""
-    return {"extra_headers": {"X-Request-Id": request_id}}
-
-
-def record(redis_client: redis.Redis, surface: Surface, request_id: str) -> dict[str, str]:
-    """Return the usage record of one request, once the proxy wrote it."""
-    found: list[dict[str, str]] = []
-
-    def written() -> bool:
-        entries = redis_client.xrange(f"{surface.prefix}usage")
-        found[:] = [f for _, f in entries if f["x_request_id"] == request_id]  # type: ignore[index]
-        return bool(found)
-
-    wait_until(written)
-    [only] = found
-    return only
-
-
-def upstream_request(server: StandInServer, request_id: str) -> tuple[str, dict[str, str], bytes]:
-    """Return (path, headers in lower case, body) of the request a replica got for this id."""
-    seen = [
-        (path, {k.lower(): v for k, v in headers.items()}, body)
-        for _, path, headers, body in server.requests_seen
-        if headers.get("x-request-id", headers.get("X-Request-Id")) == request_id
-    ]
-    [only] = seen
-    return only
-
-
-def tokens(entry: dict[str, str]) -> tuple[str, str, str, str, str]:
-    return (
-        entry["endpoint"], entry["status"], entry["prompt_tokens"], entry["completion_tokens"],
-        entry["tokens_source"],
-    )  # fmt: skip
 
 
 def test_models_retrieve_shows_models_the_key_may_use(surface):
@@ -267,15 +132,19 @@ def test_moderations_and_a_key_with_one_model_needs_no_model_name(surface, redis
     assert "model" not in json.loads(upstream_request(surface.a, unnamed)[2])  # sent as it came
 
 
-def test_images_generate(surface, redis_client):
-    request_id = call_id()
-    image = surface.client().images.generate(
-        model="llama", prompt="a red fox", **tagged(request_id)
-    )
-    assert image.data and image.data[0].b64_json
-    assert tokens(record(redis_client, surface, request_id)) == (
-        "/v1/images/generations", "200", "3", "16", "usage"
+def test_images_generate_and_edit(surface, redis_client):
+    client, ids = surface.client(), [call_id(), call_id()]
+    image = client.images.generate(model="llama", prompt="a red fox", **tagged(ids[0]))
+    edited = client.images.edit(
+        model="l3", image=("fox.png", b"\x89PNG fox", "image/png"), prompt="add a hat",
+        **tagged(ids[1]),
     )  # fmt: skip
+    assert image.data and image.data[0].b64_json and edited.data and edited.data[0].b64_json
+    assert [tokens(record(redis_client, surface, i)) for i in ids] == [
+        ("/v1/images/generations", "200", "3", "16", "usage"),
+        ("/v1/images/edits", "200", "3", "16", "usage"),
+    ]
+    assert b'name="model"\r\n\r\nllama-3-8b\r\n' in upstream_request(surface.a, ids[1])[2]
 
 
 def test_audio_speech_answers_the_replicas_bytes(surface, redis_client):
@@ -359,99 +228,3 @@ def test_rerank_cohere_and_jina_shape(surface, redis_client):
         "/v1/rerank", "200", total, "0", "usage"
     )  # fmt: skip
     assert json.loads(upstream_request(surface.a, request_id)[2])["model"] == "llama-3-8b"
-
-
-def test_files_and_batches_go_to_the_model_in_the_header_and_stay_on_one_replica(
-    surface, redis_client
-):
-    client = surface.client(default_headers={"X-Spectr-Model": "store"})
-    lines = [{"custom_id": "1", "method": "POST", "url": "/v1/chat/completions",
-              "body": {"model": "store", "messages": [{"role": "user", "content": "hi"}]}}]  # fmt: skip
-    jsonl = "".join(json.dumps(line) + "\n" for line in lines).encode()
-    ids = {step: call_id() for step in ("upload", "list", "get", "content", "batch", "read",
-                                        "cancel", "delete")}  # fmt: skip
-    uploaded = client.files.create(
-        file=("batch.jsonl", jsonl, "application/jsonl"), purpose="batch", **tagged(ids["upload"])
-    )
-    assert [f.id for f in client.files.list(**tagged(ids["list"]))] == [uploaded.id]
-    assert client.files.retrieve(uploaded.id, **tagged(ids["get"])).bytes == len(jsonl)
-    assert client.files.content(uploaded.id, **tagged(ids["content"])).content == jsonl
-    batch = client.batches.create(
-        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h",
-        **tagged(ids["batch"]),
-    )  # fmt: skip
-    assert client.batches.retrieve(batch.id, **tagged(ids["read"])).status == "validating"
-    assert client.batches.cancel(batch.id, **tagged(ids["cancel"])).status == "cancelling"
-    assert client.files.delete(uploaded.id, **tagged(ids["delete"])).deleted is True
-
-    entries = {step: record(redis_client, surface, i) for step, i in ids.items()}
-    assert {step: (e["endpoint"], e["status"]) for step, e in entries.items()} == {
-        "upload": ("/v1/files", "200"), "list": ("/v1/files", "200"),
-        "get": ("/v1/files/{id}", "200"), "content": ("/v1/files/{id}/content", "200"),
-        "batch": ("/v1/batches", "200"), "read": ("/v1/batches/{id}", "200"),
-        "cancel": ("/v1/batches/{id}/cancel", "200"), "delete": ("/v1/files/{id}", "200"),
-    }  # fmt: skip
-    # Pinned to the model's first replica, so the batch found the file the upload left there.
-    assert {(e["model"], e["replica"], e["total_tokens"]) for e in entries.values()} == {
-        ("store", "a", "0")
-    }
-    assert "x-spectr-model" not in upstream_request(surface.a, ids["upload"])[1]
-
-
-def test_files_need_a_model_and_a_runtimes_own_404_passes_through(surface, redis_client):
-    with pytest.raises(openai.BadRequestError) as unnamed:
-        surface.client().files.list()  # this key may use several models: which one?
-    assert "X-Spectr-Model" in unnamed.value.body["message"]  # type: ignore[index]
-    request_id = call_id()
-    client = surface.client(default_headers={"X-Spectr-Model": "llama"})
-    with pytest.raises(openai.NotFoundError) as missing:
-        client.files.retrieve("file-nope", **tagged(request_id))
-    # The runtime's own 404 (it serves files, it has no such one) reaches the client as it is.
-    assert missing.value.body["message"] == "No such File object: file-nope"  # type: ignore[index]
-    assert record(redis_client, surface, request_id)["status"] == "404"
-
-
-def test_tpm_limit_applies_to_responses(surface, redis_client):
-    client = surface.client("tpm")
-    wait_for_next_minute_if_close()
-    first_id = call_id()
-    first = client.responses.create(
-        model="llama", input="hello there", max_output_tokens=12, **tagged(first_id)
-    )
-    assert first.usage is not None and first.usage.total_tokens >= 10  # the limit
-    record(redis_client, surface, first_id)  # written with the minute's token counter
-    with pytest.raises(openai.RateLimitError) as refused:
-        client.responses.create(model="llama", input="again")
-    assert "tokens per minute" in refused.value.body["message"]  # type: ignore[index]
-
-
-def test_wrong_method_and_unknown_path(surface):
-    with surface.http() as http:
-        wrong = http.get("/v1/responses")
-        delete = http.delete("/v1/audio/speech")
-        unknown = http.post("/v1/nonsense", json={"model": "llama"})
-    assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST")
-    assert wrong.json()["error"]["message"] == "/v1/responses takes POST, not GET."
-    assert (delete.status_code, delete.json()["error"]["code"]) == (405, "method_not_allowed")
-    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "unknown_endpoint")
-
-
-def test_endpoint_the_runtime_does_not_serve_is_a_clear_error(surface, redis_client):
-    request_id = call_id()
-    client = surface.client(max_retries=2)  # the client's default: it must not retry this 501
-    with pytest.raises(openai.APIStatusError) as unserved:
-        client.audio.speech.create(
-            model="bare-model", voice="alloy", input="hi", **tagged(request_id)
-        )
-    assert unserved.value.status_code == 501
-    assert unserved.value.body["code"] == "endpoint_not_supported"  # type: ignore[index]
-    message = unserved.value.body["message"]  # type: ignore[index]
-    assert "'bare-model' runs on a server that does not serve POST /v1/audio/speech" in message
-    upstream_request(surface.bare, request_id)  # asked once, not three times
-    entry = record(redis_client, surface, request_id)
-    assert (entry["status"], entry["replica"], entry["model"]) == ("501", "bare", "bare-model")
-    # What the runtime does serve still works.
-    chat = client.chat.completions.create(
-        model="bare-model", messages=[{"role": "user", "content": "hi"}]
-    )
-    assert chat.choices[0].message.content
