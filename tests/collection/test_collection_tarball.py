@@ -81,6 +81,7 @@ def test_the_tarball_holds_the_collection_at_the_galaxy_version(tarball: Path) -
         "playbooks/deploy_app.yml",
         "meta/runtime.yml",
         "README.md",
+        "CHANGELOG.rst",
         "changelogs/changelog.yaml",
         "tests/unit/plugins/module_utils/test__registry.py",
         "FILES.json",
