@@ -3,8 +3,8 @@
 # sanity, ansible-test units, and the Galaxy tarball (left at dist/spectr-core-<version>.tar.gz).
 # Each runs even when one before it failed, so one run shows every failure. It prints a
 # "=== <check> passed|FAILED in N s" line per check; exit status: non-zero when any failed.
-# First run on a machine about 5 minutes (ansible-test's environments come from PyPI), then
-# about 1.5 minutes; scripts/run-tests.sh runs it beside the rest of `make test`.
+# First run on a machine 5-7 minutes (ansible-test's environments come from PyPI), then
+# 1.5-2 minutes (measured beside a CI run); scripts/run-tests.sh runs it in `make test`.
 set -uo pipefail
 scripts=$(cd "$(dirname "$0")" && pwd)
 failed=()

@@ -5,7 +5,7 @@
 #   2. pytest tests/collection and tests/deploy (Ansible runs, SSH hosts, image builds: long, and
 #      sharing no database, queue or Redis prefix with the rest), then
 #      scripts/collection-test.sh: ansible-test sanity and units of spectr.core and its Galaxy
-#      tarball, left at dist/spectr-core-<version>.tar.gz (about 1.5 min, 5 min on a fresh
+#      tarball, left at dist/spectr-core-<version>.tar.gz (1.5-2 min, 5-7 min on a fresh
 #      machine). Stream 2 is the shortest (about 9 of CI's 21 minutes), so they fit in its wake.
 #   3. tests/collection/run-molecule.sh
 # All three mostly wait (on containers, SSH, Ansible, sleeps), so side by side they keep CI inside
