@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 export SPECTR_INSTANCE_PATH ?= $(CURDIR)/instance
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test test-fast lint services images collection-lint sanity molecule bench clean
+.PHONY: install run test test-fast lint services images collection-lint sanity units collection \
+	molecule bench clean
 
 $(BIN)/spectr: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +21,8 @@ run: install
 	$(BIN)/spectr init
 	$(BIN)/spectr run --host 127.0.0.1 --port 8000
 
-## Everything CI checks: lint, all tests (slow ones included), the collection's lint and Molecule.
+## Everything CI checks: lint, all tests (slow ones included), the collection's lint, Molecule,
+## ansible-test sanity and units, and the collection's tarball (dist/spectr-core-<version>.tar.gz).
 test: install services lint collection-lint
 	scripts/run-tests.sh
 
@@ -46,11 +48,22 @@ services:
 collection-lint: install
 	scripts/collection-check.sh
 
-## ansible-test sanity of the collection (validate-modules, pylint, yamllint...): about 4 minutes
-## the first time (it installs a venv per test from PyPI), 40 s after; kept out of `make test`
-## for CI's 30-minute budget.
+## ansible-test sanity of the collection (validate-modules, pylint, yamllint, changelog...): about
+## 4 minutes the first time (it installs a venv per test from PyPI into ~/.ansible/test), 45 s
+## after. `make test` runs it, units and the tarball (scripts/collection-test.sh) after the
+## collection's pytest stream.
 sanity: install
 	scripts/collection-sanity.sh
+
+## ansible-test units of the collection's module utils (tests/unit): its venv comes from PyPI the
+## first time (~30 s, kept in ~/.ansible/test/venv/spectr-units), then about 30 s.
+units: install
+	scripts/collection-units.sh
+
+## The Galaxy tarball dist/spectr-core-<galaxy.yml version>.tar.gz, checked: no test output or
+## caches in it, installs offline, ansible-doc reads its modules.
+collection: install
+	scripts/collection-build.sh
 
 molecule: install services
 	tests/collection/run-molecule.sh

@@ -15,9 +15,7 @@
 # pylint runs: ansible-test installs its pinned pylint from PyPI into a venv of its own.
 # Extra arguments go to ansible-test, e.g. `--test validate-modules` or `-v`.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-collection="$root/ansible_collections/spectr/core"
-venv_bin="$root/.venv/bin"
+source "$(dirname "$0")/lib/collection.sh"
 python_version=$("$venv_bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
 # ansible-test bootstraps pip in each virtual environment it creates with pypa's get-pip.py,
@@ -59,14 +57,10 @@ command -v pwsh >/dev/null || skips+=(--skip-test pslint)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/spectr-sanity.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-copy="$work/ansible_collections/spectr/core"
-mkdir -p "$copy"
-(cd "$collection" && git ls-files -z --cached --others --exclude-standard -- . |
-  while IFS= read -r -d '' file; do if [[ -e "$file" ]]; then printf '%s\0' "$file"; fi; done |
-  tar --null -T - -cf -) | tar -xf - -C "$copy"
+copy_collection "$work"
 
 export ANSIBLE_HOME="$work/ansible-home"
-cd "$copy"
+cd "$work/ansible_collections/spectr/core"
 status=0
 PATH="$venv_bin:$PATH" "$venv_bin/ansible-test" sanity --local --python "$python_version" \
   --color no "${skips[@]}" "$@" || status=$?

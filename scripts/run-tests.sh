@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The test part of `make test`: the whole pytest suite and every Molecule scenario, in three
-# streams side by side:
+# The test part of `make test`: the whole pytest suite, every Molecule scenario and the
+# collection's own checks, in three streams side by side:
 #   1. pytest, every folder but the two below
 #   2. pytest tests/collection and tests/deploy (Ansible runs, SSH hosts, image builds: long, and
-#      sharing no database, queue or Redis prefix with the rest)
+#      sharing no database, queue or Redis prefix with the rest), then
+#      scripts/collection-test.sh: ansible-test sanity and units of spectr.core and its Galaxy
+#      tarball, left at dist/spectr-core-<version>.tar.gz (1.5-2 min, 5-7 min on a fresh
+#      machine). Stream 2 is the shortest (about 9 of CI's 21 minutes), so they fit in its wake.
 #   3. tests/collection/run-molecule.sh
 # All three mostly wait (on containers, SSH, Ansible, sleeps), so side by side they keep CI inside
 # its budget on 2 cores; the suite has passed under heavier load than this. Streams 2 and 3 write
@@ -22,7 +25,20 @@ tests/images/build-host.sh dind >/dev/null || exit 1
 # cached): start it now, beside the streams; the tests that need it wait for it (flock).
 tests/images/build-llama-server.sh >"$logs/llama-server.log" 2>&1 &
 
-"${pytest[@]}" "${separate[@]}" >"$logs/pytest-ansible.log" 2>&1 &
+# Stream 2 records each part's exit status in a file; a TERM (the trap below) stops its child.
+stream2() {
+  local child
+  trap 'kill "$child" 2>/dev/null; exit 143' TERM
+  "${pytest[@]}" "${separate[@]}" >"$logs/pytest-ansible.log" 2>&1 &
+  child=$!
+  wait "$child"
+  echo $? >"$logs/pytest-ansible.status"
+  scripts/collection-test.sh >"$logs/collection.log" 2>&1 &
+  child=$!
+  wait "$child"
+  echo $? >"$logs/collection.status"
+}
+stream2 &
 ansible_pid=$!
 tests/collection/run-molecule.sh >"$logs/molecule.log" 2>&1 &
 molecule_pid=$!
@@ -32,9 +48,16 @@ trap 'kill "$ansible_pid" "$molecule_pid" 2>/dev/null' INT TERM
 main_status=$?
 
 wait "$ansible_pid"
-ansible_status=$?
+ansible_status=$(cat "$logs/pytest-ansible.status" 2>/dev/null || echo 1)
+collection_status=$(cat "$logs/collection.status" 2>/dev/null || echo 1)
 echo "=== pytest ${separate[*]} (log: $logs/pytest-ansible.log)"
 cat "$logs/pytest-ansible.log"
+echo "=== spectr.core: ansible-test sanity, units, tarball (log: $logs/collection.log)"
+if [ "$collection_status" -eq 0 ]; then
+  grep -E '^=== |^collection-' "$logs/collection.log"
+else
+  cat "$logs/collection.log"
+fi
 
 wait "$molecule_pid"
 molecule_status=$?
@@ -46,5 +69,7 @@ fi
 
 echo "=== llama.cpp runtime image (log: $logs/llama-server.log)"
 tail -3 "$logs/llama-server.log"
-echo "exit status: pytest $main_status, pytest ${separate[*]} $ansible_status, molecule $molecule_status"
-[ "$main_status" -eq 0 ] && [ "$ansible_status" -eq 0 ] && [ "$molecule_status" -eq 0 ]
+echo "exit status: pytest $main_status, pytest ${separate[*]} $ansible_status," \
+  "spectr.core checks $collection_status, molecule $molecule_status"
+[ "$main_status" -eq 0 ] && [ "$ansible_status" -eq 0 ] && [ "$collection_status" -eq 0 ] &&
+  [ "$molecule_status" -eq 0 ]

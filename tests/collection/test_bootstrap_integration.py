@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.collection.ansible_runs import REPO_ROOT, AnsibleEnvironment, PlaybookRun
+from tests.collection.galaxy import COLLECTION, tarball_name
 from tests.collection.tls import TestCA
 from tests.support.testhosts import TestHost, cleanup_key_pair, start_test_host
 
@@ -140,13 +141,12 @@ def test_ops_deploy_a_container_with_the_built_collection(
     runs: Any, fresh_host: TestHost, tmp_path: Path, ansible_env: AnsibleEnvironment
 ) -> None:
     """The ops path: build the tarball, install it offline, run deploy_app / remove_app."""
-    collection = REPO_ROOT / "ansible_collections/spectr/core"
     galaxy = [str(Path(sys.executable).parent / "ansible-galaxy"), "collection"]
-    subprocess.run([*galaxy, "build", str(collection), "--output-path", str(tmp_path)],
+    subprocess.run([*galaxy, "build", str(COLLECTION), "--output-path", str(tmp_path)],
                    check=True, capture_output=True, timeout=120)  # fmt: skip
     installed = tmp_path / "collections"
     subprocess.run([*galaxy, "install", "--offline", "--no-deps", "-p", str(installed),
-                    str(tmp_path / "spectr-core-0.1.0.tar.gz")],
+                    str(tmp_path / tarball_name())],
                    check=True, capture_output=True, timeout=120)  # fmt: skip
     ops = AnsibleEnvironment(tmp_path / "home")
     (tmp_path / "home").mkdir()
