@@ -75,6 +75,8 @@ class Model:
     name: str
     pool: str
     upstream_model: str
+    # Other models tried, in order, when every replica of this one failed or answered 429.
+    fallbacks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,7 @@ def parse_config(document: dict[str, Any]) -> ProxyConfig:
     for raw in document.get("models", []):
         model = _model(raw, pools)
         models[model.name] = model
+    _check_fallbacks(models)
     routes = tuple(_route(r) for r in document.get("routes", []))
     for route in routes:
         if route.pool not in pools:
@@ -198,7 +201,52 @@ def _model(raw: dict[str, Any], pools: dict[str, Pool]) -> Model:
         pool_name = raw["pool"]
         if pool_name not in pools:
             raise ConfigError(f"models/{raw['name']}: unknown pool {pool_name!r}")
-    return Model(raw["name"], pool_name, raw.get("upstream_model", raw["name"]))
+    return Model(
+        raw["name"],
+        pool_name,
+        raw.get("upstream_model", raw["name"]),
+        tuple(raw.get("fallbacks", ())),
+    )
+
+
+def _check_fallbacks(models: dict[str, Model]) -> None:
+    """Refuse fallbacks that name no model (aliases do not count), the model itself, or a cycle."""
+    for model in models.values():
+        for name in model.fallbacks:
+            if name == model.name:
+                raise ConfigError(
+                    f"models/{model.name}/fallbacks: a model cannot fall back to itself"
+                )
+            if name not in models:
+                raise ConfigError(f"models/{model.name}/fallbacks: unknown model {name!r}")
+    cycle = fallback_cycle({m.name: m.fallbacks for m in models.values()})
+    if cycle:
+        raise ConfigError(f"models/{cycle[0]}/fallbacks: a cycle {' -> '.join(cycle)}")
+
+
+def fallback_cycle(fallbacks: dict[str, tuple[str, ...]]) -> list[str]:
+    """Return one cycle among the models' fallbacks (its names, the first repeated last), or []."""
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(name: str) -> list[str]:
+        path.append(name)
+        for after in fallbacks.get(name, ()):
+            if after in path:
+                return [*path[path.index(after) :], after]
+            if after not in done:
+                found = visit(after)
+                if found:
+                    return found
+        path.pop()
+        done.add(name)
+        return []
+
+    for name in fallbacks:
+        found = [] if name in done else visit(name)
+        if found:
+            return found
+    return []
 
 
 def _model_names(raw_models: list[dict[str, Any]]) -> dict[str, str]:

@@ -36,6 +36,8 @@ class GatewayRequest:
     stream: bool = False
     # The proxy, not the client, asked the model for a stream's usage chunk: keep it from the client.
     usage_added: bool = False
+    # The model the client asked for, when one of its fallbacks (now `model`) answers instead.
+    fallback_from: str = ""
 
 
 @dataclass
@@ -47,8 +49,12 @@ class Target:
     timeout_s: float
     retries: int
     replica: Replica
-    tried: list[str] = field(default_factory=list)
+    tried: list[str] = field(default_factory=list)  # replicas of this pool that failed
     timed_out: bool = False
+    probe: bool = False  # the request is the half-open replica's probe
+    attempts: int = 1  # upstream attempts, retries and fallbacks included
+    failure_noted: bool = False  # the last attempt's failure is already in the balancer
+    fallback_index: int = 0  # the model's fallbacks before this one were tried or skipped
 
 
 class ProxyState:

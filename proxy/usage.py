@@ -78,10 +78,11 @@ class UsageRecord:
     stream: bool
     proxy: str
     x_request_id: str = ""
+    fallback_from: str = ""  # the model asked for, when `model` is a fallback that answered
 
     def fields(self) -> dict[str, str]:
         """Return the stream entry's fields (all strings, as Redis stores them)."""
-        return {
+        entry = {
             "v": "1",
             "ts": f"{self.ts:.3f}",
             "request_id": self.request_id,
@@ -101,6 +102,9 @@ class UsageRecord:
             "proxy": self.proxy,
             "x_request_id": self.x_request_id,
         }
+        if self.fallback_from:
+            entry["fallback_from"] = self.fallback_from
+        return entry
 
 
 def tokens_from_body(content: bytes | None) -> TokenCount:

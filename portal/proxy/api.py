@@ -90,7 +90,7 @@ class Models(MethodView):
     @blp.arguments(GatewayModelSchema)
     @blp.response(200, GatewayModelSchema)
     def put(self, body: dict) -> Any:
-        """Create or replace a gateway model by name (its replicas and aliases)."""
+        """Create or replace a gateway model by name (its replicas, aliases and fallbacks)."""
         return service.upsert_model(body)
 
 

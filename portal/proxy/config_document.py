@@ -24,11 +24,13 @@ log = logging.getLogger(__name__)
 
 def config_document() -> dict[str, Any]:
     """Build the whole document, with its version and an ETag over its content."""
+    models = [model for model in _all(GatewayModel) if model.replicas]
+    fallbacks = _served_fallbacks(models)
     document: dict[str, Any] = {
         "version": db.session.scalar(select(func.max(ProxyConfigRevision.id))) or 0,
         "pools": [_route_pool(route) for route in _all(ProxyRoute)],
         "routes": [_route(route) for route in _all(ProxyRoute)],
-        "models": [_model(model) for model in _all(GatewayModel) if model.replicas],
+        "models": [_model(model, fallbacks[model.name]) for model in models],
         "keys": [_key(key) for key in _all(GatewayKey) if key.is_active(utcnow())],
     }
     document["etag"] = content_etag(document)
@@ -67,7 +69,7 @@ def _route(route: ProxyRoute) -> dict[str, Any]:
     }
 
 
-def _model(model: GatewayModel) -> dict[str, Any]:
+def _model(model: GatewayModel, fallbacks: list[str]) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "name": model.name,
         "aliases": model.aliases or [],
@@ -76,7 +78,41 @@ def _model(model: GatewayModel) -> dict[str, Any]:
     }
     if model.upstream_model:
         entry["upstream_model"] = model.upstream_model
+    if fallbacks:
+        entry["fallbacks"] = fallbacks
     return entry
+
+
+def _served_fallbacks(models: list[GatewayModel]) -> dict[str, list[str]]:
+    """Each served model's fallbacks that are served too (a model without replicas is not).
+
+    The API refuses cycles, but two changes at once could still make one; the proxy would then
+    refuse the whole document, so the fallback that closes a cycle is left out (and logged).
+    """
+    served = {model.name for model in models}
+    kept: dict[str, list[str]] = {}
+    for model in models:
+        kept[model.name] = []
+        for name in model.fallbacks or []:
+            if name not in served:
+                continue
+            if _reaches(name, model.name, kept):
+                log.warning("fallback %s -> %s would close a cycle; left out", model.name, name)
+                continue
+            kept[model.name].append(name)
+    return kept
+
+
+def _reaches(start: str, goal: str, fallbacks: dict[str, list[str]]) -> bool:
+    pending, seen = [start], set()
+    while pending:
+        name = pending.pop()
+        if name == goal:
+            return True
+        if name not in seen:
+            seen.add(name)
+            pending += fallbacks.get(name, [])
+    return False
 
 
 def _key(key: GatewayKey) -> dict[str, Any]:

@@ -42,6 +42,8 @@ class GatewayModel(db.Model):
     replicas: Mapped[list[str]] = mapped_column(JSON, default=list)
     upstream_model: Mapped[str | None] = mapped_column(String(255))
     strategy: Mapped[str] = mapped_column(String(32), default="least_connections")
+    # Names of other gateway models tried, in order, when this one's replicas all fail.
+    fallbacks: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     # Set when an application deployment put it here, so removing the app removes it.
     application_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

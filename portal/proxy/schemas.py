@@ -48,6 +48,15 @@ class GatewayModelSchema(ma.Schema):
     replicas = ma.fields.List(ma.fields.String(validate=UPSTREAM), required=True)
     upstream_model = ma.fields.String(load_default=None, allow_none=True)
     strategy = ma.fields.String(load_default="least_connections", validate=STRATEGIES)
+    fallbacks = ma.fields.List(
+        ma.fields.String(validate=NAME),
+        load_default=list,
+        metadata={
+            "description": "Other gateway models (names, not aliases) tried in order when every "
+            "replica of this one fails (connect error, 5xx, timeout) or answers 429; "
+            "not itself, no cycles"
+        },
+    )
     application_id = ma.fields.Integer(dump_only=True, allow_none=True)
 
 

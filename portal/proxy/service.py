@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from portal.core.audit import record_audit
-from portal.core.errors import Conflict, NotFound
+from portal.core.errors import Conflict, NotFound, ValidationFailed
 from portal.core.security import Principal
 from portal.core.timeutil import utcnow
 from portal.extensions import db
@@ -81,6 +81,8 @@ def get_model(model_id: int) -> GatewayModel:
 
 def upsert_model(fields: dict[str, Any]) -> GatewayModel:
     """Create a gateway model, or replace the replicas and aliases of one with this name."""
+    if "fallbacks" in fields:
+        check_fallbacks(fields["name"], fields["fallbacks"])
     model = db.session.scalar(select(GatewayModel).filter_by(name=fields["name"]))
     if model is None:
         model = GatewayModel(**fields)
@@ -94,8 +96,52 @@ def upsert_model(fields: dict[str, Any]) -> GatewayModel:
 
 
 def delete_model(model: GatewayModel) -> None:
+    """Stop serving a model; models that fell back to it no longer do."""
+    referring = [m for m in list_models() if model.name in (m.fallbacks or [])]
+    for other in referring:
+        other.fallbacks = [name for name in other.fallbacks if name != model.name]
     db.session.delete(model)
-    _commit_change("proxy.model.delete", f"model:{model.name}")
+    details = {"fallback_of": [m.name for m in referring]} if referring else None
+    _commit_change("proxy.model.delete", f"model:{model.name}", details)
+
+
+def check_fallbacks(name: str, fallbacks: list[str]) -> None:
+    """Refuse fallbacks that repeat, name the model itself, no model (or an alias), or a cycle."""
+    models = {m.name: m for m in list_models()}
+    problem = None
+    if len(set(fallbacks)) != len(fallbacks):
+        problem = "A model is listed twice."
+    elif name in fallbacks:
+        problem = f"'{name}' cannot fall back to itself."
+    for fallback in fallbacks:
+        if problem is None and fallback not in models:
+            owner = next((m.name for m in models.values() if fallback in (m.aliases or [])), None)
+            problem = (
+                f"'{fallback}' is an alias of '{owner}'; name the model."
+                if owner
+                else f"There is no gateway model named '{fallback}'."
+            )
+    if problem is None:
+        graph = {other: m.fallbacks or [] for other, m in models.items()}
+        cycle = _path_back(name, fallbacks, graph)
+        if cycle:
+            problem = f"The fallbacks would make a cycle: {' -> '.join(cycle)}."
+    if problem is not None:
+        raise ValidationFailed("Invalid fallbacks.", {"fallbacks": [problem]})
+
+
+def _path_back(name: str, fallbacks: list[str], graph: dict[str, list[str]]) -> list[str]:
+    """Return a chain of fallbacks from `name` that leads back to it, or []."""
+    pending = [[name, fallback] for fallback in fallbacks]
+    seen: set[str] = set()
+    while pending:
+        path = pending.pop()
+        if path[-1] == name:
+            return path
+        if path[-1] not in seen:
+            seen.add(path[-1])
+            pending += [[*path, after] for after in graph.get(path[-1], [])]
+    return []
 
 
 def list_keys(principal: Principal) -> list[GatewayKey]:

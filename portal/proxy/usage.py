@@ -97,8 +97,15 @@ def _row(fields: dict[str, str]) -> dict[str, Any]:
         "ttfb_ms": number("ttfb_ms", float),
         "stream": fields.get("stream") == "1",
         "proxy": fields.get("proxy", ""),
-        "extra": {"tokens_source": fields.get("tokens_source", "")},
+        "extra": _extra(fields),
     }
+
+
+def _extra(fields: dict[str, str]) -> dict[str, Any]:
+    extra: dict[str, Any] = {"tokens_source": fields.get("tokens_source", "")}
+    if fields.get("fallback_from"):  # a fallback model answered for the one asked for
+        extra["fallback_from"] = fields["fallback_from"]
+    return extra
 
 
 def _insert(rows: list[dict[str, Any]]) -> int:

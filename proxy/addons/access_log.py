@@ -11,7 +11,7 @@ from mitmproxy import http
 from proxy.addons.metrics import labels
 from proxy.addons.routing import FAILURE
 from proxy.error_hook import CLIENT_CLOSED_STATUS, answered_in_full, client_cancelled
-from proxy.state import REQUEST_ID, TARGET, Target
+from proxy.state import GATEWAY, REQUEST_ID, TARGET, GatewayRequest, Target
 
 
 class AccessLog:
@@ -59,6 +59,11 @@ class AccessLog:
             "key": key,
             "request_id": flow.metadata.get(REQUEST_ID, ""),
         }
+        if target is not None and target.attempts > 1:
+            entry["attempts"] = target.attempts
+        gateway: GatewayRequest | None = flow.metadata.get(GATEWAY)
+        if gateway is not None and gateway.fallback_from:
+            entry["fallback_from"] = gateway.fallback_from
         if error:
             entry["error"] = error
             if flow.error and error != str(flow.error):

@@ -70,6 +70,18 @@ class Metrics:
             ["target", "model", "key", "reason"],
             registry=self.registry,
         )
+        self.retries = Counter(
+            "spectr_proxy_upstream_retries",
+            "Upstream attempts beyond the first: another replica, or a fallback model",
+            ["target", "model"],
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "spectr_proxy_fallbacks",
+            "Gateway requests answered (or failed last) by a fallback of the model asked for",
+            ["model", "fallback_from"],
+            registry=self.registry,
+        )
         version = Gauge(
             "spectr_proxy_config_version", "Config version in force", registry=self.registry
         )
@@ -107,6 +119,12 @@ class Metrics:
         self.latency.labels(target_label, model).observe(end - flow.request.timestamp_start)
         if reason or status >= 400:
             self.errors.labels(target_label, model, key, reason or str(status)).inc()
+        target: Target | None = flow.metadata.get(TARGET)
+        if target is not None and target.attempts > 1:
+            self.retries.labels(target_label, model).inc(target.attempts - 1)
+        gateway: GatewayRequest | None = flow.metadata.get(GATEWAY)
+        if gateway is not None and gateway.fallback_from:
+            self.fallbacks.labels(model, gateway.fallback_from).inc()
         tokens: TokenCount | None = flow.metadata.get(TOKENS)
         if tokens is not None and tokens.total:
             self.tokens.labels(model, key, "prompt").inc(tokens.prompt)

@@ -95,6 +95,7 @@ class Usage:
                 stream=tap is not None,
                 proxy=self.instance,
                 x_request_id=flow.metadata.get(REQUEST_ID, ""),
+                fallback_from=gateway.fallback_from,
             )
         )
 

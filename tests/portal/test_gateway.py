@@ -128,6 +128,91 @@ def test_invalid_routes_are_422_naming_the_field(operator, body, field):
     assert field in response.get_json()["details"]
 
 
+def _put_model(operator, name: str, **fields):
+    body = {"name": name, "replicas": [f"http://127.0.0.1:{9100 + len(name)}"], **fields}
+    return operator.put("/api/v1/proxy/models", json=body)
+
+
+def test_fallbacks_reach_the_config_document_in_order(operator):
+    from proxy.config import parse_config
+
+    _put_model(operator, "small")
+    _put_model(operator, "medium", aliases=["med"])
+    operator.put("/api/v1/proxy/models", json={"name": "idle", "replicas": []})
+    reply = _put_model(operator, "large", fallbacks=["medium", "idle", "small"])
+    assert reply.status_code == 200, reply.get_json()
+    assert reply.get_json()["fallbacks"] == ["medium", "idle", "small"]
+
+    document = operator.get("/api/v1/proxy/config").get_json()
+    jsonschema.validate(document, SCHEMA)
+    served = {model["name"]: model for model in document["models"]}
+    # A model without replicas is not in the document, so it is no fallback there.
+    assert served["large"]["fallbacks"] == ["medium", "small"]
+    assert "fallbacks" not in served["small"]
+    assert parse_config(document).models["large"].fallbacks == ("medium", "small")
+
+
+@pytest.mark.parametrize(
+    ("name", "fallbacks", "problem"),
+    [
+        ("large", ["nowhere"], "no gateway model named 'nowhere'"),
+        ("large", ["large"], "cannot fall back to itself"),
+        ("large", ["med"], "'med' is an alias of 'medium'"),
+        ("large", ["small", "small"], "listed twice"),
+        ("small", ["large"], "cycle: small -> large -> medium -> small"),
+        ("bad", ["no way!"], None),  # not a model name at all: the schema refuses it
+    ],
+)
+def test_invalid_fallbacks_are_422_saying_why(operator, name, fallbacks, problem):
+    _put_model(operator, "small")
+    _put_model(operator, "medium", aliases=["med"], fallbacks=["small"])
+    _put_model(operator, "large", fallbacks=["medium"])
+    before = operator.get("/api/v1/proxy/config").get_json()
+
+    reply = _put_model(operator, name, fallbacks=fallbacks)
+
+    assert reply.status_code == 422, reply.get_json()
+    details = reply.get_json()["details"]
+    assert "fallbacks" in details
+    if problem:
+        assert problem in details["fallbacks"][0]
+    assert operator.get("/api/v1/proxy/config").get_json()["etag"] == before["etag"]
+
+
+def test_deleting_a_model_takes_it_out_of_other_models_fallbacks(operator):
+    _put_model(operator, "small")
+    _put_model(operator, "medium")
+    _put_model(operator, "large", fallbacks=["small", "medium"])
+    small = next(m for m in operator.get("/api/v1/proxy/models").get_json() if m["name"] == "small")
+
+    assert operator.delete(f"/api/v1/proxy/models/{small['id']}").status_code == 204
+
+    models = {m["name"]: m for m in operator.get("/api/v1/proxy/models").get_json()}
+    assert models["large"]["fallbacks"] == ["medium"]
+    jsonschema.validate(operator.get("/api/v1/proxy/config").get_json(), SCHEMA)
+
+
+def test_a_deployment_publishing_a_replica_keeps_the_model_fallbacks(operator):
+    from portal.proxy import service
+
+    _put_model(operator, "small")
+    _put_model(operator, "large", fallbacks=["small"])
+    service.upsert_model({"name": "large", "replicas": ["http://127.0.0.1:9300"]})
+    models = {m["name"]: m for m in operator.get("/api/v1/proxy/models").get_json()}
+    assert models["large"]["fallbacks"] == ["small"]
+    assert models["large"]["replicas"] == ["http://127.0.0.1:9300"]
+
+
+def test_gateway_page_lists_each_model_fallbacks(gateway_app, operator):
+    _put_model(operator, "small")
+    _put_model(operator, "medium")
+    _put_model(operator, "large", fallbacks=["medium", "small"])
+    browser = gateway_app.test_client()
+    browser.post("/login", data={"username": "gw-operator", "password": "correct horse battery"})
+    page = browser.get("/gateway").get_data(as_text=True)
+    assert "<td>medium → small</td>" in page
+
+
 def test_viewers_cannot_fetch_the_config_or_create_keys(gateway_app, api_as):
     viewer = api_as("viewer")
     assert viewer.get("/api/v1/proxy/config").status_code == 403
@@ -161,6 +246,15 @@ def test_usage_is_ingested_once_and_aggregated(gateway_app, prefix):
     assert per_model["llama"]["total_tokens"] == 30
     assert per_model["llama"]["errors"] == 1
     assert usage_aggregates("key")[0]["requests"] == 3
+
+
+def test_usage_answered_by_a_fallback_keeps_the_model_asked_for(gateway_app, prefix):
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    client.xadd(f"{prefix}usage", {**_usage_entry("r-9", "small", 3), "fallback_from": "large"})
+    client.close()
+    assert ingest_usage() == 1
+    record = db.session.query(UsageRecord).one()
+    assert (record.model, record.extra["fallback_from"]) == ("small", "large")
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import hashlib
 import json
 import socket
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 from mitmproxy.test import taddons, tflow, tutils
@@ -212,6 +213,49 @@ def test_least_connections_prefers_idle_replica_and_skips_down_ones():
     balancer.mark_check(b, False)
     balancer.mark_check(c, False)
     assert balancer.choose(pool) is None
+
+
+def test_breaker_lets_one_probe_through_and_doubles_its_period_on_failure(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("proxy.balancer.time", SimpleNamespace(monotonic=lambda: clock[0]))
+    a = Replica(id="a", scheme="http", host="a", port=80)
+    pool = Pool(name="p", replicas=(a,))
+    balancer = Balancer()
+    assert balancer.acquire(a) is False  # closed: an ordinary request
+    balancer.mark_down(a, 2)
+    balancer.mark_down(a, 2)  # a second failure while open changes nothing
+    assert balancer.choose(pool) is None
+    assert balancer.retry_after_s(pool) == 2
+    clock[0] += 1.5
+    assert balancer.retry_after_s(pool) == 1  # rounded up, never 0
+
+    periods = []
+    for _ in range(7):
+        clock[0] += 100
+        assert balancer.choose(pool) is a  # half-open
+        assert balancer.acquire(a) is True  # this request is the probe
+        assert balancer.choose(pool) is None  # one probe at a time
+        balancer.mark_down(a, 2, probe=True)  # the probe failed
+        periods.append(balancer.retry_after_s(pool))
+    assert periods == [4, 8, 16, 32, 60, 60, 60]
+
+    clock[0] += 100
+    assert balancer.choose(pool) is a and balancer.acquire(a) is True
+    balancer.probe_done(a, None)  # the client left: the probe told nothing, another may go
+    assert balancer.choose(pool) is a and balancer.acquire(a) is True
+    balancer.probe_done(a, True)  # closed
+    assert balancer.choose(pool) is a and balancer.acquire(a) is False
+    balancer.mark_down(a, 2)  # a later failure opens it for the base period again
+    assert balancer.retry_after_s(pool) == 2
+    balancer.mark_check(a, True)  # a passing health check makes it half-open at once
+    assert balancer.choose(pool) is a and balancer.acquire(a) is True
+
+
+def test_down_for_zero_never_takes_a_replica_out():
+    a = Replica(id="a", scheme="http", host="a", port=80)
+    balancer = Balancer()
+    balancer.mark_down(a, 0)
+    assert balancer.choose(Pool(name="p", replicas=(a,))) is a
 
 
 @pytest.fixture

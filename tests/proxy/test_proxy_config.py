@@ -71,6 +71,37 @@ def test_document_becomes_typed_config():
         ({"models": [{"name": "a", "pool": "missing"}]}, "unknown pool 'missing'"),
         ({"models": [{"name": "a"}]}, "models/0"),
         ({"pools": [{"name": "p", "strategy": "random", "replicas": []}]}, "pools/0/strategy"),
+        ({"models": [{"name": "a", "replicas": [], "fallbacks": ["a"]}]}, "fall back to itself"),
+        ({"models": [{"name": "a", "replicas": [], "fallbacks": ["b"]}]}, "unknown model 'b'"),
+        (
+            {
+                "models": [
+                    {"name": "a", "replicas": [], "fallbacks": ["b"]},
+                    {"name": "b", "aliases": ["bee"], "replicas": [], "fallbacks": ["c"]},
+                    {"name": "c", "replicas": [], "fallbacks": ["bee"]},
+                ]
+            },
+            "unknown model 'bee'",  # fallbacks name models, not aliases
+        ),
+        (
+            {
+                "models": [
+                    {"name": "a", "replicas": [], "fallbacks": ["b"]},
+                    {"name": "b", "replicas": [], "fallbacks": ["c"]},
+                    {"name": "c", "replicas": [], "fallbacks": ["a"]},
+                ]
+            },
+            "a cycle a -> b -> c -> a",
+        ),
+        (
+            {
+                "models": [
+                    {"name": "a", "replicas": []},
+                    {"name": "b", "replicas": [], "fallbacks": ["a", "a"]},
+                ]
+            },
+            "models/1/fallbacks",
+        ),
         ({"surprise": 1}, "Additional properties"),
         ({"version": "one"}, "version"),
     ],
@@ -78,6 +109,17 @@ def test_document_becomes_typed_config():
 def test_invalid_documents_say_what_is_wrong(change, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(document(**change))
+
+
+def test_fallbacks_are_kept_in_order():
+    models = [
+        {"name": "a", "replicas": [], "fallbacks": ["c", "b"]},
+        {"name": "b", "replicas": [], "fallbacks": ["c"]},
+        {"name": "c", "replicas": []},
+    ]
+    config = parse_config(document(models=models))
+    assert config.models["a"].fallbacks == ("c", "b")
+    assert config.models["c"].fallbacks == ()
 
 
 def test_schema_in_the_package_is_the_one_in_the_repo():
