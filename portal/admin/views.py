@@ -13,6 +13,7 @@ from portal.core.errors import SpectrError
 from portal.core.security import ROLES, check_role, require_principal
 from portal.extensions import db
 from portal.web.auth import page_role
+from portal.web.forms import NO_STORE, keep_secret, take_secret
 
 bp = Blueprint("admin_pages", __name__, url_prefix="/admin")
 AUDIT_PAGE_SIZE = 50
@@ -52,22 +53,32 @@ def update_user(user_id: int) -> Any:
     return redirect(url_for("admin_pages.users"))
 
 
-@bp.route("/tokens", methods=["GET", "POST"])
+@bp.get("/tokens")
 @page_role("viewer")
 def tokens() -> Any:
     principal = require_principal()
     me = service.get_user(principal.user_id)
-    new_token = None
-    if request.method == "POST":
-        days = (
-            request.form.get("expires_in_days", type=int)
-            or current_app.config["SPECTR_TOKEN_DEFAULT_DAYS"]
-        )
-        name = request.form.get("name", "").strip() or "unnamed"
-        _, new_token = service.create_token(me, name, days)
     listed = service.list_tokens(None if principal.has_role("admin") else me)
-    # The new token is rendered in this response only, never flashed into the session cookie.
-    return render_template("admin/tokens.html", tokens=listed, new_token=new_token)
+    created = take_secret("api-token")
+    page = render_template(
+        "admin/tokens.html", tokens=listed, new_token=created["secret"] if created else None
+    )
+    return page, 200, NO_STORE if created else {}
+
+
+@bp.post("/tokens")
+@page_role("viewer")
+def create_token() -> Any:
+    me = service.get_user(require_principal().user_id)
+    days = (
+        request.form.get("expires_in_days", type=int)
+        or current_app.config["SPECTR_TOKEN_DEFAULT_DAYS"]
+    )
+    name = request.form.get("name", "").strip() or "unnamed"
+    _, secret = service.create_token(me, name, days)
+    # Post/redirect/get: reloading the page shows the list, it does not make a second token.
+    keep_secret("api-token", secret=secret)
+    return redirect(url_for("admin_pages.tokens"))
 
 
 @bp.post("/tokens/<id:token_id>/revoke")

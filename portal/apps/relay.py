@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterator
 from typing import Any
 
 from portal.apps.lifecycle import app_containers, engine_of
 from portal.apps.models import Application
+from portal.apps.spec import split_command
 from portal.core.audit import record_audit
 from portal.core.errors import Conflict, NotFound, UpstreamUnavailable, ValidationFailed
 from portal.engines import ContainerEngine, ContainerInfo, EngineError
@@ -70,12 +70,7 @@ def run_exec(app: Application, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _split(command: str) -> list[str]:
-    try:
-        argv = shlex.split(command)
-    except ValueError as exc:
-        raise ValidationFailed(
-            f"Cannot split the command: {exc}.", {"command": [str(exc)]}
-        ) from None
+    argv = split_command(command)
     if not argv:
         raise ValidationFailed("The command is empty.", {"command": ["empty"]})
     return argv

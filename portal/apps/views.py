@@ -5,24 +5,45 @@ from __future__ import annotations
 
 from typing import Any
 
-import marshmallow as ma
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from portal.apps import adoption, relay, service
 from portal.apps.cli import add_commands
 from portal.apps.lifecycle import apply_health_checks, refresh_status
-from portal.apps.spec import AppInputSchema
-from portal.catalog.views import describe
+from portal.apps.models import Application
+from portal.apps.spec import AppInputSchema, split_command
 from portal.core.errors import SpectrError, ValidationFailed
+from portal.core.operations import service as operations
+from portal.core.operations.models import Operation
 from portal.hosts.service import ensure_local_host, get_host, list_hosts
 from portal.web.auth import page_role
+from portal.web.forms import flash_error, load_form
 
 bp = Blueprint("apps_pages", __name__, url_prefix="/apps", cli_group="apps")
 add_commands(bp.cli)
 ACTIONS = ("start", "stop", "restart", "pull", "remove")
+# Which actions make sense in which status (the first word of it: "exited (1)" is exited).
+ACTIONS_BY_STATUS = {
+    "running": ("stop", "restart", "pull", "remove"),
+    "unhealthy": ("stop", "restart", "pull", "remove"),
+    "restarting": ("stop", "restart", "pull", "remove"),
+    "exited": ("start", "pull", "remove"),
+    "created": ("start", "pull", "remove"),
+    "dead": ("start", "pull", "remove"),
+    "paused": ("start", "stop", "pull", "remove"),
+    "absent": ("pull", "remove"),
+    "pending": ("pull",),
+    "failed": ("pull", "remove"),  # a first deploy that failed may have left a container
+    "removed": (),
+}
 
 
-def _pairs(text: str) -> dict[str, str]:
+def actions_for(status: str) -> tuple[str, ...]:
+    """The actions that apply to an application in `status`; all of them when it is unknown."""
+    return ACTIONS_BY_STATUS.get(status.split(" ")[0], ACTIONS)
+
+
+def _pairs(text: str, field: str) -> dict[str, str]:
     """KEY=VALUE lines into a mapping."""
     pairs = {}
     for line in text.splitlines():
@@ -30,7 +51,7 @@ def _pairs(text: str) -> dict[str, str]:
             key, sep, value = line.partition("=")
             if not sep:
                 raise ValidationFailed(
-                    f"'{line.strip()}' is not KEY=VALUE.", {"env": ["KEY=VALUE lines"]}
+                    f"'{line.strip()}' is not KEY=VALUE.", {field: ["KEY=VALUE lines"]}
                 )
             pairs[key.strip()] = value.strip()
     return pairs
@@ -59,26 +80,47 @@ def _form_app() -> dict[str, Any]:
     else:
         raw["container"] = {
             "image": form.get("image", "").strip(),
-            "command": form.get("command", "").split(),
-            "env": _pairs(form.get("env", "")),
+            "command": split_command(form.get("command", "")),
+            "env": _pairs(form.get("env", ""), "env"),
             "ports": _ports(form.get("ports", "")),
         }
-    raw["secret_env"] = _pairs(form.get("secret_env", ""))
+    raw["secret_env"] = _pairs(form.get("secret_env", ""), "secret_env")
+    return load_form(AppInputSchema(), raw)
+
+
+def last_operation(app: Application) -> Operation | None:
+    if not app.last_operation_id:
+        return None
     try:
-        return AppInputSchema().load(raw)
-    except ma.ValidationError as exc:
-        raise ValidationFailed("Some fields are invalid.", exc.normalized_messages()) from None
+        return operations.get_operation(app.last_operation_id)
+    except SpectrError:
+        return None
+
+
+def shown_status(app: Application, operation: Operation | None) -> tuple[str, str]:
+    """The status a person should read: a first deploy that failed is "failed", not "pending"."""
+    if app.status == "pending" and operation is not None and operation.state == "failed":
+        return "failed", f"{operation.kind} failed: {operation.error or 'see its log'}"
+    return app.status, app.status_detail or ""
 
 
 @bp.get("")
 @page_role("viewer")
 def index() -> Any:
+    return _index_page({}, 200)
+
+
+def _index_page(values: Any, status: int) -> Any:
     ensure_local_host()  # the Spectr node is always a host to deploy to
     hosts = list_hosts()
     apps = service.list_apps()
     apply_health_checks(apps)
     by_host = {host.id: [app for app in apps if app.host_id == host.id] for host in hosts}
-    return render_template("apps/index.html", hosts=hosts, by_host=by_host)
+    shown = {app.id: shown_status(app, last_operation(app)) for app in apps}
+    page = render_template(
+        "apps/index.html", hosts=hosts, by_host=by_host, shown=shown, values=values
+    )
+    return page, status
 
 
 @bp.post("")
@@ -87,10 +129,22 @@ def create() -> Any:
     try:
         app = service.create_app(_form_app())
     except SpectrError as exc:
-        flash(describe(exc), "error")
-        return redirect(url_for("apps_pages.index") + "#new-app")
+        flash_error(exc)
+        return _index_page(request.form, 422)  # the form keeps what was typed
     flash(f"Application {app.name} created; deploying revision 1.")
     return redirect(url_for("apps_pages.detail", app_id=app.id))
+
+
+@bp.get("/argv")
+@page_role("operator")
+def argv_preview() -> Any:
+    """The argv the Command field splits into, shown under it before anything is deployed."""
+    argv, error = [], None
+    try:
+        argv = split_command(request.args.get("command", ""))
+    except ValidationFailed as exc:
+        error = exc.message
+    return render_template("apps/_argv.html", argv=argv, error=error)
 
 
 @bp.post("/refresh")
@@ -111,14 +165,23 @@ def detail(app_id: int) -> Any:
         try:
             diff = service.diff_revisions(app, old, new)
         except SpectrError as exc:
-            flash(describe(exc), "error")
+            flash_error(exc)
+    return _detail_page(app, diff=diff)
+
+
+def _detail_page(app: Application, **extra: Any) -> str:
+    operation = last_operation(app)
+    status, status_detail = shown_status(app, operation)
     return render_template(
         "apps/detail.html",
         app=app,
         host=get_host(app.host_id),
-        diff=diff,
-        actions=ACTIONS,
-        exec_result=None,
+        status=status,
+        status_detail=status_detail,
+        actions=actions_for(status),
+        op=operation,
+        lines=operations.read_log(operation.id) if operation else [],
+        **{"diff": None, "exec_result": None, **extra},
     )
 
 
@@ -149,7 +212,7 @@ def _run(app_id: int, start: Any) -> Any:
     try:
         operation = start(service.get_app(app_id))
     except SpectrError as exc:
-        flash(describe(exc), "error")
+        flash_error(exc)
         return redirect(url_for("apps_pages.detail", app_id=app_id))
     return redirect(url_for("operations_pages.detail", operation_id=operation.id))
 
@@ -167,16 +230,8 @@ def run_command(app_id: int) -> Any:
     try:
         result = relay.run_exec(app, body)
     except SpectrError as exc:
-        flash(describe(exc), "error")
-    return render_template(
-        "apps/detail.html",
-        app=app,
-        host=get_host(app.host_id),
-        diff=None,
-        actions=ACTIONS,
-        exec_result=result,
-        command=body["command"],
-    )
+        flash_error(exc)
+    return _detail_page(app, exec_result=result, command=body["command"])
 
 
 @bp.post("/<id:app_id>/delete")
@@ -185,7 +240,7 @@ def delete(app_id: int) -> Any:
     try:
         service.delete_app(service.get_app(app_id))
     except SpectrError as exc:
-        flash(describe(exc), "error")
+        flash_error(exc)
         return redirect(url_for("apps_pages.detail", app_id=app_id))
     flash("Application forgotten.")
     return redirect(url_for("apps_pages.index"))
@@ -198,7 +253,7 @@ def adoptable(host_id: int) -> Any:
     try:
         found = adoption.adoptable(host_id)
     except SpectrError as exc:
-        flash(describe(exc), "error")
+        flash_error(exc)
         found = []
     return render_template("apps/adopt.html", host=host, found=found)
 
@@ -211,7 +266,7 @@ def adopt(host_id: int) -> Any:
             host_id, request.form.get("kind", "container"), request.form.get("name", "")
         )
     except SpectrError as exc:
-        flash(describe(exc), "error")
+        flash_error(exc)
         return redirect(url_for("apps_pages.adoptable", host_id=host_id))
     flash(f"Adopted {app.name}; it kept running.")
     return redirect(url_for("apps_pages.detail", app_id=app.id))

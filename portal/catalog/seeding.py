@@ -28,9 +28,23 @@ def seed_catalog(path: Path = SEED_FILE) -> dict[str, int]:
     return added
 
 
-def _add_missing(model: type, key: str, entries: list[dict]) -> int:
+def missing_counts(path: Path = SEED_FILE) -> dict[str, int]:
+    """How many shipped runtimes, models and images the catalog lacks (what seeding adds)."""
+    data = json.loads(path.read_text())
+    return {
+        "runtimes": len(_missing(Runtime, "name", data["runtimes"])),
+        "models": len(_missing(LlmModel, "name", data["models"])),
+        "images": len(_missing(CatalogImage, "reference", data["images"])),
+    }
+
+
+def _missing(model: type, key: str, entries: list[dict]) -> list[dict]:
     existing = set(db.session.scalars(select(getattr(model, key))))
-    fresh = [entry for entry in entries if entry[key] not in existing]
+    return [entry for entry in entries if entry[key] not in existing]
+
+
+def _add_missing(model: type, key: str, entries: list[dict]) -> int:
+    fresh = _missing(model, key, entries)
     db.session.add_all(model(**entry) for entry in fresh)
     return len(fresh)
 

@@ -14,10 +14,11 @@ from portal.artifacts import sources
 from portal.artifacts.schemas import ModelImportSchema, ModelSourceSchema
 from portal.artifacts.sources import list_sources
 from portal.catalog import seeding, service
-from portal.catalog.schemas import FORMATS, SOURCE_KINDS, ModelSchema
+from portal.catalog.schemas import FORMATS, RUNTIME_KINDS, SOURCE_KINDS, ModelSchema
 from portal.catalog.vram import QUANTIZATIONS
 from portal.core.errors import SpectrError, ValidationFailed
 from portal.web.auth import page_role
+from portal.web.forms import flash_error, load_form
 
 bp = Blueprint("catalog_pages", __name__, url_prefix="/catalog", cli_group="catalog")
 SOURCE_FORM_FIELDS = (
@@ -33,39 +34,37 @@ SOURCE_FORM_FIELDS = (
 MODEL_FIELDS = [name for name, field in ModelSchema().fields.items() if not field.dump_only]
 
 
-def describe(exc: SpectrError) -> str:
-    """The error's sentence, with each wrong field, for a flash message."""
-    fields = "; ".join(
-        f"{k}: {', '.join(map(str, v))}" for k, v in exc.details.items() if isinstance(v, list)
-    )
-    return (
-        f"{exc.message} {fields}".strip() if fields and fields not in exc.message else exc.message
-    )
-
-
 def form_model() -> dict[str, Any]:
     """Read the model form through the API's schema, so the page and the API agree."""
     raw = {k: v for k, v in request.form.items() if k in MODEL_FIELDS and v != ""}
-    try:
-        return ModelSchema().load(raw)
-    except ma.ValidationError as exc:
-        raise ValidationFailed("Some fields are invalid.", exc.normalized_messages()) from None
+    return load_form(ModelSchema(), raw)
 
 
 @bp.get("")
 @page_role("viewer")
 def index() -> Any:
-    return render_template(
+    return catalog_page()
+
+
+def catalog_page(refused: str | None = None) -> Any:
+    """The catalog; after a refused form (`refused` names it) with what was typed kept in it."""
+    values = request.form.to_dict() if refused else {}
+    page = render_template(
         "catalog/index.html",
         models=service.list_models(request.args.get("family") or None),
         runtimes=service.list_runtimes(),
         images=service.list_images(),
+        missing=seeding.missing_counts(),
         registries=_registries(),
         model_sources=list_sources(),
         quantizations=QUANTIZATIONS,
         formats=FORMATS,
         source_kinds=SOURCE_KINDS,
+        runtime_kinds=RUNTIME_KINDS,
+        refused=refused,
+        values=values,
     )
+    return page, 422 if refused else 200
 
 
 @bp.post("/model-sources")
@@ -76,9 +75,9 @@ def create_model_source() -> Any:
         source = sources.create_source(ModelSourceSchema().load(fields))
         flash(f"Model source {source.name} added.")
     except ma.ValidationError as exc:
-        flash(describe(ValidationFailed("Check the model source.", exc.messages)), "error")
+        flash_error(ValidationFailed("Check the model source.", exc.messages))
     except SpectrError as exc:
-        flash(describe(exc), "error")
+        flash_error(exc)
     return redirect(url_for("catalog_pages.index") + "#model-sources")
 
 
@@ -89,7 +88,7 @@ def delete_model_source(source_id: int) -> Any:
         sources.delete_source(sources.get_source(source_id))
         flash("Model source forgotten.")
     except SpectrError as exc:
-        flash(describe(exc), "error")
+        flash_error(exc)
     return redirect(url_for("catalog_pages.index") + "#model-sources")
 
 
@@ -103,10 +102,10 @@ def import_remote() -> Any:
         )
         operation = artifacts.import_from(body["name"], {"kind": kind, **body[kind]}, {})
     except ma.ValidationError as exc:
-        flash(describe(ValidationFailed("Check the import.", exc.messages)), "error")
+        flash_error(ValidationFailed("Check the import.", exc.messages))
         return redirect(url_for("catalog_pages.index") + "#import-remote")
     except SpectrError as exc:
-        flash(describe(exc), "error")
+        flash_error(exc)
         return redirect(url_for("catalog_pages.index") + "#import-remote")
     return redirect(url_for("operations_pages.detail", operation_id=operation.id))
 
@@ -140,8 +139,8 @@ def create_model() -> Any:
     try:
         model = service.create_model(form_model())
     except SpectrError as exc:
-        flash(describe(exc), "error")
-        return redirect(url_for("catalog_pages.index") + "#add-model")
+        flash_error(exc)
+        return catalog_page(refused="add-model")
     flash(f"Model {model.name} added.")
     return redirect(url_for("catalog_pages.model", model_id=model.id))
 
@@ -184,7 +183,7 @@ def distribute_model(model_id: int) -> Any:
     try:
         operation = artifacts.distribute(service.get_model(model_id), host_ids)
     except SpectrError as exc:
-        flash(describe(exc), "error")
+        flash_error(exc)
         return redirect(url_for("catalog_pages.model", model_id=model_id) + "#distribute-model")
     return redirect(url_for("operations_pages.detail", operation_id=operation.id))
 
@@ -199,7 +198,7 @@ def remove_model_from_host(model_id: int, host_id: int) -> Any:
             service.get_model(model_id), get_host(host_id), request.form.get("revision", type=int)
         )
     except SpectrError as exc:
-        flash(describe(exc), "error")
+        flash_error(exc)
         return redirect(url_for("catalog_pages.model", model_id=model_id) + "#hosts")
     return redirect(url_for("operations_pages.detail", operation_id=operation.id))
 
@@ -211,7 +210,7 @@ def edit_model(model_id: int) -> Any:
         service.update_model(model_id, form_model())
         flash("Model saved.")
     except SpectrError as exc:
-        flash(describe(exc), "error")
+        flash_error(exc)
     return redirect(url_for("catalog_pages.model", model_id=model_id))
 
 
@@ -240,95 +239,15 @@ def deploy_model(model_id: int) -> Any:
         body = DeployModelSchema().load(raw)
         app = deploy(model_id, body)
     except ma.ValidationError as exc:
-        flash(
-            describe(ValidationFailed("Some fields are invalid.", exc.normalized_messages())),
-            "error",
-        )
+        flash_error(ValidationFailed("Some fields are invalid.", exc.normalized_messages()))
     except SpectrError as exc:
-        flash(describe(exc), "error")
+        flash_error(exc)
     else:
         flash(f"Deploying {app.name}.")
         return redirect(url_for("apps_pages.detail", app_id=app.id))
     return redirect(
         url_for("catalog_pages.model", model_id=model_id, runtime_id=form.get("runtime_id"))
     )
-
-
-@bp.post("/images")
-@page_role("operator")
-def create_image() -> Any:
-    fields = {
-        "reference": request.form.get("reference", ""),
-        "description": request.form.get("description", ""),
-    }
-    try:
-        image = service.create_image(fields)
-        flash(f"Image {image.reference} added.")
-    except SpectrError as exc:
-        flash(describe(exc), "error")
-    return redirect(url_for("catalog_pages.index") + "#images")
-
-
-@bp.post("/images/sync")
-@page_role("operator")
-def sync_images() -> Any:
-    from portal.core.operations.service import create_operation
-    from portal.core.security import current_principal
-    from portal.registry.service import get_registry
-
-    repository = request.form.get("repository", "").strip()
-    try:
-        registry = get_registry(request.form.get("registry_id", type=int) or 0)
-        if not repository:
-            raise ValidationFailed("Name a repository to sync.", {"repository": ["required"]})
-        operation, _ = create_operation(
-            "catalog.sync_registry",
-            {"registry_id": registry.id, "repository": repository},
-            target=f"registry:{registry.id}",
-            requested_by=current_principal(),
-        )
-    except SpectrError as exc:
-        flash(describe(exc), "error")
-        return redirect(url_for("catalog_pages.index") + "#images")
-    return redirect(url_for("operations_pages.detail", operation_id=operation.id))
-
-
-@bp.post("/images/<id:image_id>/delete")
-@page_role("operator")
-def delete_image(image_id: int) -> Any:
-    service.delete_image(image_id)
-    flash("Image removed from the catalog.")
-    return redirect(url_for("catalog_pages.index") + "#images")
-
-
-@bp.post("/runtimes/<id:runtime_id>/edit")
-@page_role("operator")
-def edit_runtime(runtime_id: int) -> Any:
-    form = request.form
-    fields: dict[str, Any] = {"image": form.get("image", "").strip()}
-    fields["command_template"] = [
-        line.strip() for line in form.get("command_template", "").splitlines() if line.strip()
-    ]
-    try:
-        fields["port"] = int(form.get("port", ""))
-        fields["overhead_mib"] = int(form.get("overhead_mib", ""))
-        service.update_runtime(runtime_id, fields)
-        flash("Runtime saved.")
-    except ValueError:
-        flash("Port and overhead must be whole numbers.", "error")
-    except SpectrError as exc:
-        flash(describe(exc), "error")
-    return redirect(url_for("catalog_pages.index") + f"#runtime-{runtime_id}")
-
-
-@bp.post("/seed")
-@page_role("admin")
-def seed() -> Any:
-    added = seeding.seed_catalog()
-    flash(
-        f"Added {added['runtimes']} runtimes, {added['models']} models, {added['images']} images."
-    )
-    return redirect(url_for("catalog_pages.index"))
 
 
 @bp.cli.command("seed")
@@ -346,3 +265,7 @@ def models_command() -> None:
         click.echo(
             f"{entry.id:>4}  {entry.name:<36} {entry.quantization:<7} {estimate.total_mib:>8} MiB"
         )
+
+
+# The images, runtimes and seed pages register their routes on this blueprint.
+from portal.catalog import entry_pages  # noqa: E402, F401

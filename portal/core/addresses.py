@@ -27,7 +27,14 @@ def is_host_address(text: str) -> bool:
 
 def validate_host_address(value: str) -> None:
     if not is_host_address(value):
-        raise ma.ValidationError(ADDRESS_ERROR)
+        raise ma.ValidationError(address_error(value))
+
+
+def address_error(value: str) -> str:
+    """Why `value` is no address, as specifically as can be said."""
+    if len(value) <= 45 and re.fullmatch(r"[0-9.]+", value):
+        return f"{value} is not an IPv4 address: four numbers from 0 to 255, like 10.0.0.12."
+    return ADDRESS_ERROR
 
 
 def validate_base_url(value: str) -> None:

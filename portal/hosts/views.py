@@ -15,6 +15,7 @@ from portal.hosts import service
 from portal.hosts.models import HOST_STATUSES
 from portal.hosts.schemas import BECOME_METHODS, HostPatchSchema, HostWriteSchema
 from portal.web.auth import page_role
+from portal.web.forms import flash_error
 
 bp = Blueprint("hosts_pages", __name__, url_prefix="/hosts")
 PAGE_SIZE = 50
@@ -50,7 +51,7 @@ def new() -> Any:
     try:
         host = service.create_host(_form_values(HostWriteSchema()))
     except SpectrError as exc:
-        flash(_describe(exc), "error")
+        flash_error(exc)
         page = render_template(
             "hosts/form.html", host=None, values=request.form, methods=BECOME_METHODS
         )
@@ -69,7 +70,7 @@ def edit(host_id: int) -> Any:
         service.update_host(host, _form_values(HostPatchSchema(partial=True)))
     except SpectrError as exc:
         db.session.rollback()
-        flash(_describe(exc), "error")
+        flash_error(exc)
         page = render_template(
             "hosts/form.html", host=host, values=request.form, methods=BECOME_METHODS
         )
@@ -97,7 +98,7 @@ def import_hosts() -> Any:
         hosts = service.import_hosts(content, file_format, defaults)
         flash(f"Added {len(hosts)} host(s).")
     except SpectrError as exc:
-        flash(_describe(exc), "error")
+        flash_error(exc)
     return redirect(url_for("hosts_pages.index"))
 
 
@@ -200,11 +201,3 @@ def _form_values(schema: Any) -> dict[str, Any]:
     if errors:
         raise ValidationFailed("Invalid input in: " + ", ".join(sorted(errors)) + ".", errors)
     return schema.load(raw)
-
-
-def _describe(exc: SpectrError) -> str:
-    details = "; ".join(
-        f"{field}: {' '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
-        for field, msgs in (exc.details or {}).items()
-    )
-    return f"{exc.message} {details}".strip()

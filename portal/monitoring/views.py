@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import marshmallow as ma
 from flask import Blueprint, Flask, Response, flash, redirect, render_template, request, url_for
 from flask.blueprints import BlueprintSetupState
 
@@ -18,6 +17,7 @@ from portal.monitoring.models import EVENT_KINDS, Event
 from portal.monitoring.overview import fleet_overview
 from portal.monitoring.schemas import WebhookSchema
 from portal.web.auth import page_role
+from portal.web.forms import NO_STORE, flash_error, keep_secret, load_form, take_secret
 
 bp = Blueprint("monitoring_pages", __name__)
 
@@ -78,18 +78,24 @@ def create_webhook() -> Any:
     body = {"name": form.get("name", ""), "url": form.get("url", ""),
             "event_kinds": form.getlist("event_kinds")}  # fmt: skip
     try:
-        values = WebhookSchema().load(body)
+        values = load_form(WebhookSchema(), body)
         hook = webhooks.create_webhook(values["name"], values["url"], values["event_kinds"], None)
-    except ma.ValidationError as exc:
-        flash(
-            "Invalid webhook: " + "; ".join(f"{k}: {v}" for k, v in exc.messages.items()), "error"
-        )
-        return redirect(url_for("monitoring_pages.index"))
     except SpectrError as exc:
-        flash(exc.message, "error")
+        flash_error(exc)
         return redirect(url_for("monitoring_pages.index"))
-    # The secret is rendered in this response only, never flashed into the session cookie.
-    return render_template("monitoring/webhook_created.html", hook=hook)
+    # Post/redirect/get: reloading the page that shows the secret makes no second webhook.
+    keep_secret("webhook", name=hook.name, url=hook.url, secret=hook.secret)
+    return redirect(url_for("monitoring_pages.webhook_created"))
+
+
+@bp.get("/monitoring/webhooks/created")
+@page_role("admin")
+def webhook_created() -> Any:
+    created = take_secret("webhook")
+    if created is None:
+        flash("A signing secret is shown once, right after the webhook is made.")
+        return redirect(url_for("monitoring_pages.index"))
+    return render_template("monitoring/webhook_created.html", hook=created), 200, NO_STORE
 
 
 @bp.post("/monitoring/webhooks/<id:webhook_id>/delete")

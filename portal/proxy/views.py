@@ -15,6 +15,7 @@ from portal.proxy import service
 from portal.proxy.schemas import GatewayKeySchema, RouteSchema
 from portal.proxy.usage import usage_aggregates
 from portal.web.auth import page_role
+from portal.web.forms import NO_STORE, flash_error, keep_secret, take_secret
 
 bp = Blueprint("proxy_pages", __name__, url_prefix="/gateway")
 
@@ -48,7 +49,7 @@ def create_route() -> Any:
         service.create_route(_load(RouteSchema(), body))
         flash(f"Route {body['name']} created.")
     except SpectrError as exc:
-        flash(f"{exc.message} {_fields(exc)}", "error")
+        flash_error(exc)
     return redirect(url_for("proxy_pages.index"))
 
 
@@ -66,10 +67,21 @@ def create_key() -> Any:
     try:
         _, secret = service.create_key(require_principal(), _load(GatewayKeySchema(), body))
     except SpectrError as exc:
-        flash(f"{exc.message} {_fields(exc)}", "error")
+        flash_error(exc)
         return redirect(url_for("proxy_pages.index"))
-    # The secret is rendered in this response only, never flashed into the session cookie.
-    return render_template("proxy/key_created.html", secret=secret, name=body["name"])
+    # Post/redirect/get: reloading the page that shows the key makes no second key.
+    keep_secret("gateway-key", name=body["name"], secret=secret)
+    return redirect(url_for("proxy_pages.key_created"))
+
+
+@bp.get("/keys/created")
+@page_role("operator")
+def key_created() -> Any:
+    created = take_secret("gateway-key")
+    if created is None:
+        flash("A new key is shown once, right after it is made; make another if it was lost.")
+        return redirect(url_for("proxy_pages.index"))
+    return render_template("proxy/key_created.html", **created), 200, NO_STORE
 
 
 @bp.post("/keys/<id:key_id>/revoke")
@@ -85,10 +97,6 @@ def _load(schema: ma.Schema, body: dict) -> dict:
         return schema.load(body)
     except ma.ValidationError as exc:
         raise ValidationFailed("Invalid input.", exc.messages) from exc
-
-
-def _fields(exc: SpectrError) -> str:
-    return "; ".join(f"{name}: {errors}" for name, errors in exc.details.items())
 
 
 def bar_chart(rows: list[dict[str, Any]], width: int = 640, height: int = 160) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from portal.registry import deploy, service
 from portal.registry.models import SPECTR
 from portal.registry.schemas import DeploySchema, MirrorSchema, RegistryWriteSchema
 from portal.web.auth import page_role
+from portal.web.forms import flash_error, load_form
 
 bp = Blueprint("registry_pages", __name__, url_prefix="/registry")
 PAGE_SIZE = 50
@@ -40,7 +41,7 @@ def register() -> Any:
         registry = service.create_registry(_load(RegistryWriteSchema(), _form()))
         flash(f"Registry {registry.name} registered; test its connection.")
     except SpectrError as exc:
-        flash(exc.message, "error")
+        flash_error(exc)
     return redirect(url_for("registry_pages.index"))
 
 
@@ -51,7 +52,7 @@ def deploy_spectr_registry() -> Any:
         params = deploy.deploy_params(_load(DeploySchema(), _form()))
         return _started("deploy_registry", params, "registry:spectr")
     except SpectrError as exc:
-        flash(exc.message, "error")
+        flash_error(exc)
         return redirect(url_for("registry_pages.index"))
 
 
@@ -62,7 +63,7 @@ def mirror() -> Any:
         service.require_spectr_registry()
         return _started("mirror_image", _load(MirrorSchema(), _form()), "registry:spectr")
     except SpectrError as exc:
-        flash(exc.message, "error")
+        flash_error(exc)
         return redirect(url_for("registry_pages.index"))
 
 
@@ -122,7 +123,7 @@ def delete_tag(registry_id: int, repository: str) -> Any:
         digest = service.delete_tag(registry, repository, tag)
         flash(f"Deleted {repository}:{tag} ({digest[:19]}).")
     except SpectrError as exc:
-        flash(exc.message, "error")
+        flash_error(exc)
     return redirect(url_for("registry_pages.tags", registry_id=registry_id, repository=repository))
 
 
@@ -140,14 +141,7 @@ def _form() -> dict[str, Any]:
 
 def _load(schema: ma.Schema, raw: dict[str, Any]) -> dict[str, Any]:
     """Read a form through the API's schema, so pages and API validate the same way."""
-    try:
-        return schema.load(raw)
-    except ma.ValidationError as exc:
-        messages = exc.normalized_messages()
-        fields = "; ".join(
-            f"{name}: {' '.join(map(str, errors))}" for name, errors in messages.items()
-        )
-        raise SpectrError(f"Check the form ({fields}).") from exc
+    return load_form(schema, raw)
 
 
 def _started(kind: str, params: dict[str, Any], target: str) -> Any:

@@ -11,6 +11,7 @@ from portal.core.security import require_principal
 from portal.settings import service
 from portal.settings.registry import SETTINGS
 from portal.web.auth import page_role
+from portal.web.forms import flash_error
 
 bp = Blueprint("settings_pages", __name__, url_prefix="/settings")
 
@@ -18,7 +19,9 @@ bp = Blueprint("settings_pages", __name__, url_prefix="/settings")
 @bp.get("")
 @page_role("viewer")
 def index() -> Any:
-    return render_template("settings/index.html", settings=service.describe_settings())
+    return render_template(
+        "settings/index.html", settings=service.describe_settings(), typed=None, invalid=()
+    )
 
 
 @bp.post("")
@@ -27,12 +30,17 @@ def update() -> Any:
     changes = _changes_from_form(request.form)
     try:
         service.update_settings(changes, require_principal().username)
-        flash("Settings saved.")
     except SpectrError as exc:
-        fields = "; ".join(
-            f"{name}: {', '.join(map(str, errs))}" for name, errs in exc.details.items()
+        flash_error(exc)
+        # Shown again with what was typed (secrets aside), so one wrong value loses nothing.
+        page = render_template(
+            "settings/index.html",
+            settings=service.describe_settings(),
+            typed=request.form,
+            invalid=set(exc.details),
         )
-        flash(f"{exc.message} {fields}", "error")
+        return page, 422
+    flash("Settings saved.")
     return redirect(url_for("settings_pages.index"))
 
 

@@ -16,8 +16,16 @@ from portal.admin.authentication import LoginUser
 from portal.core.audit import record_audit
 from portal.extensions import db
 from portal.web.auth import page_role
+from portal.web.display import when
 
 bp = Blueprint("web", __name__)
+bp.add_app_template_filter(when, "when")
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Any:
+    """Browsers ask for /favicon.ico on pages that name none (JSON, the API docs)."""
+    return redirect(url_for("static", filename="favicon.svg"), 301)
 
 
 @bp.after_app_request

@@ -67,6 +67,8 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     instance = tmp_path_factory.mktemp("browser-instance")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPECTR_")}
     env.update(
+        # The code of this checkout, even when the venv's editable install points at another.
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
         SPECTR_INSTANCE_PATH=str(instance),
         SPECTR_ADMIN_PASSWORD=ADMIN_PASSWORD,
         SPECTR_MODELS_DIR=str(instance / "node-models"),  # not the machine's /var/lib/spectr

@@ -68,6 +68,22 @@ def test_bad_input_is_a_422_naming_the_field(api_as: Any, fields: dict, field: s
     assert field in response.json["details"]
 
 
+def test_an_impossible_ipv4_address_is_refused_with_why_and_host_names_pass(api_as: Any) -> None:
+    api = api_as("operator")
+
+    refused = add(api, address="256.300.1.1")
+    named = add(api, name="node-2", address="gpu-01.lab.internal")
+    host_id = named.json["id"]
+    moved = api.patch(f"/api/v1/hosts/{host_id}", json={"address": "10.0.0.256"})
+
+    assert refused.status_code == moved.status_code == 422
+    assert refused.json["details"]["address"] == [
+        "256.300.1.1 is not an IPv4 address: four numbers from 0 to 255, like 10.0.0.12."
+    ]
+    assert "10.0.0.256 is not an IPv4 address" in moved.json["details"]["address"][0]
+    assert named.status_code == 201
+
+
 def test_key_and_password_together_or_neither_is_refused(api_as: Any) -> None:
     api = api_as("operator")
 

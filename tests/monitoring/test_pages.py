@@ -111,19 +111,24 @@ def test_admin_adds_a_webhook_sees_its_secret_once_and_deletes_it(
         "/monitoring/webhooks",
         data={"csrf_token": token, "name": "pager", "url": "https://pager.example/in",
               "event_kinds": ["host.unreachable", "gpu.memory_high"]},
+        follow_redirects=True,
     )  # fmt: skip
+    reloaded = client.get("/monitoring/webhooks/created", follow_redirects=True)
     bad = client.post(
         "/monitoring/webhooks",
         data={"csrf_token": token, "name": "x", "url": "not a url"},
         follow_redirects=True,
     )
-    hook = list_webhooks()[0]
+    (hook,) = list_webhooks()
     listing = client.get("/monitoring").get_data(as_text=True)
     deleted = client.post(f"/monitoring/webhooks/{hook.id}/delete", data={"csrf_token": token})
 
     assert created.status_code == 200 and hook.secret in created.get_data(as_text=True)
+    assert created.request.path == "/monitoring/webhooks/created"  # post/redirect/get
+    assert created.headers["Cache-Control"] == "no-store"
+    assert hook.secret not in reloaded.get_data(as_text=True)  # shown once; no second webhook
     assert hook.event_kinds == ["host.unreachable", "gpu.memory_high"]
-    assert "Invalid webhook: url" in bad.get_data(as_text=True)
+    assert "url: Not a valid URL." in bad.get_data(as_text=True)
     assert "pager.example" in listing and hook.secret not in listing
     assert deleted.status_code == 302 and list_webhooks() == []
 

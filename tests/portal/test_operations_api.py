@@ -48,7 +48,11 @@ def test_log_follow_streams_server_sent_events_until_the_end(api_as):
     events = [block for block in text.split("\n\n") if block.startswith("id:") or "event:" in block]
     assert any("event: line" in block for block in events)
     assert events[-1].startswith("event: end")
-    assert json.loads(events[-1].split("data: ", 1)[1])["state"] == "succeeded"
+    end = json.loads(events[-1].split("data: ", 1)[1])
+    assert end["state"] == "succeeded"
+    # The operation page shows attempts and the progress message live from these events.
+    assert end["attempts"] == 1 and end["max_attempts"] >= 1
+    assert end["progress_message"].startswith("step ")
 
 
 def test_transient_failures_retry_then_succeed(api_as):

@@ -77,7 +77,7 @@ def test_forms_register_mirror_and_collect(
     csrf = login(client, create_user, "operator")
     bad = client.post("/registry", data={"csrf_token": csrf, "name": "x", "url": "ftp://x"},
                       follow_redirects=True).get_data(as_text=True)  # fmt: skip
-    assert "Check the form (url:" in bad
+    assert "Check these fields:\nurl: " in bad
     registered = client.post("/registry", data={
         "csrf_token": csrf, "name": "vendor", "url": source.url, "username": "bob",
         "password": "bob-password", "ca_pem": source.ca_pem}, follow_redirects=True)  # fmt: skip
@@ -118,4 +118,4 @@ def test_deploy_form_is_for_admins_and_checks_its_input(
     assert 'id="deploy-form"' in page and "spectr-node" in page  # the node is a host choice
     refused = client.post("/registry/deploy", data={"csrf_token": csrf, "port": "0"},
                           follow_redirects=True).get_data(as_text=True)  # fmt: skip
-    assert "Check the form (" in refused and "host_id" in refused and "port" in refused
+    assert "Check these fields:" in refused and "host_id: " in refused and "port: " in refused

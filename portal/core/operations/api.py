@@ -125,7 +125,14 @@ def _follow_log(operation_id: str, after: int) -> Iterator[str]:
             after = line.id
             yield sse_event(line_schema.dump(line), event="line", event_id=line.id)
         operation = service.get_operation(operation_id)
-        state = {"state": operation.state, "progress": operation.progress, "error": operation.error}
+        state = {
+            "state": operation.state,
+            "progress": operation.progress,
+            "progress_message": operation.progress_message,
+            "attempts": operation.attempts,
+            "max_attempts": operation.max_attempts,
+            "error": operation.error,
+        }
         if operation.is_final and not lines:
             yield sse_event(state, event="end")
             return

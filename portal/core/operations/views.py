@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, g, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
-from portal.core.errors import ValidationFailed
+from portal.core.errors import Conflict, ValidationFailed
 from portal.core.operations import service
 from portal.core.operations.builtin import validate_sleep
 from portal.core.operations.models import STATES
@@ -66,5 +66,15 @@ def detail(operation_id: str) -> Any:
 @bp.post("/<operation_id>/cancel")
 @page_role("operator")
 def cancel(operation_id: str) -> Any:
-    service.cancel_operation(operation_id)
+    try:
+        operation = service.cancel_operation(operation_id)
+    except Conflict:  # it ended while the page was open: say so on the page, no error page
+        ended = service.get_operation(operation_id)
+        flash(f"Nothing to cancel: the operation already ended ({ended.state}).", "error")
+    else:
+        flash(
+            "Cancelled."
+            if operation.is_final
+            else "Cancellation requested; the worker stops at its next step."
+        )
     return redirect(url_for("operations_pages.detail", operation_id=operation_id))

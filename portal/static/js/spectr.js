@@ -25,10 +25,24 @@
       document.getElementById("op-state").innerHTML =
         '<span class="badge state-' + state.state + '">' + state.state + "</span>";
       document.querySelector("#op-progress .progress > div").style.width = (state.progress * 100) + "%";
+      const message = document.getElementById("op-progress-message");
+      if (message) message.textContent = state.progress_message || "";
+      const attempts = document.getElementById("op-attempts");
+      if (attempts && state.attempts !== undefined) {
+        attempts.textContent = state.attempts + " of " + state.max_attempts;
+      }
       document.getElementById("op-error").textContent = state.error || "";
+      return state;
     };
     source.addEventListener("state", showState);
-    source.addEventListener("end", (event) => { showState(event); source.close(); });
+    source.addEventListener("end", (event) => {
+      showState(event);
+      source.close();
+      // A finished operation cannot be cancelled: the button goes with it.
+      const cancel = document.getElementById("op-cancel");
+      if (cancel) cancel.remove();
+      if (section.dataset.reloadWhenDone === "true") window.location.reload();
+    });
   }
 
   // Model files go to the API as the raw request body (no multipart copy on the server),
@@ -70,7 +84,28 @@
     xhr.send(file);
   }
 
+  // Destructive forms carry data-confirm: nothing is sent until the person agrees.
+  document.addEventListener("submit", (event) => {
+    const form = event.target.closest("form[data-confirm]");
+    if (form && !window.confirm(form.dataset.confirm)) event.preventDefault();
+  }, true);
+
+  // The model deploy form offers the GPUs of the host chosen, and only those.
+  function followHostGpus(form) {
+    const select = form.querySelector('select[name="host_id"]');
+    const show = () => {
+      form.querySelectorAll("[data-gpus-of]").forEach((group) => {
+        const chosen = group.dataset.gpusOf === select.value;
+        group.hidden = !chosen;
+        group.querySelectorAll("input").forEach((box) => { box.disabled = !chosen; });
+      });
+    };
+    select.addEventListener("change", show);
+    show();
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    document.querySelectorAll("form[data-host-gpus]").forEach(followHostGpus);
     const section = document.getElementById("operation");
     if (section) followOperation(section);
     document.querySelectorAll("form[data-model-upload]").forEach((form) => {

@@ -1,0 +1,83 @@
+"""Helpers of the browser tests: sign in, call the API as the signed-in user, watch the console,
+and save screenshots of a page at a desktop and a phone size for a person to look at."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from playwright.sync_api import ConsoleMessage, Page
+
+from tests.browser.conftest import ARTIFACTS, Portal
+
+SCREENS = ARTIFACTS / "screens"
+VIEWPORTS = {"desktop": (1440, 900), "phone": (390, 844)}
+
+
+def log_in(page: Page, portal: Portal) -> None:
+    """Sign in as the portal's admin and wait until the browser has left the login page."""
+    page.goto(f"{portal.url}/login")
+    page.fill("input[name=username]", portal.username)
+    page.fill("input[name=password]", portal.password)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"^(?!.*/login)"))
+
+
+def snap(page: Page, name: str) -> None:
+    """Screenshots of the whole page at 1440 x 900 and 390 x 844 into tests/.artifacts/screens/."""
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    before = page.viewport_size
+    for label, (width, height) in VIEWPORTS.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=str(SCREENS / f"{name}-{label}.png"), full_page=True)
+    if before:
+        page.set_viewport_size(before)
+
+
+class Api:
+    """The REST API as the browser's signed-in user: its session cookie and CSRF token."""
+
+    def __init__(self, page: Page, portal: Portal) -> None:
+        self.page, self.portal = page, portal
+
+    def _headers(self) -> dict[str, str]:
+        token = self.page.locator('meta[name="csrf-token"]').get_attribute("content") or ""
+        return {"X-CSRFToken": token, "Referer": self.portal.url + "/"}
+
+    def get(self, path: str) -> Any:
+        answer = self.page.request.get(f"{self.portal.url}/api/v1{path}")
+        assert answer.ok, f"GET {path}: {answer.status} {answer.text()}"
+        return answer.json()
+
+    def post(self, path: str, body: dict[str, Any], status: int | None = None) -> Any:
+        answer = self.page.request.post(
+            f"{self.portal.url}/api/v1{path}", data=body, headers=self._headers()
+        )
+        if status is None:
+            assert answer.ok, f"POST {path}: {answer.status} {answer.text()}"
+        else:
+            assert answer.status == status, f"POST {path}: {answer.status} {answer.text()}"
+        return answer.json() if answer.text() else None
+
+
+@contextmanager
+def console_errors(page: Page) -> Iterator[list[str]]:
+    """Collect the console's errors and the page's uncaught exceptions while the block runs."""
+    seen: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            seen.append(f"{page.url}: {message.text}")
+
+    def on_page_error(error: Exception) -> None:
+        seen.append(f"{page.url}: uncaught {error}")
+
+    page.on("console", on_console)
+    page.on("pageerror", on_page_error)
+    try:
+        yield seen
+    finally:
+        page.remove_listener("console", on_console)
+        page.remove_listener("pageerror", on_page_error)
