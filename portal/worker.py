@@ -26,6 +26,8 @@ def run_worker(app: Flask, threads: int | None = None) -> None:
         scheduler_interval=1,
         max_delay=1.0,
     )
+    # Said once the process is ready to consume (operators and the compose tests wait for it).
+    log.info("worker started with %s threads", consumer.workers)
     try:
         consumer.run()
     finally:

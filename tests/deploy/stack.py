@@ -228,6 +228,18 @@ class Stack:
     def logs(self) -> str:
         return self.compose("logs", "--no-color", "--timestamps", check=False)
 
+    def start_and_wait_for_log(self, service: str, line: str, restart: bool = False) -> None:
+        """Start (or restart) a service; wait until its log shows the line after that."""
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
+        self.compose("restart" if restart else "start", service, timeout=120)
+        wait_for(
+            f"{service} to log {line!r}",
+            lambda: (
+                line in self.compose("logs", "--no-color", "--since", since, service, check=False)
+            ),
+            timeout=300,  # a container start on a loaded 2-core machine
+        )
+
     def exec(self, service: str, *command: str) -> str:
         """Run a command in the service's container; return its standard output."""
         return self.compose("exec", "-T", service, *command, timeout=60)

@@ -29,6 +29,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.docker]
 QUEUE_KEY = "huey.redis.spectr"
 PROXY_CHANNEL = "spectr:proxy:config"
 ROUTE = {"name": "portal-health", "path_prefix": "/healthz", "upstreams": ["http://web:8000"]}
+# What `spectr worker` logs once it is ready to consume the queue.
+WORKER_READY = "worker started with"
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +147,7 @@ def test_an_operation_queued_while_no_worker_runs_survives_a_redis_restart(
         assert _queue_length(stack) == waiting + 1  # the append-only file kept it
         assert api.get(location).json()["state"] == "queued"
     finally:
-        stack.compose("start", "worker")
+        stack.start_and_wait_for_log("worker", WORKER_READY)
     # Well inside the 30 s after which recovery would enqueue it again from the database.
     done = finished_operation(api, location, timeout=20)
     assert done["state"] == "succeeded", done
@@ -209,7 +211,7 @@ def test_a_web_restart_keeps_tokens_data_and_the_route_through_the_proxy(
 
 
 def test_a_worker_restart_takes_the_next_operation(stack: Stack, api: httpx.Client) -> None:
-    stack.restart("worker")
+    stack.start_and_wait_for_log("worker", WORKER_READY, restart=True)
     _noop_succeeds(api)
 
 
