@@ -156,8 +156,9 @@ class OpsPath:
             self.shell_on_host(block.text)
         else:
             self.shell_on_control_node(block.text)
-        first_line = block.file or block.text.strip().splitlines()[0]
-        self.timings.append((f"{block.kind}: {first_line[:70]}", time.monotonic() - started))
+        playbooks = " + ".join(name for name in PLAYBOOKS if block.runs(name))
+        label = block.file or playbooks or block.text.strip().splitlines()[0][:70]
+        self.timings.append((f"{block.kind}: {label}", time.monotonic() - started))
 
     def write_file(self, block: Block) -> None:
         assert block.file is not None
@@ -364,7 +365,7 @@ def fresh_host() -> Iterator[TestHost]:
 
 @pytest.mark.slow
 @pytest.mark.docker
-@pytest.mark.timeout(1800)  # 6.5-10 min measured on 2 heavily loaded cores
+@pytest.mark.timeout(1800)  # ~2 min; 6.5-10 min measured on 2 heavily loaded cores
 def test_readme_ops_path_runs_as_written(fresh_host: TestHost, tmp_path: Path) -> None:
     blocks = readme_blocks()
     [pip] = [block for block in blocks if block.kind == "pip"]
