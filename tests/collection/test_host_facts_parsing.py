@@ -104,10 +104,36 @@ def test_parse_mounts_keeps_real_file_systems_only() -> None:
         "/dev/nvme0n1p2 / ext4 rw 0 0\n"
     )
 
-    assert parse_mounts(text) == [
+    assert parse_mounts(text, is_directory=lambda path: True) == [
         ("/dev/nvme0n1p2", "/", "ext4"),
         ("/dev/md0", "/data disk", "xfs"),
     ]
+
+
+def test_parse_mounts_leaves_out_files_bind_mounted_into_a_container() -> None:
+    # /proc/mounts of a Docker container: its own root, a volume, and the three files Docker
+    # bind-mounts from the host's disk.
+    text = (
+        "overlay / overlay rw,lowerdir=/var/lib/docker/overlay2/l/A 0 0\n"
+        "/dev/sda1 /var/lib/docker ext4 rw,relatime 0 0\n"
+        "/dev/sda1 /etc/resolv.conf ext4 rw,relatime 0 0\n"
+        "/dev/sda1 /etc/hostname ext4 rw,relatime 0 0\n"
+        "/dev/sda1 /etc/hosts ext4 rw,relatime 0 0\n"
+    )
+    files = {"/etc/resolv.conf", "/etc/hostname", "/etc/hosts"}
+
+    mounts = parse_mounts(text, is_directory=lambda path: path not in files)
+
+    assert mounts == [("/dev/sda1", "/var/lib/docker", "ext4")]
+
+
+def test_parse_mounts_checks_the_mount_points_on_this_machine_by_default(tmp_path: Path) -> None:
+    folder, file = tmp_path / "folder", tmp_path / "file"
+    folder.mkdir()
+    file.write_text("")
+    text = f"/dev/sda1 {folder} ext4 rw 0 0\n/dev/sda1 {file} ext4 rw 0 0\n"
+
+    assert parse_mounts(text) == [("/dev/sda1", str(folder), "ext4")]
 
 
 def test_disk_usage_of_the_root_file_system_is_consistent() -> None:

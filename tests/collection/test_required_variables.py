@@ -93,6 +93,7 @@ CASES: dict[str, tuple[str, str, str, Any]] = {
     "bootstrap-empty-agent_token": ("bootstrap", "agent", "agent_token", ""),
     "agent-empty-agent_token": ("agent", "agent", "agent_token", ""),
     "registry-without-registry_users": ("registry", "registry", "registry_users", None),
+    "monitoring-no-token": ("monitoring", "monitoring", "monitoring_scrape_token", None),
 }
 
 
@@ -106,6 +107,7 @@ def test_a_missing_required_variable_fails_before_touching_the_host(
         "app": app_vars(),
         "agent": agent_vars(artifact),
         "registry": {"registry_tls_cert": "CERT", "registry_tls_key": "KEY"},
+        "monitoring": {"monitoring_ca_cert": "CA"},
     }[base]
     if value is not None:
         variables[name] = value

@@ -43,6 +43,19 @@ CASES: dict[str, tuple[str, dict[str, Any], str, Any]] = {
     "bootstrap-empty-token": ("bootstrap", AGENT, "agent_token", ""),
 }
 
+# Files on the control node: a relative path would be looked up inside the installed collection.
+# case: (role, base variables, variable under test, its value, what the message says)
+PATH_CASES: dict[str, tuple[str, dict[str, Any], str, str, str]] = {
+    "agent-relative-artifact": ("agent", AGENT, "agent_artifact", "dist/agent.pyz", "is a relative path"),
+    "agent-absent-artifact": ("agent", AGENT, "agent_artifact", "/nonexistent/agent.pyz", "does not exist"),
+    "bootstrap-relative-artifact": ("bootstrap", AGENT, "agent_artifact", "dist/agent.pyz", "is a relative path"),
+    "app-relative-archive": ("app", {"app_name": "web", "app_image": "busybox"}, "app_image_archive",
+                             "images/web.tar", "is a relative path"),
+    "registry-relative-archive": ("registry", {**REGISTRY, "registry_install_method": "container"},
+                                  "registry_image_archive", "images/registry.tar", "is a relative path"),
+    "proxy-relative-archive": ("proxy", {}, "proxy_image_archive", "images/proxy.tar", "is a relative path"),
+}  # fmt: skip
+
 
 @pytest.fixture(scope="module")
 def run(ansible_env: AnsibleEnvironment, tmp_path_factory: pytest.TempPathFactory) -> PlaybookRun:
@@ -53,6 +66,9 @@ def run(ansible_env: AnsibleEnvironment, tmp_path_factory: pytest.TempPathFactor
         variables = {**base, "agent_artifact": str(artifact), name: value}
         if value is MISSING:
             del variables[name]
+        hosts[case] = {"ansible_connection": "local", "role_under_test": role, **variables}
+    for case, (role, base, name, value, _) in PATH_CASES.items():
+        variables = {**base, "agent_artifact": str(artifact), name: value}
         hosts[case] = {"ansible_connection": "local", "role_under_test": role, **variables}
     inventory = ansible_env.write_inventory(hosts, "required-arguments")
     play = [{"name": "Each case runs one role", "hosts": "all", "gather_facts": False,
@@ -78,4 +94,19 @@ def test_a_missing_or_empty_required_variable_fails_with_its_name(
         assert "argument" in task.lower() and "missing required arguments" in message
     else:
         assert "must not be empty" in message, message
+    assert run.changed_count(case) == 0
+
+
+@pytest.mark.parametrize("case", PATH_CASES)
+def test_a_control_node_file_given_by_a_relative_or_absent_path_fails_with_its_name(
+    run: PlaybookRun, case: str
+) -> None:
+    _, _, name, value, says = PATH_CASES[case]
+
+    failed = run.failed_tasks(host=case)
+
+    assert len(failed) == 1, failed
+    message = run.failure_text(case)
+    assert f"{name} must be the absolute path" in message, message
+    assert f"{value} {says}" in message, message
     assert run.changed_count(case) == 0

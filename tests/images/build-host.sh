@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Build a Spectr test-host image on top of the base image (tests/images/build-base.sh).
 #   build-host.sh plain   sshd entrypoint (host-init.sh) only
-#   build-host.sh dind    plus docker.io, python3-apt, python3-requests, docker-registry: a host
-#                         that can run its own Docker engine (Docker-in-Docker)
+#   build-host.sh dind    plus docker.io, python3-apt, python3-requests, docker-registry, cron
+#                         and prometheus: a host that can run its own Docker engine
+#                         (Docker-in-Docker) and that the registry and monitoring roles find
+#                         ready (their packages are present, so no test host needs a mirror)
 # Tagged with a hash of the recipe and the base image, so an unchanged rerun returns at once.
 # Prints the image reference on stdout; progress goes to stderr.
 set -euo pipefail
@@ -12,7 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 base=$("$here/build-base.sh")
 case "$variant" in
   plain) packages="" ;;
-  dind) packages="docker.io python3-apt python3-requests docker-registry apache2-utils" ;;
+  dind) packages="docker.io python3-apt python3-requests docker-registry apache2-utils cron prometheus" ;;
   *) echo "build-host: unknown variant '$variant' (plain|dind)" >&2; exit 2 ;;
 esac
 
@@ -25,8 +27,8 @@ cp "$here/host-init.sh" "$context/host-init.sh"
     echo "RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \\"
     echo "      --no-install-recommends $packages >/dev/null \\"
     echo " && rm -f /var/cache/apt/archives/*.deb"
-    # Debian's docker-registry package starts its own service; test hosts start what they need.
-    echo "RUN rm -f /etc/init.d/docker-registry /etc/init.d/docker"
+    # Debian's packages start their own services; test hosts start what they need.
+    echo "RUN rm -f /etc/init.d/docker-registry /etc/init.d/docker /etc/init.d/prometheus"
   fi
   echo "COPY host-init.sh /usr/local/sbin/spectr-test-init"
   echo 'VOLUME ["/var/lib/docker"]'

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 NVIDIA_SMI_QUERY_FIELDS = (
@@ -76,8 +77,12 @@ def parse_cpuinfo(text):
     return {"model": model, "sockets": max(len(sockets), 1), "logical": logical}
 
 
-def parse_mounts(text):
-    """Return (device, mount point, fstype) of real file systems in /proc/mounts."""
+def parse_mounts(text, is_directory=os.path.isdir):
+    """Return (device, mount point, fstype) of real file systems in /proc/mounts.
+
+    A mount point that is not a directory is a file bind-mounted into a container (Docker
+    mounts /etc/resolv.conf, /etc/hosts and /etc/hostname so): not a disk, left out.
+    """
     mounts = []
     seen = set()
     for line in text.splitlines():
@@ -88,6 +93,8 @@ def parse_mounts(text):
         if fstype in PSEUDO_FSTYPES or mount_point in seen:
             continue
         if mount_point.startswith(("/proc", "/sys", "/dev", "/run")) or device == "none":
+            continue
+        if not is_directory(mount_point):
             continue
         seen.add(mount_point)
         mounts.append((device, mount_point, fstype))

@@ -28,6 +28,15 @@ options:
     description: The C(docker) command, by name on E(PATH) or as an absolute path.
     type: str
     default: docker
+requirements:
+  - Python 3 on the host, standard library only
+  - C(nvidia-smi) (NVIDIA driver) on the host for the GPU list; without it RV(host.gpus) is empty
+  - The C(docker) CLI on the host for the engine and Compose versions; without it they are null
+notes:
+  - Runs on the managed host. Disks are the mounted file systems that are not pseudo file
+    systems and whose mount point is a folder; files bind-mounted into a container (Docker's
+    C(/etc/resolv.conf), C(/etc/hosts), C(/etc/hostname)) are left out.
+  - The module reads the host and never changes it; it runs in check mode as it does otherwise.
 attributes:
   check_mode:
     support: full
@@ -59,6 +68,9 @@ host:
   returned: always
   type: dict
   contains:
+    hostname:
+      description: The host's name as its kernel reports it (C(uname -n)).
+      type: str
     os:
       description: From /etc/os-release (id, name, version_id, pretty_name, codename).
       type: dict
@@ -83,6 +95,7 @@ host:
       type: list
       elements: dict
   sample:
+    hostname: gpu-01
     os: {id: debian, version_id: "12"}
     gpus:
       - {index: 0, name: NVIDIA H100 80GB HBM3, memory_total_mb: 81559, cuda_version: "12.4"}

@@ -98,6 +98,13 @@ options:
       - With V(false), a cached blob of the right size is trusted.
     type: bool
     default: true
+requirements:
+  - Python 3 on the host, standard library only (no C(requests), no Docker engine)
+notes:
+  - Runs on the managed host, which fetches the blobs from the registry itself; the host needs
+    a route to O(registry_url), the control node does not.
+  - The cache layout is shared with the Spectr agent; do not change O(root) on a host the agent
+    serves models from without setting the agent's C(models_dir) too.
 attributes:
   check_mode:
     support: full

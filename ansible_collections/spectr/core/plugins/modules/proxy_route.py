@@ -65,6 +65,13 @@ options:
     description: File mode when the file is created.
     type: raw
     default: "0640"
+requirements:
+  - Python 3 on the host, standard library only
+notes:
+  - Runs on the host that holds the config file; spectr_proxy re-reads the file when it
+    changes, so no restart is needed.
+  - The file is replaced atomically (written to a temporary file in the same folder, then
+    renamed).
 attributes:
   check_mode:
     support: full

@@ -86,6 +86,14 @@ options:
     description: Seconds to wait for each HTTP answer.
     type: int
     default: 60
+requirements:
+  - Python 3 on the host that runs it, standard library only; no Docker engine
+notes:
+  - Runs on the managed host (or on the control node with C(delegate_to)); that host needs a
+    route to both registries. Within one registry, blobs are mounted; between two, each blob
+    is downloaded to a temporary file on that host and uploaded from it.
+  - Deleting needs the registry's C(storage.delete.enabled) (spectr.core.registry sets it); the
+    space is freed by the registry's garbage collection, not by this module.
 attributes:
   check_mode:
     support: full

@@ -46,6 +46,13 @@ options:
     description: Seconds to wait for each HTTP answer.
     type: int
     default: 60
+requirements:
+  - Python 3 on the host that runs it, standard library only; no Docker engine
+notes:
+  - Runs on the managed host (or on the control node with C(delegate_to)); that host needs a
+    route to the registry.
+  - The catalog lists every repository the user may see; with token auth that depends on the
+    scopes the token service grants.
 attributes:
   check_mode:
     support: full
