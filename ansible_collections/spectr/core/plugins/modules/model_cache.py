@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: model_cache
 short_description: Put a model from Spectr's registry into a host's model cache, or remove it
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Keeps one model in the host's model cache, in the layout the Spectr agent uses too
     (C(blobs/sha256/<hex>), the model folder C(sha256-<manifest hex>/) of hard links, and
