@@ -7,8 +7,8 @@ from typing import Any
 
 from portal.apps.lifecycle import app_containers, engine_of
 from portal.apps.models import Application
-from portal.apps.spec import split_command
 from portal.core.audit import record_audit
+from portal.core.command_line import split_command
 from portal.core.errors import Conflict, NotFound, UpstreamUnavailable, ValidationFailed
 from portal.engines import ContainerEngine, ContainerInfo, EngineError
 from portal.extensions import db

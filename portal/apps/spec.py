@@ -7,7 +7,6 @@ and are merged in only when the playbook runs.
 from __future__ import annotations
 
 import ipaddress
-import shlex
 from typing import Any
 
 import marshmallow as ma
@@ -15,26 +14,12 @@ from marshmallow import validate
 
 from portal.apps.models import APP_KINDS, COMPOSE
 from portal.core.converters import MAX_DATABASE_ID
-from portal.core.errors import ValidationFailed
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 ENV_NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="not a valid variable name")
 DURATION = validate.Regexp(r"^\d+(ms|s|m|h)$", error="a duration like 10s, 500ms or 1m")
 PULL_POLICIES = ("missing", "never", "always")
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
-
-
-def split_command(command: str) -> list[str]:
-    """Split a command line into argv as a POSIX shell would (quotes, escapes), running none.
-
-    The one parser of command lines: the new-application form, its preview and the Run box.
-    """
-    try:
-        return shlex.split(command)
-    except ValueError as exc:
-        raise ValidationFailed(
-            f"Cannot split the command: {exc}.", {"command": [str(exc)]}
-        ) from None
 
 
 def _ip_address(value: str) -> None:

@@ -11,7 +11,8 @@ from portal.apps import adoption, relay, service
 from portal.apps.cli import add_commands
 from portal.apps.lifecycle import apply_health_checks, refresh_status
 from portal.apps.models import Application
-from portal.apps.spec import AppInputSchema, split_command
+from portal.apps.spec import AppInputSchema
+from portal.core.command_line import split_command
 from portal.core.errors import SpectrError, ValidationFailed
 from portal.core.operations import service as operations
 from portal.core.operations.models import Operation

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
 import marshmallow as ma
 from flask.views import MethodView
 
 from portal.core.api_base import Blueprint
-from portal.core.errors import ValidationFailed
+from portal.core.command_line import split_command
 from portal.core.security import require_role
 from portal.core.sse import sse_alt_response, sse_response
 from portal.hosts import relay
@@ -62,15 +61,6 @@ class ContainerExec(MethodView):
     @sse_alt_response(blp, "`stdout` and `stderr` events, then `exit` with the exit code")
     def post(self, body: dict, host_id: int, container_id: str) -> Any:
         """Run a command in a container (argv, never a shell); the output streams back."""
-        argv = body["argv"] or _split(body["command"])
+        argv = body["argv"] or split_command(body["command"])
         options = {k: body[k] for k in ("user", "workdir", "env", "timeout") if body[k] is not None}
         return sse_response(relay.stream_exec(get_host(host_id), container_id, argv, options))
-
-
-def _split(command: str) -> list[str]:
-    try:
-        return shlex.split(command)
-    except ValueError as exc:
-        raise ValidationFailed(
-            f"Cannot split the command: {exc}.", {"command": [str(exc)]}
-        ) from None

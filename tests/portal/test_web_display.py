@@ -6,8 +6,8 @@ from datetime import datetime
 
 import pytest
 
-from portal.apps.spec import split_command
 from portal.apps.views import actions_for
+from portal.core.command_line import split_command
 from portal.core.errors import ValidationFailed
 from portal.web.display import describe_error, error_lines, when
 
