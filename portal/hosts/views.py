@@ -26,6 +26,7 @@ FORM_FIELDS = ("name", "address", "ssh_port", "ssh_user", "become_method", "agen
 @bp.get("")
 @page_role("viewer")
 def index() -> Any:
+    service.ensure_local_host()  # the Spectr node is a host from the first visit, like on Apps
     filters = {k: v for k in ("status", "label", "gpu_model") if (v := request.args.get(k))}
     if filters.get("status") not in (None, *HOST_STATUSES):
         filters.pop("status")

@@ -14,6 +14,11 @@ from tests.portal.conftest import PASSWORD
 KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA-page-test\n-----END OPENSSH PRIVATE KEY-----\n"
 
 
+def ssh_hosts() -> list[Any]:
+    """The hosts added by the test (the Spectr node is listed from the first visit)."""
+    return [h for h in db.session.scalars(hosts_query()) if not h.is_local]
+
+
 def log_in(client: FlaskClient, create_user: Any, role: str) -> str:
     user = create_user(role)
     client.post("/login", data={"username": user.username, "password": PASSWORD})
@@ -52,7 +57,7 @@ def test_a_bad_form_is_shown_again_with_the_reason(client: FlaskClient, create_u
 
     assert page.status_code == 422
     assert "Give a host name or an IP address." in page.get_data(as_text=True)
-    assert db.session.scalars(hosts_query()).all() == []
+    assert ssh_hosts() == []
 
 
 def test_import_edit_and_delete_from_the_pages(client: FlaskClient, create_user: Any) -> None:
@@ -62,7 +67,7 @@ def test_import_edit_and_delete_from_the_pages(client: FlaskClient, create_user:
     client.post(
         "/hosts/import", data={"csrf_token": csrf, "content": csv_text, "ssh_password": "pw"}
     )
-    n1, n2 = db.session.scalars(hosts_query()).all()
+    n1, n2 = ssh_hosts()
     n1.gpus.append(HostGpu(index=0, model="NVIDIA H200", memory_total_mib=143771))
     db.session.commit()
     edited = client.post(
@@ -76,7 +81,7 @@ def test_import_edit_and_delete_from_the_pages(client: FlaskClient, create_user:
     assert get_host(n1.id).ssh_password == "pw"  # an empty credential field keeps the secret
     listing = client.get("/hosts?gpu_model=h200").get_data(as_text=True)
     assert "n1" in listing and "NVIDIA H200" in listing
-    assert [h.name for h in db.session.scalars(hosts_query())] == ["n1"]
+    assert [h.name for h in ssh_hosts()] == ["n1"]
 
 
 def test_viewers_see_hosts_but_cannot_change_them(client: FlaskClient, create_user: Any) -> None:
@@ -107,3 +112,18 @@ def test_the_host_page_shows_the_last_operation_log_for_live_following(
 
     assert 'id="operation"' in page and f"/api/v1/operations/{operation.id}/log" in page
     assert "TASK [Install the base packages]" in page
+
+
+def test_the_spectr_node_is_listed_from_the_first_visit_as_reached_through_docker(
+    client: FlaskClient, create_user: Any
+) -> None:
+    # Issue 13, finding 14: it appeared only after Applications was opened, as root@127.0.0.1:22.
+    log_in(client, create_user, "viewer")  # opens /hosts first, nothing else
+
+    listing = client.get("/hosts").get_data(as_text=True)
+    [node] = [h for h in db.session.scalars(hosts_query()) if h.is_local]
+    row = listing.split(f'href="/hosts/{node.id}"', 1)[1].split("</tr>", 1)[0]
+    assert "this machine's Docker socket" in row and "root@" not in row
+    detail = client.get(f"/hosts/{node.id}").get_data(as_text=True)
+    assert "through this machine's Docker socket" in detail
+    assert "SSH host key" not in detail and "root@127.0.0.1" not in detail
