@@ -74,18 +74,27 @@ def _agent_groups() -> list[dict[str, Any]]:
 
 
 def _proxy_groups() -> list[dict[str, Any]]:
-    fresh_since = utcnow() - timedelta(
-        seconds=float(monitoring_setting("MONITORING_PROXY_STALE_SECONDS"))
-    )
-    proxies = db.session.scalars(
-        select(ProxyInstance)
-        .where(ProxyInstance.last_seen_at >= fresh_since)
-        .order_by(ProxyInstance.metrics_address)
-    ).all()
     return [
         _group(p.metrics_address, "proxy", {"__scheme__": "http", "proxy": p.metrics_address})
-        for p in proxies
+        for p in recent_proxies()
     ]
+
+
+def proxy_stale_seconds() -> float:
+    """How long a proxy counts as running after its last config fetch."""
+    return float(monitoring_setting("MONITORING_PROXY_STALE_SECONDS"))
+
+
+def recent_proxies() -> list[ProxyInstance]:
+    """The proxies that fetched their config lately (those announcing a metrics listener)."""
+    fresh_since = utcnow() - timedelta(seconds=proxy_stale_seconds())
+    return list(
+        db.session.scalars(
+            select(ProxyInstance)
+            .where(ProxyInstance.last_seen_at >= fresh_since)
+            .order_by(ProxyInstance.metrics_address)
+        )
+    )
 
 
 def proxy_metrics_address(announced: str, remote_addr: str | None) -> str | None:

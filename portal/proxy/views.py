@@ -11,8 +11,9 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from portal.core.errors import SpectrError, ValidationFailed
 from portal.core.security import require_principal
 from portal.core.timeutil import utcnow
+from portal.monitoring.discovery import proxy_stale_seconds, recent_proxies
 from portal.proxy import service
-from portal.proxy.schemas import GatewayKeySchema, RouteSchema
+from portal.proxy.schemas import GatewayKeySchema, RouteSchema, RouteUpdateSchema
 from portal.proxy.usage import usage_aggregates
 from portal.web.auth import page_role
 from portal.web.forms import NO_STORE, flash_error, keep_secret, take_secret
@@ -32,25 +33,58 @@ def index() -> Any:
         daily=daily,
         per_model=usage_aggregates("model", since=utcnow() - timedelta(days=1)),
         chart=bar_chart(daily),
+        proxies=recent_proxies(),
+        proxy_stale_s=int(proxy_stale_seconds()),
     )
 
 
 @bp.post("/routes")
 @page_role("operator")
 def create_route() -> Any:
-    form = request.form
-    body = {
-        "name": form.get("name", ""),
-        "hosts": [h.strip() for h in form.get("hosts", "*").split(",") if h.strip()] or ["*"],
-        "path_prefix": form.get("path_prefix") or "/",
-        "upstreams": [u.strip() for u in form.get("upstreams", "").split(",") if u.strip()],
-    }
+    body = _route_form()
     try:
         service.create_route(_load(RouteSchema(), body))
         flash(f"Route {body['name']} created.")
     except SpectrError as exc:
         flash_error(exc)
     return redirect(url_for("proxy_pages.index"))
+
+
+@bp.post("/routes/<id:route_id>")
+@page_role("operator")
+def update_route(route_id: int) -> Any:
+    route = service.get_route(route_id)
+    body = _route_form()
+    try:
+        service.update_route(route, _load(RouteUpdateSchema(), body))
+        flash(f"Route {route.name} saved.")
+    except SpectrError as exc:
+        flash_error(exc)
+    return redirect(url_for("proxy_pages.index"))
+
+
+@bp.post("/routes/<id:route_id>/delete")
+@page_role("operator")
+def delete_route(route_id: int) -> Any:
+    route = service.get_route(route_id)
+    name = route.name
+    service.delete_route(route)
+    flash(f"Route {name} deleted.")
+    return redirect(url_for("proxy_pages.index"))
+
+
+def _route_form() -> dict[str, Any]:
+    """The route form's fields as the API's body (lists from comma-separated text)."""
+    form = request.form
+    body: dict[str, Any] = {
+        "name": form.get("name", ""),
+        "hosts": [h.strip() for h in form.get("hosts", "*").split(",") if h.strip()] or ["*"],
+        "path_prefix": form.get("path_prefix") or "/",
+        "upstreams": [u.strip() for u in form.get("upstreams", "").split(",") if u.strip()],
+    }
+    if form.get("timeout_s"):
+        body["timeout_s"] = form["timeout_s"]
+    return body
 
 
 @bp.post("/keys")

@@ -13,9 +13,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 import redis
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from portal.app import create_app
+from portal.core.audit import AuditEvent
 from portal.extensions import db
 from portal.proxy.models import UsageRecord
 from portal.proxy.usage import ingest_usage, usage_aggregates
@@ -297,3 +299,66 @@ def test_proxy_follows_the_portal_keys_and_reports_usage(operator, portal_server
     finally:
         proxy.stop()
         upstream.stop()
+
+
+def _signed_in_page(gateway_app):
+    browser = gateway_app.test_client()
+    browser.post("/login", data={"username": "gw-operator", "password": "correct horse battery"})
+    page = browser.get("/gateway").get_data(as_text=True)
+    return browser, page, page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+
+
+def test_gateway_page_says_whether_a_proxy_runs_and_where(gateway_app, operator):
+    # Issue 13, finding 17: `make run` starts no proxy, yet nothing said so.
+    browser, page, _ = _signed_in_page(gateway_app)
+    assert "No spectr-proxy has fetched its configuration" in page
+
+    fetched = operator.get(
+        "/api/v1/proxy/config", headers={"X-Spectr-Proxy-Metrics": "127.0.0.1:9181"}
+    )
+    assert fetched.status_code == 200
+
+    page = browser.get("/gateway").get_data(as_text=True)
+    assert "No spectr-proxy" not in page
+    assert "1 spectr-proxy process fetched its configuration" in page
+    assert "<code>127.0.0.1:9181</code>" in page
+
+
+def test_routes_are_edited_and_deleted_from_the_gateway_page(gateway_app, operator):
+    route = operator.post(
+        "/api/v1/proxy/routes", json={"name": "docs", "upstreams": ["http://127.0.0.1:9301"]}
+    ).get_json()
+    browser, page, csrf = _signed_in_page(gateway_app)
+    assert f'action="/gateway/routes/{route["id"]}"' in page
+
+    saved = browser.post(
+        f"/gateway/routes/{route['id']}",
+        data={"csrf_token": csrf, "name": "docs", "hosts": "docs.internal", "path_prefix": "/d",
+              "upstreams": "http://127.0.0.1:9302, http://127.0.0.1:9303", "timeout_s": "5"},
+    )  # fmt: skip
+    assert saved.status_code == 302
+    after = operator.get(f"/api/v1/proxy/routes/{route['id']}").get_json()
+    assert (after["hosts"], after["path_prefix"], after["timeout_s"]) == (
+        ["docs.internal"],
+        "/d",
+        5.0,
+    )
+    assert after["upstreams"] == ["http://127.0.0.1:9302", "http://127.0.0.1:9303"]
+
+    refused = browser.post(
+        f"/gateway/routes/{route['id']}",
+        data={"csrf_token": csrf, "name": "docs", "upstreams": "not a url"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "upstreams[0]" in refused
+    assert (
+        operator.get(f"/api/v1/proxy/routes/{route['id']}").get_json()["upstreams"]
+        == after["upstreams"]
+    )
+
+    deleted = browser.post(f"/gateway/routes/{route['id']}/delete", data={"csrf_token": csrf})
+    assert deleted.status_code == 302
+    assert operator.get(f"/api/v1/proxy/routes/{route['id']}").status_code == 404
+    with gateway_app.app_context():
+        actions = set(db.session.scalars(select(AuditEvent.action)))
+    assert {"proxy.route.update", "proxy.route.delete"} <= actions
