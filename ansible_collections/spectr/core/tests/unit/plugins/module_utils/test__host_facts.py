@@ -131,10 +131,25 @@ def test_mounts_keep_real_file_systems_once_each():
         "/dev/nvme0n1p2 / ext4 rw 0 0\n"
     )
 
-    assert parse_mounts(text) == [
+    # Every mount point is a folder here; files bind-mounted into a container are the next test.
+    assert parse_mounts(text, is_directory=lambda path: True) == [
         ("/dev/nvme0n1p2", "/", "ext4"),
         ("/dev/md0", "/data disk", "xfs"),
     ]
+
+
+def test_mounts_leave_out_files_bind_mounted_into_a_container():
+    text = (
+        "overlay / overlay rw 0 0\n"
+        "/dev/sda1 /var/lib/docker ext4 rw 0 0\n"
+        "/dev/sda1 /etc/resolv.conf ext4 rw 0 0\n"
+        "/dev/sda1 /etc/hosts ext4 rw 0 0\n"
+    )
+    files = {"/etc/resolv.conf", "/etc/hosts"}
+
+    mounts = parse_mounts(text, is_directory=lambda path: path not in files)
+
+    assert mounts == [("/dev/sda1", "/var/lib/docker", "ext4")]
 
 
 def test_disk_usage_is_in_mib_from_fragment_size_and_available_blocks():
