@@ -194,11 +194,15 @@ def test_agent_restart_mid_stream_breaks_the_stream_and_a_new_one_works(
 
 def test_container_removed_during_exec_ends_the_stream_with_a_last_line(api, run_container):
     container = run_container(["sleep", "infinity"], "gone")
-    remover = threading.Timer(0.5, container.remove, kwargs={"force": True})
-    remover.start()
-    events = _collect(api, f"/v1/containers/{container.name}/exec", method="POST",
-                      json={"argv": ["sleep", "30"]})  # fmt: skip
-    remover.join()
+    # Remove the container once the exec has visibly started (not after a fixed delay: on a
+    # loaded machine the exec may not have begun yet, and then there is no stream to end).
+    with api.stream("POST", f"/v1/containers/{container.name}/exec",
+                    json={"argv": ["sh", "-c", "echo started; sleep 30"]}) as answer:  # fmt: skip
+        assert answer.status_code == 200
+        lines = answer.iter_lines()
+        assert json.loads(next(lines))["data"] == "started\n"
+        container.remove(force=True)
+        events = list(_events(lines))
     last = events[-1]
     # the engine either still knows the exec (exit code of the killed process) or has
     # forgotten it with the container (a not_found error line): never a broken body
