@@ -16,6 +16,7 @@ API_BLUEPRINTS = [
     "portal.monitoring.api",
     "portal.hosts.api",
     "portal.hosts.containers_api",
+    "portal.hosts.resources_api",
     "portal.catalog.api",
     "portal.artifacts.api",
     "portal.apps.api",
