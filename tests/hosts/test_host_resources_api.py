@@ -346,3 +346,56 @@ def test_networks_list_users_and_refuse_builtin_or_attached(
     assert operator.delete(f"{host_path}/networks/{listed[free]['id']}").status_code == 204
     assert free not in [n.name for n in made.client.networks.list()]
     assert operator.delete(f"{host_path}/networks/no-such-net-{made.run}").status_code == 404
+
+
+@pytest.fixture
+def agent_host(app: Any, tmp_path: Any) -> Iterator[Any]:
+    """A host reached through a real agent: its certificate from the portal's CA, mutual TLS."""
+    from portal.core.pki import ca_certificate_path
+    from portal.core.timeutil import utcnow
+    from portal.hosts.models import Host
+    from tests.agent.harness import AgentProcess
+    from tests.monitoring.fleet_setup import issue_agent_certificate
+
+    instance = app.instance_path
+    agent = AgentProcess(tmp_path, issue_agent_certificate(tmp_path),
+                         client_ca=str(ca_certificate_path(instance)))  # fmt: skip
+    agent.start()
+    host = Host(name="agent-host", address="127.0.0.1", agent_url=agent.url,
+                agent_port=agent.port, agent_token=agent.token, bootstrapped_at=utcnow(),
+                status="ready")  # fmt: skip
+    db.session.add(host)
+    db.session.commit()
+    try:
+        yield host
+    finally:
+        agent.stop()
+
+
+def test_a_remote_host_is_served_through_its_agent(
+    api_as: Callable, made: Made, agent_host: Any
+) -> None:
+    volume = made.volume("remote")
+    port = free_port()
+    container = made.container("remote", environment={"SERVICE_TOKEN": "agent-path-secret"},
+                               ports={"80/tcp": ("0.0.0.0", port)},
+                               volumes={volume: {"bind": "/data", "mode": "rw"}})  # fmt: skip
+    path, viewer = f"/api/v1/hosts/{agent_host.id}", api_as("viewer")
+    listed = viewer.get(f"{path}/containers?q={made.run}").get_json()
+    assert [c["name"] for c in listed] == [container.name]
+    answer = viewer.get(f"{path}/containers/{container.name}")
+    assert "agent-path-secret" not in answer.get_data(as_text=True)
+    detail = answer.get_json()
+    assert [e for e in detail["env"] if e["name"] == "SERVICE_TOKEN"][0]["masked"]
+    # Published on every address of a remote host: reached at the host's own address.
+    assert {p["url"] for p in detail["ports"]} == {f"http://127.0.0.1:{port}"}
+    volumes = {v["name"]: v for v in viewer.get(f"{path}/volumes").get_json()}
+    assert volumes[volume]["containers"] == [container.name]
+    assert viewer.get(f"{path}/containers/{container.name}/stats").get_json()["pids"] >= 1
+
+    operator = api_as("operator")
+    body = {"action": "remove", "ids": [container.name], "force": True}
+    assert operator.post(f"{path}/containers/actions", json=body).get_json()[0]["ok"]
+    assert operator.delete(f"{path}/volumes/{volume}").status_code == 204
+    assert volume not in [v.name for v in made.client.volumes.list()]
+    assert audits("host.volume.remove")[-1].target == f"host:agent-host/volume:{volume}"
