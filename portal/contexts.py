@@ -31,6 +31,7 @@ PAGE_BLUEPRINTS = [
     "portal.proxy.views",
     "portal.monitoring.views",
     "portal.hosts.views",
+    "portal.hosts.resource_views",
     "portal.catalog.views",
     "portal.apps.views",
     "portal.registry.views",

@@ -22,6 +22,7 @@ from tests.browser.conftest import (  # noqa: F401 - for test_hosts_browser.py
     playwright_driver,
     portal,
 )
+from tests.hosts.docker_objects import made  # noqa: F401 - Docker objects a test makes
 from tests.portal.conftest import (  # noqa: F401 - fixtures shared with the portal's tests
     any_db_app,
     api_as,

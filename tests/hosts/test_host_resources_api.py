@@ -7,9 +7,7 @@ narrowed to that label, since other tests and Molecule share the engine.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,80 +17,10 @@ import pytest
 from portal.core.audit import AuditEvent
 from portal.extensions import db
 from portal.hosts.service import ensure_local_host
-from tests.agent.harness import base_image, free_port
+from tests.agent.harness import free_port
+from tests.hosts.docker_objects import SLEEP, Made
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
-SLEEP = ["sleep", "infinity"]
-
-
-class Made:
-    """Docker objects one test made, all labelled spectr.test=<run>; removed at the end."""
-
-    def __init__(self, client: docker.DockerClient) -> None:
-        self.client = client
-        self.run = f"res-{uuid.uuid4().hex[:8]}"
-        self.labels = {"spectr.test": self.run}
-        self.containers: list[Any] = []
-        self.volumes: list[str] = []
-        self.networks: list[str] = []
-        self.images: list[str] = []
-
-    def name(self, purpose: str) -> str:
-        return f"spectr-test-{self.run}-{purpose}"
-
-    def container(self, purpose: str, command: list[str] = SLEEP, **options: Any) -> Any:
-        labels = {**self.labels, **options.pop("labels", {})}
-        container = self.client.containers.run(
-            options.pop("image", base_image()), command, name=self.name(purpose),
-            labels=labels, detach=True, **options,
-        )  # fmt: skip
-        self.containers.append(container)
-        return container
-
-    def volume(self, purpose: str, **labels: str) -> str:
-        name = self.name(purpose)
-        self.client.volumes.create(name, labels={**self.labels, **labels})
-        self.volumes.append(name)
-        return name
-
-    def network(self, purpose: str) -> str:
-        name = self.name(purpose)
-        self.client.networks.create(name, labels=self.labels)
-        self.networks.append(name)
-        return name
-
-    def image(self, container: Any, repository: str | None = None) -> str:
-        """An image committed from a container (untagged: a dangling one), with our label."""
-        change = f"LABEL spectr.test={self.run}"
-        image = container.commit(repository=repository, tag="1" if repository else None,
-                                 changes=[change])  # fmt: skip
-        self.images.append(image.id)
-        return image.id
-
-    def clean(self) -> None:
-        for container in self.containers:
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True)
-        for image in self.images:
-            with contextlib.suppress(docker.errors.NotFound):
-                self.client.images.remove(image, force=True)
-        for name in self.volumes:
-            with contextlib.suppress(docker.errors.NotFound):
-                self.client.volumes.get(name).remove(force=True)
-        for name in self.networks:
-            with contextlib.suppress(docker.errors.NotFound):
-                self.client.networks.get(name).remove()
-
-
-@pytest.fixture
-def made() -> Iterator[Made]:
-    client = docker.from_env()
-    objects = Made(client)
-    try:
-        yield objects
-    finally:
-        objects.clean()
-        client.close()
 
 
 @pytest.fixture
@@ -386,7 +314,7 @@ def test_a_remote_host_is_served_through_its_agent(
     answer = viewer.get(f"{path}/containers/{container.name}")
     assert "agent-path-secret" not in answer.get_data(as_text=True)
     detail = answer.get_json()
-    assert [e for e in detail["env"] if e["name"] == "SERVICE_TOKEN"][0]["masked"]
+    assert next(e for e in detail["env"] if e["name"] == "SERVICE_TOKEN")["masked"]
     # Published on every address of a remote host: reached at the host's own address.
     assert {p["url"] for p in detail["ports"]} == {f"http://127.0.0.1:{port}"}
     volumes = {v["name"]: v for v in viewer.get(f"{path}/volumes").get_json()}
