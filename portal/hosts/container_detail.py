@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import shlex
 from dataclasses import asdict
 from typing import Any
 
@@ -27,14 +28,21 @@ def container_detail(host: Host, reference: str, viewer_host: str) -> dict[str, 
         info = resolve_container(engine, reference)
     app = _application(host, info)
     secrets = _stored_secrets(app, info)
-    detail = asdict(info)
+    detail = container_row(host, info, viewer_host)
     detail.update(
-        managed=is_managed(info),
+        command_line=shlex.join([*(info.entrypoint or []), *(info.command or [])]),
         env=masked_env(info.env, secrets),
-        ports=[port_link(host, port, viewer_host) for port in info.ports],
         application={"id": app.id, "name": app.name} if app is not None else None,
     )
     return detail
+
+
+def container_row(host: Host, info: ContainerInfo, viewer_host: str) -> dict[str, Any]:
+    """A container as lists show it: whether Spectr deployed it, its ports as links."""
+    links = [port_link(host, port, viewer_host) for port in info.ports]
+    # The engine lists a port published on every address twice (IPv4 and IPv6): once is enough.
+    unique = {(p["container_port"], p["protocol"], p["host_port"], p["url"]): p for p in links}
+    return {**asdict(info), "managed": is_managed(info), "ports": list(unique.values())}
 
 
 def masked_env(env: list[str], stored_secrets: dict[str, str]) -> list[dict[str, Any]]:

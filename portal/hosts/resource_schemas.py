@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import marshmallow as ma
 
 from portal.core.fields import UtcDateTime
@@ -71,14 +69,10 @@ class ContainerRowSchema(ma.Schema):
     status = ma.fields.String(allow_none=True)
     created = ma.fields.String(allow_none=True)
     labels = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String())
-    managed = ma.fields.Function(lambda c: MANAGED_LABEL in _get(c, "labels"))
+    managed = ma.fields.Boolean(metadata={"description": f"carries {MANAGED_LABEL}"})
     ports = ma.fields.List(ma.fields.Nested(PublishedPortSchema))
     mounts = ma.fields.List(ma.fields.Nested(MountSchema))
     networks = ma.fields.List(ma.fields.Nested(NetworkAttachmentSchema))
-
-
-def _get(item: Any, name: str) -> Any:
-    return item[name] if isinstance(item, dict) else getattr(item, name)
 
 
 class EnvVarSchema(ma.Schema):
@@ -90,6 +84,9 @@ class EnvVarSchema(ma.Schema):
 class ContainerDetailSchema(ContainerRowSchema):
     command = ma.fields.List(ma.fields.String(), allow_none=True)
     entrypoint = ma.fields.List(ma.fields.String(), allow_none=True)
+    command_line = ma.fields.String(
+        metadata={"description": "entrypoint and command, quoted as a shell would need"}
+    )
     env = ma.fields.List(ma.fields.Nested(EnvVarSchema))
     restart_policy = ma.fields.String(allow_none=True)
     restart_count = ma.fields.Integer()

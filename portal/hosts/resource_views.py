@@ -55,7 +55,10 @@ def containers(host_id: int) -> Any:
     return _render(
         "hosts/containers.html",
         host,
-        lambda: resources.list_containers(host, state, search, managed),
+        lambda: [
+            container_detail.container_row(host, info, viewer_host())
+            for info in resources.list_containers(host, state, search, managed)
+        ],
         filters=filters,
         states=resources.CONTAINER_STATES,
         managed_label=resources.MANAGED_LABEL,
@@ -83,8 +86,6 @@ def container_actions(host_id: int) -> Any:
         flash(f"{_past(action)} {len(done)} container(s): {', '.join(done)}.")
     if failed:
         flash("Not done:\n" + "\n".join(failed), "error")
-    if action == "remove" and request.form.get("next"):
-        back = url_for(".containers", host_id=host.id)  # its own page is gone
     return redirect(_local(back, host))
 
 

@@ -49,9 +49,11 @@ class HostContainers(MethodView):
     @blp.response(200, ContainerRowSchema(many=True))
     def get(self, query: dict, host_id: int) -> Any:
         """List every container of the host (not only Spectr's), filtered by state, name, label."""
-        return resources.list_containers(
-            get_host(host_id), query.get("state"), query.get("q"), query.get("managed")
+        host = get_host(host_id)
+        found = resources.list_containers(
+            host, query.get("state"), query.get("q"), query.get("managed")
         )
+        return [container_detail.container_row(host, info, viewer_host()) for info in found]
 
 
 @blp.route(f"{HOST}/containers/actions")

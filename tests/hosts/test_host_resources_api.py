@@ -83,6 +83,7 @@ def test_container_detail_masks_secrets_and_links_ports(
     assert detail["mounts"][0]["name"] == volume and detail["mounts"][0]["destination"] == "/data"
     assert [n["name"] for n in detail["networks"]] == [network]
     assert detail["command"] == SLEEP and detail["restart_policy"] == "unless-stopped"
+    assert detail["command_line"] == "sleep infinity"
     assert detail["state"] == "running" and detail["labels"] == made.labels
     by_id = api_as("viewer").get(f"{host_path}/containers/{container.id[:12]}")
     assert by_id.get_json()["name"] == container.name

@@ -32,7 +32,53 @@
     show();
   }
 
-  const HISTORY = 40;
+  // Actions that make Docker add or remove network interfaces (a container starts or stops, a
+  // network goes) are sent with fetch: a browser on the Docker host itself sees the interfaces
+  // change and drops requests in flight (Chromium: ERR_NETWORK_CHANGED), which would leave an
+  // error page whether or not the action was done. Start and stop are sent once more after such a
+  // drop (repeating them changes nothing); otherwise the page is reloaded and says so.
+  const INTERRUPTED = "spectr-engine-answer-lost";
+  const REPEATABLE = ["start", "stop"];
+  const pause = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+  async function send(form, body) {
+    // The answer is a redirect carrying the outcome as a one-time message: not followed here,
+    // so that the next page shows it.
+    // getAttribute: the bulk form's buttons are named "action", which hides form.action.
+    await fetch(form.getAttribute("action"), { method: "POST", body: body, credentials: "same-origin", redirect: "manual" });
+  }
+  function engineActions() {
+    document.addEventListener("submit", async (event) => {
+      const form = event.target.closest("form[data-engine-action]");
+      if (!form || event.defaultPrevented) return; // refused at its confirmation
+      event.preventDefault();
+      const body = new FormData(form, event.submitter || undefined);
+      form.querySelectorAll("button").forEach((button) => { button.disabled = true; });
+      const next = body.get("next") || window.location.pathname + window.location.search;
+      try {
+        await send(form, body);
+      } catch (error) {
+        let lost = true;
+        if (REPEATABLE.includes(body.get("action"))) {
+          await pause(1500);
+          lost = await send(form, body).then(() => false, () => true);
+        }
+        if (lost) window.sessionStorage.setItem(INTERRUPTED, "1");
+      }
+      window.location.assign(next);
+    });
+    if (window.sessionStorage.getItem(INTERRUPTED)) {
+      window.sessionStorage.removeItem(INTERRUPTED);
+      const notice = document.createElement("div");
+      notice.className = "flash";
+      notice.id = "answer-lost";
+      notice.setAttribute("role", "status");
+      notice.textContent = "The answer to that action was lost: Docker changed this machine's network " +
+        "interfaces while it ran (the browser runs on the Docker host). The page shows the state now.";
+      document.querySelector("main").prepend(notice);
+    }
+  }
+
+  const HISTORY = 40; // samples: two minutes at one every 3 s
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   function bytes(value) {
     let unit = 0;
@@ -40,11 +86,18 @@
     return value.toFixed(value >= 100 || unit === 0 ? 0 : 1) + " " + units[unit];
   }
 
-  function draw(line, values, top) {
-    const step = 300 / (HISTORY - 1);
-    const start = HISTORY - values.length;
-    line.setAttribute("points", values.map((value, index) =>
-      ((start + index) * step).toFixed(1) + "," + (78 - (value / top) * 72).toFixed(1)).join(" "));
+  // The newest sample is at the right edge; the first few spread over at least ten slots, so a
+  // new chart is readable before its history fills up.
+  function draw(line, values, top, area) {
+    const slots = Math.max(values.length, 10);
+    const step = 300 / (slots - 1);
+    const start = slots - values.length;
+    const points = values.map((value, index) =>
+      ((start + index) * step).toFixed(1) + "," + (78 - (value / top) * 72).toFixed(1));
+    line.setAttribute("points", points.join(" "));
+    if (area && points.length) {
+      area.setAttribute("points", (start * step).toFixed(1) + ",79 " + points.join(" ") + " 300,79");
+    }
   }
 
   // Samples come from the engine every few seconds while the tab is open and visible.
@@ -69,10 +122,11 @@
       previous = { at: at, rx: sample.network_rx_bytes || 0, tx: sample.network_tx_bytes || 0 };
       Object.values(series).forEach((values) => { if (values.length > HISTORY) values.shift(); });
       const lines = (key) => section.querySelectorAll("#chart-" + key + " polyline");
-      draw(lines("cpu")[0], series.cpu, Math.max(5, ...series.cpu) * 1.15);
-      draw(lines("memory")[0], series.memory, Math.max(1, ...series.memory) * 1.15);
+      const area = (key) => section.querySelector("#chart-" + key + " polygon");
+      draw(lines("cpu")[0], series.cpu, Math.max(5, ...series.cpu) * 1.15, area("cpu"));
+      draw(lines("memory")[0], series.memory, Math.max(1, ...series.memory) * 1.15, area("memory"));
       const netTop = Math.max(1024, ...series.rx, ...series.tx) * 1.15;
-      draw(lines("network")[0], series.rx, netTop);
+      draw(lines("network")[0], series.rx, netTop, area("network"));
       draw(lines("network")[1], series.tx, netTop);
       section.dataset.samples = String(Number(section.dataset.samples || 0) + 1);
       section.querySelector("#value-cpu").textContent = sample.cpu_percent.toFixed(1) + " %";
@@ -81,7 +135,7 @@
       const rx = series.rx.length ? series.rx[series.rx.length - 1] : 0;
       const tx = series.tx.length ? series.tx[series.tx.length - 1] : 0;
       section.querySelector("#value-network").textContent = "↓ " + bytes(rx) + "/s ↑ " + bytes(tx) + "/s";
-      status.textContent = "Last sample " + new Date(at).toLocaleTimeString() + "; every " + interval / 1000 + " s while this page is open.";
+      status.textContent = "Last sample at " + new Date(at).toLocaleTimeString() + "; a new one every few seconds while this page is open.";
     };
 
     // One sample; returns how long to wait for the next (null: the container stopped).
@@ -121,6 +175,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
+    engineActions();
     document.querySelectorAll("form[data-bulk]").forEach(bulkActions);
     const stats = document.getElementById("stats");
     if (stats && stats.dataset.statsUrl) liveStats(stats);
