@@ -52,6 +52,18 @@ def open_node(page: Page, portal: Portal) -> str:
     return page.url
 
 
+def snap_fitting(page: Page, name: str) -> None:
+    """Screenshots at both sizes; on a phone the page is no wider than the phone (wide tables
+    scroll inside themselves) and no status chip is cut."""
+    snap(page, name)
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, name
+    for chip in page.locator(".badge").all():
+        width = chip.evaluate("(e) => [e.scrollWidth, e.clientWidth, e.getClientRects().length]")
+        assert width[0] <= width[1] and width[2] == 1, f"{name}: chip {chip.inner_text()} is cut"
+    page.set_viewport_size({"width": 1440, "height": 900})
+
+
 def tab(page: Page, name: str):  # type: ignore[no-untyped-def]
     return page.get_by_role("navigation", name="Sections of spectr-node").get_by_role(
         "link", name=name, exact=True
@@ -81,7 +93,7 @@ def test_containers_list_a_container_page_and_bulk_stop_start(
         expect(page.locator("#containers tbody tr")).to_have_count(2)
         expect(row(page, web.name)).to_contain_text("running")
         expect(row(page, web.name).locator(f'a[href="http://127.0.0.1:{port}"]')).to_be_visible()
-        snap(page, "host-containers")
+        snap_fitting(page, "host-containers")
 
         # Bulk stop, confirmed, then bulk start. The outcome is the flash message, or (when the
         # browser lost the answer to Docker's interface change) the notice that says so.
@@ -123,7 +135,7 @@ def test_containers_list_a_container_page_and_bulk_stop_start(
         )
         assert len((stats.locator("#chart-network polyline").first.get_attribute("points") or
                     "").split()) >= 1  # fmt: skip
-        snap(page, "host-container")
+        snap_fitting(page, "host-container")
     assert [e for e in errors if INTERFACES_CHANGED not in e] == []
 
 
@@ -138,7 +150,7 @@ def test_volumes_images_and_networks_and_removing_a_volume(
         tab(page, "Volumes").click()
         expect(row(page, used)).to_contain_text(holder.name)
         expect(row(page, spare)).to_contain_text("unused")
-        snap(page, "host-volumes")
+        snap_fitting(page, "host-volumes")
 
         row(page, used).get_by_role("button", name=f"remove volume {used}").click()
         expect(page.locator(".flash.error")).to_contain_text(f"is in use by {holder.name}")
@@ -151,13 +163,13 @@ def test_volumes_images_and_networks_and_removing_a_volume(
 
         tab(page, "Images").click()
         expect(page.locator("#images")).to_contain_text(holder.name)  # the base image's user
-        snap(page, "host-images")
+        snap_fitting(page, "host-images")
         tab(page, "Networks").click()
         expect(row(page, network)).to_contain_text("unused")
         expect(row(page, "bridge")).to_contain_text("built in")
         expect(row(page, "bridge").get_by_role("button")).to_have_count(0)
-        snap(page, "host-networks")
+        snap_fitting(page, "host-networks")
         tab(page, "Overview").click()
         expect(page.locator("h1")).to_contain_text("spectr-node")
-        snap(page, "host-overview")
+        snap_fitting(page, "host-overview")
     assert [e for e in errors if INTERFACES_CHANGED not in e] == []
