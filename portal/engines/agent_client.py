@@ -170,13 +170,19 @@ class AgentEngine(ContainerEngine):
         params = {"force": int(force)}
         self._transport.call("DELETE", f"/v1/images/{_segment(reference)}", params=params)
 
-    def prune_images(self, labels: LabelFilter | None = None) -> PruneResult:
-        """Remove dangling images with every given label."""
-        params = _label_params(labels)
+    def _prune(self, kind: str, labels: LabelFilter | None) -> PruneResult:
         answer = self._transport.call(
-            "POST", "/v1/images/prune", params=params, idempotent=False, timeout=_SLOW_CALL
+            "POST",
+            f"/v1/{kind}/prune",
+            params=_label_params(labels),
+            idempotent=False,
+            timeout=_SLOW_CALL,
         )
         return prune_result(answer)
+
+    def prune_images(self, labels: LabelFilter | None = None) -> PruneResult:
+        """Remove dangling images with every given label."""
+        return self._prune("images", labels)
 
     def list_volumes(self) -> list[VolumeInfo]:
         """List volumes with their sizes."""
@@ -190,11 +196,7 @@ class AgentEngine(ContainerEngine):
 
     def prune_volumes(self, labels: LabelFilter | None = None) -> PruneResult:
         """Remove unused volumes, named ones too, with every given label."""
-        params = _label_params(labels)
-        answer = self._transport.call(
-            "POST", "/v1/volumes/prune", params=params, idempotent=False, timeout=_SLOW_CALL
-        )
-        return prune_result(answer)
+        return self._prune("volumes", labels)
 
     def list_networks(self) -> list[NetworkInfo]:
         """List networks."""

@@ -71,15 +71,6 @@ def remove_image(host: Host, reference: str, force: bool = False) -> None:
         engine.remove_image(reference, force=force or (by_id and len(image.tags) > 1))
 
 
-def prune_images(host: Host, confirm: str | None, labels: LabelFilter | None = None) -> dict:
-    """Remove the host's dangling images (with every given label)."""
-    with audited(host, "image.prune", "images") as details:
-        require_confirmation(host, confirm)
-        with host_engine(host) as engine:
-            details.update(labels=dict(labels or {}), **prune_summary(engine.prune_images(labels)))
-    return details
-
-
 def list_volumes(host: Host) -> list[dict[str, Any]]:
     """The host's volumes by name, each with its size and the containers that mount it."""
     with host_engine(host) as engine:
@@ -104,12 +95,17 @@ def remove_volume(host: Host, name: str) -> None:
         engine.remove_volume(name)
 
 
-def prune_volumes(host: Host, confirm: str | None, labels: LabelFilter | None = None) -> dict:
-    """Remove every volume no container uses (with every given label)."""
-    with audited(host, "volume.prune", "volumes") as details:
+PRUNABLE = {"images": "dangling image(s)", "volumes": "unused volume(s)"}
+
+
+def prune(host: Host, kind: str, confirm: str | None, labels: LabelFilter | None = None) -> dict:
+    """Remove the host's dangling images, or every volume no container uses (named ones too),
+    with every given label; `confirm` must be the host's name."""
+    with audited(host, f"{kind[:-1]}.prune", kind) as details:
         require_confirmation(host, confirm)
         with host_engine(host) as engine:
-            details.update(labels=dict(labels or {}), **prune_summary(engine.prune_volumes(labels)))
+            pruner = engine.prune_images if kind == "images" else engine.prune_volumes
+            details.update(labels=dict(labels or {}), **prune_summary(pruner(labels)))
     return details
 
 

@@ -134,10 +134,6 @@ REMOVALS: dict[str, tuple[Callable[[Host, str], Any], str]] = {
     "volumes": (host_objects.remove_volume, "Volume"),
     "networks": (host_objects.remove_network, "Network"),
 }
-PRUNES: dict[str, tuple[Callable[..., dict], str]] = {
-    "images": (host_objects.prune_images, "dangling image(s)"),
-    "volumes": (host_objects.prune_volumes, "unused volume(s)"),
-}
 
 
 @bp.post("/<id:host_id>/<any(images, volumes, networks):kind>/remove")
@@ -160,10 +156,9 @@ def remove(host_id: int, kind: str) -> Any:
 @page_role("operator")
 def prune(host_id: int, kind: str) -> Any:
     host = get_host(host_id)
-    pruner, noun = PRUNES[kind]
     try:
-        result = pruner(host, request.form.get("confirm"))
-        freed = result["space_reclaimed"]
+        result = host_objects.prune(host, kind, request.form.get("confirm"))
+        freed, noun = result["space_reclaimed"], host_objects.PRUNABLE[kind]
         flash(f"Removed {len(result['deleted'])} {noun}, {freed / 2**20:.1f} MiB freed.")
     except SpectrError as exc:
         flash_error(exc)

@@ -94,17 +94,6 @@ class HostImages(MethodView):
         return host_objects.list_images(get_host(host_id))
 
 
-@blp.route(f"{HOST}/images/prune")
-class HostImagesPrune(MethodView):
-    @require_role("operator")
-    @blp.arguments(PruneSchema)
-    @blp.response(200, PruneResultSchema)
-    def post(self, body: dict, host_id: int) -> Any:
-        """Remove dangling images (untagged, unused); confirm with the host's name."""
-        labels = label_mapping(body["label"])
-        return host_objects.prune_images(get_host(host_id), body["confirm"], labels)
-
-
 @blp.route(f"{HOST}/images/<path:reference>")
 class HostImage(MethodView):
     @require_role("operator")
@@ -124,15 +113,18 @@ class HostVolumes(MethodView):
         return host_objects.list_volumes(get_host(host_id))
 
 
-@blp.route(f"{HOST}/volumes/prune")
-class HostVolumesPrune(MethodView):
+@blp.route(f"{HOST}/<any(images, volumes):kind>/prune")
+class HostPrune(MethodView):
     @require_role("operator")
     @blp.arguments(PruneSchema)
     @blp.response(200, PruneResultSchema)
-    def post(self, body: dict, host_id: int) -> Any:
-        """Remove every volume no container uses, named ones too; confirm with the host's name."""
+    def post(self, body: dict, host_id: int, kind: str) -> Any:
+        """Remove dangling images, or every volume no container uses (named ones too).
+
+        Confirm with the host's name; label narrows it to objects carrying those labels.
+        """
         labels = label_mapping(body["label"])
-        return host_objects.prune_volumes(get_host(host_id), body["confirm"], labels)
+        return host_objects.prune(get_host(host_id), kind, body["confirm"], labels)
 
 
 @blp.route(f"{HOST}/volumes/{NAME}")

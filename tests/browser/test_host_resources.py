@@ -18,8 +18,8 @@ from playwright.sync_api import Dialog, Page, expect
 from tests.agent.harness import free_port
 from tests.browser.conftest import Portal
 from tests.browser.pages import console_errors, log_in, snap
-from tests.hosts import docker_objects
-from tests.hosts.docker_objects import Made
+from tests.support import docker_objects
+from tests.support.docker_objects import Made
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.docker]
 made = docker_objects.made  # the fixture: Docker objects this test makes, removed afterwards

@@ -1,16 +1,14 @@
 """The contract's volumes, networks, prunes and container details, on both engines.
 
-Objects are made with the docker SDK, labelled with a fresh spectr.test value, and removed at
-the end; prunes are narrowed to that label (other tests share the engine).
+Volumes, networks and images are made with the docker SDK (tests.support.docker_objects),
+labelled with a fresh spectr.test value, and removed at the end with the containers using them;
+prunes are narrowed to that label (other tests share the engine).
 """
 
 from __future__ import annotations
 
-import contextlib
-import uuid
 from dataclasses import asdict
 
-import docker
 import pytest
 
 from portal.engines import (
@@ -28,66 +26,12 @@ from portal.engines.resilience import CircuitBreaker
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 
-class Labelled:
-    """Volumes, networks and images of one test, labelled spectr.test=<run>."""
-
-    def __init__(self, client: docker.DockerClient) -> None:
-        self.client, self.run = client, f"contract-{uuid.uuid4().hex[:8]}"
-        self.labels = {"spectr.test": self.run}
-        self.volumes: list[str] = []
-        self.networks: list[str] = []
-        self.images: list[str] = []
-
-    def volume(self, purpose: str) -> str:
-        self.volumes.append(f"spectr-test-{self.run}-{purpose}")
-        self.client.volumes.create(self.volumes[-1], labels=self.labels)
-        return self.volumes[-1]
-
-    def network(self, purpose: str) -> str:
-        self.networks.append(f"spectr-test-{self.run}-{purpose}")
-        self.client.networks.create(self.networks[-1], labels=self.labels)
-        return self.networks[-1]
-
-    def dangling_image(self, container_name: str) -> str:
-        container = self.client.containers.get(container_name)
-        image = container.commit(changes=[f"LABEL spectr.test={self.run}"])
-        self.images.append(image.id)
-        return image.id
-
-    def clean(self) -> None:
-        # Containers that mount our volumes or sit on our networks are ours too: they go first.
-        users = [("volume", name) for name in self.volumes] + [
-            ("network", name) for name in self.networks
-        ]
-        for kind, name in users:
-            for container in self.client.containers.list(all=True, filters={kind: name}):
-                container.remove(force=True)
-        for image in self.images:
-            with contextlib.suppress(docker.errors.NotFound):
-                self.client.images.remove(image, force=True)
-        for name in self.volumes:
-            with contextlib.suppress(docker.errors.NotFound):
-                self.client.volumes.get(name).remove(force=True)
-        for name in self.networks:
-            with contextlib.suppress(docker.errors.NotFound):
-                self.client.networks.get(name).remove()
-
-
-@pytest.fixture
-def labelled(docker_client):
-    objects = Labelled(docker_client)
-    yield objects
-    objects.clean()
-
-
 def _sleeper(image, name, **fields):
     return ContainerSpec(image=image, name=name, command=["sleep", "infinity"], **fields)
 
 
-def test_inspect_and_list_carry_mounts_networks_and_command(
-    engine, image, container_names, labelled
-):
-    volume, network = labelled.volume("data"), labelled.network("net")
+def test_inspect_and_list_carry_mounts_networks_and_command(engine, image, container_names, made):
+    volume, network = made.volume("data"), made.network("net")
     name = container_names("details")
     spec = _sleeper(image, name, env={"K": "v"}, volumes=[VolumeMount(volume, "/data", True)],
                     network=network, restart_policy=RestartPolicy("on-failure", 2))  # fmt: skip
@@ -103,12 +47,12 @@ def test_inspect_and_list_carry_mounts_networks_and_command(
     assert listed.mounts == info.mounts and listed.networks == info.networks
 
 
-def test_volumes_listed_removed_and_refused_while_mounted(engine, image, container_names, labelled):
-    used, spare = labelled.volume("used"), labelled.volume("spare")
+def test_volumes_listed_removed_and_refused_while_mounted(engine, image, container_names, made):
+    used, spare = made.volume("used"), made.volume("spare")
     holder = container_names("holder")
     engine.create_container(_sleeper(image, holder, volumes=[VolumeMount(used, "/data")]))
     listed = {v.name: v for v in engine.list_volumes()}
-    assert listed[used].labels == labelled.labels and listed[used].driver == "local"
+    assert listed[used].labels == made.labels and listed[used].driver == "local"
     assert listed[used].size is not None and listed[used].mountpoint and listed[used].created
     with pytest.raises(Conflict):
         engine.remove_volume(used)
@@ -118,24 +62,22 @@ def test_volumes_listed_removed_and_refused_while_mounted(engine, image, contain
         engine.remove_volume(spare)
 
 
-def test_volume_prune_takes_only_unused_ones_with_the_labels(
-    engine, image, container_names, labelled
-):
-    unused, mounted = labelled.volume("unused"), labelled.volume("mounted")
+def test_volume_prune_takes_only_unused_ones_with_the_labels(engine, image, container_names, made):
+    unused, mounted = made.volume("unused"), made.volume("mounted")
     engine.create_container(
         _sleeper(image, container_names("holder"), volumes=[VolumeMount(mounted, "/data")])
     )
-    result = engine.prune_volumes(labelled.labels)
+    result = engine.prune_volumes(made.labels)
     assert result.deleted == [unused] and result.space_reclaimed >= 0
     assert mounted in {v.name for v in engine.list_volumes()}
 
 
 def test_networks_listed_and_removal_refused_when_builtin_or_busy(
-    engine, image, container_names, labelled
+    engine, image, container_names, made
 ):
-    network = labelled.network("busy")
+    network = made.network("busy")
     listed = {n.name: n for n in engine.list_networks()}
-    assert listed[network].labels == labelled.labels and listed[network].driver == "bridge"
+    assert listed[network].labels == made.labels and listed[network].driver == "bridge"
     assert listed[network].subnets and listed["bridge"].builtin and not listed[network].builtin
     holder = container_names("on-net")
     engine.create_container(_sleeper(image, holder, network=network))
@@ -149,14 +91,12 @@ def test_networks_listed_and_removal_refused_when_builtin_or_busy(
         engine.remove_network(network)
 
 
-def test_image_prune_takes_dangling_images_with_the_labels(
-    engine, image, container_names, labelled
-):
+def test_image_prune_takes_dangling_images_with_the_labels(engine, image, container_names, made):
     source = container_names("source")
     engine.create_container(_sleeper(image, source))
-    dangling = labelled.dangling_image(source)
+    dangling = made.image(made.client.containers.get(source))
     assert not engine.inspect_image(dangling).tags
-    result = engine.prune_images(labelled.labels)
+    result = engine.prune_images(made.labels)
     assert result.deleted == [dangling]
     with pytest.raises(NotFound):
         engine.inspect_image(dangling)
@@ -169,8 +109,8 @@ def test_stats_count_network_bytes(engine, image, container_names):
     assert stats.network_rx_bytes is not None and stats.network_tx_bytes is not None
 
 
-def test_both_engines_describe_the_same_objects_alike(agent, pki, image, container_names, labelled):
-    volume, network = labelled.volume("same"), labelled.network("same")
+def test_both_engines_describe_the_same_objects_alike(agent, pki, image, container_names, made):
+    volume, network = made.volume("same"), made.network("same")
     name = container_names("same")
     local = LocalDockerEngine()
     remote = AgentEngine(agent.url, agent.token, pki.ca.cert_path,

@@ -22,7 +22,6 @@ from tests.browser.conftest import (  # noqa: F401 - for test_hosts_browser.py
     playwright_driver,
     portal,
 )
-from tests.hosts.docker_objects import made  # noqa: F401 - Docker objects a test makes
 from tests.portal.conftest import (  # noqa: F401 - fixtures shared with the portal's tests
     any_db_app,
     api_as,
@@ -33,6 +32,7 @@ from tests.portal.conftest import (  # noqa: F401 - fixtures shared with the por
     postgres_migrated,
     sqlite_template,
 )
+from tests.support.docker_objects import made  # noqa: F401 - Docker objects a test makes
 from tests.support.fixtures import make_test_host  # noqa: F401
 
 SPECTR = str(Path(sys.executable).with_name("spectr"))

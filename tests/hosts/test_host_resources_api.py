@@ -18,7 +18,7 @@ from portal.core.audit import AuditEvent
 from portal.extensions import db
 from portal.hosts.service import ensure_local_host
 from tests.agent.harness import free_port
-from tests.hosts.docker_objects import SLEEP, Made
+from tests.support.docker_objects import SLEEP, Made
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 

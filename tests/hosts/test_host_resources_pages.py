@@ -12,8 +12,8 @@ from portal.core.audit import AuditEvent
 from portal.extensions import db
 from portal.hosts.models import Host
 from portal.hosts.service import ensure_local_host
-from tests.hosts.docker_objects import Made
 from tests.hosts.test_hosts_pages import log_in
+from tests.support.docker_objects import Made
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 

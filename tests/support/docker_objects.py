@@ -1,5 +1,7 @@
 """Docker objects a test makes on the shared engine, labelled spectr.test=<run>, and removed
-afterwards whatever happened: containers, volumes, networks, committed images."""
+afterwards whatever happened: containers, volumes, networks, committed images.
+
+Register the fixture in a conftest.py (`from tests.support.docker_objects import made`)."""
 
 from __future__ import annotations
 
@@ -61,6 +63,12 @@ class Made:
         return image.id
 
     def clean(self) -> None:
+        # Containers made elsewhere (through an engine under test) that mount our volumes or sit
+        # on our networks are the test's too: they go first, or the volumes could not.
+        users = [("volume", name) for name in self.volumes]
+        users += [("network", name) for name in self.networks]
+        for kind, name in users:
+            self.containers += self.client.containers.list(all=True, filters={kind: name})
         for container in self.containers:
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
