@@ -18,7 +18,8 @@ def _path(request: Request, suffix: str = "") -> str:
     return f"/containers/{quote_segment(request.params['id'])}{suffix}"
 
 
-def _label_filters(request: Request) -> list[str]:
+def label_filters(request: Request) -> list[str]:
+    """Return the request's repeated label=KEY or label=KEY=VALUE filters, checked."""
     labels = request.query.get("label", [])
     for label in labels:
         if not label or label.startswith("="):
@@ -46,7 +47,7 @@ class ContainerRoutes:
     def list(self, request: Request) -> tuple[int, Any]:
         """List containers, all or running, filtered by labels (every filter must match)."""
         filters: dict[str, list[str]] = {}
-        labels = _label_filters(request)
+        labels = label_filters(request)
         if labels:
             filters["label"] = labels
         params = {"all": int(request.flag("all", True)), "filters": json.dumps(filters)}

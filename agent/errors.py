@@ -33,10 +33,12 @@ def invalid(message: str, **details: Any) -> ApiError:
 
 
 def from_docker(error: DockerError) -> ApiError:
-    """Map an engine error: 404 -> 404, 409 -> 409, 400 -> 400, anything else -> 502."""
+    """Map an engine error: 404 -> 404, 409 and 403 -> 409, 400 -> 400, anything else -> 502."""
     if error.status == 404:
         return ApiError(404, "not_found", error.message)
-    if error.status == 409:
+    # The engine's 403 refuses an action the object forbids (a built-in network, a network
+    # with running containers), like a 409; the agent's own 403 would read as a bad token.
+    if error.status in (403, 409):
         return ApiError(409, "conflict", error.message)
     if error.status == 400:
         return ApiError(400, "engine_rejected", error.message)

@@ -6,6 +6,7 @@ import base64
 import json
 from typing import Any
 
+from agent.containers import label_filters
 from agent.docker_api import DockerAPI, DockerError, quote_segment
 from agent.errors import from_docker, invalid
 from agent.shapes import image_summary
@@ -54,6 +55,7 @@ class ImageRoutes:
         """Add this module's routes."""
         router.add("GET", "/v1/images", self.list)
         router.add("POST", "/v1/images/pull", self.pull)
+        router.add("POST", "/v1/images/prune", self.prune)
         router.add("GET", "/v1/images/{reference:path}", self.inspect)
         router.add("DELETE", "/v1/images/{reference:path}", self.remove)
 
@@ -73,6 +75,16 @@ class ImageRoutes:
         params = {"force": int(request.flag("force")), "noprune": int(request.flag("noprune"))}
         deleted = self.docker.request("DELETE", f"/images/{reference}", params)
         return 200, {"deleted": deleted or []}
+
+    def prune(self, request: Request) -> tuple[int, Any]:
+        """Remove dangling images (no tag, no container) carrying every given label."""
+        filters = {"dangling": ["true"], "label": label_filters(request)}
+        params = {"filters": json.dumps({k: v for k, v in filters.items() if v})}
+        answer = self.docker.request("POST", "/images/prune", params, timeout=300) or {}
+        deleted = [
+            item["Deleted"] for item in answer.get("ImagesDeleted") or [] if "Deleted" in item
+        ]
+        return 200, {"deleted": deleted, "space_reclaimed": answer.get("SpaceReclaimed") or 0}
 
     def pull(self, request: Request) -> None:
         """Pull an image, streaming progress as JSON lines, ending with done or error."""

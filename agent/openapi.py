@@ -55,6 +55,11 @@ def _op(summary: str, ok: dict[str, Any], *errors: int, params: list | None = No
 
 _ID = _param("id", _STR, "path", "container id or name")
 _REF = _param("reference", _STR, "path", "image reference or id, URL-encoded (/ as %2F)")
+_VOLUME = _param("name", _STR, "path", "volume name")
+_NETWORK = _param("id", _STR, "path", "network id or name")
+_LABELS = _param("label", _STR, text="KEY or KEY=VALUE; repeat to require several")
+_PRUNED = {"200": _json({"type": "object", "properties": {
+    "deleted": {"type": "array", "items": _STR}, "space_reclaimed": _INT}})}  # fmt: skip
 _TIMEOUT = _param("timeout", _INT, text="seconds before the engine kills it (default 10)")
 _NO_CONTENT = {"204": {"description": "Done"}}
 
@@ -144,6 +149,9 @@ def _paths() -> dict[str, Any]:
         "/v1/images/pull": {"post": _op(
             "Pull an image; progress lines, then {status: done} or {error}",
             {"200": _ndjson("progress event")}, 400, 404, 422, 502, body=_PULL_SPEC)},
+        "/v1/images/prune": {"post": _op(
+            "Remove dangling images (untagged, unused) with every given label", _PRUNED, 400, 502,
+            params=[_LABELS])},
         "/v1/images/{reference}": {
             "get": _op("Inspect an image", {"200": _json(obj)}, 404, 502, params=[_REF]),
             "delete": _op("Remove an image", {"200": _json(obj)}, 404, 409, 502,
@@ -175,6 +183,19 @@ def _paths() -> dict[str, Any]:
             "Run an argv (no shell); {stream, data} lines, then {exit_code, timed_out} or {error}",
             {"200": _ndjson("output frame or exit")}, 404, 409, 422, 502, params=[_ID],
             body=_EXEC_SPEC)},
+        "/v1/volumes": {"get": _op("List volumes, with their sizes unless size=0",
+                                   {"200": _json(arr)}, 400, 502,
+                                   params=[_param("size", _BOOL, text="default true")])},
+        "/v1/volumes/prune": {"post": _op(
+            "Remove every volume no container uses (named ones too) with every given label",
+            _PRUNED, 400, 502, params=[_LABELS])},
+        "/v1/volumes/{name}": {"delete": _op(
+            "Remove a volume (409 while a container uses it)", _NO_CONTENT, 404, 409, 502,
+            params=[_VOLUME, _param("force", _BOOL)])},
+        "/v1/networks": {"get": _op("List networks", {"200": _json(arr)}, 502)},
+        "/v1/networks/{id}": {"delete": _op(
+            "Remove a network (409 with running containers on it, or a built-in one)",
+            _NO_CONTENT, 404, 409, 502, params=[_NETWORK])},
         "/v1/models": {"get": _op(
             "The model cache: its folder, free bytes on its disk, and the complete models",
             {"200": _json({"type": "object", "properties": {

@@ -1,4 +1,5 @@
-"""The agent's route table: health, facts, OpenAPI, metrics, images, containers, streams, models."""
+"""The agent's route table: health, facts, OpenAPI, metrics, images, containers, streams,
+models, volumes, networks."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from agent.facts import host_facts
 from agent.images import ImageRoutes
 from agent.metrics import AgentMetrics
 from agent.models import ModelRoutes
+from agent.networks import NetworkRoutes
 from agent.openapi import openapi_document
 from agent.streams import StreamRoutes
+from agent.volumes import VolumeRoutes
 from agent.web import RawBody, Request, Router
 
 if TYPE_CHECKING:
@@ -47,5 +50,7 @@ def build_router(app: AgentApp) -> Router:
     ImageRoutes(docker).register(router)
     ContainerRoutes(docker).register(router)
     StreamRoutes(docker).register(router)
+    VolumeRoutes(docker).register(router)
+    NetworkRoutes(docker).register(router)
     ModelRoutes(app.config.models_dir).register(router)
     return router

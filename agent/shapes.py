@@ -41,6 +41,31 @@ def _ports_from_inspect(ports: dict[str, Any] | None) -> list[dict[str, Any]]:
     return result
 
 
+def _mounts(mounts: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": mount.get("Type") or "bind",
+            "name": mount.get("Name") or None,
+            "source": mount.get("Source") or None,
+            "destination": mount.get("Destination") or "",
+            "read_only": mount.get("RW") is False,
+        }
+        for mount in mounts or []
+    ]
+
+
+def _networks(settings: dict[str, Any] | None) -> list[dict[str, Any]]:
+    networks = (settings or {}).get("Networks") or {}
+    return [
+        {
+            "name": name,
+            "network_id": (attachment or {}).get("NetworkID") or None,
+            "ip_address": (attachment or {}).get("IPAddress") or None,
+        }
+        for name, attachment in sorted(networks.items())
+    ]
+
+
 def container_from_list(entry: dict[str, Any]) -> dict[str, Any]:
     """Shape one entry of GET /containers/json."""
     names = entry.get("Names") or [""]
@@ -54,6 +79,8 @@ def container_from_list(entry: dict[str, Any]) -> dict[str, Any]:
         "labels": entry.get("Labels") or {},
         "created": _iso(entry.get("Created")),
         "ports": _ports_from_list(entry.get("Ports")),
+        "mounts": _mounts(entry.get("Mounts")),
+        "networks": _networks(entry.get("NetworkSettings")),
     }
 
 
@@ -78,6 +105,15 @@ def container_from_inspect(document: dict[str, Any]) -> dict[str, Any]:
         "restart_count": document.get("RestartCount", 0),
         "health": (state.get("Health") or {}).get("Status"),
         "tty": bool(config.get("Tty")),
+        "mounts": _mounts(document.get("Mounts")),
+        "networks": _networks(network),
+        "command": config.get("Cmd"),
+        "entrypoint": config.get("Entrypoint"),
+        "env": config.get("Env") or [],
+        "restart_policy": ((document.get("HostConfig") or {}).get("RestartPolicy") or {}).get(
+            "Name"
+        )
+        or None,
         "raw": document,
     }
 
@@ -92,6 +128,34 @@ def image_summary(entry: dict[str, Any]) -> dict[str, Any]:
         "size": entry.get("Size"),
         "created": _iso(created) if isinstance(created, int | float) else created,
         "labels": entry.get("Labels") or (entry.get("Config") or {}).get("Labels") or {},
+    }
+
+
+def volume_summary(entry: dict[str, Any], size: int | None = None) -> dict[str, Any]:
+    """Shape a volume of GET /volumes; size comes from GET /system/df (None: not measured)."""
+    return {
+        "name": entry["Name"],
+        "driver": entry.get("Driver") or "local",
+        "mountpoint": entry.get("Mountpoint") or None,
+        "created": entry.get("CreatedAt") or None,
+        "scope": entry.get("Scope") or None,
+        "labels": entry.get("Labels") or {},
+        "size": size,
+    }
+
+
+def network_summary(entry: dict[str, Any]) -> dict[str, Any]:
+    """Shape a network of GET /networks."""
+    ipam = (entry.get("IPAM") or {}).get("Config") or []
+    return {
+        "id": entry["Id"],
+        "name": entry.get("Name") or "",
+        "driver": entry.get("Driver") or "",
+        "scope": entry.get("Scope") or None,
+        "created": entry.get("Created") or None,
+        "internal": bool(entry.get("Internal")),
+        "labels": entry.get("Labels") or {},
+        "subnets": [item["Subnet"] for item in ipam if item.get("Subnet")],
     }
 
 

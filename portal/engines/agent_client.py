@@ -27,16 +27,31 @@ from portal.engines.models import (
     ExecExit,
     ImageInfo,
     LogChunk,
+    NetworkInfo,
+    PruneResult,
     PullProgress,
+    VolumeInfo,
 )
 from portal.engines.resilience import CircuitBreaker, RetryPolicy
-from portal.engines.shapes import container_info, image_info
+from portal.engines.shapes import (
+    container_info,
+    image_info,
+    network_info,
+    prune_result,
+    volume_info,
+)
 
 _PULL_READ_TIMEOUT_S = 660.0
+# Disk usage and prunes walk every volume or image: slower than an ordinary call on a big host.
+_SLOW_CALL = httpx.Timeout(150.0, connect=3.0)
 
 
 def _segment(value: str) -> str:
     return quote(value, safe="")
+
+
+def _label_params(labels: LabelFilter | None) -> list[tuple[str, str]]:
+    return [("label", k if v is None else f"{k}={v}") for k, v in (labels or {}).items()]
 
 
 class AgentEngine(ContainerEngine):
@@ -155,13 +170,48 @@ class AgentEngine(ContainerEngine):
         params = {"force": int(force)}
         self._transport.call("DELETE", f"/v1/images/{_segment(reference)}", params=params)
 
+    def _prune(self, kind: str, labels: LabelFilter | None) -> PruneResult:
+        answer = self._transport.call(
+            "POST",
+            f"/v1/{kind}/prune",
+            params=_label_params(labels),
+            idempotent=False,
+            timeout=_SLOW_CALL,
+        )
+        return prune_result(answer)
+
+    def prune_images(self, labels: LabelFilter | None = None) -> PruneResult:
+        """Remove dangling images with every given label."""
+        return self._prune("images", labels)
+
+    def list_volumes(self) -> list[VolumeInfo]:
+        """List volumes with their sizes."""
+        listed = self._transport.call("GET", "/v1/volumes", timeout=_SLOW_CALL)
+        return [volume_info(item) for item in listed]
+
+    def remove_volume(self, name: str, force: bool = False) -> None:
+        """Remove a volume."""
+        params = {"force": int(force)}
+        self._transport.call("DELETE", f"/v1/volumes/{_segment(name)}", params=params)
+
+    def prune_volumes(self, labels: LabelFilter | None = None) -> PruneResult:
+        """Remove unused volumes, named ones too, with every given label."""
+        return self._prune("volumes", labels)
+
+    def list_networks(self) -> list[NetworkInfo]:
+        """List networks."""
+        return [network_info(item) for item in self._transport.call("GET", "/v1/networks")]
+
+    def remove_network(self, network_id: str) -> None:
+        """Remove a network."""
+        self._transport.call("DELETE", f"/v1/networks/{_segment(network_id)}")
+
     def list_containers(
         self, labels: LabelFilter | None = None, include_stopped: bool = True
     ) -> list[ContainerInfo]:
         """List containers with every given label."""
         params: list[tuple[str, str | int]] = [("all", int(include_stopped))]
-        for key, value in (labels or {}).items():
-            params.append(("label", key if value is None else f"{key}={value}"))
+        params += _label_params(labels)
         return [
             container_info(item)
             for item in self._transport.call("GET", "/v1/containers", params=params)
@@ -228,6 +278,8 @@ class AgentEngine(ContainerEngine):
             body.get("memory_usage_bytes"),
             body.get("memory_limit_bytes"),
             body.get("pids"),
+            body.get("network_rx_bytes"),
+            body.get("network_tx_bytes"),
         )
 
     def logs(

@@ -16,7 +16,10 @@ from portal.engines.models import (
     ExecResult,
     ImageInfo,
     LogChunk,
+    NetworkInfo,
+    PruneResult,
     PullProgress,
+    VolumeInfo,
 )
 
 ProgressCallback = Callable[[PullProgress], None]
@@ -58,6 +61,30 @@ class ContainerEngine(ABC):
     @abstractmethod
     def remove_image(self, reference: str, force: bool = False) -> None:
         """Remove an image."""
+
+    @abstractmethod
+    def prune_images(self, labels: LabelFilter | None = None) -> PruneResult:
+        """Remove dangling images (untagged, used by no container) carrying every given label."""
+
+    @abstractmethod
+    def list_volumes(self) -> list[VolumeInfo]:
+        """List volumes with their sizes where the engine measures them."""
+
+    @abstractmethod
+    def remove_volume(self, name: str, force: bool = False) -> None:
+        """Remove a volume; one that a container uses raises Conflict."""
+
+    @abstractmethod
+    def prune_volumes(self, labels: LabelFilter | None = None) -> PruneResult:
+        """Remove every volume no container uses (named ones too) carrying every given label."""
+
+    @abstractmethod
+    def list_networks(self) -> list[NetworkInfo]:
+        """List networks."""
+
+    @abstractmethod
+    def remove_network(self, network_id: str) -> None:
+        """Remove a network; one with running containers or a built-in one raises Conflict."""
 
     @abstractmethod
     def list_containers(

@@ -12,7 +12,16 @@ import subprocess
 from datetime import UTC, datetime
 from typing import Any
 
-from portal.engines.models import ContainerInfo, ContainerStats, ImageInfo, PortBinding
+from portal.engines.models import (
+    ContainerInfo,
+    ContainerStats,
+    ImageInfo,
+    MountInfo,
+    NetworkAttachment,
+    NetworkInfo,
+    PortBinding,
+    VolumeInfo,
+)
 
 MIB = 1024 * 1024
 
@@ -21,6 +30,31 @@ def _iso(timestamp: Any) -> str | None:
     if isinstance(timestamp, int | float) and timestamp:
         return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
     return timestamp or None
+
+
+def _mounts(mounts: list[dict[str, Any]] | None) -> list[MountInfo]:
+    return [
+        MountInfo(
+            type=mount.get("Type") or "bind",
+            destination=mount.get("Destination") or "",
+            source=mount.get("Source") or None,
+            name=mount.get("Name") or None,
+            read_only=mount.get("RW") is False,
+        )
+        for mount in mounts or []
+    ]
+
+
+def _networks(settings: dict[str, Any] | None) -> list[NetworkAttachment]:
+    networks = (settings or {}).get("Networks") or {}
+    return [
+        NetworkAttachment(
+            name,
+            (attachment or {}).get("NetworkID") or None,
+            (attachment or {}).get("IPAddress") or None,
+        )
+        for name, attachment in sorted(networks.items())
+    ]
 
 
 def container_from_list(entry: dict[str, Any]) -> ContainerInfo:
@@ -39,6 +73,8 @@ def container_from_list(entry: dict[str, Any]) -> ContainerInfo:
         labels=entry.get("Labels") or {},
         created=_iso(entry.get("Created")),
         ports=ports,
+        mounts=_mounts(entry.get("Mounts")),
+        networks=_networks(entry.get("NetworkSettings")),
     )
 
 
@@ -78,6 +114,13 @@ def container_from_inspect(document: dict[str, Any]) -> ContainerInfo:
         restart_count=document.get("RestartCount", 0),
         health=(state.get("Health") or {}).get("Status"),
         tty=bool(config.get("Tty")),
+        mounts=_mounts(document.get("Mounts")),
+        networks=_networks(document.get("NetworkSettings")),
+        command=config.get("Cmd"),
+        entrypoint=config.get("Entrypoint"),
+        env=config.get("Env") or [],
+        restart_policy=((document.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name")
+        or None,
     )
 
 
@@ -93,8 +136,46 @@ def image_from_document(entry: dict[str, Any]) -> ImageInfo:
     )
 
 
+def volume_from_document(entry: dict[str, Any], size: int | None = None) -> VolumeInfo:
+    """Shape a volume of GET /volumes; its size comes from GET /system/df."""
+    return VolumeInfo(
+        name=entry["Name"],
+        driver=entry.get("Driver") or "local",
+        mountpoint=entry.get("Mountpoint") or None,
+        created=entry.get("CreatedAt") or None,
+        scope=entry.get("Scope") or None,
+        labels=entry.get("Labels") or {},
+        size=size,
+    )
+
+
+def volume_sizes(usage: dict[str, Any]) -> dict[str, int]:
+    """Volume sizes from GET /system/df, leaving out the ones the engine did not measure (-1)."""
+    sizes = {}
+    for volume in usage.get("Volumes") or []:
+        size = (volume.get("UsageData") or {}).get("Size", -1)
+        if size >= 0:
+            sizes[volume["Name"]] = size
+    return sizes
+
+
+def network_from_document(entry: dict[str, Any]) -> NetworkInfo:
+    """Shape a network of GET /networks."""
+    ipam = (entry.get("IPAM") or {}).get("Config") or []
+    return NetworkInfo(
+        id=entry["Id"],
+        name=entry.get("Name") or "",
+        driver=entry.get("Driver") or "",
+        scope=entry.get("Scope") or None,
+        created=entry.get("Created") or None,
+        internal=bool(entry.get("Internal")),
+        labels=entry.get("Labels") or {},
+        subnets=[item["Subnet"] for item in ipam if item.get("Subnet")],
+    )
+
+
 def stats_from_sample(stats: dict[str, Any]) -> ContainerStats:
-    """Reduce one stats sample to CPU percent and memory."""
+    """Reduce one stats sample to CPU percent, memory and network counters."""
     cpu, precpu = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
     cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (
         precpu.get("cpu_usage") or {}
@@ -103,11 +184,14 @@ def stats_from_sample(stats: dict[str, Any]) -> ContainerStats:
     online = cpu.get("online_cpus") or 1
     percent = cpu_delta / system_delta * online * 100 if system_delta > 0 else 0.0
     memory = stats.get("memory_stats") or {}
+    networks = (stats.get("networks") or {}).values()
     return ContainerStats(
         round(percent, 2),
         memory.get("usage"),
         memory.get("limit"),
         (stats.get("pids_stats") or {}).get("current"),
+        sum(n.get("rx_bytes", 0) for n in networks),
+        sum(n.get("tx_bytes", 0) for n in networks),
     )
 
 

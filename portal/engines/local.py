@@ -14,6 +14,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.utils
 import requests
 
 from portal.engines.base import (
@@ -29,7 +30,10 @@ from portal.engines.docker_shapes import (
     container_from_list,
     image_from_document,
     local_facts,
+    network_from_document,
     stats_from_sample,
+    volume_from_document,
+    volume_sizes,
 )
 from portal.engines.errors import (
     BadRequest,
@@ -47,9 +51,12 @@ from portal.engines.models import (
     ExecExit,
     ImageInfo,
     LogChunk,
+    NetworkInfo,
+    PruneResult,
     PullProgress,
+    VolumeInfo,
 )
-from portal.engines.sdk_translation import host_config_args, translate_errors
+from portal.engines.sdk_translation import host_config_args, label_filters, translate_errors
 
 _STREAMS = {1: "stdout", 2: "stderr"}
 DEFAULT_MODELS_DIR = "/var/lib/spectr/models"
@@ -183,12 +190,51 @@ class LocalDockerEngine(ContainerEngine):
         self._api.remove_image(reference, force=force)
 
     @translate_errors
+    def prune_images(self, labels: LabelFilter | None = None) -> PruneResult:
+        """Remove dangling images with every given label."""
+        filters: dict[str, Any] = {"dangling": True, "label": label_filters(labels)}
+        answer = self._api.prune_images({k: v for k, v in filters.items() if v}) or {}
+        deleted = [i["Deleted"] for i in answer.get("ImagesDeleted") or [] if "Deleted" in i]
+        return PruneResult(deleted, answer.get("SpaceReclaimed") or 0)
+
+    @translate_errors
+    def list_volumes(self) -> list[VolumeInfo]:
+        """List volumes with the sizes the engine's disk usage report gives."""
+        sizes = volume_sizes(self._api.df())
+        volumes = self._api.volumes().get("Volumes") or []
+        return [volume_from_document(v, sizes.get(v["Name"])) for v in volumes]
+
+    @translate_errors
+    def remove_volume(self, name: str, force: bool = False) -> None:
+        """Remove a volume."""
+        self._api.remove_volume(name, force=force)
+
+    @translate_errors
+    def prune_volumes(self, labels: LabelFilter | None = None) -> PruneResult:
+        """Remove unused volumes, named ones too, with every given label."""
+        filters: dict[str, Any] = {"label": label_filters(labels)}
+        if docker.utils.version_gte(self._api.api_version, "1.42"):
+            filters["all"] = True  # from API 1.42 a prune leaves named volumes unless told
+        answer = self._api.prune_volumes({k: v for k, v in filters.items() if v}) or {}
+        return PruneResult(answer.get("VolumesDeleted") or [], answer.get("SpaceReclaimed") or 0)
+
+    @translate_errors
+    def list_networks(self) -> list[NetworkInfo]:
+        """List networks."""
+        return [network_from_document(entry) for entry in self._api.networks()]
+
+    @translate_errors
+    def remove_network(self, network_id: str) -> None:
+        """Remove a network."""
+        self._api.remove_network(network_id)
+
+    @translate_errors
     def list_containers(
         self, labels: LabelFilter | None = None, include_stopped: bool = True
     ) -> list[ContainerInfo]:
         """List containers with every given label."""
-        label_filters = [k if v is None else f"{k}={v}" for k, v in (labels or {}).items()]
-        filters = {"label": label_filters} if label_filters else None
+        wanted = label_filters(labels)
+        filters = {"label": wanted} if wanted else None
         entries = self._api.containers(all=include_stopped, filters=filters)
         return [container_from_list(entry) for entry in entries]
 

@@ -77,8 +77,32 @@ class ContainerSpec:
 
 
 @dataclass(frozen=True)
+class MountInfo:
+    """A mount of a container: a named volume (name set), a bind or a tmpfs."""
+
+    type: str
+    destination: str
+    source: str | None = None
+    name: str | None = None
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class NetworkAttachment:
+    """A network a container is connected to, and its address there."""
+
+    name: str
+    network_id: str | None = None
+    ip_address: str | None = None
+
+
+@dataclass(frozen=True)
 class ContainerInfo:
-    """A container as the portal sees it; detail fields are filled by inspect."""
+    """A container as the portal sees it; detail fields are filled by inspect.
+
+    Listing fills mounts and networks too (the engine's list carries them), so a host's
+    volumes and networks can be told in use from one list call.
+    """
 
     id: str
     name: str
@@ -95,6 +119,12 @@ class ContainerInfo:
     restart_count: int = 0
     health: str | None = None
     tty: bool = False
+    mounts: list[MountInfo] = field(default_factory=list)
+    networks: list[NetworkAttachment] = field(default_factory=list)
+    command: list[str] | None = None  # inspect only, like the fields below
+    entrypoint: list[str] | None = None
+    env: list[str] = field(default_factory=list)  # KEY=VALUE as the engine has it: mask to show
+    restart_policy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +137,46 @@ class ImageInfo:
     size: int | None = None
     created: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """A named (or anonymous) volume; size is None where the engine did not measure it."""
+
+    name: str
+    driver: str
+    mountpoint: str | None = None
+    created: str | None = None
+    scope: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    """A network of the engine; the engine's own bridge, host and none are built in."""
+
+    id: str
+    name: str
+    driver: str
+    scope: str | None = None
+    created: str | None = None
+    internal: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    subnets: list[str] = field(default_factory=list)
+
+    @property
+    def builtin(self) -> bool:
+        """Whether this is one of the networks every engine has and none can remove."""
+        return self.name in ("bridge", "host", "none")
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What a prune removed: names or ids, and the bytes it freed."""
+
+    deleted: list[str]
+    space_reclaimed: int = 0
 
 
 @dataclass(frozen=True)
@@ -127,6 +197,8 @@ class ContainerStats:
     memory_usage_bytes: int | None
     memory_limit_bytes: int | None
     pids: int | None = None
+    network_rx_bytes: int | None = None  # counters since the container started
+    network_tx_bytes: int | None = None
 
 
 @dataclass(frozen=True)

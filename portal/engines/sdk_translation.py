@@ -11,6 +11,7 @@ import docker.errors
 import requests
 from docker.types import DeviceRequest, Mount
 
+from portal.engines.base import LabelFilter
 from portal.engines.errors import BadRequest, Conflict, EngineError, NotFound, Unavailable
 from portal.engines.models import ContainerSpec
 
@@ -24,7 +25,8 @@ def _mapped(error: Exception) -> EngineError:
     if isinstance(error, docker.errors.APIError):
         status = error.status_code or 0
         message = str(error.explanation or error)
-        if status == 409:
+        # 403: the object forbids it (a built-in network, one with running containers)
+        if status in (403, 409):
             return Conflict(message)
         if status == 400:
             return BadRequest(message)
@@ -45,6 +47,11 @@ def translate_errors(method: Callable[..., T]) -> Callable[..., T]:
             raise _mapped(error) from error
 
     return wrapper
+
+
+def label_filters(labels: LabelFilter | None) -> list[str]:
+    """The engine's label filters: KEY for any value, KEY=VALUE for one."""
+    return [key if value is None else f"{key}={value}" for key, value in (labels or {}).items()]
 
 
 def host_config_args(spec: ContainerSpec) -> dict[str, Any]:

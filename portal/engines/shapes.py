@@ -5,10 +5,21 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from portal.engines.models import ContainerInfo, ImageInfo, PortBinding
+from portal.engines.models import (
+    ContainerInfo,
+    ImageInfo,
+    MountInfo,
+    NetworkAttachment,
+    NetworkInfo,
+    PortBinding,
+    PruneResult,
+    VolumeInfo,
+)
 
 _CONTAINER_FIELDS = {f.name for f in fields(ContainerInfo)}
 _IMAGE_FIELDS = {f.name for f in fields(ImageInfo)}
+_VOLUME_FIELDS = {f.name for f in fields(VolumeInfo)}
+_NETWORK_FIELDS = {f.name for f in fields(NetworkInfo)}
 
 
 def port_binding(item: dict[str, Any]) -> PortBinding:
@@ -27,9 +38,28 @@ def container_info(item: dict[str, Any]) -> ContainerInfo:
     values["ports"] = [port_binding(port) for port in item.get("ports") or []]
     values["labels"] = item.get("labels") or {}
     values["restart_count"] = item.get("restart_count") or 0
+    # An agent older than these fields leaves them out: the dataclass defaults stand in.
+    values["mounts"] = [MountInfo(**mount) for mount in item.get("mounts") or []]
+    values["networks"] = [NetworkAttachment(**net) for net in item.get("networks") or []]
+    values["env"] = item.get("env") or []
     return ContainerInfo(**values)
 
 
 def image_info(item: dict[str, Any]) -> ImageInfo:
     """Build an ImageInfo from the agent's image shape."""
     return ImageInfo(**{key: value for key, value in item.items() if key in _IMAGE_FIELDS})
+
+
+def volume_info(item: dict[str, Any]) -> VolumeInfo:
+    """Build a VolumeInfo from the agent's volume shape."""
+    return VolumeInfo(**{key: value for key, value in item.items() if key in _VOLUME_FIELDS})
+
+
+def network_info(item: dict[str, Any]) -> NetworkInfo:
+    """Build a NetworkInfo from the agent's network shape."""
+    return NetworkInfo(**{key: value for key, value in item.items() if key in _NETWORK_FIELDS})
+
+
+def prune_result(item: dict[str, Any]) -> PruneResult:
+    """Build a PruneResult from the agent's prune answer."""
+    return PruneResult(list(item.get("deleted") or []), int(item.get("space_reclaimed") or 0))

@@ -19,6 +19,7 @@ from tests.agent.conftest import (  # noqa: F401  (fixtures shared with the agen
     registry,
     run_container,
 )
+from tests.support.docker_objects import made  # noqa: F401 - Docker objects a test makes
 
 
 @pytest.fixture(params=["local", "agent"])

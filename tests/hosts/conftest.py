@@ -32,6 +32,7 @@ from tests.portal.conftest import (  # noqa: F401 - fixtures shared with the por
     postgres_migrated,
     sqlite_template,
 )
+from tests.support.docker_objects import made  # noqa: F401 - Docker objects a test makes
 from tests.support.fixtures import make_test_host  # noqa: F401
 
 SPECTR = str(Path(sys.executable).with_name("spectr"))

@@ -1,0 +1,154 @@
+"""REST endpoints of a host's Docker resources: containers (list, inspect, stats, bulk
+actions), images, volumes and networks (list, remove, prune). Viewers read; operators change."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import request
+from flask.views import MethodView
+
+from portal.core.api_base import Blueprint
+from portal.core.security import require_role
+from portal.hosts import container_detail, host_objects, resources
+from portal.hosts.resource_schemas import (
+    ContainerActionResultSchema,
+    ContainerActionSchema,
+    ContainerDetailSchema,
+    ContainerQuerySchema,
+    ContainerRowSchema,
+    ContainerStatsSchema,
+    ImageRemoveQuerySchema,
+    ImageRowSchema,
+    NetworkRowSchema,
+    PruneResultSchema,
+    PruneSchema,
+    VolumeRowSchema,
+    label_mapping,
+)
+from portal.hosts.service import get_host
+
+blp = Blueprint(
+    "host_resources", __name__, url_prefix="/api/v1/hosts", description="Host Docker resources"
+)
+HOST = "/<id:host_id>"
+CONTAINER = f"{HOST}/containers/<string(maxlength=128):container_id>"
+NAME = "<string(maxlength=255):name>"
+
+
+def viewer_host() -> str:
+    """The name the caller reached Spectr by: where the Spectr node's published ports are."""
+    return urlsplit(f"//{request.host}").hostname or "localhost"
+
+
+@blp.route(f"{HOST}/containers")
+class HostContainers(MethodView):
+    @require_role("viewer")
+    @blp.arguments(ContainerQuerySchema, location="query")
+    @blp.response(200, ContainerRowSchema(many=True))
+    def get(self, query: dict, host_id: int) -> Any:
+        """List every container of the host (not only Spectr's), filtered by state, name, label."""
+        host = get_host(host_id)
+        found = resources.list_containers(
+            host, query.get("state"), query.get("q"), query.get("managed")
+        )
+        return [container_detail.container_row(host, info, viewer_host()) for info in found]
+
+
+@blp.route(f"{HOST}/containers/actions")
+class HostContainerActions(MethodView):
+    @require_role("operator")
+    @blp.arguments(ContainerActionSchema)
+    @blp.response(200, ContainerActionResultSchema(many=True))
+    def post(self, body: dict, host_id: int) -> Any:
+        """Start, stop, restart or remove containers; one result (and audit record) each."""
+        host = get_host(host_id)
+        return resources.act_on_containers(host, body["action"], body["ids"], body["force"])
+
+
+@blp.route(CONTAINER)
+class HostContainer(MethodView):
+    @require_role("viewer")
+    @blp.response(200, ContainerDetailSchema)
+    def get(self, host_id: int, container_id: str) -> Any:
+        """Inspect a container: ports as links, env with secret values left out, mounts."""
+        return container_detail.container_detail(get_host(host_id), container_id, viewer_host())
+
+
+@blp.route(f"{CONTAINER}/stats")
+class HostContainerStats(MethodView):
+    @require_role("viewer")
+    @blp.response(200, ContainerStatsSchema)
+    def get(self, host_id: int, container_id: str) -> Any:
+        """One resource sample of a running container: CPU, memory, network counters."""
+        return container_detail.container_stats(get_host(host_id), container_id)
+
+
+@blp.route(f"{HOST}/images")
+class HostImages(MethodView):
+    @require_role("viewer")
+    @blp.response(200, ImageRowSchema(many=True))
+    def get(self, host_id: int) -> Any:
+        """List the host's images with the containers using each."""
+        return host_objects.list_images(get_host(host_id))
+
+
+@blp.route(f"{HOST}/images/<path:reference>")
+class HostImage(MethodView):
+    @require_role("operator")
+    @blp.arguments(ImageRemoveQuerySchema, location="query")
+    @blp.response(204)
+    def delete(self, query: dict, host_id: int, reference: str) -> Any:
+        """Remove an image by id (every tag) or untag one tag; 409 while containers use it."""
+        host_objects.remove_image(get_host(host_id), reference, query["force"])
+
+
+@blp.route(f"{HOST}/volumes")
+class HostVolumes(MethodView):
+    @require_role("viewer")
+    @blp.response(200, VolumeRowSchema(many=True))
+    def get(self, host_id: int) -> Any:
+        """List the host's volumes with sizes and the containers mounting each."""
+        return host_objects.list_volumes(get_host(host_id))
+
+
+@blp.route(f"{HOST}/<any(images, volumes):kind>/prune")
+class HostPrune(MethodView):
+    @require_role("operator")
+    @blp.arguments(PruneSchema)
+    @blp.response(200, PruneResultSchema)
+    def post(self, body: dict, host_id: int, kind: str) -> Any:
+        """Remove dangling images, or every volume no container uses (named ones too).
+
+        Confirm with the host's name; label narrows it to objects carrying those labels.
+        """
+        labels = label_mapping(body["label"])
+        return host_objects.prune(get_host(host_id), kind, body["confirm"], labels)
+
+
+@blp.route(f"{HOST}/volumes/{NAME}")
+class HostVolume(MethodView):
+    @require_role("operator")
+    @blp.response(204)
+    def delete(self, host_id: int, name: str) -> Any:
+        """Remove a volume; 409 while a container (running or stopped) mounts it."""
+        host_objects.remove_volume(get_host(host_id), name)
+
+
+@blp.route(f"{HOST}/networks")
+class HostNetworks(MethodView):
+    @require_role("viewer")
+    @blp.response(200, NetworkRowSchema(many=True))
+    def get(self, host_id: int) -> Any:
+        """List the host's networks with the containers attached to each."""
+        return host_objects.list_networks(get_host(host_id))
+
+
+@blp.route(f"{HOST}/networks/{NAME}")
+class HostNetwork(MethodView):
+    @require_role("operator")
+    @blp.response(204)
+    def delete(self, host_id: int, name: str) -> Any:
+        """Remove a network by name or id; 409 for built-in ones or with containers attached."""
+        host_objects.remove_network(get_host(host_id), name)
