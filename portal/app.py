@@ -67,8 +67,20 @@ def _openapi_config(app: Flask) -> None:
         API_SPEC_OPTIONS={
             "components": {
                 "securitySchemes": {
-                    "bearerAuth": {"type": "http", "scheme": "bearer"},
-                    "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "session"},
+                    "bearerAuth": {
+                        "type": "http",
+                        "scheme": "bearer",
+                        "description": "An API token: the Tokens page, POST /api/v1/tokens "
+                        "or `spectr token create NAME`.",
+                    },
+                    "sessionCookie": {
+                        "type": "apiKey",
+                        "in": "cookie",
+                        "name": "session",
+                        "description": "The portal's sign-in session of this browser; "
+                        "mutating calls also send its CSRF token as X-CSRFToken (these docs "
+                        "do that themselves).",
+                    },
                 }
             },
             "security": [{"bearerAuth": []}, {"sessionCookie": []}],
