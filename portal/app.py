@@ -26,7 +26,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Create the Spectr portal application."""
-    app = Flask(__name__, instance_path=_instance_path(test_config))
+    app = Flask(__name__, instance_path=instance_path(test_config))
     app.url_map.converters["id"] = DatabaseIdConverter
     load_config(app, test_config)
     _openapi_config(app)
@@ -47,7 +47,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-def _instance_path(test_config: dict[str, Any] | None) -> str:
+def instance_path(test_config: dict[str, Any] | None = None) -> str:
+    """The instance folder: SPECTR_INSTANCE_PATH, else ./instance (nothing is created here)."""
     configured = (test_config or {}).get("SPECTR_INSTANCE_PATH") or os.environ.get(
         "SPECTR_INSTANCE_PATH"
     )
@@ -66,8 +67,20 @@ def _openapi_config(app: Flask) -> None:
         API_SPEC_OPTIONS={
             "components": {
                 "securitySchemes": {
-                    "bearerAuth": {"type": "http", "scheme": "bearer"},
-                    "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "session"},
+                    "bearerAuth": {
+                        "type": "http",
+                        "scheme": "bearer",
+                        "description": "An API token: the Tokens page, POST /api/v1/tokens "
+                        "or `spectr token create NAME`.",
+                    },
+                    "sessionCookie": {
+                        "type": "apiKey",
+                        "in": "cookie",
+                        "name": "session",
+                        "description": "The portal's sign-in session of this browser; "
+                        "mutating calls also send its CSRF token as X-CSRFToken (these docs "
+                        "do that themselves).",
+                    },
                 }
             },
             "security": [{"bearerAuth": []}, {"sessionCookie": []}],

@@ -1,7 +1,11 @@
-"""The `spectr` command: set up, run the portal and workers, manage users, tokens, operations.
+"""The `spectr` command: a plain click group that builds the portal's app only when a command
+needs it.
 
-It works on the database directly (like `flask db`), so it runs where the portal's config is.
-`spectr db ...` comes from Flask-Migrate and `spectr openapi print|write` from flask-smorest.
+`spectr --help`, every group's help and `spectr --version` build nothing. A command that reads
+the database first checks that `spectr init` made one, and otherwise says so in one line and
+creates nothing (run from another folder, `spectr` used to leave an empty ./instance behind
+and print a SQLAlchemy traceback). `init` and `db upgrade` make the database; `openapi` reads
+none. Tests and deploy/docker/spectr-setup.py pass their own app as a flask ScriptInfo.
 """
 
 from __future__ import annotations
@@ -9,41 +13,137 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import click
-from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
-from flask_migrate import upgrade
-from sqlalchemy import select
+from flask import Flask, current_app
+from flask.cli import AppGroup, ScriptInfo
+from flask_smorest.spec import openapi_cli
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
-from portal.app import create_app
+from portal import __version__
+from portal.admin.cli import token_group, user_group
+from portal.apps.cli import apps_group
+from portal.artifacts.cli import models_group
+from portal.backup.cli import backup_group
+from portal.catalog.cli import catalog_group
+from portal.core.errors import SpectrError
+from portal.core.operations.cli import operation_group
+from portal.monitoring.cli import monitoring_group
+
+# Commands, as the words after `spectr`, that run on an instance `spectr init` never set up.
+MAKE_THE_DATABASE = (("init",), ("db", "upgrade"))
+READ_NO_DATABASE = (("openapi",),)
 
 
-@click.group(cls=FlaskGroup, create_app=create_app, add_default_commands=False)
-def cli() -> None:
-    """Spectr, the control plane for AI infrastructure on Docker hosts."""
+class SpectrGroup(AppGroup):
+    """flask's AppGroup (each command runs in an app context, the app built on first use),
+    whose commands' SpectrErrors end as click's one-line error with exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SpectrError as exc:
+            raise click.ClickException(exc.message) from None
+
+
+@click.group(cls=SpectrGroup)
+@click.version_option(__version__, prog_name="Spectr", message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Spectr, the control plane for AI infrastructure on Docker hosts.
+
+    Settings are SPECTR_* environment variables (the README lists them). The embedded
+    instance (SQLite database, queue, keys) is the folder SPECTR_INSTANCE_PATH, by default
+    ./instance: run `spectr` where you ran `spectr init`, or set it.
+    """
+    if not isinstance(ctx.obj, ScriptInfo):
+        ctx.obj = ScriptInfo(create_app=_app_for_command, set_debug_flag=False)
 
 
 def main() -> None:
     cli(prog_name="spectr")
 
 
+def _app_for_command() -> Flask:
+    """Build the app for the command being run, refusing one that needs a missing database."""
+    from portal.app import create_app
+
+    ctx = click.get_current_context()
+    words = tuple(ctx.command_path.split()[1:])
+    if _one_of(words, READ_NO_DATABASE):
+        # Nothing of the instance is read: build on a throwaway folder, not ./instance.
+        folder = ctx.with_resource(tempfile.TemporaryDirectory(prefix="spectr-"))
+        return create_app({"SPECTR_INSTANCE_PATH": folder})
+    if _one_of(words, MAKE_THE_DATABASE):
+        return create_app()
+    _refuse_a_missing_database_file()
+    app = create_app()
+    with app.app_context():
+        _refuse_a_database_without_schema()
+    return app
+
+
+def _one_of(words: tuple[str, ...], commands: tuple[tuple[str, ...], ...]) -> bool:
+    return any(words[: len(command)] == command for command in commands)
+
+
+def _refuse_a_missing_database_file() -> None:
+    """Before the app exists: building it would create the instance folder and its keys."""
+    from portal.app import instance_path
+    from portal.config import default_database_url
+
+    url = make_url(
+        os.environ.get("SPECTR_DATABASE_URL") or default_database_url(Path(instance_path()))
+    )
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    if not Path(url.database).exists():
+        raise click.ClickException(
+            f"no Spectr database at {url.database}: run `spectr init` "
+            "(or set SPECTR_INSTANCE_PATH to the instance folder you made)"
+        )
+
+
+def _refuse_a_database_without_schema() -> None:
+    from portal.core.schema import has_schema
+
+    where = _safe_url(current_app.config["SQLALCHEMY_DATABASE_URI"])
+    try:
+        ready = has_schema()
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "no answer"
+        raise click.ClickException(f"cannot reach the database at {where}: {reason}") from None
+    if not ready:
+        raise click.ClickException(f"no Spectr database at {where}: run `spectr init`")
+
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
 @cli.command("init")
-@click.option("--admin", "admin_name", default="admin", show_default=True)
-@with_appcontext
+@click.option("--admin", "admin_name", default="admin", show_default=True, help="First admin.")
 def init_command(admin_name: str) -> None:
     """Create or upgrade the database and the first admin user."""
     from portal.admin import service
-    from portal.admin.models import User
-    from portal.extensions import db
+    from portal.core.errors import NotFound
+    from portal.core.schema import upgrade_schema
 
-    upgrade(directory=current_app.extensions["migrate"].directory)
+    upgrade_schema()
     click.echo(f"Database ready: {_safe_url(current_app.config['SQLALCHEMY_DATABASE_URI'])}")
-    if db.session.scalar(select(User).filter_by(username=admin_name)):
+    try:
+        service.get_user_by_name(admin_name)
+    except NotFound:
+        pass
+    else:
         click.echo(f"User '{admin_name}' already exists; nothing else to do.")
         return
     password, generated = _initial_password()
-    _or_exit(lambda: service.create_user(admin_name, password, "admin"))
+    service.create_user(admin_name, password, "admin")
     click.echo(f"Created admin user '{admin_name}'.")
     if generated:
         click.echo(f"Its password (shown once): {password}")
@@ -60,16 +160,9 @@ def _initial_password() -> tuple[str, bool]:
     return secrets.token_urlsafe(15), True
 
 
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
 @cli.command("run")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-@with_appcontext
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 def run_command(host: str, port: int) -> None:
     """Serve the portal, with the embedded worker unless a Redis queue is configured."""
     from werkzeug.serving import run_simple
@@ -88,7 +181,6 @@ def run_command(host: str, port: int) -> None:
 
 @cli.command("worker")
 @click.option("--threads", type=int, default=None, help="Worker threads (SPECTR_WORKER_THREADS).")
-@with_appcontext
 def worker_command(threads: int | None) -> None:
     """Run a worker process: executes operations and periodic jobs."""
     from portal.worker import run_worker
@@ -96,103 +188,64 @@ def worker_command(threads: int | None) -> None:
     run_worker(current_app._get_current_object(), threads)  # type: ignore[attr-defined]
 
 
-@cli.group("user")
-def user_group() -> None:
-    """Manage users."""
+@cli.group("db")
+def db_group() -> None:
+    """Database schema: upgrade, current revision, history."""
 
 
-@user_group.command("create")
-@click.argument("username")
-@click.option("--role", type=click.Choice(["viewer", "operator", "admin"]), default="viewer")
-@click.password_option(envvar="SPECTR_NEW_USER_PASSWORD")
-@with_appcontext
-def user_create(username: str, role: str, password: str) -> None:
-    """Create a user."""
-    from portal.admin import service
+@db_group.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the schema up to this Spectr's version (safe to repeat; `spectr init` does it too)."""
+    from portal.core.schema import current_revision, upgrade_schema
 
-    _or_exit(lambda: service.create_user(username, password, role))
-    click.echo(f"Created {role} '{username}'.")
-
-
-@user_group.command("list")
-@with_appcontext
-def user_list() -> None:
-    """List users."""
-    from portal.admin import service
-
-    for user in service.list_users():
-        state = "active" if user.active else "disabled"
-        click.echo(f"{user.id:>4}  {user.username:<24} {user.role:<9} {state}")
+    for revision in upgrade_schema():
+        click.echo(f"applied {revision.id}  {revision.description}")
+    now = current_revision()
+    where = _safe_url(current_app.config["SQLALCHEMY_DATABASE_URI"])
+    click.echo(f"Schema up to date at {now.id if now else '?'}: {where}")
 
 
-@user_group.command("set-role")
-@click.argument("username")
-@click.argument("role", type=click.Choice(["viewer", "operator", "admin"]))
-@with_appcontext
-def user_set_role(username: str, role: str) -> None:
-    """Change a user's role."""
-    from portal.admin import service
+@db_group.command("current")
+def db_current() -> None:
+    """Show the schema revision the database is at, and whether it is the newest."""
+    from portal.core.schema import current_revision, newest_revision
 
-    user = _or_exit(lambda: service.get_user_by_name(username))
-    service.update_user(user, role=role)
-    click.echo(f"'{username}' is now {role}.")
-
-
-@cli.group("token")
-def token_group() -> None:
-    """Manage API tokens."""
+    now, newest = current_revision(), newest_revision()
+    assert now is not None  # the database check before any command made sure of it
+    click.echo(f"{now.id}  {now.description}")
+    if now.id == newest.id:
+        click.echo("The newest revision this Spectr ships.")
+    else:
+        click.echo(f"Behind {newest.id} ({newest.description}): run `spectr db upgrade`.")
 
 
-@token_group.command("create")
-@click.argument("username")
-@click.option("--name", default="cli", show_default=True)
-@click.option("--days", type=int, default=None, help="Days until it expires.")
-@with_appcontext
-def token_create(username: str, name: str, days: int | None) -> None:
-    """Create an API token for a user and print it (once)."""
-    from portal.admin import service
+@db_group.command("history")
+def db_history() -> None:
+    """List the schema revisions this Spectr ships, newest first; * marks the database's."""
+    from portal.core.schema import current_revision, history
 
-    user = _or_exit(lambda: service.get_user_by_name(username))
-    token, plaintext = service.create_token(
-        user, name, days or current_app.config["SPECTR_TOKEN_DEFAULT_DAYS"]
-    )
-    click.echo(f"Token {token.id} for '{username}' (shown once):", err=True)
-    click.echo(plaintext)
+    now = current_revision()
+    for revision in history():
+        mark = "*" if now and revision.id == now.id else " "
+        click.echo(f"{mark} {revision.id}  {revision.description}")
 
 
-@token_group.command("revoke")
-@click.argument("token_id", type=int)
-@with_appcontext
-def token_revoke(token_id: int) -> None:
-    """Revoke an API token by id."""
-    from portal.admin import service
-
-    token = _or_exit(lambda: service.get_token(token_id))
-    service.revoke_token(token)
-    click.echo(f"Token {token_id} revoked.")
+@cli.group("openapi")
+def openapi_group() -> None:
+    """The REST API's OpenAPI document: print or write it."""
 
 
-def _or_exit(action):  # type: ignore[no-untyped-def]
-    from portal.core.errors import SpectrError
+for name in ("print", "write"):
+    openapi_group.add_command(openapi_cli.commands[name])
 
-    try:
-        return action()
-    except SpectrError as exc:
-        raise click.ClickException(exc.message) from exc
-
-
-from portal.core.operations.cli import operation_group  # noqa: E402
-
-cli.add_command(operation_group)
-
-from portal.monitoring.cli import monitoring_group  # noqa: E402
-
-cli.add_command(monitoring_group)
-
-from portal.backup.cli import backup_group  # noqa: E402
-
-cli.add_command(backup_group)
-
-from portal.artifacts.cli import models_group  # noqa: E402
-
-cli.add_command(models_group)
+for group in (
+    user_group,
+    token_group,
+    operation_group,
+    catalog_group,
+    models_group,
+    apps_group,
+    backup_group,
+    monitoring_group,
+):
+    cli.add_command(group)

@@ -81,7 +81,7 @@ def _apply_embedded_defaults(app: Flask) -> None:
     instance.mkdir(parents=True, exist_ok=True, mode=0o700)
     cfg = app.config
     if not cfg.get("SPECTR_DATABASE_URL"):
-        cfg["SPECTR_DATABASE_URL"] = f"sqlite:///{instance / 'spectr.db'}"
+        cfg["SPECTR_DATABASE_URL"] = default_database_url(instance)
     cfg["SQLALCHEMY_DATABASE_URI"] = cfg["SPECTR_DATABASE_URL"]
     cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(cfg["SPECTR_DATABASE_URL"]))
     if cfg.get("SPECTR_EMBEDDED_WORKER") is None:
@@ -94,6 +94,11 @@ def _apply_embedded_defaults(app: Flask) -> None:
     cfg["SESSION_COOKIE_SECURE"] = bool(cfg.get("SPECTR_SESSION_COOKIE_SECURE"))
     cfg.setdefault("WTF_CSRF_CHECK_DEFAULT", False)  # checked in core.security for sessions only
     cfg.setdefault("WTF_CSRF_TIME_LIMIT", None)
+
+
+def default_database_url(instance: Path) -> str:
+    """The embedded database: a SQLite file in the instance folder."""
+    return f"sqlite:///{instance / 'spectr.db'}"
 
 
 def _engine_options(url: str) -> dict[str, Any]:

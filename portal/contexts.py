@@ -27,6 +27,7 @@ PAGE_BLUEPRINTS = [
     "portal.web.views",
     "portal.core.operations.views",
     "portal.admin.views",
+    "portal.admin.account_views",
     "portal.settings.views",
     "portal.proxy.views",
     "portal.monitoring.views",

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
+from flask import current_app, request
 from flask.views import MethodView
 from flask_login import current_user
 
-from portal.admin import service, sessions
+from portal.admin import passwords, service, sessions
 from portal.admin.schemas import (
     AuditEventSchema,
     AuditQuerySchema,
+    PasswordChangedSchema,
+    PasswordChangeSchema,
+    PasswordResetSchema,
     SessionSchema,
     SessionsEndedSchema,
     TokenCreatedSchema,
@@ -72,6 +75,19 @@ class UserItem(MethodView):
         service.delete_user(user)
 
 
+@blp.route("/users/<id:user_id>/password")
+class UserPassword(MethodView):
+    @require_role("admin")
+    @blp.arguments(PasswordResetSchema)
+    @blp.response(200, PasswordChangedSchema)
+    def post(self, body: dict, user_id: int) -> Any:
+        """Set a user's password without the old one; every session of that user ends."""
+        user = service.get_user(user_id)
+        keep = _own_session_id() if user.id == require_principal().user_id else None
+        ended = passwords.reset_password(user, body["password"], keep_session_id=keep)
+        return {"sessions_ended": ended}
+
+
 @blp.route("/me")
 class Me(MethodView):
     @require_role("viewer")
@@ -79,6 +95,35 @@ class Me(MethodView):
     def get(self) -> Any:
         """Show the caller's own account."""
         return service.get_user(require_principal().user_id)
+
+
+@blp.route("/me/password")
+class MyPassword(MethodView):
+    @require_role("viewer")
+    @blp.arguments(PasswordChangeSchema)
+    @blp.response(200, PasswordChangedSchema)
+    def post(self, body: dict) -> Any:
+        """Change your password, giving the current one; your other sessions end.
+
+        A wrong current password is a 403 naming `current_password`, and counts as a failed
+        sign-in: after several, 429 with Retry-After.
+        """
+        user = service.get_user(require_principal().user_id)
+        ended = passwords.change_own_password(
+            user,
+            body["current_password"],
+            body["new_password"],
+            session_id=_own_session_id(),
+            address=request.remote_addr,
+        )
+        return {"sessions_ended": ended}
+
+
+def _own_session_id() -> int | None:
+    """The session row this request came through; None for a token (it keeps no session)."""
+    if require_principal().via != "session":
+        return None
+    return getattr(current_user, "session_row_id", None)
 
 
 @blp.route("/me/sessions")

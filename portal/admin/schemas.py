@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
+from portal.admin.passwords import MAX_LENGTH, MIN_LENGTH
 from portal.core.fields import UtcDateTime
 from portal.core.security import ROLES
 
@@ -33,6 +34,34 @@ class UserUpdateSchema(ma.Schema):
     role = ma.fields.String(validate=ma.validate.OneOf(ROLES))
     active = ma.fields.Boolean()
     password = ma.fields.String(load_only=True, validate=ma.validate.Length(10, 512))
+
+
+def _new_password(description: str) -> ma.fields.String:
+    return ma.fields.String(
+        required=True,
+        load_only=True,
+        validate=ma.validate.Length(
+            MIN_LENGTH, MAX_LENGTH, error="The password must have {min} to {max} characters."
+        ),
+        metadata={"description": f"{description}; not the user name"},
+    )
+
+
+class PasswordChangeSchema(ma.Schema):
+    current_password = ma.fields.String(
+        required=True, load_only=True, validate=ma.validate.Length(1, MAX_LENGTH)
+    )
+    new_password = _new_password("The new password")
+
+
+class PasswordResetSchema(ma.Schema):
+    password = _new_password("The user's new password")
+
+
+class PasswordChangedSchema(ma.Schema):
+    sessions_ended = ma.fields.Integer(
+        metadata={"description": "How many of the user's browser sessions were ended"}
+    )
 
 
 class TokenSchema(ma.Schema):

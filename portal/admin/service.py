@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
-from portal.admin import sessions
+from portal.admin import passwords, sessions
 from portal.admin.models import ApiToken, User
 from portal.core.audit import record_audit
 from portal.core.errors import Conflict, NotFound, ValidationFailed
@@ -22,7 +22,6 @@ from portal.core.security import (
 from portal.core.timeutil import utcnow
 from portal.extensions import db
 
-MIN_PASSWORD_LENGTH = 10
 # Verifying against a throwaway hash keeps the time of a login with an unknown user name
 # close to that of a wrong password, so timing does not reveal which user names exist.
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
@@ -31,7 +30,7 @@ _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 def create_user(username: str, password: str, role: str = "viewer") -> User:
     """Create a user with an argon2-hashed password."""
     _check_role(role)
-    _check_password(password)
+    passwords.check_password_policy(password, username)
     if db.session.scalar(select(User).filter_by(username=username)):
         raise Conflict(f"A user named '{username}' already exists.", {"username": ["taken"]})
     user = User(
@@ -82,10 +81,8 @@ def update_user(
         changes["active"] = active
         user.active = active
     if password is not None:
-        _check_password(password)
-        user.password_hash = hash_password(password)
-        user.session_version += 1
-        sessions.end_sessions_of(user)
+        passwords.check_password_policy(password, user.username)
+        passwords.replace_password(user, password)
         changes["password"] = "changed"
     record_audit("user.update", f"user:{user.username}", details=changes)
     db.session.commit()
@@ -200,12 +197,4 @@ def _check_role(role: str) -> None:
     if role not in ROLES:
         raise ValidationFailed(
             f"Unknown role '{role}'; use one of {', '.join(ROLES)}.", {"role": ["unknown role"]}
-        )
-
-
-def _check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationFailed(
-            f"The password must have at least {MIN_PASSWORD_LENGTH} characters.",
-            {"password": ["too short"]},
         )

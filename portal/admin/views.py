@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 from sqlalchemy import func, select
 
-from portal.admin import service
+from portal.admin import passwords, service
 from portal.core.audit import audit_events_query
 from portal.core.errors import SpectrError
 from portal.core.security import ROLES, check_role, require_principal
 from portal.extensions import db
 from portal.web.auth import page_role
-from portal.web.forms import NO_STORE, keep_secret, take_secret
+from portal.web.forms import NO_STORE, flash_error, keep_secret, take_secret
 
 bp = Blueprint("admin_pages", __name__, url_prefix="/admin")
 AUDIT_PAGE_SIZE = 50
@@ -22,7 +23,12 @@ AUDIT_PAGE_SIZE = 50
 @bp.get("/users")
 @page_role("admin")
 def users() -> Any:
-    return render_template("admin/users.html", users=service.list_users(), roles=ROLES)
+    return render_template(
+        "admin/users.html",
+        users=service.list_users(),
+        roles=ROLES,
+        min_length=passwords.MIN_LENGTH,
+    )
 
 
 @bp.post("/users")
@@ -50,6 +56,23 @@ def update_user(user_id: int) -> Any:
         flash(f"User {user.username} updated.")
     except SpectrError as exc:
         flash(exc.message, "error")
+    return redirect(url_for("admin_pages.users"))
+
+
+@bp.post("/users/<id:user_id>/password")
+@page_role("admin")
+def reset_password(user_id: int) -> Any:
+    user = service.get_user(user_id)
+    own = user.id == require_principal().user_id
+    keep = getattr(current_user, "session_row_id", None) if own else None
+    try:
+        ended = passwords.reset_password(
+            user, request.form.get("password", ""), keep_session_id=keep
+        )
+    except SpectrError as exc:
+        flash_error(exc)
+    else:
+        flash(f"Password of {user.username} set; {ended} of {user.username}'s sessions signed out.")
     return redirect(url_for("admin_pages.users"))
 
 

@@ -8,7 +8,6 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from portal.apps import adoption, relay, service
-from portal.apps.cli import add_commands
 from portal.apps.lifecycle import apply_health_checks, refresh_status
 from portal.apps.models import Application
 from portal.apps.spec import AppInputSchema
@@ -20,8 +19,7 @@ from portal.hosts.service import ensure_local_host, get_host, list_hosts
 from portal.web.auth import page_role
 from portal.web.forms import flash_error, load_form
 
-bp = Blueprint("apps_pages", __name__, url_prefix="/apps", cli_group="apps")
-add_commands(bp.cli)
+bp = Blueprint("apps_pages", __name__, url_prefix="/apps")
 ACTIONS = ("start", "stop", "restart", "pull", "remove")
 # Which actions make sense in which status (the first word of it: "exited (1)" is exited).
 ACTIONS_BY_STATUS = {

@@ -1,11 +1,10 @@
 """Pages of the catalog: browse and edit models, runtimes and images; a model's estimate,
-placement and the "deploy model" form. Also `spectr catalog seed|models`."""
+placement and the "deploy model" form (`spectr catalog ...` is in portal.catalog.cli)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import click
 import marshmallow as ma
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
@@ -20,7 +19,7 @@ from portal.core.errors import SpectrError, ValidationFailed
 from portal.web.auth import page_role
 from portal.web.forms import flash_error, load_form
 
-bp = Blueprint("catalog_pages", __name__, url_prefix="/catalog", cli_group="catalog")
+bp = Blueprint("catalog_pages", __name__, url_prefix="/catalog")
 SOURCE_FORM_FIELDS = (
     "name",
     "kind",
@@ -248,23 +247,6 @@ def deploy_model(model_id: int) -> Any:
     return redirect(
         url_for("catalog_pages.model", model_id=model_id, runtime_id=form.get("runtime_id"))
     )
-
-
-@bp.cli.command("seed")
-def seed_command() -> None:
-    """Add the shipped runtimes, models and images that are missing."""
-    added = seeding.seed_catalog()
-    click.echo(", ".join(f"{count} {kind}" for kind, count in added.items()) + " added")
-
-
-@bp.cli.command("models")
-def models_command() -> None:
-    """List catalog models with their VRAM estimate at full context."""
-    for entry in service.list_models():
-        estimate = service.estimate_for(entry)
-        click.echo(
-            f"{entry.id:>4}  {entry.name:<36} {entry.quantization:<7} {estimate.total_mib:>8} MiB"
-        )
 
 
 # The images, runtimes and seed pages register their routes on this blueprint.

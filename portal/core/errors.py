@@ -55,6 +55,17 @@ class Forbidden(SpectrError):
     code = "forbidden"
 
 
+class TooManyAttempts(SpectrError):
+    """Refused for a while after repeated failures (wrong passwords)."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, {"retry_after": retry_after})
+        self.headers = {"Retry-After": str(retry_after)}  # type: ignore[misc]
+
+
 class UpstreamUnavailable(SpectrError):
     """A peer Spectr depends on (agent, registry, host) could not be reached."""
 

@@ -8,9 +8,11 @@ from flask import current_app
 # access to the values within the .ini file in use.
 config = context.config
 
-# Interpret the config file for Python logging.
-# This line sets up loggers basically.
-fileConfig(config.config_file_name)
+# Interpret the config file for Python logging, unless the caller asked for quiet (-x quiet=1):
+# `spectr init` and `spectr db` print plain lines of their own, and Alembic's INFO records
+# (context implementation, DDL mode) mean nothing to an operator.
+if not context.get_x_argument(as_dictionary=True).get("quiet"):
+    fileConfig(config.config_file_name)
 logger = logging.getLogger("alembic.env")
 
 

@@ -1,6 +1,6 @@
 # Shared by the scripts that run ansible-test or build spectr.core (sourced, not run).
 #   root          the checkout;  collection  ansible_collections/spectr/core in it
-#   venv_bin      bin/ of the checkout's virtual environment (.venv, as `make install` makes it)
+#   venv_bin      bin/ of the checkout's virtual environment (.venv, as `make install-dev` makes it)
 #   copy_collection DEST   put the collection's files at DEST/ansible_collections/spectr/core:
 #                 those git tracks plus untracked ones it does not ignore, so that test output,
 #                 caches and __pycache__ of the checkout never go in, and nothing comes back.

@@ -207,13 +207,15 @@ def test_cli_lists_applications_and_reports_refusals(
 
     host = make_host("cli-host", status="degraded", status_reason="engine down")
     service.create_app({**_app(host.id), "name": "cli-app", "kind": "container", "deploy": False})
+    from portal.cli import cli
+
     runner = app.test_cli_runner()
-    assert "5 runtimes" in runner.invoke(args=["catalog", "seed"]).output
-    listed = runner.invoke(args=["apps", "list"])
+    assert "5 runtimes" in runner.invoke(cli, ["catalog", "seed"]).output
+    listed = runner.invoke(cli, ["apps", "list"])
     assert "cli-app" in listed.output and "pending" in listed.output
-    refused = runner.invoke(args=["apps", "start", "cli-app"])
+    refused = runner.invoke(cli, ["apps", "start", "cli-app"])
     assert refused.exit_code == 1 and "is degraded, not ready: engine down" in refused.output
-    missing = runner.invoke(args=["apps", "rollback", "nope", "1"])
+    missing = runner.invoke(cli, ["apps", "rollback", "nope", "1"])
     assert missing.exit_code == 1 and "No application 'nope'" in missing.output
 
 

@@ -17,10 +17,14 @@ import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, Playwright, sync_playwright
+
+if TYPE_CHECKING:
+    from tests.browser.pages import Api
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -164,6 +168,15 @@ def page(browser_context: BrowserContext, request: pytest.FixtureRequest) -> Ite
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)
         with contextlib.suppress(Exception):  # a crashed tab must not hide the real failure
             tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def api(page: Page, portal: Portal) -> Api:
+    """Signed in as the admin; the API answers as that user."""
+    from tests.browser.pages import Api, log_in  # pages imports this module
+
+    log_in(page, portal)
+    return Api(page, portal)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -25,13 +25,14 @@ def log_in(page: Page, portal: Portal) -> None:
     page.wait_for_url(re.compile(r"^(?!.*/login)"))
 
 
-def snap(page: Page, name: str) -> None:
-    """Screenshots of the whole page at 1440 x 900 and 390 x 844 into tests/.artifacts/screens/."""
+def snap(page: Page, name: str, full_page: bool = True) -> None:
+    """Screenshots of the whole page (or what the window shows of a very long one) at
+    1440 x 900 and 390 x 844 into tests/.artifacts/screens/."""
     SCREENS.mkdir(parents=True, exist_ok=True)
     before = page.viewport_size
     for label, (width, height) in VIEWPORTS.items():
         page.set_viewport_size({"width": width, "height": height})
-        page.screenshot(path=str(SCREENS / f"{name}-{label}.png"), full_page=True)
+        page.screenshot(path=str(SCREENS / f"{name}-{label}.png"), full_page=full_page)
     if before:
         page.set_viewport_size(before)
 

@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Dialog, Page, expect
 
 from tests.browser.conftest import Portal
-from tests.browser.pages import Api, console_errors, log_in, snap
+from tests.browser.pages import Api, console_errors, snap
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 APP_URL = re.compile(r"/apps/(?P<id>\d+)$")
@@ -39,13 +39,6 @@ CONTRAST = """(element) => {
 
 def unique(what: str) -> str:
     return f"{what}-{uuid.uuid4().hex[:6]}"
-
-
-@pytest.fixture
-def api(page: Page, portal: Portal) -> Api:
-    """Signed in as the admin; the API answers as that user."""
-    log_in(page, portal)
-    return Api(page, portal)
 
 
 def database(portal: Portal) -> sqlite3.Connection:

@@ -13,6 +13,7 @@ from portal.config import _parse_env_value
 from portal.core.operations import service
 
 SPECTR = str(Path(sys.executable).with_name("spectr"))
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_embedded_defaults_live_in_the_instance_folder(tmp_path):
@@ -57,17 +58,31 @@ def test_environment_values_are_typed():
     assert _parse_env_value("redis://x") == "redis://x"
 
 
-def _spectr(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "SPECTR_INSTANCE_PATH": str(tmp_path), **env}
-    environment.pop("SPECTR_REDIS_URL", None)
+def spectr(
+    instance: Path | None, *args: str, cwd: Path | None = None, stdin: str | None = None, **env: str
+) -> subprocess.CompletedProcess:
+    """Run the `spectr` command of this checkout on an instance folder (None: the default)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SPECTR_")}
+    # The code of this checkout, even when the venv's editable install points at another.
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
+    )
+    if instance is not None:
+        environment["SPECTR_INSTANCE_PATH"] = str(instance)
     return subprocess.run(
         [SPECTR, *args],
-        env=environment,
+        env={**environment, **env},
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=120,
-        stdin=subprocess.DEVNULL,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
     )
+
+
+def _spectr(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return spectr(tmp_path, *args, **env)
 
 
 def test_init_creates_database_and_admin_with_a_generated_password(tmp_path):
