@@ -68,7 +68,8 @@ def audit_mutating_request(response: Response) -> Response:
     outcome = "success" if response.status_code < 400 else f"failed ({response.status_code})"
     endpoint = request.endpoint or "unknown"
     db.session.rollback()  # never commit half-done work of a failed request with the record
-    record_audit(f"{request.method} {endpoint}", request.path, outcome)
+    # The target column holds 255 characters: a longer path (a refused one, often) is cut.
+    record_audit(f"{request.method} {endpoint}", request.path[:255], outcome)
     db.session.commit()
     return response
 

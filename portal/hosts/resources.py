@@ -159,7 +159,8 @@ def _audit(
 ) -> None:
     outcome = "success" if error is None else "failed"
     extra = {**(details or {}), **({"error": error} if error else {})}
-    record_audit(f"host.{action}", f"host:{host.name}/{target}", outcome, extra)
+    # The target column holds 255 characters; a long name given to a refused call is cut.
+    record_audit(f"host.{action}", f"host:{host.name}/{target}"[:255], outcome, extra)
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ blp = Blueprint(
 )
 HOST = "/<id:host_id>"
 CONTAINER = f"{HOST}/containers/<string(maxlength=128):container_id>"
-NAME = "<string(maxlength=255):name>"
+NAME = "<string(maxlength=128):name>"
 
 
 def viewer_host() -> str:
