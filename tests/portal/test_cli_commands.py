@@ -182,7 +182,7 @@ def test_set_password_from_the_environment_and_from_stdin(instance: Path) -> Non
     assert _signs_in(instance, "admin", "second password!")
 
 
-def _read_until(fd: int, text: str, timeout: float = 60) -> str:
+def _read_until(fd: int, text: str, timeout: float = 120) -> str:
     seen = ""
     deadline = time.monotonic() + timeout
     while text not in seen:
