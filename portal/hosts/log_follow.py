@@ -22,10 +22,10 @@ from flask import current_app
 
 from portal.core.errors import ValidationFailed
 from portal.core.sse import sse_event
+from portal.core.timeutil import NANOS, engine_time_nanos
 from portal.engines import ContainerEngine, EngineError, LogChunk
 from portal.engines import errors as engine_errors
 
-NANOS = 1_000_000_000
 # Docker answers `since` to the second's fraction a float holds; asking a microsecond early
 # loses no line to rounding, and the lines at or before the last one sent are skipped anyway.
 SINCE_MARGIN_S = 1e-6
@@ -57,25 +57,6 @@ def follow_settings() -> FollowSettings:
     )
 
 
-def timestamp_nanos(stamp: str | None) -> int | None:
-    """Nanoseconds since the epoch of an engine timestamp (RFC 3339, up to 9 decimals)."""
-    if not stamp:
-        return None
-    text = stamp.strip().replace("Z", "+00:00")
-    whole, dot, rest = text.partition(".")
-    fraction, zone = "", ""
-    if dot:
-        digits = len(rest) - len(rest.lstrip("0123456789"))
-        fraction, zone = rest[:digits], rest[digits:]
-    else:
-        whole, zone = text[:19], text[19:]
-    try:
-        moment = datetime.fromisoformat(whole + (zone or "+00:00"))
-    except ValueError:
-        return None
-    return int(moment.timestamp()) * NANOS + int((fraction + "000000000")[:9] or 0)
-
-
 def parse_since(value: str | None, field: str = "since") -> int | None:
     """Nanoseconds of a `since` (a log line's timestamp, as its event id, or Unix seconds)."""
     if not value:
@@ -84,7 +65,7 @@ def parse_since(value: str | None, field: str = "since") -> int | None:
         return int(float(value) * NANOS)
     except ValueError:
         pass
-    nanos = timestamp_nanos(value)
+    nanos = engine_time_nanos(value)
     if nanos is None:
         raise ValidationFailed(
             f"{field} must be a log line's timestamp (RFC 3339) or Unix seconds.",
@@ -184,7 +165,7 @@ class LogFollower:
     def _lines(self) -> Iterator[str]:
         assert self._stream is not None
         for chunk in self._stream:
-            nanos = timestamp_nanos(chunk.ts)
+            nanos = engine_time_nanos(chunk.ts)
             if nanos is not None:
                 if self.after_ns is not None and nanos <= self.after_ns:
                     continue  # sent before the reconnection

@@ -3,12 +3,10 @@ the portal's API and the real Docker engine."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import docker
 import pytest
@@ -16,9 +14,9 @@ import pytest
 from portal.core.audit import AuditEvent
 from portal.extensions import db
 from portal.hosts.service import ensure_local_host
+from tests.hosts.conftest import BUILD_BASE
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
-BUILD_BASE = Path(__file__).parents[1] / "images" / "build-base.sh"
 
 
 @pytest.fixture(scope="module")
@@ -109,30 +107,6 @@ def test_relay_errors_and_roles(api_as, ticking_container):
     assert viewer.get(f"{path}/no-such-container/logs?follow=0").status_code == 404
     empty = operator.post(f"{path}/{ticking_container.name}/exec", json={})
     assert empty.status_code == 422 and "argv" in empty.get_json()["details"]
-
-
-@pytest.fixture
-def run_container():
-    """Start containers of the test image with a shell script; all removed at the end."""
-    image = subprocess.run(
-        [str(BUILD_BASE)], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    client = docker.from_env()
-    started = []
-
-    def run(script: str, **options):
-        container = client.containers.run(
-            image, ["sh", "-c", script], name=f"spectr-test-logs-{uuid.uuid4().hex[:6]}",
-            detach=True, **options,
-        )  # fmt: skip
-        started.append(container)
-        return container
-
-    yield run
-    for container in started:
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
-    client.close()
 
 
 def _read_until(response, done, timeout: float) -> str:
