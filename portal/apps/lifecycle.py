@@ -280,6 +280,25 @@ def apply_health_checks(apps: list[Application], commit: bool = True) -> None:
         db.session.commit()
 
 
+def seen_containers(apps: list[Application]) -> dict[int, list[Any]]:
+    """Each application's containers as the last health sweep saw them (HostContainer rows)."""
+    from portal.hosts.models import HostContainer
+
+    rows = db.session.scalars(
+        select(HostContainer)
+        .where(HostContainer.host_id.in_({app.host_id for app in apps}))
+        .order_by(HostContainer.name)
+    ).all()
+    return {
+        app.id: [
+            row
+            for row in rows
+            if row.host_id == app.host_id and _covers(app, row.name, row.labels or {})
+        ]
+        for app in apps
+    }
+
+
 def follow_host_containers(host_ids: list[int]) -> None:
     """After a sweep: the applications on these hosts take the state of their containers."""
     if not host_ids:

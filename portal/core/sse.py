@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from flask import Response, stream_with_context
+from flask import Response, current_app, stream_with_context
 
 
 def sse_event(data: Any, event: str | None = None, event_id: int | str | None = None) -> str:
@@ -24,6 +24,11 @@ def sse_event(data: Any, event: str | None = None, event_id: int | str | None = 
 
 HEARTBEAT = ": heartbeat\n\n"
 _DONE = object()
+
+
+def heartbeat_seconds() -> float:
+    """SPECTR_SSE_HEARTBEAT_SECONDS: how long a stream may stay silent."""
+    return float(current_app.config["SPECTR_SSE_HEARTBEAT_SECONDS"])
 
 
 def with_heartbeats(events: Iterator[str], interval_s: float) -> Iterator[str]:

@@ -21,7 +21,7 @@ import marshmallow as ma
 from flask import current_app
 
 from portal.core.errors import ValidationFailed
-from portal.core.sse import sse_event
+from portal.core.sse import heartbeat_seconds, sse_event
 from portal.core.timeutil import NANOS, engine_time_nanos
 from portal.engines import ContainerEngine, EngineError, LogChunk
 from portal.engines import errors as engine_errors
@@ -49,11 +49,9 @@ class FollowSettings:
 
 
 def follow_settings() -> FollowSettings:
-    """SPECTR_LOG_HEARTBEAT_SECONDS and SPECTR_LOG_READ_TIMEOUT_SECONDS of this portal."""
-    config = current_app.config
+    """SPECTR_SSE_HEARTBEAT_SECONDS and SPECTR_LOG_READ_TIMEOUT_SECONDS of this portal."""
     return FollowSettings(
-        float(config["SPECTR_LOG_HEARTBEAT_SECONDS"]),
-        float(config["SPECTR_LOG_READ_TIMEOUT_SECONDS"]),
+        heartbeat_seconds(), float(current_app.config["SPECTR_LOG_READ_TIMEOUT_SECONDS"])
     )
 
 

@@ -98,8 +98,9 @@ def restarting_containers() -> list[Condition]:
             CONTAINER_RESTARTING,
             _container_key(row),
             f"{host_name}/{row.name}",
-            f"Container {row.name} on {host_name} is restarting "
-            f"(restarted {row.restart_count} times).",
+            f"Container {row.name} on {host_name} is restarting"
+            # engines' container lists carry no restart count; inspect fills it in
+            + (f" (restarted {row.restart_count} times)." if row.restart_count else "."),
             details={"host": host_name, "container": row.name, "restarts": row.restart_count},
         )
         for row, host_name in rows

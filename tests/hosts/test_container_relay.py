@@ -122,7 +122,7 @@ def _read_until(response, done, timeout: float) -> str:
 
 def test_a_quiet_followed_log_stays_open_past_the_read_timeout(app, api_as, run_container):
     # Heartbeats every 0.3 s; every engine read gives up after 1 s and is opened again.
-    app.config.update(SPECTR_LOG_HEARTBEAT_SECONDS=0.3, SPECTR_LOG_READ_TIMEOUT_SECONDS=1.0)
+    app.config.update(SPECTR_SSE_HEARTBEAT_SECONDS=0.3, SPECTR_LOG_READ_TIMEOUT_SECONDS=1.0)
     quiet = run_container("echo before; sleep 4; echo after-silence; sleep 3600")
     host = ensure_local_host()
 

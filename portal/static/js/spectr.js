@@ -106,6 +106,20 @@
     open();
   }
 
+  // An application page's status, ports and actions, replaced each time the server sends them
+  // anew (the health sweep saw its containers change). The browser reconnects by itself.
+  function followAppStatus(section) {
+    const source = new EventSource(section.dataset.liveUrl);
+    source.addEventListener("parts", (event) => {
+      const parts = JSON.parse(event.data).parts;
+      Object.entries(parts).forEach(([id, html]) => {
+        const element = document.getElementById(id);
+        if (element && element.innerHTML !== html) element.innerHTML = html;
+      });
+    });
+    source.addEventListener("end", () => source.close());
+  }
+
   // Model files go to the API as the raw request body (no multipart copy on the server),
   // with the browser's upload progress shown; the import then continues as an operation.
   function uploadModel(form) {
@@ -165,9 +179,18 @@
     show();
   }
 
+  // A link to a closed <details> (#new-app) opens it, rather than scrolling to its summary.
+  const openTarget = (hash) => {
+    const target = hash.length > 1 ? document.getElementById(hash.slice(1)) : null;
+    if (target && target.tagName === "DETAILS") target.open = true;
+  };
+  window.addEventListener("hashchange", () => openTarget(window.location.hash));
+
   document.addEventListener("DOMContentLoaded", () => {
+    openTarget(window.location.hash);
     document.querySelectorAll("form[data-host-gpus]").forEach(followHostGpus);
     document.querySelectorAll("[data-follow-log]").forEach(followContainerLog);
+    document.querySelectorAll("[data-live-url]").forEach(followAppStatus);
     const section = document.getElementById("operation");
     if (section) followOperation(section);
     document.querySelectorAll("form[data-model-upload]").forEach((form) => {
