@@ -1,9 +1,11 @@
 """Health checks: ask every bootstrapped host's agent how it is, and record what changed.
 
 A sweep probes all agents concurrently (a bounded thread pool, per-request timeouts, no
-retries: the next sweep is the retry), then writes the results in one transaction: status
-transitions with their reasons, last-seen times, and the container states of each host.
-A host becomes `unreachable` after 2 missed sweeps in a row and `ready` again by itself.
+retries: the next sweep is the retry), and the Spectr node's own engine beside them
+(local_node.py), then writes the results in one transaction: status transitions with their
+reasons, last-seen times, the container states of each host, and the status of the
+applications on it. A host becomes `unreachable` after 2 missed sweeps in a row and `ready`
+again by itself.
 
 Only Spectr's own applications make a host `degraded`: a crash-looping container that someone
 started by hand, or that another tool manages, is recorded and shown on the host page, but it
@@ -23,20 +25,20 @@ from typing import Any
 import httpx
 from sqlalchemy import select, update
 
-from portal.apps.lifecycle import HostApplications, applications_by_host, follow_host_containers
+from portal.apps.lifecycle import applications_by_host, follow_host_containers
 from portal.core.pki import agent_client_context, ca_certificate_path, portal_client_certificate
 from portal.core.ticker import periodic_job
 from portal.core.timeutil import utcnow
 from portal.engines import ContainerInfo
 from portal.engines.shapes import container_info
 from portal.extensions import db
-from portal.hosts.container_sync import health_of, sync_containers
+from portal.hosts.container_sync import sync_containers
 from portal.hosts.facts import store_facts
-from portal.hosts.models import BOOTSTRAPPING, DEGRADED, READY, UNREACHABLE, Host
+from portal.hosts.health_status import decide, sick_in
+from portal.hosts.models import BOOTSTRAPPING, READY, Host
 from portal.hosts.service import set_status
 from portal.settings.service import get_setting
 
-MISSED_CHECKS_FOR_UNREACHABLE = 2
 MAX_PARALLEL_PROBES = 64
 
 
@@ -209,7 +211,8 @@ def record_probes(probes: list[Probe], seen_at: datetime | None = None) -> int:
     values, changes = [], []
     for host_id, status, reason, missed in rows:
         result = by_id[host_id]
-        row_values, target = _decide(result, missed or 0, now, owned.get(host_id))
+        was_sick = sick_in(status, reason)
+        row_values, target = decide(result, missed or 0, now, owned.get(host_id), was_sick)
         values.append({"id": host_id, **row_values})
         if target is not None and (
             target[0] != status or (target[0] != READY and target[1] != reason)
@@ -236,42 +239,6 @@ def _store_node_facts(probes: list[Probe]) -> None:
             host = db.session.get_one(Host, probe.host_id)
             if host.facts != probe.facts:
                 store_facts(host, probe.facts)
-
-
-def _decide(
-    result: Probe, missed: int, now: Any, owned: HostApplications | None
-) -> tuple[dict[str, Any], tuple[str, str] | None]:
-    """The column values a probe sets, and the (status, reason) it calls for, if any."""
-    if not result.answered:
-        missed += 1
-        if missed >= MISSED_CHECKS_FOR_UNREACHABLE:
-            reason = f"Agent did not answer {missed} checks in a row: {result.error}"
-            return {"missed_checks": missed}, (UNREACHABLE, reason)
-        return {"missed_checks": missed}, None
-    row_values: dict[str, Any] = {"missed_checks": 0, "last_seen_at": now}
-    if result.agent_version:
-        row_values["agent_version"] = result.agent_version
-    problem = _problem(result, owned or HostApplications())
-    if problem:
-        return row_values, (DEGRADED, problem)
-    return row_values, (READY, "Agent and Docker engine answer.")
-
-
-def _problem(result: Probe, owned: HostApplications) -> str | None:
-    if result.refused:
-        return "The agent refuses the portal's token; bootstrap the host again."
-    if not result.engine_ok and result.local:
-        return f"This machine's Docker engine does not answer: {result.error}"
-    if not result.engine_ok:
-        return f"Agent answers but the Docker engine does not: {result.error}"
-    sick = [
-        c.name
-        for c in result.containers
-        if owned.own(c.name, c.labels) and (health_of(c) == "unhealthy" or c.state == "restarting")
-    ]
-    if sick:
-        return f"Unhealthy container(s): {', '.join(sorted(sick)[:10])}"
-    return None
 
 
 def _interval(app: Any) -> float:

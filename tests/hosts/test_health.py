@@ -90,6 +90,24 @@ def test_degraded_when_the_engine_or_a_container_is_unhealthy(any_db_app: Flask)
     assert statuses(host) == ["degraded", "ready"]
 
 
+def test_a_crash_loop_caught_running_keeps_its_host_degraded(any_db_app: Flask) -> None:
+    any_db_app.config["SPECTR_MONITORING_STEADY_SECONDS"] = 60
+    host = bootstrapped_host()
+    application(host, "web")
+    looping = container("web", "restarting", "Restarting (1) 1 second ago")
+
+    record_probes([Probe(host.id, True, True, "0.1", containers=[looping])])
+    record_probes([Probe(host.id, True, True, "0.1", containers=[container("web", status="Up 2 seconds")])])  # fmt: skip
+    assert host.status == "degraded"  # up for 2 s between two crashes: not well yet
+    record_probes([Probe(host.id, True, True, "0.1", containers=[container("web", status="Up 2 minutes")])])  # fmt: skip
+
+    assert statuses(host) == ["degraded", "ready"]
+    fresh = container("new", status="Up 1 second")
+    application(host, "new")
+    record_probes([Probe(host.id, True, True, "0.1", containers=[fresh])])
+    assert host.status == "ready"  # a fresh start alone is no problem
+
+
 def test_only_spectr_applications_degrade_a_host(any_db_app: Flask) -> None:
     host = bootstrapped_host()
     application(host, "stack", kind=COMPOSE)
