@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -238,13 +239,16 @@ def _engine_step(call: Any) -> Any:
         raise PermanentError(exc.message) from None
 
 
-def apply_health_checks(apps: list[Application], commit: bool = True) -> None:
+def apply_health_checks(
+    apps: list[Application], commit: bool = True, seen_at: datetime | None = None
+) -> None:
     """Take each application's status from the containers the host health checks last saw.
 
     The hosts context's health sweep stores every host's containers (HostContainer), the
-    Spectr node's included, stamped with the time they were listed; when those rows are newer
-    than the application's status, they win. An application with no container on a host swept
-    after its status was read is absent (someone removed it, or the engine lost it).
+    Spectr node's included, stamped with the time they changed; a sweep calls this with the
+    time it listed them (`seen_at`: every row is true as of then, changed or not). When that is
+    newer than the application's status, the rows win. An application with no container on a
+    host swept after its status was read is absent (someone removed it, or the engine lost it).
     """
     from portal.hosts.models import Host, HostContainer
 
@@ -266,7 +270,7 @@ def apply_health_checks(apps: list[Application], commit: bool = True) -> None:
         mine = [
             row for row in rows.get(app.host_id, []) if _covers(app, row.name, row.labels or {})
         ]
-        seen = (
+        seen = seen_at or (
             max((row.updated_at for row in mine), default=None) if mine else swept.get(app.host_id)
         )
         if seen is None or (app.status_checked_at and seen <= app.status_checked_at):
@@ -299,14 +303,15 @@ def seen_containers(apps: list[Application]) -> dict[int, list[Any]]:
     }
 
 
-def follow_host_containers(host_ids: list[int]) -> None:
-    """After a sweep: the applications on these hosts take the state of their containers."""
+def follow_host_containers(host_ids: list[int], seen_at: datetime) -> None:
+    """After a sweep: the applications on these hosts take the state of their containers,
+    as the sweep listed them at `seen_at`."""
     if not host_ids:
         return
     apps = db.session.scalars(
         select(Application).where(Application.host_id.in_(host_ids), Application.status != REMOVED)
     ).all()
-    apply_health_checks(list(apps), commit=False)
+    apply_health_checks(list(apps), commit=False, seen_at=seen_at)
 
 
 def _as_info(row: Any) -> ContainerInfo:

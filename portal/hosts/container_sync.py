@@ -23,10 +23,11 @@ from portal.hosts.models import HostContainer
 
 _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 _EXIT_CODE = re.compile(r"^Exited \((-?\d+)\)")
-_UP_FOR = re.compile(
-    r"^Up (?:(Less than a second)|(About an?|\d+) (second|minute|hour|day|week|month|year)s?)"
+_IN_STATE_FOR = re.compile(
+    r"^(?:Up|Exited \(-?\d+\)) "
+    r"(?:(Less than a second)|(About an?|\d+) (second|minute|hour|day|week|month|year)s?)"
 )
-# Docker's go-units HumanDuration words the uptime in one unit, rounded down ("2 minutes" is
+# Docker's go-units HumanDuration words the time in one unit, rounded down ("2 minutes" is
 # 120 to 179 s); these are the units' lengths.
 _UNITS = {
     "second": 1,
@@ -59,9 +60,9 @@ def exit_code_of(info: ContainerInfo) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def uptime_bounds(status: str | None) -> tuple[float, float] | None:
-    """The shortest and longest time a running container's status says it has been up."""
-    match = _UP_FOR.match(status or "")
+def state_age_bounds(status: str | None) -> tuple[float, float] | None:
+    """The shortest and longest time a container's status says it has been up (or exited)."""
+    match = _IN_STATE_FOR.match(status or "")
     if match is None:
         return None
     if match.group(1):
@@ -81,7 +82,7 @@ def started_at(info: ContainerInfo, stored: datetime | None, seen_at: datetime) 
     exact = engine_time(info.started_at)
     if exact is not None:
         return exact
-    bounds = uptime_bounds(info.status)
+    bounds = state_age_bounds(info.status)
     if bounds is None:
         return stored or seen_at
     shortest, longest = (timedelta(seconds=s) for s in bounds)

@@ -168,10 +168,11 @@ def probe_targets() -> list[ProbeTarget]:
 
 def check_all_hosts(timeout_s: float = 5.0, keepalive_s: float = 120.0) -> SweepReport:
     """Probe every agent and the Spectr node's engine concurrently and record the results."""
-    from portal.hosts.local_node import local_node_id, probe_local_node
+    from portal.hosts.local_node import probe_local_node
+    from portal.hosts.service import ensure_local_host
 
     targets = probe_targets()
-    node = local_node_id()
+    node = ensure_local_host().id  # from the first sweep on, not only once a page was opened
     db.session.rollback()  # no transaction stays open while the probes run
     seen_at, started = utcnow(), time.perf_counter()
     probes: list[Probe] = []
@@ -228,7 +229,7 @@ def record_probes(probes: list[Probe], seen_at: datetime | None = None) -> int:
     answered = [p for p in probes if p.answered and p.engine_ok and p.host_id in recorded]
     sync_containers(((p.host_id, p.containers) for p in answered), now)
     _store_node_facts(answered)
-    follow_host_containers([p.host_id for p in answered])
+    follow_host_containers([p.host_id for p in answered], now)
     db.session.commit()
     return transitions
 

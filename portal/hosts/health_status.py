@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from portal.apps.lifecycle import HostApplications
 from portal.engines import ContainerInfo
-from portal.hosts.container_sync import health_of, started_at
+from portal.hosts.container_sync import health_of, started_at, state_age_bounds
 from portal.hosts.models import DEGRADED, READY, UNREACHABLE
 from portal.monitoring.settings import monitoring_setting
 
@@ -50,11 +50,15 @@ def sick_in(status: str, reason: str | None) -> frozenset[str]:
     return frozenset((reason or "")[len(SICK_PREFIX) :].split(", "))
 
 
-def _just_started(info: ContainerInfo, now: datetime) -> bool:
-    """Running, but not yet as long as a crash loop's run between two crashes may last."""
-    start = started_at(info, None, now)
+def _settling(info: ContainerInfo, now: datetime) -> bool:
+    """In its state for less than MONITORING_STEADY_SECONDS: caught running between two
+    crashes, or stopped for a moment by a restart."""
     steady = float(monitoring_setting("MONITORING_STEADY_SECONDS"))
-    return start is not None and (now - start).total_seconds() < steady
+    if info.state == "running":
+        start = started_at(info, None, now)
+        return start is not None and (now - start).total_seconds() < steady
+    bounds = state_age_bounds(info.status)
+    return bounds is not None and bounds[0] < steady
 
 
 def _problem(
@@ -66,8 +70,9 @@ def _problem(
         return f"This machine's Docker engine does not answer: {result.error}"
     if not result.engine_ok:
         return f"Agent answers but the Docker engine does not: {result.error}"
-    # A container the host is degraded for stays a problem until it runs steadily: a crash
-    # loop caught running between two crashes must not flip the host to ready and back.
+    # A container the host is degraded for stays a problem until it has settled: a crash loop
+    # caught running between two crashes, or a restart caught stopped, must not flip the host
+    # to ready and back.
     sick = [
         c.name
         for c in result.containers
@@ -75,7 +80,7 @@ def _problem(
         and (
             health_of(c) == "unhealthy"
             or c.state == "restarting"
-            or (c.name in was_sick and _just_started(c, now))
+            or (c.name in was_sick and _settling(c, now))
         )
     ]
     if sick:

@@ -10,19 +10,10 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
-
 from portal.engines import EngineError, LocalDockerEngine
-from portal.extensions import db
 from portal.hosts.health import Probe
-from portal.hosts.models import Host
 
 log = logging.getLogger(__name__)
-
-
-def local_node_id() -> int | None:
-    """The id of the Spectr node's host row, if one was recorded."""
-    return db.session.scalar(select(Host.id).where(Host.is_local.is_(True)))
 
 
 def probe_local_node(host_id: int, timeout_s: float) -> Probe:

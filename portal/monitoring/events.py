@@ -66,9 +66,10 @@ def unreachable_hosts() -> list[Condition]:
 def restarting_containers() -> list[Condition]:
     """Restarting containers of Spectr's applications (others' containers are not ours to page).
 
-    An open event stays open until its container has run for MONITORING_STEADY_SECONDS: a
-    crash loop is caught running between two crashes now and then, and each of those times
-    must not close the event only to open a new one at the next crash.
+    An open event stays open until its container has been out of the restarting state for
+    MONITORING_STEADY_SECONDS (running that long, or stopped that long), or is gone: a crash
+    loop is caught running between two crashes now and then, a restart stopped for a moment,
+    and none of those times may close the event only to open a new one at the next crash.
     """
     steady = timedelta(seconds=float(monitoring_setting("MONITORING_STEADY_SECONDS")))
     open_keys = set(
@@ -76,14 +77,19 @@ def restarting_containers() -> list[Condition]:
             select(Event.key).where(Event.state == OPEN, Event.kind == CONTAINER_RESTARTING)
         )
     )
-    just_started = and_(
-        HostContainer.state == "running",
-        or_(HostContainer.started_at.is_(None), HostContainer.started_at > utcnow() - steady),
+    since = utcnow() - steady
+    settling = or_(
+        and_(
+            HostContainer.state == "running",
+            or_(HostContainer.started_at.is_(None), HostContainer.started_at > since),
+        ),
+        # stopped for a moment, as a restart does: the rows' time is when the state changed
+        and_(HostContainer.state != "running", HostContainer.updated_at > since),
     )
     rows = db.session.execute(
         select(HostContainer, Host.name)
         .join(Host, Host.id == HostContainer.host_id)
-        .where(or_(HostContainer.state == "restarting", just_started))
+        .where(or_(HostContainer.state == "restarting", settling))
     ).all()
     owned = applications_by_host({row.host_id for row, _ in rows})
     rows = [

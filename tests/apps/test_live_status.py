@@ -14,6 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from portal.apps.models import CONTAINER, Application
+from portal.core.timeutil import utcnow
 from portal.engines import ContainerInfo, PortBinding
 from portal.extensions import db
 from portal.hosts.health import Probe, record_probes
@@ -110,3 +111,18 @@ def test_following_the_log_of_an_app_without_a_container_says_so(
     assert viewer.get(f"/api/v1/apps/{waiting.id}/logs").status_code == 409  # a read, not a follow
     bad = viewer.get(f"/api/v1/apps/{waiting.id}/logs?follow=1&since=soon")
     assert bad.status_code == 422 and "since" in bad.get_json()["details"]
+
+
+def test_each_sweep_wins_over_an_older_reading_even_when_its_rows_did_not_change(
+    app: Flask,
+) -> None:
+    web = _running_app("loop")
+    _sweep(web, "restarting", "Restarting (1) 1 second ago", [])
+    assert web.status == "restarting"
+    # A deploy's refresh then caught it between two crashes; the rows stay as they were.
+    web.status, web.status_checked_at = "running", utcnow()
+    db.session.commit()
+
+    _sweep(web, "restarting", "Restarting (1) 3 seconds ago", [])
+
+    assert web.status == "restarting"

@@ -114,7 +114,7 @@ def test_a_crash_loop_shows_on_its_application_and_opens_an_event_until_it_runs_
     assert time.monotonic() - restarted_at >= 6  # steady for the time set, then resolved
     db.session.expire_all()
     assert db.session.get_one(Event, opened[0].id).state == "resolved"
-    assert node.status == "ready"
+    sweep_until(lambda: node.status == "ready", 15, "the node ready again")
 
 
 def _tar_with(name: str) -> bytes:

@@ -110,11 +110,13 @@
   // anew (the health sweep saw its containers change). The browser reconnects by itself.
   function followAppStatus(section) {
     const source = new EventSource(section.dataset.liveUrl);
+    const shown = {};
     source.addEventListener("parts", (event) => {
       const parts = JSON.parse(event.data).parts;
       Object.entries(parts).forEach(([id, html]) => {
         const element = document.getElementById(id);
-        if (element && element.innerHTML !== html) element.innerHTML = html;
+        if (element && shown[id] !== html) element.innerHTML = html;
+        shown[id] = html;
       });
     });
     source.addEventListener("end", () => source.close());
