@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from flask import Response, current_app, stream_with_context
@@ -31,13 +31,16 @@ def heartbeat_seconds() -> float:
     return float(current_app.config["SPECTR_SSE_HEARTBEAT_SECONDS"])
 
 
-def with_heartbeats(events: Iterator[str], interval_s: float) -> Iterator[str]:
+def with_heartbeats(
+    events: Iterator[str], interval_s: float, on_close: Callable[[], None] | None = None
+) -> Iterator[str]:
     """Yield `events`, and an SSE comment whenever none came for `interval_s` seconds.
 
     `events` runs in a thread of its own: it blocks on reads from an engine, and a thread
     that blocks cannot also tell the browser (and any proxy between) that the stream is alive.
-    When the client leaves, the next heartbeat fails to write, this generator is closed and
-    the thread stops at its next event (the engine's read timeout bounds how long that takes).
+    When the client leaves, the next heartbeat fails to write, this generator is closed,
+    `on_close` tells the source to stop, and the thread ends at its next event or read
+    timeout (the engine's read timeout bounds how long that takes).
     """
     handoff: queue.Queue[Any] = queue.Queue(maxsize=256)
     stopping = threading.Event()
@@ -77,6 +80,8 @@ def with_heartbeats(events: Iterator[str], interval_s: float) -> Iterator[str]:
             yield item
     finally:
         stopping.set()
+        if on_close is not None:
+            on_close()
 
 
 def sse_response(events: Iterable[str]) -> Response:

@@ -11,6 +11,7 @@ removed, has not started yet, or the engine could not be read.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -112,6 +113,11 @@ class LogFollower:
         self.engine, self.container, self.follow = engine, container, follow
         self.tail, self.after_ns, self.read_timeout_s = tail, since_ns, read_timeout_s
         self._stream: Iterator[LogChunk] | None = None
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        """The reader left: open no new engine stream (the one open ends at its read timeout)."""
+        self._stopped.set()
 
     def open(self) -> None:
         """Open the engine's log now, so a missing container raises before any byte is sent."""
@@ -143,6 +149,8 @@ class LogFollower:
                 except engine_errors.Unavailable:
                     if not self.follow:
                         raise
+                    if self._stopped.is_set():
+                        return
                     # the read timed out on a quiet container, or the connection broke
                     self._reopen()
                     continue
@@ -151,6 +159,8 @@ class LogFollower:
                     yield end
                     return
                 time.sleep(REOPEN_PAUSE_S)
+                if self._stopped.is_set():
+                    return
                 self._reopen()
         except engine_errors.NotFound:
             yield ended("removed", "The container was removed.", container=self.container)

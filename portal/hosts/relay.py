@@ -56,7 +56,7 @@ def stream_logs(
         raise UpstreamUnavailable(f"Cannot read logs: {exc.message}") from None
     if not follow:
         return follower.events()
-    return with_heartbeats(follower.events(), settings.heartbeat_s)
+    return with_heartbeats(follower.events(), settings.heartbeat_s, on_close=follower.stop)
 
 
 def stream_exec(

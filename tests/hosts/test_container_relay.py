@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 import uuid
 
@@ -137,6 +138,28 @@ def test_a_quiet_followed_log_stays_open_past_the_read_timeout(app, api_as, run_
     assert _texts(events) == [("stdout", "before\n"), ("stdout", "after-silence\n")]
     assert body.count(": heartbeat\n\n") >= 6
     assert not [kind for kind, _ in events if kind != "line"]  # no end, no error
+
+
+def test_a_reader_that_leaves_a_quiet_log_leaves_no_reader_behind(app, api_as, run_container):
+    app.config.update(SPECTR_SSE_HEARTBEAT_SECONDS=0.2, SPECTR_LOG_READ_TIMEOUT_SECONDS=1.0)
+    quiet = run_container("sleep 3600")
+    host = ensure_local_host()
+    before = _pumps()
+
+    response = api_as("viewer").get(
+        f"/api/v1/hosts/{host.id}/containers/{quiet.name}/logs", buffered=False
+    )
+    assert ": heartbeat" in _read_until(response, lambda text: text.count("heartbeat") >= 2, 10)
+
+    # it stops at the engine's next read timeout instead of opening the log again
+    deadline = time.monotonic() + 10
+    while _pumps() > before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _pumps() == before
+
+
+def _pumps() -> int:
+    return sum(1 for thread in threading.enumerate() if thread.name == "sse-pump")
 
 
 def test_a_reconnection_goes_on_after_the_last_line_it_saw(app, api_as, run_container):
