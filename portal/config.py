@@ -40,6 +40,10 @@ DEFAULTS: dict[str, Any] = {
     "MODELS_DIR": "/var/lib/spectr/models",  # the Spectr node's own model cache
     "MODEL_DISTRIBUTION_PARALLEL": 4,  # hosts fetching a model at the same time
     "MAX_REQUEST_BYTES": 1024 * 1024,  # request bodies, except the streaming uploads
+    # Quiet Server-Sent Events streams (followed logs, live status) send a comment this often;
+    # one read from an engine's log may wait this long before the follower opens it again.
+    "SSE_HEARTBEAT_SECONDS": 15.0,
+    "LOG_READ_TIMEOUT_SECONDS": 60.0,
 }
 
 

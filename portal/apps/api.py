@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import request
 from flask.views import MethodView
 
 from portal.apps import adoption, relay, service
@@ -34,6 +35,7 @@ from portal.core.operations.api import accepted
 from portal.core.operations.schemas import OperationSchema
 from portal.core.security import require_role
 from portal.core.sse import sse_alt_response, sse_response
+from portal.hosts.log_follow import LOG_EVENTS, resume_point
 
 blp = Blueprint("apps", __name__, url_prefix="/api/v1", description="Applications on hosts")
 
@@ -147,12 +149,14 @@ class AppLogs(MethodView):
     @require_role("viewer")
     @blp.arguments(LogsQuerySchema, location="query")
     @blp.response(200, AppLogsSchema)
-    @sse_alt_response(blp, "with follow=1: `line` events, then `end`")
+    @sse_alt_response(blp, f"with follow=1: {LOG_EVENTS}")
     def get(self, query: dict, app_id: int) -> Any:
         """Read a container's log; follow=1 streams it as Server-Sent Events."""
         app = service.get_app(app_id)
         if query["follow"]:
-            return sse_response(relay.follow_logs(app, query["tail"], query["container"]))
+            since = resume_point(query["since"], request.headers.get("Last-Event-ID"))
+            events = relay.follow_logs(app, query["tail"], query["container"], since)
+            return sse_response(events)
         return relay.read_logs(app, query["tail"], query["container"])
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -29,7 +30,7 @@ from portal.hosts.models import Host
 from portal.hosts.relay import open_engine as engine_of
 from portal.hosts.service import engine_for, inventory_host
 
-REMOVED = "removed"
+REMOVED, PENDING = "removed", "pending"
 
 
 def app_containers(engine: ContainerEngine, app: Application) -> list[ContainerInfo]:
@@ -238,41 +239,91 @@ def _engine_step(call: Any) -> Any:
         raise PermanentError(exc.message) from None
 
 
-def apply_health_checks(apps: list[Application]) -> None:
+def apply_health_checks(
+    apps: list[Application], commit: bool = True, seen_at: datetime | None = None
+) -> None:
     """Take each application's status from the containers the host health checks last saw.
 
-    The hosts context's health sweep stores every host's containers (HostContainer); when
-    those rows are newer than the application's status, they win. Hosts without rows (the
-    Spectr node, which no agent probes) keep their status until a refresh reads the engine.
+    The hosts context's health sweep stores every host's containers (HostContainer), the
+    Spectr node's included, stamped with the time they changed; a sweep calls this with the
+    time it listed them (`seen_at`: every row is true as of then, changed or not). When that is
+    newer than the application's status, the rows win. An application with no container on a
+    host swept after its status was read is absent (someone removed it, or the engine lost it).
     """
-    from portal.hosts.models import HostContainer
+    from portal.hosts.models import Host, HostContainer
 
+    live = [app for app in apps if app.status != REMOVED]
+    host_ids = {app.host_id for app in live}
+    if not host_ids:
+        return
+    rows: dict[int, list[HostContainer]] = {}
+    for row in db.session.scalars(select(HostContainer).where(HostContainer.host_id.in_(host_ids))):
+        rows.setdefault(row.host_id, []).append(row)
+    swept = {
+        host_id: seen
+        for host_id, seen in db.session.execute(
+            select(Host.id, Host.last_seen_at).where(Host.id.in_(host_ids))
+        )
+    }
     changed = False
-    for app in apps:
-        if app.status == REMOVED:
-            continue
-        rows = db.session.scalars(select(HostContainer).filter_by(host_id=app.host_id)).all()
-        mine = [row for row in rows if _covers(app, row.name, row.labels or {})]
-        seen = max((row.updated_at for row in mine), default=None)
+    for app in live:
+        mine = [
+            row for row in rows.get(app.host_id, []) if _covers(app, row.name, row.labels or {})
+        ]
+        seen = seen_at or (
+            max((row.updated_at for row in mine), default=None) if mine else swept.get(app.host_id)
+        )
         if seen is None or (app.status_checked_at and seen <= app.status_checked_at):
             continue
-        infos = [
-            ContainerInfo(
-                row.container_id,
-                row.name,
-                row.image,
-                row.state,
-                row.labels or {},
-                exit_code=row.exit_code,
-                health=row.health,
-            )
-            for row in mine
-        ]
-        app.status, app.status_detail = summarize(infos)
+        if not mine and app.status in (PENDING, "absent"):
+            continue  # not deployed yet, or already known to be gone
+        app.status, app.status_detail = summarize([_as_info(row) for row in mine])
         app.status_checked_at = seen
         changed = True
-    if changed:
+    if changed and commit:
         db.session.commit()
+
+
+def seen_containers(apps: list[Application]) -> dict[int, list[Any]]:
+    """Each application's containers as the last health sweep saw them (HostContainer rows)."""
+    from portal.hosts.models import HostContainer
+
+    rows = db.session.scalars(
+        select(HostContainer)
+        .where(HostContainer.host_id.in_({app.host_id for app in apps}))
+        .order_by(HostContainer.name)
+    ).all()
+    return {
+        app.id: [
+            row
+            for row in rows
+            if row.host_id == app.host_id and _covers(app, row.name, row.labels or {})
+        ]
+        for app in apps
+    }
+
+
+def follow_host_containers(host_ids: list[int], seen_at: datetime) -> None:
+    """After a sweep: the applications on these hosts take the state of their containers,
+    as the sweep listed them at `seen_at`."""
+    if not host_ids:
+        return
+    apps = db.session.scalars(
+        select(Application).where(Application.host_id.in_(host_ids), Application.status != REMOVED)
+    ).all()
+    apply_health_checks(list(apps), commit=False, seen_at=seen_at)
+
+
+def _as_info(row: Any) -> ContainerInfo:
+    return ContainerInfo(
+        row.container_id,
+        row.name,
+        row.image,
+        row.state,
+        row.labels or {},
+        exit_code=row.exit_code,
+        health=row.health,
+    )
 
 
 def _covers(app: Application, name: str, labels: dict[str, str]) -> bool:

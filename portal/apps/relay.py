@@ -12,6 +12,7 @@ from portal.core.command_line import split_command
 from portal.core.errors import Conflict, NotFound, UpstreamUnavailable, ValidationFailed
 from portal.engines import ContainerEngine, ContainerInfo, EngineError
 from portal.extensions import db
+from portal.hosts.log_follow import not_started_event
 from portal.hosts.models import Host
 from portal.hosts.relay import stream_logs
 
@@ -44,11 +45,24 @@ def read_logs(app: Application, tail: int, container: str | None) -> dict[str, A
     return {"container": info.name, "lines": lines}
 
 
-def follow_logs(app: Application, tail: int, container: str | None) -> Iterator[str]:
-    """Server-Sent Events of a container's log until it stops or the client goes away."""
+def follow_logs(
+    app: Application, tail: int, container: str | None, since_ns: int | None
+) -> Iterator[str]:
+    """Server-Sent Events of a container's log until it stops or the client goes away.
+
+    An application without a container yet (never deployed, or its deploy still running) gets
+    a stream that says so and ends, not a refusal: the page shows it and asks again later.
+    """
     engine = engine_of(_host(app))
-    info = pick_container(engine, app, container)
-    return stream_logs(engine, info.name, tail, follow=True)
+    try:
+        info = pick_container(engine, app, container)
+    except Conflict:
+        engine.close()
+        return iter([not_started_event()])
+    except BaseException:
+        engine.close()
+        raise
+    return stream_logs(engine, info.name, tail, follow=True, since_ns=since_ns)
 
 
 def run_exec(app: Application, body: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from portal.apps.models import APP_KINDS
 from portal.apps.spec import NAME_PATTERN, PULL_POLICIES
 from portal.core.converters import MAX_DATABASE_ID
 from portal.core.fields import UtcDateTime
+from portal.hosts.log_follow import validate_since
 
 
 class RevisionSchema(ma.Schema):
@@ -85,6 +86,11 @@ class LogsQuerySchema(ma.Schema):
     tail = ma.fields.Integer(load_default=200, validate=validate.Range(1, 10000))
     follow = ma.fields.Boolean(load_default=False)
     container = ma.fields.String(load_default=None)
+    since = ma.fields.String(
+        load_default=None,
+        validate=validate_since,
+        metadata={"description": "with follow=1: after this line's timestamp (its event id)"},
+    )
 
 
 class LogFrameSchema(ma.Schema):

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 
 from portal.apps import adoption, relay, service
-from portal.apps.lifecycle import apply_health_checks, refresh_status
+from portal.apps.lifecycle import apply_health_checks, refresh_status, seen_containers
+from portal.apps.live_status import live_status_events
 from portal.apps.models import Application
 from portal.apps.spec import AppInputSchema
 from portal.core.command_line import split_command
 from portal.core.errors import SpectrError, ValidationFailed
 from portal.core.operations import service as operations
 from portal.core.operations.models import Operation
+from portal.core.sse import heartbeat_seconds, sse_response
 from portal.hosts.service import ensure_local_host, get_host, list_hosts
 from portal.web.auth import page_role
 from portal.web.forms import flash_error, load_form
@@ -117,7 +119,13 @@ def _index_page(values: Any, status: int) -> Any:
     by_host = {host.id: [app for app in apps if app.host_id == host.id] for host in hosts}
     shown = {app.id: shown_status(app, last_operation(app)) for app in apps}
     page = render_template(
-        "apps/index.html", hosts=hosts, by_host=by_host, shown=shown, values=values
+        "apps/index.html",
+        hosts=hosts,
+        by_host=by_host,
+        busy_host_ids=[host_id for host_id, on_host in by_host.items() if on_host],
+        shown=shown,
+        containers=seen_containers(apps),
+        values=values,
     )
     return page, status
 
@@ -168,20 +176,49 @@ def detail(app_id: int) -> Any:
     return _detail_page(app, diff=diff)
 
 
-def _detail_page(app: Application, **extra: Any) -> str:
+def _live_values(app: Application) -> dict[str, Any]:
+    """What the page's live parts show: status, ports, the actions that apply."""
     operation = last_operation(app)
     status, status_detail = shown_status(app, operation)
+    return {
+        "app": app,
+        "host": get_host(app.host_id),
+        "status": status,
+        "status_detail": status_detail,
+        "actions": actions_for(status),
+        "op": operation,
+        "containers": seen_containers([app])[app.id],
+    }
+
+
+def _detail_page(app: Application, **extra: Any) -> str:
+    values = _live_values(app)
+    operation = values["op"]
     return render_template(
         "apps/detail.html",
-        app=app,
-        host=get_host(app.host_id),
-        status=status,
-        status_detail=status_detail,
-        actions=actions_for(status),
-        op=operation,
+        **values,
         lines=operations.read_log(operation.id) if operation else [],
         **{"diff": None, "exec_result": None, **extra},
     )
+
+
+def _live_parts(app: Application) -> dict[str, str]:
+    values = _live_values(app)
+    parts = {
+        "app-status": render_template("apps/_status.html", **values),
+        "app-ports": render_template("apps/_ports.html", **values),
+    }
+    if g.principal.has_role("operator"):
+        parts["app-actions"] = render_template("apps/_actions.html", **values)
+    return parts
+
+
+@bp.get("/<id:app_id>/live")
+@page_role("viewer")
+def live(app_id: int) -> Any:
+    """The page's status, ports and actions, sent again each time the health sweep changes them."""
+    service.get_app(app_id)
+    return sse_response(live_status_events(app_id, _live_parts, heartbeat_seconds()))
 
 
 @bp.post("/<id:app_id>/action/<action>")

@@ -289,6 +289,7 @@ class AgentEngine(ContainerEngine):
         since: float | None = None,
         tail: int | None = None,
         timestamps: bool = False,
+        read_timeout_s: float | None = None,
     ) -> LogStream:
         """Open the log stream now (errors raise here) and return its frames."""
         params: dict[str, Any] = {"follow": int(follow), "timestamps": int(timestamps)}
@@ -297,7 +298,9 @@ class AgentEngine(ContainerEngine):
         if tail is not None:
             params["tail"] = tail
         path = f"/v1/containers/{_segment(container_id)}/logs"
-        response = self._transport.open_stream("GET", path, params=params)
+        response = self._transport.open_stream(
+            "GET", path, params=params, read_timeout_s=read_timeout_s
+        )
         return (
             LogChunk(e["stream"], e["data"], e.get("ts")) for e in self._transport.lines(response)
         )

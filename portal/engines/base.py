@@ -130,8 +130,14 @@ class ContainerEngine(ABC):
         since: float | None = None,
         tail: int | None = None,
         timestamps: bool = False,
+        read_timeout_s: float | None = None,
     ) -> LogStream:
-        """Yield log frames; with follow, until the container stops. close() ends early."""
+        """Yield log frames; with follow, until the container stops. close() ends early.
+
+        A stream that brings nothing for `read_timeout_s` (the engine's default when None)
+        raises Unavailable: a follower resumes it with `since`, so no reader waits forever
+        on a connection that died without a word.
+        """
 
     @abstractmethod
     def exec_stream(

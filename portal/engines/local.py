@@ -16,6 +16,7 @@ import docker
 import docker.errors
 import docker.utils
 import requests
+import urllib3.exceptions
 
 from portal.engines.base import (
     ContainerEngine,
@@ -78,6 +79,11 @@ def _model_errors() -> Any:
         raise Conflict(str(exc)) from None
     except (cache.ModelCacheError, OSError) as exc:
         raise EngineError(f"model cache: {exc}") from None
+
+
+def _stamped(line: bytes) -> LogChunk:
+    stamp, _, text = line.decode(errors="replace").partition(" ")
+    return LogChunk("stdout", text, stamp)
 
 
 class LocalDockerEngine(ContainerEngine):
@@ -301,6 +307,7 @@ class LocalDockerEngine(ContainerEngine):
         since: float | None = None,
         tail: int | None = None,
         timestamps: bool = False,
+        read_timeout_s: float | None = None,
     ) -> LogStream:
         """Open the log stream now (errors raise here) and return its frames."""
         tty = self.inspect_container(container_id).tty
@@ -315,12 +322,13 @@ class LocalDockerEngine(ContainerEngine):
             params["since"] = since
         url = self._api._url("/containers/{0}/logs", container_id)
         # the SDK's own logs() merges stdout and stderr; read the frames ourselves to keep both
-        response = self._api._get(url, params=params, stream=True)
+        timeout = {"timeout": read_timeout_s} if read_timeout_s is not None else {}
+        response = self._api._get(url, params=params, stream=True, **timeout)
         self._api._raise_for_status(response)
         return self._log_frames(response, tty, timestamps)
 
     def _log_frames(self, response: Any, tty: bool, timestamps: bool) -> LogStream:
-        raw = response.raw
+        raw, pending = response.raw, b""
         try:
             while True:
                 if tty:
@@ -332,13 +340,22 @@ class LocalDockerEngine(ContainerEngine):
                     stream, length = struct.unpack(">BxxxL", header)
                     data = raw.read(length)
                 if not data:
+                    if pending:
+                        yield _stamped(pending)
                     return
+                if tty and timestamps:
+                    # a tty's reads run lines together, each with its own timestamp
+                    *lines, pending = (pending + data).split(b"\n")
+                    yield from (_stamped(line + b"\n") for line in lines)
+                    continue
                 text = data.decode(errors="replace")
                 stamp = None
                 if timestamps:
                     stamp, _, text = text.partition(" ")
                 yield LogChunk(_STREAMS.get(stream, "stdout"), text, stamp)  # type: ignore[arg-type]
-        except (requests.RequestException, OSError) as error:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
+            # urllib3's read timeout is none of requests' or OSError's kind: without it, a
+            # follower of a container silent for the timeout died with a traceback.
             raise Unavailable(f"local log stream interrupted: {error}") from error
         finally:
             response.close()

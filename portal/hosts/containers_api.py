@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
+from flask import request
 from flask.views import MethodView
 
 from portal.core.api_base import Blueprint
@@ -12,6 +13,7 @@ from portal.core.command_line import split_command
 from portal.core.security import require_role
 from portal.core.sse import sse_alt_response, sse_response
 from portal.hosts import relay
+from portal.hosts.log_follow import LOG_EVENTS, resume_point, validate_since
 from portal.hosts.service import get_host
 
 blp = Blueprint(
@@ -23,6 +25,11 @@ CONTAINER = "/<id:host_id>/containers/<string(maxlength=128):container_id>"
 class ContainerLogsQuery(ma.Schema):
     tail = ma.fields.Integer(load_default=100, validate=ma.validate.Range(0, 10_000_000))
     follow = ma.fields.Boolean(load_default=True)
+    since = ma.fields.String(
+        load_default=None,
+        validate=validate_since,
+        metadata={"description": "start after this line's timestamp (its event id), or Unix s"},
+    )
 
 
 class ContainerExecBody(ma.Schema):
@@ -46,11 +53,13 @@ class ContainerLogs(MethodView):
     @require_role("viewer")
     @blp.arguments(ContainerLogsQuery, location="query")
     @blp.response(200, description="text/event-stream of line events, then end")
-    @sse_alt_response(blp, "`line` events, then `end`")
+    @sse_alt_response(blp, LOG_EVENTS)
     def get(self, query: dict, host_id: int, container_id: str) -> Any:
         """Stream a container's log as Server-Sent Events (follow=0 ends after the tail)."""
+        since = resume_point(query["since"], request.headers.get("Last-Event-ID"))
         engine = relay.open_engine(get_host(host_id))
-        return sse_response(relay.stream_logs(engine, container_id, query["tail"], query["follow"]))
+        events = relay.stream_logs(engine, container_id, query["tail"], query["follow"], since)
+        return sse_response(events)
 
 
 @blp.route(f"{CONTAINER}/exec")

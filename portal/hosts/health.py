@@ -1,9 +1,11 @@
 """Health checks: ask every bootstrapped host's agent how it is, and record what changed.
 
 A sweep probes all agents concurrently (a bounded thread pool, per-request timeouts, no
-retries: the next sweep is the retry), then writes the results in one transaction: status
-transitions with their reasons, last-seen times, and the container states of each host.
-A host becomes `unreachable` after 2 missed sweeps in a row and `ready` again by itself.
+retries: the next sweep is the retry), and the Spectr node's own engine beside them
+(local_node.py), then writes the results in one transaction: status transitions with their
+reasons, last-seen times, the container states of each host, and the status of the
+applications on it. A host becomes `unreachable` after 2 missed sweeps in a row and `ready`
+again by itself.
 
 Only Spectr's own applications make a host `degraded`: a crash-looping container that someone
 started by hand, or that another tool manages, is recorded and shown on the host page, but it
@@ -13,31 +15,31 @@ says nothing about whether Spectr's work on that host is healthy.
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import select, update
 
-from portal.apps.lifecycle import HostApplications, applications_by_host
+from portal.apps.lifecycle import applications_by_host, follow_host_containers
 from portal.core.pki import agent_client_context, ca_certificate_path, portal_client_certificate
 from portal.core.ticker import periodic_job
 from portal.core.timeutil import utcnow
 from portal.engines import ContainerInfo
 from portal.engines.shapes import container_info
 from portal.extensions import db
-from portal.hosts.models import BOOTSTRAPPING, DEGRADED, READY, UNREACHABLE, Host, HostContainer
+from portal.hosts.container_sync import sync_containers
+from portal.hosts.facts import store_facts
+from portal.hosts.health_status import decide, sick_in
+from portal.hosts.models import BOOTSTRAPPING, READY, Host
 from portal.hosts.service import set_status
 from portal.settings.service import get_setting
 
-MISSED_CHECKS_FOR_UNREACHABLE = 2
 MAX_PARALLEL_PROBES = 64
-_HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
-_EXIT_CODE = re.compile(r"^Exited \((-?\d+)\)")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class Probe:
     error: str | None = None
     containers: list[ContainerInfo] = field(default_factory=list)
     refused: bool = False
+    facts: dict[str, Any] | None = None  # the Spectr node's, read from its engine each sweep
+    local: bool = False  # the Spectr node: its engine answers on this machine's socket
 
 
 @dataclass
@@ -163,33 +167,42 @@ def probe_targets() -> list[ProbeTarget]:
 
 
 def check_all_hosts(timeout_s: float = 5.0, keepalive_s: float = 120.0) -> SweepReport:
-    """Probe every agent concurrently and record the results; return timings and counts."""
+    """Probe every agent and the Spectr node's engine concurrently and record the results."""
+    from portal.hosts.local_node import probe_local_node
+    from portal.hosts.service import ensure_local_host
+
     targets = probe_targets()
+    node = ensure_local_host().id  # from the first sweep on, not only once a page was opened
     db.session.rollback()  # no transaction stays open while the probes run
-    started = time.perf_counter()
+    seen_at, started = utcnow(), time.perf_counter()
     probes: list[Probe] = []
     if targets:
         client = prober(timeout_s, keepalive_s)
         client.forget_except({target.agent_url for target in targets})
         with ThreadPoolExecutor(min(MAX_PARALLEL_PROBES, len(targets))) as executor:
+            local = executor.submit(probe_local_node, node, timeout_s) if node else None
             probes = list(executor.map(client.probe, targets))
+            probes += [local.result()] if local else []
+    elif node:
+        probes = [probe_local_node(node, timeout_s)]
     probed = time.perf_counter()
-    transitions = record_probes(probes)
+    transitions = record_probes(probes, seen_at)
     written = time.perf_counter()
     answered = sum(1 for p in probes if p.answered)
-    return SweepReport(len(targets), answered, probed - started, written - probed, transitions)
+    return SweepReport(len(probes), answered, probed - started, written - probed, transitions)
 
 
-def record_probes(probes: list[Probe]) -> int:
+def record_probes(probes: list[Probe], seen_at: datetime | None = None) -> int:
     """Write one sweep's results in one transaction; return how many statuses changed.
 
     Rows are read as plain tuples and written with executemany: a sweep over a thousand
     hosts touches every host row (last seen) but changes a status only now and then.
+    `seen_at` is when the probes started (by default now): what they saw is that old.
     """
     if not probes:
         return 0
     by_id = {p.host_id: p for p in probes}
-    now = utcnow()
+    now = seen_at or utcnow()
     rows = db.session.execute(
         select(Host.id, Host.status, Host.status_reason, Host.missed_checks).where(
             Host.id.in_(by_id), Host.status != BOOTSTRAPPING
@@ -199,7 +212,8 @@ def record_probes(probes: list[Probe]) -> int:
     values, changes = [], []
     for host_id, status, reason, missed in rows:
         result = by_id[host_id]
-        row_values, target = _decide(result, missed or 0, now, owned.get(host_id))
+        was_sick = sick_in(status, reason)
+        row_values, target = decide(result, missed or 0, now, owned.get(host_id), was_sick)
         values.append({"id": host_id, **row_values})
         if target is not None and (
             target[0] != status or (target[0] != READY and target[1] != reason)
@@ -211,102 +225,21 @@ def record_probes(probes: list[Probe]) -> int:
         set_status(db.session.get_one(Host, host_id), status, reason)
         for host_id, status, reason in changes
     )
-    answered = [
-        p for p in probes if p.answered and p.engine_ok and p.host_id in {r[0] for r in rows}
-    ]
-    _sync_containers(answered)
+    recorded = {row[0] for row in rows}
+    answered = [p for p in probes if p.answered and p.engine_ok and p.host_id in recorded]
+    sync_containers(((p.host_id, p.containers) for p in answered), now)
+    _store_node_facts(answered)
+    follow_host_containers([p.host_id for p in answered], now)
     db.session.commit()
     return transitions
 
 
-def _decide(
-    result: Probe, missed: int, now: Any, owned: HostApplications | None
-) -> tuple[dict[str, Any], tuple[str, str] | None]:
-    """The column values a probe sets, and the (status, reason) it calls for, if any."""
-    if not result.answered:
-        missed += 1
-        if missed >= MISSED_CHECKS_FOR_UNREACHABLE:
-            reason = f"Agent did not answer {missed} checks in a row: {result.error}"
-            return {"missed_checks": missed}, (UNREACHABLE, reason)
-        return {"missed_checks": missed}, None
-    row_values: dict[str, Any] = {"missed_checks": 0, "last_seen_at": now}
-    if result.agent_version:
-        row_values["agent_version"] = result.agent_version
-    problem = _problem(result, owned or HostApplications())
-    if problem:
-        return row_values, (DEGRADED, problem)
-    return row_values, (READY, "Agent and Docker engine answer.")
-
-
-def _problem(result: Probe, owned: HostApplications) -> str | None:
-    if result.refused:
-        return "The agent refuses the portal's token; bootstrap the host again."
-    if not result.engine_ok:
-        return f"Agent answers but the Docker engine does not: {result.error}"
-    sick = [
-        c.name
-        for c in result.containers
-        if owned.own(c.name, c.labels) and (_health(c) == "unhealthy" or c.state == "restarting")
-    ]
-    if sick:
-        return f"Unhealthy container(s): {', '.join(sorted(sick)[:10])}"
-    return None
-
-
-_CONTAINER_COLUMNS = ("name", "image", "state", "health", "exit_code", "restart_count", "labels")
-
-
-def _sync_containers(probes: list[Probe]) -> None:
-    """Insert new containers, update changed ones, delete the ones that are gone."""
-    if not probes:
-        return
-    known: dict[tuple[int, str], Any] = {}
-    columns = [getattr(HostContainer, name) for name in _CONTAINER_COLUMNS]
-    query = select(HostContainer.id, HostContainer.host_id, HostContainer.container_id, *columns)
-    for row in db.session.execute(
-        query.where(HostContainer.host_id.in_([p.host_id for p in probes]))
-    ):
-        known[(row.host_id, row.container_id)] = row
-    inserts, updates = [], []
-    for result in probes:
-        for info in result.containers:
-            seen = _container_values(info)
-            row = known.pop((result.host_id, info.id), None)
-            if row is None:
-                inserts.append({"host_id": result.host_id, "container_id": info.id, **seen})
-            elif any(getattr(row, name) != seen[name] for name in _CONTAINER_COLUMNS):
-                updates.append({"id": row.id, **seen, "updated_at": utcnow()})
-    if inserts:
-        db.session.execute(insert(HostContainer), inserts)
-    if updates:
-        db.session.execute(update(HostContainer), updates)
-    if known:
-        gone = [row.id for row in known.values()]
-        db.session.execute(delete(HostContainer).where(HostContainer.id.in_(gone)))
-
-
-def _container_values(info: ContainerInfo) -> dict[str, Any]:
-    return {
-        "name": info.name,
-        "image": info.image or "",
-        "state": info.state or "unknown",
-        "health": _health(info),
-        "exit_code": info.exit_code if info.exit_code is not None else _exit_code(info),
-        "restart_count": info.restart_count,
-        "labels": info.labels,
-    }
-
-
-def _health(info: ContainerInfo) -> str | None:
-    if info.health:
-        return info.health
-    match = _HEALTH_IN_STATUS.search(info.status or "")
-    return match.group(1).replace("health: ", "") if match else None
-
-
-def _exit_code(info: ContainerInfo) -> int | None:
-    match = _EXIT_CODE.match(info.status or "")
-    return int(match.group(1)) if match else None
+def _store_node_facts(probes: list[Probe]) -> None:
+    for probe in probes:
+        if probe.facts is not None:
+            host = db.session.get_one(Host, probe.host_id)
+            if host.facts != probe.facts:
+                store_facts(host, probe.facts)
 
 
 def _interval(app: Any) -> float:

@@ -119,6 +119,10 @@ class HostContainer(db.Model):
     exit_code: Mapped[int | None] = mapped_column(Integer)
     restart_count: Mapped[int] = mapped_column(Integer, default=0)
     labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Published ports: [{container_port, protocol, host_port, host_ip}].
+    ports: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, server_default="[]")
+    # When the current run started (running containers only), as exact as the engine tells.
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
     host: Mapped[Host] = relationship(back_populates="containers")

@@ -11,10 +11,11 @@ from typing import Any
 
 from portal.core.audit import record_audit
 from portal.core.errors import Conflict, NotFound, UpstreamUnavailable
-from portal.core.sse import sse_event
+from portal.core.sse import sse_event, with_heartbeats
 from portal.engines import ContainerEngine, EngineError, ExecExit
 from portal.engines import errors as engine_errors
 from portal.extensions import db
+from portal.hosts.log_follow import LogFollower, follow_settings
 from portal.hosts.models import Host
 from portal.hosts.service import engine_for
 
@@ -30,30 +31,32 @@ def open_engine(host: Host) -> ContainerEngine:
 
 
 def stream_logs(
-    engine: ContainerEngine, container_id: str, tail: int, follow: bool
+    engine: ContainerEngine,
+    container_id: str,
+    tail: int,
+    follow: bool,
+    since_ns: int | None = None,
 ) -> Iterator[str]:
-    """SSE of a container's log (until it stops or the client leaves when following)."""
+    """SSE of a container's log: after `since_ns`, or its last `tail` lines, then (follow)
+    what it writes until it stops, with heartbeats while it is quiet; then why it ended."""
+    settings = follow_settings()
+    follower = LogFollower(
+        engine,
+        container_id,
+        follow=follow,
+        tail=tail,
+        since_ns=since_ns,
+        read_timeout_s=settings.read_timeout_s,
+    )
     try:
-        stream = engine.logs(container_id, follow=follow, tail=tail)
+        follower.open()
     except engine_errors.NotFound:
-        engine.close()
         raise NotFound(f"No container '{container_id}' on this host.") from None
     except EngineError as exc:
-        engine.close()
         raise UpstreamUnavailable(f"Cannot read logs: {exc.message}") from None
-
-    def events() -> Iterator[str]:
-        try:
-            for chunk in stream:
-                yield sse_event({"stream": chunk.stream, "data": chunk.data}, event="line")
-            yield sse_event({"container": container_id}, event="end")
-        except EngineError as exc:
-            yield sse_event({"error": exc.message}, event="error")
-        finally:
-            stream.close()
-            engine.close()
-
-    return events()
+    if not follow:
+        return follower.events()
+    return with_heartbeats(follower.events(), settings.heartbeat_s, on_close=follower.stop)
 
 
 def stream_exec(

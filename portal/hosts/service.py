@@ -196,7 +196,11 @@ def ensure_local_host() -> Host:
             name=LOCAL_HOST_NAME, address="127.0.0.1", is_local=True, status=READY, ssh_user="root"
         )
         db.session.add(host)
-        db.session.commit()
+        try:
+            db.session.commit()
+        except IntegrityError:  # the health sweep and a page made it at the same moment
+            db.session.rollback()
+            host = db.session.scalars(select(Host).filter_by(is_local=True)).one()
     return host
 
 

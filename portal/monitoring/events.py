@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import exists, literal, or_, select
+from sqlalchemy import and_, exists, literal, or_, select
 
 from portal.apps.lifecycle import applications_by_host
 from portal.core.operations.models import FAILED, Operation
@@ -64,29 +64,57 @@ def unreachable_hosts() -> list[Condition]:
 
 
 def restarting_containers() -> list[Condition]:
-    """Restarting containers of Spectr's applications (others' containers are not ours to page)."""
+    """Restarting containers of Spectr's applications (others' containers are not ours to page).
+
+    An open event stays open until its container has been out of the restarting state for
+    MONITORING_STEADY_SECONDS (running that long, or stopped that long), or is gone: a crash
+    loop is caught running between two crashes now and then, a restart stopped for a moment,
+    and none of those times may close the event only to open a new one at the next crash.
+    """
+    steady = timedelta(seconds=float(monitoring_setting("MONITORING_STEADY_SECONDS")))
+    open_keys = set(
+        db.session.scalars(
+            select(Event.key).where(Event.state == OPEN, Event.kind == CONTAINER_RESTARTING)
+        )
+    )
+    since = utcnow() - steady
+    settling = or_(
+        and_(
+            HostContainer.state == "running",
+            or_(HostContainer.started_at.is_(None), HostContainer.started_at > since),
+        ),
+        # stopped for a moment, as a restart does: the rows' time is when the state changed
+        and_(HostContainer.state != "running", HostContainer.updated_at > since),
+    )
     rows = db.session.execute(
         select(HostContainer, Host.name)
         .join(Host, Host.id == HostContainer.host_id)
-        .where(HostContainer.state == "restarting")
+        .where(or_(HostContainer.state == "restarting", settling))
     ).all()
     owned = applications_by_host({row.host_id for row, _ in rows})
     rows = [
         (row, host_name)
         for row, host_name in rows
-        if row.host_id in owned and owned[row.host_id].own(row.name, row.labels)
+        if row.host_id in owned
+        and owned[row.host_id].own(row.name, row.labels)
+        and (row.state == "restarting" or _container_key(row) in open_keys)
     ]
     return [
         Condition(
             CONTAINER_RESTARTING,
-            f"container:{row.host_id}:{row.container_id}",
+            _container_key(row),
             f"{host_name}/{row.name}",
-            f"Container {row.name} on {host_name} is restarting "
-            f"(restarted {row.restart_count} times).",
+            f"Container {row.name} on {host_name} is restarting"
+            # engines' container lists carry no restart count; inspect fills it in
+            + (f" (restarted {row.restart_count} times)." if row.restart_count else "."),
             details={"host": host_name, "container": row.name, "restarts": row.restart_count},
         )
         for row, host_name in rows
     ]
+
+
+def _container_key(row: HostContainer) -> str:
+    return f"container:{row.host_id}:{row.container_id}"
 
 
 def high_gpu_memory() -> list[Condition]:

@@ -9,6 +9,8 @@ from flask import current_app
 DEFAULTS: dict[str, Any] = {
     # How often the event detectors look at hosts, containers, GPUs and operations.
     "MONITORING_EVENT_INTERVAL_SECONDS": 15.0,
+    # A container.restarting event closes once its container has run this long without a crash.
+    "MONITORING_STEADY_SECONDS": 60.0,
     # GPU memory use (used / total) above which a gpu.memory_high event opens.
     "MONITORING_GPU_MEMORY_RATIO": 0.9,
     # Proxies not seen fetching their config for this long leave the scrape targets.

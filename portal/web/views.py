@@ -16,10 +16,11 @@ from portal.admin.authentication import LoginUser
 from portal.core.audit import record_audit
 from portal.extensions import db
 from portal.web.auth import page_role
-from portal.web.display import when
+from portal.web.display import published_ports, when
 
 bp = Blueprint("web", __name__)
 bp.add_app_template_filter(when, "when")
+bp.add_app_template_global(published_ports, "published_ports")
 
 
 @bp.get("/favicon.ico")

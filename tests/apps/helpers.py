@@ -1,14 +1,28 @@
-"""Small helpers of the application tests: reach a deployed server, read an operation."""
+"""Small helpers of the application tests: reach a deployed server, read an operation, sign
+in to the pages."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
-from tests.portal.conftest import ApiClient
+from flask.testing import FlaskClient
+
+from tests.portal.conftest import PASSWORD, ApiClient
+
+
+def log_in(client: FlaskClient, create_user: Callable[..., Any], role: str = "operator") -> str:
+    """Sign a new user with `role` in to the pages; return the page's CSRF token."""
+    user = create_user(role)
+    answer = client.post("/login", data={"username": user.username, "password": PASSWORD})
+    assert answer.status_code == 302
+    page = client.get("/catalog").get_data(as_text=True)
+    return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)  # type: ignore[union-attr]
 
 
 def get_json(url: str, attempts: int = 60) -> Any:

@@ -11,27 +11,16 @@ import docker
 import pytest
 from flask.testing import FlaskClient
 
-from tests.apps.helpers import get_json
-from tests.portal.conftest import PASSWORD
+from tests.apps.helpers import get_json, log_in
 
 A10 = "NVIDIA A10"
-
-
-def _login(client: FlaskClient, create_user: Callable[..., Any], role: str = "operator") -> str:
-    user = create_user(role)
-    assert (
-        client.post("/login", data={"username": user.username, "password": PASSWORD}).status_code
-        == 302
-    )
-    page = client.get("/catalog").get_data(as_text=True)
-    return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
 
 
 def test_catalog_pages_browse_edit_and_place(
     client: FlaskClient, create_user: Callable[..., Any], seeded: Any, make_host: Callable[..., Any]
 ) -> None:
     make_host("a10-box", [(A10, 23028, 0)])  # stand-in GPU facts
-    csrf = _login(client, create_user)
+    csrf = log_in(client, create_user)
     index = client.get("/catalog").get_data(as_text=True)
     assert "llama-3.1-8b-instruct" in index and "vllm/vllm-openai" in index
     bad = client.post(
@@ -61,7 +50,7 @@ def test_deploy_model_form_refuses_an_oversize_request(
     client: FlaskClient, create_user: Callable[..., Any], seeded: Any, make_host: Callable[..., Any]
 ) -> None:
     host = make_host("a10-box", [(A10, 23028, 0)])  # stand-in GPU facts
-    csrf = _login(client, create_user)
+    csrf = log_in(client, create_user)
     index = client.get("/catalog").get_data(as_text=True)
     model_link = re.search(r'href="(/catalog/models/\d+)">llama-3.1-70b-instruct<', index).group(1)
     runtime = re.search(
@@ -71,7 +60,7 @@ def test_deploy_model_form_refuses_an_oversize_request(
         "csrf_token": csrf, "name": "big", "runtime_id": runtime, "host_id": host.id, "gpus": "0", "context_length": "4096",
     }, follow_redirects=True)  # fmt: skip
     assert "GPU 0 of &#39;a10-box&#39; has 23028 MiB free" in answer.get_data(as_text=True)
-    assert "No applications." in client.get("/apps").get_data(as_text=True)
+    assert "No applications yet." in client.get("/apps").get_data(as_text=True)
 
 
 @pytest.mark.slow
@@ -96,7 +85,7 @@ def test_deploy_model_form_then_app_page_diff_and_command_box(
         "name": "standin", "kind": "custom", "image": standin_image, "port": 8000, "requires_gpu": False,
         "command_template": ["python3", "/srv/server.py", "--port", "{port}", "--model", "{model_name}"],
     })  # fmt: skip
-    csrf = _login(client, create_user)
+    csrf = log_in(client, create_user)
     name, port = unique_name("page"), free_port()
     cleanup_containers.append(name)
     answer = client.post(f"/catalog/models/{model.id}/deploy", data={

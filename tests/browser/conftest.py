@@ -68,7 +68,13 @@ def chromium_path() -> Path:
 @pytest.fixture(scope="session")
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     """`spectr init` then `spectr run` on a free 127.0.0.1 port, on a fresh embedded instance."""
-    instance = tmp_path_factory.mktemp("browser-instance")
+    with running_portal(tmp_path_factory.mktemp("browser-instance")) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def running_portal(instance: Path, **settings: str) -> Iterator[Portal]:
+    """A `spectr run` of its own on `instance`, with SPECTR_* `settings` (name without prefix)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPECTR_")}
     env.update(
         # The code of this checkout, even when the venv's editable install points at another.
@@ -76,6 +82,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
         SPECTR_INSTANCE_PATH=str(instance),
         SPECTR_ADMIN_PASSWORD=ADMIN_PASSWORD,
         SPECTR_MODELS_DIR=str(instance / "node-models"),  # not the machine's /var/lib/spectr
+        **{f"SPECTR_{name}": value for name, value in settings.items()},
     )
     init = subprocess.run(
         [str(SPECTR), "init"], env=env, cwd=instance, capture_output=True, text=True, check=False

@@ -62,6 +62,13 @@ class Api:
             assert answer.status == status, f"POST {path}: {answer.status} {answer.text()}"
         return answer.json() if answer.text() else None
 
+    def patch(self, path: str, body: dict[str, Any]) -> Any:
+        answer = self.page.request.patch(
+            f"{self.portal.url}/api/v1{path}", data=body, headers=self._headers()
+        )
+        assert answer.ok, f"PATCH {path}: {answer.status} {answer.text()}"
+        return answer.json()
+
 
 @contextmanager
 def console_errors(page: Page) -> Iterator[list[str]]:

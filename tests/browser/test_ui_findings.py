@@ -140,7 +140,7 @@ def test_command_splits_like_a_shell_and_a_failed_deploy_shows_on_the_app_page(
     expect(page.locator("#op-state")).to_have_text("failed")
     expect(page.locator("#op-error")).not_to_be_empty()
     assert page.locator("#op-log span").count() > 0
-    expect(page.locator("#app-log")).to_contain_text("no running container")
+    expect(page.locator("#app-log")).to_contain_text("No container yet; waiting")
     page.goto(f"{portal.url}/apps")
     expect(page.locator("tr", has_text=name).locator(".badge")).to_have_text("failed")
     page.goto(f"{portal.url}/apps/{app_id}")

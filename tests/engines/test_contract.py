@@ -19,6 +19,7 @@ from portal.engines import (
     NotFound,
     PortBinding,
     RestartPolicy,
+    Unavailable,
     VolumeMount,
 )
 
@@ -217,3 +218,13 @@ def test_closing_an_exec_stream_early_kills_the_process(
 
 def _processes(container) -> str:
     return container.exec_run(["ps", "-eo", "args"]).output.decode()
+
+
+def test_a_quiet_followed_log_gives_up_after_its_read_timeout(engine, image, container_names):
+    # Followers resume from the last line on Unavailable; any other error ended their stream.
+    name = container_names("quiet")
+    engine.create_container(ContainerSpec(image=image, name=name, command=["sleep", "3600"]))
+    started = time.monotonic()
+    with pytest.raises(Unavailable):
+        list(engine.logs(name, follow=True, read_timeout_s=1.0))
+    assert 0.9 <= time.monotonic() - started < 10

@@ -8,9 +8,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -36,7 +38,34 @@ from tests.support.docker_objects import made  # noqa: F401 - Docker objects a t
 from tests.support.fixtures import make_test_host  # noqa: F401
 
 SPECTR = str(Path(sys.executable).with_name("spectr"))
+BUILD_BASE = Path(__file__).parents[1] / "images" / "build-base.sh"
 VENV_BIN = str(Path(sys.executable).parent)
+
+
+@pytest.fixture
+def run_container() -> Iterator[Callable[..., Any]]:
+    """run(script, **options): a container of the test image running `sh -c script` on this
+    machine's engine, named spectr-test-run-<random>; every one is removed at the end."""
+    import docker
+    import docker.errors
+
+    built = subprocess.run([str(BUILD_BASE)], capture_output=True, text=True, check=True)
+    engine = docker.from_env()
+    started: list[Any] = []
+
+    def run(script: str, **options: Any) -> Any:
+        container = engine.containers.run(
+            built.stdout.strip(), ["sh", "-c", script], detach=True,
+            name=f"spectr-test-run-{uuid.uuid4().hex[:6]}", **options,
+        )  # fmt: skip
+        started.append(container)
+        return container
+
+    yield run
+    for container in started:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+    engine.close()
 
 
 def free_port() -> int:

@@ -90,6 +90,27 @@ def test_degraded_when_the_engine_or_a_container_is_unhealthy(any_db_app: Flask)
     assert statuses(host) == ["degraded", "ready"]
 
 
+def test_a_crash_loop_caught_running_keeps_its_host_degraded(any_db_app: Flask) -> None:
+    any_db_app.config["SPECTR_MONITORING_STEADY_SECONDS"] = 60
+    host = bootstrapped_host()
+    application(host, "web")
+    looping = container("web", "restarting", "Restarting (1) 1 second ago")
+
+    record_probes([Probe(host.id, True, True, "0.1", containers=[looping])])
+    record_probes([Probe(host.id, True, True, "0.1", containers=[container("web", status="Up 2 seconds")])])  # fmt: skip
+    assert host.status == "degraded"  # up for 2 s between two crashes: not well yet
+    stopped = container("web", "exited", "Exited (137) 1 second ago")  # a restart by hand
+    record_probes([Probe(host.id, True, True, "0.1", containers=[stopped])])
+    assert host.status == "degraded"
+    record_probes([Probe(host.id, True, True, "0.1", containers=[container("web", status="Up 2 minutes")])])  # fmt: skip
+
+    assert statuses(host) == ["degraded", "ready"]
+    fresh = container("new", status="Up 1 second")
+    application(host, "new")
+    record_probes([Probe(host.id, True, True, "0.1", containers=[fresh])])
+    assert host.status == "ready"  # a fresh start alone is no problem
+
+
 def test_only_spectr_applications_degrade_a_host(any_db_app: Flask) -> None:
     host = bootstrapped_host()
     application(host, "stack", kind=COMPOSE)
@@ -137,7 +158,8 @@ def test_hosts_being_bootstrapped_or_never_bootstrapped_are_left_alone(any_db_ap
     report = check_all_hosts(timeout_s=1)
 
     assert busy.status == "bootstrapping" and fresh.status == "new"
-    assert report.hosts == 0  # neither is a target of the sweep
+    assert report.hosts == 1  # neither is a target of the sweep; the Spectr node always is
+    assert db.session.scalar(select(Host).where(Host.is_local.is_(True))).last_seen_at
 
 
 @pytest.mark.slow
@@ -158,9 +180,10 @@ def test_sweep_over_a_real_agent_that_stops_and_starts(app: Flask, tmp_path: Pat
     try:
         host = bootstrapped_host(agent_url=agent.url, agent_token=agent.token)
         report = check_all_hosts(timeout_s=3)
-        assert (report.hosts, report.answered) == (1, 1)
+        assert (report.hosts, report.answered) == (2, 2)  # the agent's host and the Spectr node
         assert host.status == "ready" and host.agent_version
-        synced = db.session.scalar(select(HostContainer).filter_by(name=name))
+        mine = select(HostContainer).filter_by(name=name, host_id=host.id)
+        synced = db.session.scalar(mine)
         assert synced is not None and synced.state == "running"
 
         subprocess.run(["docker", "stop", "-t", "0", name], check=True, capture_output=True)
@@ -168,12 +191,12 @@ def test_sweep_over_a_real_agent_that_stops_and_starts(app: Flask, tmp_path: Pat
         check_all_hosts(timeout_s=2)
         check_all_hosts(timeout_s=2)
         assert host.status == "unreachable"
-        assert db.session.scalar(select(HostContainer).filter_by(name=name)).state == "running"
+        assert db.session.scalar(mine).state == "running"
 
         agent.start()
         check_all_hosts(timeout_s=3)
         assert host.status == "ready"
-        assert db.session.scalar(select(HostContainer).filter_by(name=name)).state == "exited"
+        assert db.session.scalar(mine).state == "exited"
         assert statuses(host) == ["unreachable", "ready"]
     finally:
         agent.stop()

@@ -77,6 +77,53 @@ def test_restarting_container_and_full_gpu_raise_events(app: Flask) -> None:
     assert kinds == [("container.restarting", "gpu-2/vllm"), ("gpu.memory_high", "gpu-2/gpu0")]
 
 
+def test_a_restarting_event_closes_only_once_the_container_runs_steadily(app: Flask) -> None:
+    app.config["SPECTR_MONITORING_STEADY_SECONDS"] = 60
+    host = add_host("gpu-4", READY)
+    looping = HostContainer(container_id="c1", name="web", image="x", state="restarting")
+    fresh = HostContainer(container_id="c2", name="api", image="x", state="running",
+                          started_at=utcnow())  # fmt: skip
+    host.containers = [looping, fresh]
+    for name in ("web", "api"):
+        db.session.add(Application(name=name, host_id=host.id, kind=CONTAINER, status="running"))
+    db.session.commit()
+    opened, _ = detect_events()
+    assert [e.subject for e in opened] == ["gpu-4/web"]  # a fresh start alone opens nothing
+
+    # Caught running between two crashes: the event stays open, and no second one opens.
+    looping.state, looping.started_at = "running", utcnow() - timedelta(seconds=5)
+    db.session.commit()
+    assert detect_events() == ([], [])
+    looping.state = "restarting"
+    db.session.commit()
+    assert detect_events() == ([], [])
+    # Stopped for a moment (a restart by hand), as the sweep saw it just now: still open.
+    looping.state, looping.started_at, looping.updated_at = "exited", None, utcnow()
+    db.session.commit()
+    assert detect_events() == ([], [])
+
+    looping.state, looping.started_at = "running", utcnow() - timedelta(seconds=61)
+    db.session.commit()
+    _, resolved = detect_events()
+    assert [e.id for e in resolved] == [opened[0].id]
+
+
+def test_a_restarting_event_closes_when_its_container_stays_stopped(app: Flask) -> None:
+    app.config["SPECTR_MONITORING_STEADY_SECONDS"] = 60
+    host = add_host("gpu-5", READY)
+    looping = HostContainer(container_id="c1", name="web", image="x", state="restarting")
+    host.containers = [looping]
+    db.session.add(Application(name="web", host_id=host.id, kind=CONTAINER, status="running"))
+    db.session.commit()
+    opened, _ = detect_events()
+
+    # an operator stopped it (or its restart policy gave up) a while ago
+    looping.state, looping.updated_at = "exited", utcnow() - timedelta(seconds=61)
+    db.session.commit()
+    _, resolved = detect_events()
+    assert [e.id for e in resolved] == [opened[0].id]
+
+
 def test_a_failed_deployment_raises_one_event_even_after_it_is_resolved(
     any_db_app: Flask,
 ) -> None:
