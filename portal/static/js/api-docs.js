@@ -18,8 +18,16 @@
 
   window.addEventListener("load", () => {
     const config = Object.assign(
-      // No badge from swagger.io's online validator: Spectr runs in closed networks.
-      { url: container.dataset.specUrl, dom_id: "#swagger-ui-container", validatorUrl: null },
+      // No badge from swagger.io's online validator: Spectr runs in closed networks. Tags start
+      // folded, with a filter box: the API has 150 operations, and this Swagger UI, asked to
+      // expand them all at once, stopped after the eleventh without a word.
+      {
+        url: container.dataset.specUrl,
+        dom_id: "#swagger-ui-container",
+        validatorUrl: null,
+        docExpansion: "none",
+        filter: true,
+      },
       JSON.parse(container.dataset.config || "{}"),
       { requestInterceptor: addCsrfToken },
     );
