@@ -28,6 +28,7 @@ from proxy.error_hook import CLIENT_GONE, RESEND, RETRY_WANTED, UPSTREAM_FAILED
 from proxy.errors import error_response
 from proxy.fallbacks import first_fallback, retry_after_s
 from proxy.state import (
+    ABORT,
     GATEWAY,
     TARGET,
     GatewayRequest,
@@ -310,6 +311,10 @@ class Routing:
             return
         target.timed_out = True
         logger.warning("%s: %s timed out", target.label, target.replica.id)
+        abort = flow.metadata.get(ABORT)
+        if abort is not None:  # a flow of the lean path
+            abort()
+            return
         handler = ctx.master.addons.get("proxyserver").connections.get(flow.client_conn.id)
         if handler is not None and flow.server_conn in handler.transports:
             handler.close_connection(flow.server_conn)
