@@ -51,6 +51,8 @@ FALLBACK_HEADER = "x-spectr-fallback-from"
 # Answers of a gateway replica that open its breaker as a refused connection does: it is
 # unavailable. A 500 or a 429 is retried elsewhere, but the replica stays in the pool.
 MARKS_DOWN = frozenset({502, 503, 504})
+# Headers the proxy sets on every forwarded request (a client's own are replaced).
+FORWARDED_BY_PROXY = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
 
 
 class Routing:
@@ -281,12 +283,26 @@ class Routing:
 
     @staticmethod
     def _forward_headers(flow: http.HTTPFlow) -> None:
-        headers = flow.request.headers
-        client_ip = flow.client_conn.peername[0] if flow.client_conn.peername else ""
-        prior = headers.get("x-forwarded-for")
-        headers["x-forwarded-for"] = f"{prior}, {client_ip}" if prior else client_ip
-        headers["x-forwarded-proto"] = "https" if flow.client_conn.tls_established else "http"
-        headers["x-forwarded-host"] = flow.request.host_header or ""
+        # One pass over the raw fields: each get or set of mitmproxy's Headers walks and
+        # case-folds them all again (four of those cost more than the rest of this addon).
+        kept: list[tuple[bytes, bytes]] = []
+        prior: list[bytes] = []
+        host = b""
+        for field in flow.request.headers.fields:
+            name = field[0].lower()
+            if name == b"x-forwarded-for":
+                prior.append(field[1])
+            elif name not in FORWARDED_BY_PROXY:
+                host = field[1] if name == b"host" else host
+                kept.append(field)
+        client = flow.client_conn
+        prior.append(client.peername[0].encode() if client.peername else b"")
+        kept += [
+            (b"x-forwarded-for", b", ".join(prior)),
+            (b"x-forwarded-proto", b"https" if client.tls_established else b"http"),
+            (b"x-forwarded-host", host),
+        ]
+        flow.request.headers.fields = tuple(kept)
 
     @staticmethod
     def _send_to(flow: http.HTTPFlow, replica: Replica) -> None:

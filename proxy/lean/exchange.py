@@ -59,6 +59,7 @@ class Exchange:
         self.upstream: Upstream | None = None  # the current attempt's connection
         self.client_gone = False
         self.timed_out = False
+        self.sent = False  # an attempt went upstream
 
     async def run(self) -> bool:
         flow = self.flow
@@ -103,7 +104,11 @@ class Exchange:
             raise ClientGone()
         self.timed_out = False
         request = flow.request
-        flow.server_conn = new_server((request.host, request.port))
+        if self.sent:  # each attempt has its own server connection, as in error_hook's resend
+            flow.server_conn = new_server((request.host, request.port))
+        else:
+            flow.server_conn.address = (request.host, request.port)
+        self.sent = True
         head, upstream = await self._send()
         flow.response = new_response(head)
         await self.hooks.run("responseheaders", flow)
