@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 TLS_HANDSHAKE = 0x16  # the first byte of a TLS ClientHello record
 BACKLOG = 1024
+# A client connection that sends no request for this long is closed (mitmproxy's own limit).
+IDLE_S = 600.0
 
 
 class LeanGateway:
@@ -79,7 +81,11 @@ class LeanGateway:
         client: connection.Client | None = None
         try:
             while True:
-                size = await head_length(wire)
+                try:
+                    async with asyncio.timeout(IDLE_S):
+                        size = await head_length(wire)
+                except TimeoutError:
+                    size = 0
                 if size == 0:
                     wire.close()
                     return

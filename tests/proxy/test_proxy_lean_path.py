@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import socketserver
 import threading
 from collections.abc import Iterator
 
@@ -120,57 +121,51 @@ def test_chunked_upload_with_expect_continue_and_pipelined_requests(upstream, st
     assert model.bodies_seen[0] == {**HELLO, "max_tokens": 2}
 
 
-class DroppingServer:
-    """A replica that answers the first request on each connection, keeps it open, and drops it
-    unanswered when a second request comes (as servers closing idle connections race with it)."""
+class DroppingHandler(socketserver.StreamRequestHandler):
+    """Answer the first request of a connection, keep it open, drop it at the second request."""
+
+    server: DroppingServer
+
+    def handle(self) -> None:
+        self.server.connections += 1
+        for answered in range(2):
+            length = 0
+            while (line := self.rfile.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            if not line:
+                return
+            self.rfile.read(length)
+            if answered:  # closed unanswered, as servers closing idle connections race with it
+                self.server.dropped += 1
+                return
+            usage = {"prompt_tokens": 1, "completion_tokens": 1}
+            body = json.dumps({"choices": [], "usage": usage}).encode()
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+
+
+class DroppingServer(socketserver.ThreadingTCPServer):
+    """A replica that drops kept-alive connections when they are used again."""
+
+    daemon_threads = True
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.connections = 0
-        self.dropped = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(("127.0.0.1", 0), DroppingHandler)
+        self.connections = self.dropped = 0
+        threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn, conn.makefile("rb") as stream:
-            for answered in range(2):
-                length = 0
-                while (line := stream.readline()) not in (b"\r\n", b""):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                if not line:
-                    return
-                stream.read(length)
-                if answered:
-                    self.dropped += 1
-                    return
-                body = json.dumps(
-                    {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
-                )
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body.encode()))  # fmt: skip
-
-    def close(self) -> None:
-        self.listener.close()
+        return f"http://127.0.0.1:{self.server_address[1]}"
 
 
 @pytest.fixture
 def dropping() -> Iterator[DroppingServer]:
     server = DroppingServer()
     yield server
-    server.close()
+    server.shutdown()
+    server.server_close()
 
 
 def test_a_kept_alive_connection_the_replica_dropped_is_sent_again_on_a_new_one(
