@@ -129,19 +129,26 @@ def start_nginx(workdir: Path, upstream_port: int) -> Service:
     return Service("nginx", port, proc)
 
 
-def start_proxy(workdir: Path, config: Path, redis_url: str, prefix: str, workers: int) -> Service:
+def start_proxy(
+    workdir: Path,
+    config: Path,
+    redis_url: str,
+    prefix: str,
+    workers: int,
+    gateway_path: str = "lean",
+) -> Service:
     """Run spectr-proxy on the config file, access log off, metrics on."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "proxy", "--config-file", str(config), "--listen-host", "127.0.0.1",
          "--listen-port", str(port), "--admin-port", str(free_port()), "--redis-url", redis_url,
-         "--redis-prefix", prefix, "--confdir", str(workdir / "mitmproxy"),
-         "--workers", str(workers), "--log-level", "WARNING"],
+         "--redis-prefix", prefix, "--confdir", str(workdir / f"proxy-{gateway_path}"),
+         "--workers", str(workers), "--log-level", "WARNING", "--gateway-path", gateway_path],
         cwd=REPO_ROOT,
     )  # fmt: skip
-    wait_for_port(port, proc)
+    wait_for_port(port, proc, timeout_s=60)
     time.sleep(0.5 * workers)  # every worker binds the port; give the last ones time to join
-    return Service("gateway", port, proc)
+    return Service(f"gateway ({gateway_path})", port, proc)
 
 
 async def http_request(

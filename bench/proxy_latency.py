@@ -4,10 +4,13 @@ One run, bounded in count and time (the paths take turns in 4 rounds):
   .venv/bin/python bench/proxy_latency.py [--requests 2000] [--seconds 5] [--workers 1]
 
 Paths measured against the same stand-in model server (tests/proxy/llm_standin.py):
-  direct   client -> upstream
-  nginx    client -> nginx (Debian package, keepalive upstream) -> upstream
-  route    client -> spectr-proxy, plain route (mitmproxy + routing, no gateway) -> upstream
-  gateway  client -> spectr-proxy (key check, Redis limit check, usage record) -> upstream
+  direct        client -> upstream
+  nginx         client -> nginx (Debian package, keepalive upstream) -> upstream
+  route         client -> spectr-proxy, plain route (mitmproxy + routing, no gateway) -> upstream
+  gateway-mitm  client -> spectr-proxy --gateway-path mitmproxy (before: mitmproxy serves the
+                gateway; key check, Redis limit check, usage record) -> upstream
+  gateway-lean  client -> spectr-proxy (after, the default: the lean path serves the gateway,
+                same addons: key check, Redis limit check, usage record) -> upstream
 """
 
 from __future__ import annotations
@@ -113,16 +116,37 @@ def measure(services: dict[str, Service], args: argparse.Namespace) -> dict[str,
     }
 
 
+# The issue's goals for the gateway (keys, limits and usage on), on this machine.
+GOALS = {"added median ms": 0.5, "added p99 ms": 3.0, "req/s at 16 clients": 2000}
+
+
 def report(results: dict[str, dict]) -> None:
-    direct = results["direct"]
-    print("\npath      median ms  p99 ms  added median  added p99  req/s (16 clients)  "
-          "rps vs direct  stream TTFB ms  added TTFB  CPU us/req")  # fmt: skip
+    direct, nginx = results["direct"], results["nginx"]
+    print("\npath          median ms  p99 ms  added median  added p99  req/s (16 clients)  "
+          "vs direct  vs nginx  stream TTFB ms  added TTFB  CPU us/req")  # fmt: skip
     for name, r in results.items():
         print(
-            f"{name:<9} {r['median']:>9.3f} {r['p99']:>7.3f} {r['median'] - direct['median']:>13.3f}"
-            f" {r['p99'] - direct['p99']:>10.3f} {r['rps']:>19.0f} {r['rps'] / direct['rps']:>14.2f}"
+            f"{name:<13} {r['median']:>9.3f} {r['p99']:>7.3f}"
+            f" {r['median'] - direct['median']:>13.3f} {r['p99'] - direct['p99']:>10.3f}"
+            f" {r['rps']:>19.0f} {r['rps'] / direct['rps']:>10.2f} {r['rps'] / nginx['rps']:>9.2f}"
             f" {r['ttfb']:>15.3f} {r['ttfb'] - direct['ttfb']:>11.3f} {r['cpu_us']:>11.0f}"
         )
+    before, after = results["gateway-mitm"], results["gateway-lean"]
+    print(
+        f"\ngateway, lean path against mitmproxy's: median {before['median']:.3f} -> "
+        f"{after['median']:.3f} ms, p99 {before['p99']:.2f} -> {after['p99']:.2f} ms, "
+        f"{before['rps']:.0f} -> {after['rps']:.0f} req/s (x{after['rps'] / before['rps']:.1f}), "
+        f"CPU {before['cpu_us']:.0f} -> {after['cpu_us']:.0f} us/req"
+    )
+    figures = {
+        "added median ms": after["median"] - direct["median"],
+        "added p99 ms": after["p99"] - direct["p99"],
+        "req/s at 16 clients": after["rps"],
+    }
+    for goal, limit in GOALS.items():
+        met = figures[goal] >= limit if goal.startswith("req/s") else figures[goal] <= limit
+        sign = ">=" if goal.startswith("req/s") else "<="
+        print(f"goal {goal} {sign} {limit:g}: {figures[goal]:.3f} ({'met' if met else 'NOT met'})")
     print(json.dumps({"results": results}, indent=None))
 
 
@@ -148,11 +172,16 @@ def main() -> int:
         config_file.write_text(json.dumps(proxy_config(upstream.url)))
         nginx = start_nginx(workdir, upstream.port)
         started.append(nginx)
-        proxy = start_proxy(workdir, config_file, args.redis_url, prefix, args.workers)
-        started.append(proxy)
+        before = start_proxy(
+            workdir, config_file, args.redis_url, prefix, args.workers, gateway_path="mitmproxy"
+        )
+        started.append(before)
+        after = start_proxy(workdir, config_file, args.redis_url, prefix, args.workers)
+        started.append(after)
         load_before = os.getloadavg()[0]
-        route = Service("route", proxy.port, proxy.proc, host="plain")
-        paths = {"direct": upstream, "nginx": nginx, "route": route, "gateway": proxy}
+        route = Service("route", before.port, before.proc, host="plain")
+        paths = {"direct": upstream, "nginx": nginx, "route": route, "gateway-mitm": before,
+                 "gateway-lean": after}  # fmt: skip
         results = measure(paths, args)
         print(f"\nload average (1 min) before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f}"
               f" on {os.cpu_count()} CPUs, shared with other work")  # fmt: skip
