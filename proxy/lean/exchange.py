@@ -63,6 +63,7 @@ class Exchange:
 
     async def run(self) -> bool:
         flow = self.flow
+        self.client_gone = self.client.closed  # it may have left while its body was read
         self.client.on_lost = self._client_lost
         flow.metadata[ABORT] = self._time_out
         try:
