@@ -13,6 +13,7 @@ with `CLIENT_GONE` (recorded as 499).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 
@@ -35,6 +36,8 @@ from proxy.lean.wire import PeerClosed, Wire
 from proxy.state import ABORT
 
 CLIENT_GONE_MESSAGE = "Client disconnected."
+# A stream lets other connections run at least once per this many pieces.
+FAIR_SHARE_PIECES = 16
 
 
 class ClientGone(ConnectionError):
@@ -178,11 +181,17 @@ class Exchange:
         client.write(self._head(response, None))
         transform = response.stream if callable(response.stream) else None
         try:
+            pieces = 0
             while (piece := await body.read()) is not None:
                 self._write_chunks(transform(piece) if transform else piece)
                 await client.drain()
                 if self.client_gone:
                     raise ClientGone()
+                pieces += 1
+                if pieces % FAIR_SHARE_PIECES == 0:
+                    # Pieces already buffered are read without waiting: a fast stream would
+                    # keep the loop from every other connection until its buffer is empty.
+                    await asyncio.sleep(0)
             if transform is not None:
                 self._write_chunks(transform(b""))
         except ClientGone:
