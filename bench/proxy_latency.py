@@ -89,16 +89,23 @@ def measure(services: dict[str, Service], args: argparse.Namespace) -> dict[str,
     samples: dict[str, list[float]] = {name: [] for name in services}
     ttfb: dict[str, list[float]] = {name: [] for name in services}
     done: dict[str, float] = dict.fromkeys(services, 0.0)
+    # CPU seconds during the 16-client runs: the path's process, the upstream, this client.
     cpu: dict[str, float] = dict.fromkeys(services, 0.0)
+    upstream_cpu: dict[str, float] = dict.fromkeys(services, 0.0)
+    client_cpu: dict[str, float] = dict.fromkeys(services, 0.0)
+    upstream_pid = services["direct"].proc.pid
     for service in services.values():
         asyncio.run(latency(service, min(200, args.requests), BODY))  # warm-up
     for round_no in range(1, ROUNDS + 1):
         for name, service in services.items():
             samples[name] += asyncio.run(latency(service, args.requests // ROUNDS, BODY))
             cpu_before = tree_cpu_seconds(service.proc.pid)
+            upstream_before, client_before = tree_cpu_seconds(upstream_pid), time.process_time()
             rps = asyncio.run(run_concurrent(service, 16, args.seconds / ROUNDS, BODY, SECRET))
             # CPU per request is what the proxy costs, whatever else the shared machine runs.
             cpu[name] += tree_cpu_seconds(service.proc.pid) - cpu_before
+            upstream_cpu[name] += tree_cpu_seconds(upstream_pid) - upstream_before
+            client_cpu[name] += time.process_time() - client_before
             done[name] += rps * args.seconds / ROUNDS
             ttfb[name] += asyncio.run(
                 time_to_first_event(service, 100 // ROUNDS, STREAM_BODY, SECRET)
@@ -111,9 +118,24 @@ def measure(services: dict[str, Service], args: argparse.Namespace) -> dict[str,
             "rps": done[name] / args.seconds,
             "ttfb": statistics.median(ttfb[name]),
             "cpu_us": cpu[name] * 1e6 / done[name],
+            "upstream_cpu_us": upstream_cpu[name] * 1e6 / done[name],
+            "client_cpu_us": client_cpu[name] * 1e6 / done[name],
         }
         for name in services
     }
+
+
+def ceiling(path: dict) -> str:
+    """Say what the CPU of one request on the lean path allows on this machine's cores."""
+    total = path["cpu_us"] + path["upstream_cpu_us"] + path["client_cpu_us"]
+    cores = os.cpu_count() or 1
+    return (
+        f"CPU of one lean gateway request at 16 clients: proxy {path['cpu_us']:.0f} us, "
+        f"stand-in upstream {path['upstream_cpu_us']:.0f} us, bench client "
+        f"{path['client_cpu_us']:.0f} us = {total:.0f} us on {cores} shared cores: at most "
+        f"{cores * 1e6 / total:.0f} req/s with the cores to themselves; the proxy alone, on "
+        f"one core: {1e6 / path['cpu_us']:.0f} req/s"
+    )
 
 
 # The issue's goals for the gateway (keys, limits and usage on), on this machine.
@@ -138,6 +160,7 @@ def report(results: dict[str, dict]) -> None:
         f"{before['rps']:.0f} -> {after['rps']:.0f} req/s (x{after['rps'] / before['rps']:.1f}), "
         f"CPU {before['cpu_us']:.0f} -> {after['cpu_us']:.0f} us/req"
     )
+    print(ceiling(after))
     figures = {
         "added median ms": after["median"] - direct["median"],
         "added p99 ms": after["p99"] - direct["p99"],
