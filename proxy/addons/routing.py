@@ -308,9 +308,16 @@ class Routing:
     def _send_to(flow: http.HTTPFlow, replica: Replica) -> None:
         # Setting request.host/.port would rewrite the Host header on each assignment;
         # set the fields, then the header once.
-        data = flow.request.data
+        request = flow.request
+        data = request.data
         data.scheme, data.host, data.port = replica.scheme.encode(), replica.host, replica.port
-        flow.request.host_header = replica.hostport
+        if request.is_http2 or request.is_http3:
+            request.host_header = replica.hostport
+            return
+        # HTTP/1: the Host field replaced in the raw fields (the header setter walks them twice).
+        host = replica.hostport.encode()
+        fields = [field for field in data.headers.fields if field[0].lower() != b"host"]
+        data.headers.fields = ((b"Host", host), *fields)
 
     async def _sweep(self) -> None:
         while True:
