@@ -167,14 +167,12 @@ async def read_request_body(wire: Wire, head: RequestHead) -> bytes:
     if head.expect_continue:
         wire.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     if head.chunked:
-        return b"".join([piece async for piece in _chunks(wire)])
+        reader = ChunkedReader(wire)
+        pieces = []
+        while (piece := await reader.read()) is not None:
+            pieces.append(piece)
+        return b"".join(pieces)
     return await wire.read_exactly(head.length) if head.length else b""
-
-
-async def _chunks(wire: Wire):  # type: ignore[no-untyped-def]
-    reader = ChunkedReader(wire)
-    while (piece := await reader.read()) is not None:
-        yield piece
 
 
 class ChunkedReader:
