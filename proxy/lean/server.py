@@ -21,8 +21,10 @@ logger = logging.getLogger(__name__)
 
 TLS_HANDSHAKE = 0x16  # the first byte of a TLS ClientHello record
 BACKLOG = 1024
-# A client connection that sends no request for this long is closed (mitmproxy's own limit).
+# A client connection that sends no request for this long is closed (mitmproxy's own limit),
+# by a sweep this often (cheaper than a timer per request).
 IDLE_S = 600.0
+IDLE_SWEEP_S = 30.0
 
 
 class LeanGateway:
@@ -49,6 +51,7 @@ class LeanGateway:
         self._server: asyncio.Server | None = None
         self._mitmproxy: ServerInstance | None = None
         self._tasks: set[asyncio.Task] = set()  # the loop holds tasks weakly
+        self._clients: set[ClientWire] = set()  # connections served here, not handed over
 
     async def listen(self) -> None:
         """Bind the listening socket (before the master runs, so a taken port stops the start)."""
@@ -66,6 +69,7 @@ class LeanGateway:
         self._mitmproxy = ServerInstance.make(self.mode, ctx.master.addons.get("proxyserver"))
         assert self._server is not None
         await self._server.start_serving()
+        self._keep(asyncio.get_running_loop().create_task(self._close_idle()))
 
     def done(self) -> None:
         if self._server is not None:
@@ -73,19 +77,31 @@ class LeanGateway:
         self.pool.close()
 
     def accept(self, wire: ClientWire) -> None:
-        task = asyncio.get_running_loop().create_task(self._serve(wire))
+        self._clients.add(wire)
+        self._keep(asyncio.get_running_loop().create_task(self._serve(wire)))
+
+    def _keep(self, task: asyncio.Task) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _close_idle(self) -> None:
+        while True:
+            await asyncio.sleep(IDLE_SWEEP_S)
+            self.close_idle(time.monotonic())
+
+    def close_idle(self, now: float) -> None:
+        """Close the client connections that waited longer than IDLE_S for a request."""
+        for wire in list(self._clients):
+            if wire.waiting_since and now - wire.waiting_since > IDLE_S:
+                wire.close()  # its _serve sees the end and returns
 
     async def _serve(self, wire: ClientWire) -> None:
         client: connection.Client | None = None
         try:
             while True:
-                try:
-                    async with asyncio.timeout(IDLE_S):
-                        size = await head_length(wire)
-                except TimeoutError:
-                    size = 0
+                wire.waiting_since = time.monotonic()
+                size = await head_length(wire)
+                wire.waiting_since = 0.0
                 if size == 0:
                     wire.close()
                     return
@@ -111,6 +127,8 @@ class LeanGateway:
         except Exception:
             logger.exception("lean gateway: connection from %s failed", wire.peername)
             wire.abort(ConnectionAbortedError())
+        finally:
+            self._clients.discard(wire)
 
     def _is_gateway(self, head: RequestHead) -> bool:
         hosts = self.state.config.gateway.hosts
@@ -121,9 +139,9 @@ class LeanGateway:
     def _hand_over(self, wire: ClientWire) -> None:
         assert self._mitmproxy is not None
         reader, writer = wire.hand_over()
-        task = asyncio.get_running_loop().create_task(self._mitmproxy.handle_stream(reader, writer))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._keep(
+            asyncio.get_running_loop().create_task(self._mitmproxy.handle_stream(reader, writer))
+        )
 
 
 GATEWAY_PREFIX_BYTES = GATEWAY_PREFIX.encode()
@@ -137,6 +155,7 @@ class ClientWire(Wire):
         self.gateway = gateway
         self.peername: tuple | None = None
         self.sockname: tuple | None = None
+        self.waiting_since = 0.0  # when it began to wait for its next request (0: not waiting)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)

@@ -16,7 +16,9 @@ from proxy.lean.http1 import (
     request_bytes,
     response_head,
 )
+from proxy.lean.server import IDLE_S, ClientWire, LeanGateway
 from proxy.lean.wire import PeerClosed, Wire
+from proxy.state import ProxyState
 
 CHAT = b"POST /v1/chat/completions HTTP/1.1\r\nHost: llm.test:8080\r\n"
 
@@ -165,6 +167,16 @@ async def test_response_body_cut_short_is_an_error_not_a_short_answer():
     body = ResponseBody(wire, parse_response_head(b"HTTP/1.1 200 OK\r\n\r\n"), b"GET")
     assert await body.read_all() == b"until the end"
     assert not body.reusable
+
+
+def test_client_connections_idle_past_the_limit_are_closed():
+    gateway = LeanGateway(ProxyState(), [], "reverse:http://127.0.0.1:9", "127.0.0.1", 0)
+    idle, busy, fresh = ClientWire(gateway), ClientWire(gateway), ClientWire(gateway)
+    idle.waiting_since, busy.waiting_since, fresh.waiting_since = 100.0, 0.0, 100.0 + IDLE_S
+    gateway._clients |= {idle, busy, fresh}
+    gateway.close_idle(now=101.0 + IDLE_S)
+    # Only the one that waited for a request past the limit; one mid-request is never cut.
+    assert (idle.closed, busy.closed, fresh.closed) == (True, False, False)
 
 
 @pytest.fixture
