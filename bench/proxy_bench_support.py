@@ -129,19 +129,26 @@ def start_nginx(workdir: Path, upstream_port: int) -> Service:
     return Service("nginx", port, proc)
 
 
-def start_proxy(workdir: Path, config: Path, redis_url: str, prefix: str, workers: int) -> Service:
+def start_proxy(
+    workdir: Path,
+    config: Path,
+    redis_url: str,
+    prefix: str,
+    workers: int,
+    gateway_path: str = "lean",
+) -> Service:
     """Run spectr-proxy on the config file, access log off, metrics on."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "proxy", "--config-file", str(config), "--listen-host", "127.0.0.1",
          "--listen-port", str(port), "--admin-port", str(free_port()), "--redis-url", redis_url,
-         "--redis-prefix", prefix, "--confdir", str(workdir / "mitmproxy"),
-         "--workers", str(workers), "--log-level", "WARNING"],
+         "--redis-prefix", prefix, "--confdir", str(workdir / f"proxy-{gateway_path}"),
+         "--workers", str(workers), "--log-level", "WARNING", "--gateway-path", gateway_path],
         cwd=REPO_ROOT,
     )  # fmt: skip
-    wait_for_port(port, proc)
+    wait_for_port(port, proc, timeout_s=60)
     time.sleep(0.5 * workers)  # every worker binds the port; give the last ones time to join
-    return Service("gateway", port, proc)
+    return Service(f"gateway ({gateway_path})", port, proc)
 
 
 async def http_request(
@@ -207,10 +214,12 @@ async def time_to_first_event(
             % (service.host.encode(), secret.encode(), len(body), body)
         )
         await reader.readuntil(b"\r\n\r\n")
-        size = int((await reader.readuntil(b"\r\n")).strip(), 16)
-        first = await reader.readexactly(size + 2)
+        first = b""
+        while b"data:" not in first:  # comments (": ping") may come before the first event
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            assert size, "the stream ended before its first event"
+            first = await reader.readexactly(size + 2)
         samples.append((time.perf_counter() - start) * 1000)
-        assert first.startswith(b"data:"), first
         await read_chunked(reader)
     writer.close()
     return samples

@@ -4,10 +4,13 @@ One run, bounded in count and time (the paths take turns in 4 rounds):
   .venv/bin/python bench/proxy_latency.py [--requests 2000] [--seconds 5] [--workers 1]
 
 Paths measured against the same stand-in model server (tests/proxy/llm_standin.py):
-  direct   client -> upstream
-  nginx    client -> nginx (Debian package, keepalive upstream) -> upstream
-  route    client -> spectr-proxy, plain route (mitmproxy + routing, no gateway) -> upstream
-  gateway  client -> spectr-proxy (key check, Redis limit check, usage record) -> upstream
+  direct        client -> upstream
+  nginx         client -> nginx (Debian package, keepalive upstream) -> upstream
+  route         client -> spectr-proxy, plain route (mitmproxy + routing, no gateway) -> upstream
+  gateway-mitm  client -> spectr-proxy --gateway-path mitmproxy (before: mitmproxy serves the
+                gateway; key check, Redis limit check, usage record) -> upstream
+  gateway-lean  client -> spectr-proxy (after, the default: the lean path serves the gateway,
+                same addons: key check, Redis limit check, usage record) -> upstream
 """
 
 from __future__ import annotations
@@ -86,16 +89,23 @@ def measure(services: dict[str, Service], args: argparse.Namespace) -> dict[str,
     samples: dict[str, list[float]] = {name: [] for name in services}
     ttfb: dict[str, list[float]] = {name: [] for name in services}
     done: dict[str, float] = dict.fromkeys(services, 0.0)
+    # CPU seconds during the 16-client runs: the path's process, the upstream, this client.
     cpu: dict[str, float] = dict.fromkeys(services, 0.0)
+    upstream_cpu: dict[str, float] = dict.fromkeys(services, 0.0)
+    client_cpu: dict[str, float] = dict.fromkeys(services, 0.0)
+    upstream_pid = services["direct"].proc.pid
     for service in services.values():
         asyncio.run(latency(service, min(200, args.requests), BODY))  # warm-up
     for round_no in range(1, ROUNDS + 1):
         for name, service in services.items():
             samples[name] += asyncio.run(latency(service, args.requests // ROUNDS, BODY))
             cpu_before = tree_cpu_seconds(service.proc.pid)
+            upstream_before, client_before = tree_cpu_seconds(upstream_pid), time.process_time()
             rps = asyncio.run(run_concurrent(service, 16, args.seconds / ROUNDS, BODY, SECRET))
             # CPU per request is what the proxy costs, whatever else the shared machine runs.
             cpu[name] += tree_cpu_seconds(service.proc.pid) - cpu_before
+            upstream_cpu[name] += tree_cpu_seconds(upstream_pid) - upstream_before
+            client_cpu[name] += time.process_time() - client_before
             done[name] += rps * args.seconds / ROUNDS
             ttfb[name] += asyncio.run(
                 time_to_first_event(service, 100 // ROUNDS, STREAM_BODY, SECRET)
@@ -108,21 +118,58 @@ def measure(services: dict[str, Service], args: argparse.Namespace) -> dict[str,
             "rps": done[name] / args.seconds,
             "ttfb": statistics.median(ttfb[name]),
             "cpu_us": cpu[name] * 1e6 / done[name],
+            "upstream_cpu_us": upstream_cpu[name] * 1e6 / done[name],
+            "client_cpu_us": client_cpu[name] * 1e6 / done[name],
         }
         for name in services
     }
 
 
+def ceiling(path: dict) -> str:
+    """Say what the CPU of one request on the lean path allows on this machine's cores."""
+    total = path["cpu_us"] + path["upstream_cpu_us"] + path["client_cpu_us"]
+    cores = os.cpu_count() or 1
+    return (
+        f"CPU of one lean gateway request at 16 clients: proxy {path['cpu_us']:.0f} us, "
+        f"stand-in upstream {path['upstream_cpu_us']:.0f} us, bench client "
+        f"{path['client_cpu_us']:.0f} us = {total:.0f} us on {cores} shared cores: at most "
+        f"{cores * 1e6 / total:.0f} req/s with the cores to themselves; the proxy alone, on "
+        f"one core: {1e6 / path['cpu_us']:.0f} req/s"
+    )
+
+
+# The issue's goals for the gateway (keys, limits and usage on), on this machine.
+GOALS = {"added median ms": 0.5, "added p99 ms": 3.0, "req/s at 16 clients": 2000}
+
+
 def report(results: dict[str, dict]) -> None:
-    direct = results["direct"]
-    print("\npath      median ms  p99 ms  added median  added p99  req/s (16 clients)  "
-          "rps vs direct  stream TTFB ms  added TTFB  CPU us/req")  # fmt: skip
+    direct, nginx = results["direct"], results["nginx"]
+    print("\npath          median ms  p99 ms  added median  added p99  req/s (16 clients)  "
+          "vs direct  vs nginx  stream TTFB ms  added TTFB  CPU us/req")  # fmt: skip
     for name, r in results.items():
         print(
-            f"{name:<9} {r['median']:>9.3f} {r['p99']:>7.3f} {r['median'] - direct['median']:>13.3f}"
-            f" {r['p99'] - direct['p99']:>10.3f} {r['rps']:>19.0f} {r['rps'] / direct['rps']:>14.2f}"
+            f"{name:<13} {r['median']:>9.3f} {r['p99']:>7.3f}"
+            f" {r['median'] - direct['median']:>13.3f} {r['p99'] - direct['p99']:>10.3f}"
+            f" {r['rps']:>19.0f} {r['rps'] / direct['rps']:>10.2f} {r['rps'] / nginx['rps']:>9.2f}"
             f" {r['ttfb']:>15.3f} {r['ttfb'] - direct['ttfb']:>11.3f} {r['cpu_us']:>11.0f}"
         )
+    before, after = results["gateway-mitm"], results["gateway-lean"]
+    print(
+        f"\ngateway, lean path against mitmproxy's: median {before['median']:.3f} -> "
+        f"{after['median']:.3f} ms, p99 {before['p99']:.2f} -> {after['p99']:.2f} ms, "
+        f"{before['rps']:.0f} -> {after['rps']:.0f} req/s (x{after['rps'] / before['rps']:.1f}), "
+        f"CPU {before['cpu_us']:.0f} -> {after['cpu_us']:.0f} us/req"
+    )
+    print(ceiling(after))
+    figures = {
+        "added median ms": after["median"] - direct["median"],
+        "added p99 ms": after["p99"] - direct["p99"],
+        "req/s at 16 clients": after["rps"],
+    }
+    for goal, limit in GOALS.items():
+        met = figures[goal] >= limit if goal.startswith("req/s") else figures[goal] <= limit
+        sign = ">=" if goal.startswith("req/s") else "<="
+        print(f"goal {goal} {sign} {limit:g}: {figures[goal]:.3f} ({'met' if met else 'NOT met'})")
     print(json.dumps({"results": results}, indent=None))
 
 
@@ -148,11 +195,16 @@ def main() -> int:
         config_file.write_text(json.dumps(proxy_config(upstream.url)))
         nginx = start_nginx(workdir, upstream.port)
         started.append(nginx)
-        proxy = start_proxy(workdir, config_file, args.redis_url, prefix, args.workers)
-        started.append(proxy)
+        before = start_proxy(
+            workdir, config_file, args.redis_url, prefix, args.workers, gateway_path="mitmproxy"
+        )
+        started.append(before)
+        after = start_proxy(workdir, config_file, args.redis_url, prefix, args.workers)
+        started.append(after)
         load_before = os.getloadavg()[0]
-        route = Service("route", proxy.port, proxy.proc, host="plain")
-        paths = {"direct": upstream, "nginx": nginx, "route": route, "gateway": proxy}
+        route = Service("route", before.port, before.proc, host="plain")
+        paths = {"direct": upstream, "nginx": nginx, "route": route, "gateway-mitm": before,
+                 "gateway-lean": after}  # fmt: skip
         results = measure(paths, args)
         print(f"\nload average (1 min) before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f}"
               f" on {os.cpu_count()} CPUs, shared with other work")  # fmt: skip

@@ -1,6 +1,7 @@
 """Proxy CPU for one long SSE stream, by framing: LF (the baseline) against CRLF.
 
-One run, bounded: `.venv/bin/python bench/proxy_sse.py [--chunks 8000] [--rounds 3]`
+One run, bounded: `.venv/bin/python bench/proxy_sse.py [--chunks 8000] [--rounds 3]
+[--gateway-path lean|mitmproxy]`
 
 Each case streams one completion of `--chunks` chunks from the stand-in model server through
 spectr-proxy's gateway (key check, usage tap) while a second client sends small requests one
@@ -143,6 +144,9 @@ def main() -> int:
     parser.add_argument("--chunks", type=int, default=8000, help="chunks in the stream")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; medians are reported")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument(
+        "--gateway-path", choices=["lean", "mitmproxy"], default="lean", help="spectr-proxy's"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="spectr-bench-sse-"))
     prefix = f"spectr-bench-{uuid.uuid4().hex[:8]}:"
@@ -152,7 +156,7 @@ def main() -> int:
         started.append(upstream)
         config_file = workdir / "proxy.json"
         config_file.write_text(json.dumps(proxy_config(upstream.url)))
-        proxy = start_proxy(workdir, config_file, args.redis_url, prefix, 1)
+        proxy = start_proxy(workdir, config_file, args.redis_url, prefix, 1, args.gateway_path)
         started.append(proxy)
         load_before = os.getloadavg()[0]
         results = measure(proxy, args)

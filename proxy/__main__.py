@@ -98,6 +98,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=env("SPECTR_PROXY_USAGE_SPOOL_MAX_MB", "1024"),
         help="size of the spool file above which new usage records are dropped (and counted)",
     )
+    parser.add_argument(
+        "--gateway-path",
+        choices=["lean", "mitmproxy"],
+        default=env("SPECTR_PROXY_GATEWAY_PATH", "lean"),
+        help="who serves gateway requests: the lean HTTP/1.1 path (mitmproxy serves the rest) "
+        "or mitmproxy, like everything else",
+    )
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--log-level", default=env("SPECTR_PROXY_LOG_LEVEL", "INFO"))
@@ -134,6 +141,7 @@ def settings_from(args: argparse.Namespace) -> ProxySettings:
         usage_spool=spool,
         usage_queue=args.usage_queue,
         usage_spool_max_bytes=int(args.usage_spool_max_mb * 1024 * 1024),
+        gateway_path=args.gateway_path,
     )
 
 
@@ -157,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"spectr-proxy: invalid config: {exc}", file=sys.stderr)
         return 2
-    except SpoolLocked as exc:
+    except (SpoolLocked, OSError) as exc:  # OSError: the listen address is taken
         print(f"spectr-proxy: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -28,6 +28,8 @@ from proxy.addons.routing import Routing
 from proxy.addons.tls import TlsTermination
 from proxy.addons.usage import Usage
 from proxy.config import parse_config
+from proxy.lean.flows import skip_message_typechecks
+from proxy.lean.server import LeanGateway
 from proxy.ratelimit import RateLimiter
 from proxy.resp import RespClient
 from proxy.sources import ConfigSource, FileSource, PortalSource
@@ -58,6 +60,9 @@ class ProxySettings:
     usage_spool: Path | None = None  # default: <confdir>/usage-spool.jsonl
     usage_queue: int = 10_000
     usage_spool_max_bytes: int = 1 << 30
+    # "lean": gateway requests are served by proxy/lean (the listening socket is its), every other
+    # connection by mitmproxy; "mitmproxy": mitmproxy listens and serves everything.
+    gateway_path: str = "lean"
 
 
 def config_source(settings: ProxySettings, redis: Redis) -> ConfigSource:
@@ -106,6 +111,7 @@ def lean_master() -> Master:
     out `block`, which would refuse clients from public addresses.
     """
     error_hook.install()
+    skip_message_typechecks()
     master = Master(options.Options(), with_termlog=False)
     master.addons.add(
         core.Core(),
@@ -138,9 +144,7 @@ async def serve(settings: ProxySettings) -> None:
     )
     sink = UsageSink(fast_redis, settings.redis_prefix, limiter, queue)
     master = lean_master()
-    # Options are declared by the built-in addons, so they can only be set once those are loaded.
-    master.options.update(**mitmproxy_options(settings))
-    master.addons.add(
+    addons: list[object] = [
         loader,
         RequestIds(),
         HealthChecks(state),
@@ -155,7 +159,23 @@ async def serve(settings: ProxySettings) -> None:
         Usage(sink),
         Metrics(state, settings.admin_host, settings.admin_port, sink.queue),
         AccessLog(open_access_log(settings.access_log)),
-    )
+    ]
+    options = mitmproxy_options(settings)
+    if settings.gateway_path == "lean":
+        front = LeanGateway(
+            state,
+            list(addons),
+            UNROUTED,
+            settings.listen_host,
+            settings.listen_port,
+            settings.upstream_insecure,
+        )
+        await front.listen()
+        options["server"] = False  # the lean gateway listens and hands mitmproxy the rest
+        addons.append(front)
+    # Options are declared by the built-in addons, so they can only be set once those are loaded.
+    master.options.update(**options)
+    master.addons.add(*addons)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, master.shutdown)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 from dataclasses import dataclass
@@ -80,6 +81,8 @@ class RateLimiter:
         self.redis = redis
         self.prefix = prefix
         self._leases: dict[str, Lease] = {}
+        # key id -> the lease call under way for that key (its outcome: a Rejection or None)
+        self._asking: dict[str, asyncio.Future[Rejection | None]] = {}
 
     def windows(self, key: GatewayKey, now: float) -> Windows:
         """Return the counters for a key at a moment."""
@@ -97,15 +100,39 @@ class RateLimiter:
     async def check(self, key: GatewayKey, now: float) -> Rejection | None:
         """Count one request; return why it is refused, or None."""
         minute = int(now // 60)
-        lease = self._leases.get(key.id)
-        if lease is not None and lease.minute == minute and lease.left > 0:
-            lease.left -= 1
-            return None
+        while True:
+            lease = self._leases.get(key.id)
+            if lease is not None and lease.minute == minute and lease.left > 0:
+                lease.left -= 1
+                return None
+            asking = self._asking.get(key.id)
+            if asking is None:
+                break
+            # Another request of this key is taking a lease: share it. Without this, every
+            # request that finds the lease spent while the call is under way (16 clients: most)
+            # makes its own call and its own lease, each replacing the last.
+            rejection = await asyncio.shield(asking)
+            if rejection is not None:
+                return rejection
+        size = lease_size(key)
+        if size == 1:  # exact counting: nothing to share
+            return await self._take_lease(key, now, size)
+        asking = self._asking[key.id] = asyncio.get_running_loop().create_future()
+        rejection = None
+        try:
+            rejection = await self._take_lease(key, now, size)
+        finally:
+            del self._asking[key.id]
+            # After a failed call the waiters ask again themselves (and fail open, if Redis is away).
+            asking.set_result(rejection)
+        return rejection
+
+    async def _take_lease(self, key: GatewayKey, now: float, size: int) -> Rejection | None:
+        """Ask Redis for up to `size` requests of this minute; return why it refused, or None."""
+        minute = int(now // 60)
         w = self.windows(key, now)
         limits = [key.rpm or 0, key.tpm or 0, key.budget.tokens if key.budget else 0]
-        verdict, granted = await self._run_check(
-            [w.rpm, w.tpm, w.budget], [*limits, lease_size(key)]
-        )
+        verdict, granted = await self._run_check([w.rpm, w.tpm, w.budget], [*limits, size])
         if verdict == 0:
             self._leases[key.id] = Lease(minute, granted - 1)
             return None

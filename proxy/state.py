@@ -20,6 +20,9 @@ GATEWAY = "spectr.gateway"
 TARGET = "spectr.target"
 TOKENS = "spectr.tokens"
 REQUEST_ID = "spectr.request_id"
+# A callable that ends the flow's upstream attempt when Routing's timeout fires: the lean path's
+# (mitmproxy's own connections are closed through its connection handler).
+ABORT = "spectr.abort"
 
 GATEWAY_PREFIX = "/v1/"
 
@@ -95,7 +98,11 @@ def choose_replica(
 
 def request_host(flow: http.HTTPFlow) -> str:
     """Return the host name the client asked for, lower case and without port."""
-    header = flow.request.host_header or ""
+    return host_of(flow.request.host_header or "")
+
+
+def host_of(header: str) -> str:
+    """Return the host name of a Host header, lower case and without port."""
     if header.startswith("["):
         return header[: header.find("]") + 1].lower()
     return header.rsplit(":", 1)[0].lower() if ":" in header else header.lower()

@@ -10,6 +10,8 @@ from mitmproxy import http
 from proxy.errors import error_response
 from proxy.state import GATEWAY, GatewayRequest, ProxyState, is_gateway_request
 
+AUTHORIZATION = b"authorization"
+
 
 class GatewayAuth:
     """Reject gateway requests without a valid, unexpired key; tag the flow with the key."""
@@ -22,7 +24,10 @@ class GatewayAuth:
             return
         endpoint = flow.request.path.split("?", 1)[0]
         flow.metadata[GATEWAY] = gateway = GatewayRequest(endpoint=endpoint)
-        secret = bearer_token(flow.request.headers.get("authorization", ""))
+        headers = flow.request.headers
+        # The raw fields, read and rewritten once: Headers' own get and del walk them each time.
+        offered = [value for name, value in headers.fields if name.lower() == AUTHORIZATION]
+        secret = bearer_token(b", ".join(offered).decode("utf-8", "surrogateescape"))
         if not secret:
             flow.response = error_response(
                 401, "Missing API key: send 'Authorization: Bearer <key>'.", "missing_api_key"
@@ -37,7 +42,8 @@ class GatewayAuth:
         else:
             gateway.key = key
         # The secret must never reach an upstream or a log line.
-        del flow.request.headers["authorization"]
+        if offered:
+            headers.fields = tuple(f for f in headers.fields if f[0].lower() != AUTHORIZATION)
 
 
 def bearer_token(header: str) -> str:

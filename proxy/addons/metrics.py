@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from mitmproxy import http
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from proxy.error_hook import CLIENT_CLOSED_STATUS, answered_in_full, client_cancelled
@@ -45,6 +47,7 @@ class Metrics:
         self.host, self.port = host, port
         self.registry = CollectorRegistry()
         self._server: WSGIServer | None = None
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
         self.requests = Counter(
             "spectr_proxy_requests",
             "Requests answered",
@@ -114,21 +117,29 @@ class Metrics:
 
     def _observe(self, flow: http.HTTPFlow, status: int, reason: str | None) -> None:
         target_label, model, key = labels(flow)
-        self.requests.labels(target_label, model, key, str(status)).inc()
+        child = self._child
+        child(self.requests, target_label, model, key, str(status)).inc()
         end = (flow.response.timestamp_end if flow.response else None) or time.time()
-        self.latency.labels(target_label, model).observe(end - flow.request.timestamp_start)
+        child(self.latency, target_label, model).observe(end - flow.request.timestamp_start)
         if reason or status >= 400:
-            self.errors.labels(target_label, model, key, reason or str(status)).inc()
+            child(self.errors, target_label, model, key, reason or str(status)).inc()
         target: Target | None = flow.metadata.get(TARGET)
         if target is not None and target.attempts > 1:
-            self.retries.labels(target_label, model).inc(target.attempts - 1)
+            child(self.retries, target_label, model).inc(target.attempts - 1)
         gateway: GatewayRequest | None = flow.metadata.get(GATEWAY)
         if gateway is not None and gateway.fallback_from:
-            self.fallbacks.labels(model, gateway.fallback_from).inc()
+            child(self.fallbacks, model, gateway.fallback_from).inc()
         tokens: TokenCount | None = flow.metadata.get(TOKENS)
         if tokens is not None and tokens.total:
-            self.tokens.labels(model, key, "prompt").inc(tokens.prompt)
-            self.tokens.labels(model, key, "completion").inc(tokens.completion)
+            child(self.tokens, model, key, "prompt").inc(tokens.prompt)
+            child(self.tokens, model, key, "completion").inc(tokens.completion)
+
+    def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
+        """Return the metric's child for these label values (`labels()` costs ~4 us a call)."""
+        found = self._children.get((metric, values))
+        if found is None:
+            found = self._children[(metric, values)] = metric.labels(*values)
+        return found
 
 
 def labels(flow: http.HTTPFlow) -> tuple[str, str, str]:

@@ -28,6 +28,7 @@ from proxy.error_hook import CLIENT_GONE, RESEND, RETRY_WANTED, UPSTREAM_FAILED
 from proxy.errors import error_response
 from proxy.fallbacks import first_fallback, retry_after_s
 from proxy.state import (
+    ABORT,
     GATEWAY,
     TARGET,
     GatewayRequest,
@@ -50,6 +51,8 @@ FALLBACK_HEADER = "x-spectr-fallback-from"
 # Answers of a gateway replica that open its breaker as a refused connection does: it is
 # unavailable. A 500 or a 429 is retried elsewhere, but the replica stays in the pool.
 MARKS_DOWN = frozenset({502, 503, 504})
+# Headers the proxy sets on every forwarded request (a client's own are replaced).
+FORWARDED_BY_PROXY = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
 
 
 class Routing:
@@ -280,20 +283,41 @@ class Routing:
 
     @staticmethod
     def _forward_headers(flow: http.HTTPFlow) -> None:
-        headers = flow.request.headers
-        client_ip = flow.client_conn.peername[0] if flow.client_conn.peername else ""
-        prior = headers.get("x-forwarded-for")
-        headers["x-forwarded-for"] = f"{prior}, {client_ip}" if prior else client_ip
-        headers["x-forwarded-proto"] = "https" if flow.client_conn.tls_established else "http"
-        headers["x-forwarded-host"] = flow.request.host_header or ""
+        # One pass over the raw fields: each get or set of mitmproxy's Headers walks and
+        # case-folds them all again (four of those cost more than the rest of this addon).
+        kept: list[tuple[bytes, bytes]] = []
+        prior: list[bytes] = []
+        host = b""
+        for field in flow.request.headers.fields:
+            name = field[0].lower()
+            if name == b"x-forwarded-for":
+                prior.append(field[1])
+            elif name not in FORWARDED_BY_PROXY:
+                host = field[1] if name == b"host" else host
+                kept.append(field)
+        client = flow.client_conn
+        prior.append(client.peername[0].encode() if client.peername else b"")
+        kept += [
+            (b"x-forwarded-for", b", ".join(prior)),
+            (b"x-forwarded-proto", b"https" if client.tls_established else b"http"),
+            (b"x-forwarded-host", host),
+        ]
+        flow.request.headers.fields = tuple(kept)
 
     @staticmethod
     def _send_to(flow: http.HTTPFlow, replica: Replica) -> None:
         # Setting request.host/.port would rewrite the Host header on each assignment;
         # set the fields, then the header once.
-        data = flow.request.data
+        request = flow.request
+        data = request.data
         data.scheme, data.host, data.port = replica.scheme.encode(), replica.host, replica.port
-        flow.request.host_header = replica.hostport
+        if request.is_http2 or request.is_http3:
+            request.host_header = replica.hostport
+            return
+        # HTTP/1: the Host field replaced in the raw fields (the header setter walks them twice).
+        host = replica.hostport.encode()
+        fields = [field for field in data.headers.fields if field[0].lower() != b"host"]
+        data.headers.fields = ((b"Host", host), *fields)
 
     async def _sweep(self) -> None:
         while True:
@@ -310,6 +334,10 @@ class Routing:
             return
         target.timed_out = True
         logger.warning("%s: %s timed out", target.label, target.replica.id)
+        abort = flow.metadata.get(ABORT)
+        if abort is not None:  # a flow of the lean path
+            abort()
+            return
         handler = ctx.master.addons.get("proxyserver").connections.get(flow.client_conn.id)
         if handler is not None and flow.server_conn in handler.transports:
             handler.close_connection(flow.server_conn)

@@ -28,7 +28,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout_s: float = 15.0) -> None:
+# A hang guard, not a measurement: a proxy (or two workers) starting on 2 cores at load 15-20
+# took 10-20 s to listen.
+START_TIMEOUT_S = 60.0
+
+
+def wait_for_port(port: int, timeout_s: float = START_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with socket.socket() as s:

@@ -148,6 +148,22 @@ async def test_large_limits_lease_requests_and_small_ones_stay_exact(limiter, re
 
 @pytest.mark.redis
 @pytest.mark.anyio
+async def test_concurrent_requests_share_one_lease_call(limiter, redis):
+    big = GatewayKey(id="big", sha256="0" * 64, rpm=10_000)
+    tight = GatewayKey(id="tight", sha256="0" * 64, rpm=5_000)  # lease of 50, over after 3 leases
+    now = 1_800_000_000.0
+    # 16 clients find the lease spent at once: one call takes 50, the others wait and use it.
+    admitted = await asyncio.gather(*(limiter.check(big, now) for _ in range(40)))
+    assert admitted == [None] * 40
+    assert await redis.get(limiter.windows(big, now).rpm) == b"50"
+    await redis.set(limiter.windows(tight, now).rpm, 5_000)  # the minute is spent elsewhere
+    refused = await asyncio.gather(*(limiter.check(tight, now) for _ in range(10)))
+    assert {r.code for r in refused if r is not None} == {"rate_limit_exceeded"}
+    assert None not in refused
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
 async def test_lease_never_grants_past_the_limit(limiter):
     key = GatewayKey(id="k", sha256="0" * 64, rpm=250)  # lease of 2 requests
     now = 1_800_000_000.0

@@ -1,0 +1,192 @@
+"""The proxy's listening socket: gateway requests served here, every other connection by mitmproxy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from mitmproxy import connection, ctx
+from mitmproxy.proxy.mode_servers import ServerInstance
+
+from proxy.errors import error_response
+from proxy.lean.exchange import Exchange
+from proxy.lean.flows import HookChains, client_of, new_flow
+from proxy.lean.http1 import MAX_HEAD, RequestHead, parse_request_head, read_request_body
+from proxy.lean.upstream import UpstreamPool
+from proxy.lean.wire import PeerClosed, Wire
+from proxy.state import GATEWAY_PREFIX, ProxyState, host_matches, host_of
+
+logger = logging.getLogger(__name__)
+
+TLS_HANDSHAKE = 0x16  # the first byte of a TLS ClientHello record
+BACKLOG = 1024
+# A client connection that sends no request for this long is closed (mitmproxy's own limit),
+# by a sweep this often (cheaper than a timer per request).
+IDLE_S = 600.0
+IDLE_SWEEP_S = 30.0
+
+
+class LeanGateway:
+    """Accept the proxy's connections; serve plain HTTP/1.1 gateway requests without mitmproxy.
+
+    A connection whose next request is anything else (a route's host or path, TLS, HTTP/2,
+    an upgrade, a head this parser does not vouch for) is handed, with the bytes read so far,
+    to mitmproxy, which serves it to its end with the same addons.
+    """
+
+    def __init__(
+        self,
+        state: ProxyState,
+        addons: list[object],
+        mode: str,
+        host: str,
+        port: int,
+        upstream_insecure: bool = False,
+    ) -> None:
+        self.state = state
+        self.hooks = HookChains(addons)
+        self.pool = UpstreamPool(upstream_insecure)
+        self.mode, self.host, self.port = mode, host, port
+        self._server: asyncio.Server | None = None
+        self._mitmproxy: ServerInstance | None = None
+        self._tasks: set[asyncio.Task] = set()  # the loop holds tasks weakly
+        self._clients: set[ClientWire] = set()  # connections served here, not handed over
+
+    async def listen(self) -> None:
+        """Bind the listening socket (before the master runs, so a taken port stops the start)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ClientWire(self),
+            self.host or None,
+            self.port,
+            backlog=BACKLOG,
+            start_serving=False,
+        )
+
+    async def running(self) -> None:
+        # Not started: it only lends its connection handling to the connections handed over.
+        self._mitmproxy = ServerInstance.make(self.mode, ctx.master.addons.get("proxyserver"))
+        assert self._server is not None
+        await self._server.start_serving()
+        self._keep(asyncio.get_running_loop().create_task(self._close_idle()))
+
+    def done(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self.pool.close()
+
+    def accept(self, wire: ClientWire) -> None:
+        self._clients.add(wire)
+        self._keep(asyncio.get_running_loop().create_task(self._serve(wire)))
+
+    def _keep(self, task: asyncio.Task) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _close_idle(self) -> None:
+        while True:
+            await asyncio.sleep(IDLE_SWEEP_S)
+            self.close_idle(time.monotonic())
+
+    def close_idle(self, now: float) -> None:
+        """Close the client connections that waited longer than IDLE_S for a request."""
+        for wire in list(self._clients):
+            if wire.waiting_since and now - wire.waiting_since > IDLE_S:
+                wire.close()  # its _serve sees the end and returns
+
+    async def _serve(self, wire: ClientWire) -> None:
+        client: connection.Client | None = None
+        try:
+            while True:
+                wire.waiting_since = time.monotonic()
+                size = await head_length(wire)
+                wire.waiting_since = 0.0
+                if size == 0:
+                    wire.close()
+                    return
+                head = parse_request_head(bytes(wire.buffer[:size])) if size else None
+                if head is None or not self._is_gateway(head):
+                    self._hand_over(wire)
+                    return
+                del wire.buffer[:size]
+                started = time.time()
+                try:
+                    body = await read_request_body(wire, head)
+                except ValueError as exc:  # a malformed chunked body
+                    refuse(wire, f"Malformed request body: {exc}.")
+                    return
+                if client is None:
+                    client = client_of(wire.peername, wire.sockname)
+                flow = new_flow(client, head, body, started)
+                if not await Exchange(self.hooks, self.pool, wire, flow, head.keep_alive).run():
+                    wire.close()
+                    return
+        except PeerClosed:
+            wire.close()
+        except Exception:
+            logger.exception("lean gateway: connection from %s failed", wire.peername)
+            wire.abort(ConnectionAbortedError())
+        finally:
+            self._clients.discard(wire)
+
+    def _is_gateway(self, head: RequestHead) -> bool:
+        hosts = self.state.config.gateway.hosts
+        return head.target.startswith(GATEWAY_PREFIX_BYTES) and host_matches(
+            hosts, host_of(head.host)
+        )
+
+    def _hand_over(self, wire: ClientWire) -> None:
+        assert self._mitmproxy is not None
+        reader, writer = wire.hand_over()
+        self._keep(
+            asyncio.get_running_loop().create_task(self._mitmproxy.handle_stream(reader, writer))
+        )
+
+
+GATEWAY_PREFIX_BYTES = GATEWAY_PREFIX.encode()
+
+
+class ClientWire(Wire):
+    """A client's connection, served by the lean gateway until handed over."""
+
+    def __init__(self, gateway: LeanGateway) -> None:
+        super().__init__()
+        self.gateway = gateway
+        self.peername: tuple | None = None
+        self.sockname: tuple | None = None
+        self.waiting_since = 0.0  # when it began to wait for its next request (0: not waiting)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.peername = transport.get_extra_info("peername")
+        self.sockname = transport.get_extra_info("sockname")
+        self.gateway.accept(self)
+
+
+async def head_length(wire: Wire) -> int | None:
+    """Wait for a whole request head; return its length, 0 when the client closed first.
+
+    None: what came is no HTTP/1 head the lean path reads (a TLS handshake, a head too long).
+    """
+    start = 0
+    while True:
+        end = wire.buffer.find(b"\r\n\r\n", start)
+        if end >= 0:
+            return end + 4
+        if wire.buffer[:1] == bytes((TLS_HANDSHAKE,)) or len(wire.buffer) > MAX_HEAD:
+            return None
+        start = max(0, len(wire.buffer) - 3)
+        if not await wire.fill():
+            return 0
+
+
+def refuse(wire: Wire, message: str) -> None:
+    """Answer 400 and close: the request cannot be read."""
+    response = error_response(400, message, "invalid_request")
+    content = response.raw_content or b""
+    wire.write(
+        b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(content), content)
+    )
+    wire.close()
