@@ -56,7 +56,8 @@ class HostContainers(MethodView):
         return [container_detail.container_row(host, info, viewer_host()) for info in found]
 
 
-@blp.route(f"{HOST}/containers/actions")
+# Not under containers/: a GET there is the container named "actions".
+@blp.route(f"{HOST}/container-actions")
 class HostContainerActions(MethodView):
     @require_role("operator")
     @blp.arguments(ContainerActionSchema)
@@ -113,7 +114,8 @@ class HostVolumes(MethodView):
         return host_objects.list_volumes(get_host(host_id))
 
 
-@blp.route(f"{HOST}/<any(images, volumes):kind>/prune")
+# prune/<kind>, not <kind>/prune: a GET of images/prune would be the image named "prune".
+@blp.route(f"{HOST}/prune/<any(images, volumes):kind>")
 class HostPrune(MethodView):
     @require_role("operator")
     @blp.arguments(PruneSchema)

@@ -120,7 +120,7 @@ def test_bulk_actions_need_an_operator_and_are_audited(
     api_as: Callable, made: Made, host_path: str
 ) -> None:
     first, second = made.container("one"), made.container("two")
-    url = f"{host_path}/containers/actions"
+    url = f"{host_path}/container-actions"
     body = {"action": "stop", "ids": [first.name, second.id]}
     assert api_as("viewer").post(url, json=body).status_code == 403
     assert first.name in [c.name for c in made.client.containers.list()]  # viewer changed nothing
@@ -156,7 +156,7 @@ def test_bulk_actions_refuse_unknown_and_ambiguous_ids(
     api_as: Callable, made: Made, host_path: str
 ) -> None:
     container = made.container("prefix")
-    url, operator = f"{host_path}/containers/actions", api_as("operator")
+    url, operator = f"{host_path}/container-actions", api_as("operator")
     missing = operator.post(url, json={"action": "stop", "ids": ["spectr-test-no-such"]})
     assert missing.status_code == 404 and missing.get_json()["details"]["results"][0]["error"]
     # The engine would take a short prefix for any container whose id starts with it.
@@ -213,7 +213,7 @@ def test_volume_prune_takes_only_unused_labelled_volumes_and_needs_the_host_name
     unused, kept = made.volume("unused", prune="yes"), made.volume("kept-unlabelled")
     in_use = made.volume("in-use", prune="yes")
     made.container("holder", volumes={in_use: {"bind": "/data", "mode": "rw"}})
-    operator, url = api_as("operator"), f"{host_path}/volumes/prune"
+    operator, url = api_as("operator"), f"{host_path}/prune/volumes"
     body = {"confirm": "spectr-node", "label": [f"spectr.test={made.run}", "prune=yes"]}
     wrong = operator.post(url, json={**body, "confirm": "another-host"})
     assert wrong.status_code == 422 and "confirm" in wrong.get_json()["details"]
@@ -248,7 +248,7 @@ def test_images_list_users_refuse_removal_in_use_and_prune_dangling(
     short = operator.delete(f"{host_path}/images/{tagged.removeprefix('sha256:')[:4]}")
     assert short.status_code == 404
     prune = {"confirm": "spectr-node", "label": [f"spectr.test={made.run}"]}
-    pruned = operator.post(f"{host_path}/images/prune", json=prune).get_json()
+    pruned = operator.post(f"{host_path}/prune/images", json=prune).get_json()
     assert pruned["deleted"] == [dangling]  # the tagged one is not dangling
     user.remove(force=True)
     assert operator.delete(f"{host_path}/images/{repository}:1").status_code == 204
@@ -324,7 +324,7 @@ def test_a_remote_host_is_served_through_its_agent(
 
     operator = api_as("operator")
     body = {"action": "remove", "ids": [container.name], "force": True}
-    assert operator.post(f"{path}/containers/actions", json=body).get_json()[0]["ok"]
+    assert operator.post(f"{path}/container-actions", json=body).get_json()[0]["ok"]
     assert operator.delete(f"{path}/volumes/{volume}").status_code == 204
     assert volume not in [v.name for v in made.client.volumes.list()]
     assert audits("host.volume.remove")[-1].target == f"host:agent-host/volume:{volume}"
