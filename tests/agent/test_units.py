@@ -325,3 +325,36 @@ def test_stats_without_a_sample_is_a_conflict_unless_the_container_runs(running,
     with pytest.raises(DockerError) as raised:
         routes.stats(request)
     assert raised.value.status == status
+
+
+class _EngineCountingDiskUsage:
+    """An engine whose volume list the test changes, counting GET /system/df (seconds of work
+    on a busy engine: it sums every image and container too)."""
+
+    def __init__(self) -> None:
+        self.volumes = ["a"]
+        self.disk_usage_calls = 0
+
+    def request(self, method: str, path: str, *args: object, **kwargs: object) -> object:
+        if path == "/volumes":
+            return {"Volumes": [{"Name": name} for name in self.volumes]}
+        self.disk_usage_calls += 1
+        return {"Volumes": [{"Name": n, "UsageData": {"Size": 7}} for n in self.volumes]}
+
+
+def test_volume_sizes_are_measured_once_until_a_volume_is_new():
+    from agent.volumes import VolumeRoutes
+    from agent.web import Request
+
+    engine = _EngineCountingDiskUsage()
+    routes = VolumeRoutes(engine)  # type: ignore[arg-type]
+    listing = Request("GET", "/v1/volumes", {}, b"", None)  # type: ignore[arg-type]
+    assert [v["size"] for v in routes.list(listing)[1]] == [7]
+    assert [v["size"] for v in routes.list(listing)[1]] == [7]
+    assert engine.disk_usage_calls == 1
+    engine.volumes.append("b")
+    assert [v["size"] for v in routes.list(listing)[1]] == [7, 7]
+    assert engine.disk_usage_calls == 2
+    without_sizes = Request("GET", "/v1/volumes", {"size": ["0"]}, b"", None)  # type: ignore[arg-type]
+    assert [v["size"] for v in routes.list(without_sizes)[1]] == [None, None]
+    assert engine.disk_usage_calls == 2
