@@ -12,16 +12,14 @@ says nothing about whether Spectr's work on that host is healthy.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import ColumnElement, delete, insert, select, update
 
 from portal.apps.lifecycle import HostApplications, applications_by_host
 from portal.core.pki import agent_client_context, ca_certificate_path, portal_client_certificate
@@ -31,11 +29,14 @@ from portal.engines import ContainerInfo
 from portal.engines.shapes import container_info
 from portal.extensions import db
 from portal.hosts.models import BOOTSTRAPPING, DEGRADED, READY, UNREACHABLE, Host, HostContainer
+from portal.hosts.probing import AgentConnections, Answer, ProbeFailed, bounded
 from portal.hosts.service import set_status
 from portal.settings.service import get_setting
 
 MISSED_CHECKS_FOR_UNREACHABLE = 2
-MAX_PARALLEL_PROBES = 64
+# Requests in flight at once: enough to hide each agent's latency, few enough that a cold sweep's
+# TLS handshakes do not all time out together on a small portal.
+MAX_PARALLEL_PROBES = 256
 _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 _EXIT_CODE = re.compile(r"^Exited \((-?\d+)\)")
 
@@ -68,66 +69,70 @@ class SweepReport:
 
 
 class AgentProber:
-    """HTTPS clients of every agent sharing one TLS context, kept between sweeps.
+    """Probes of every agent on one event loop, over TLS connections kept between sweeps.
 
-    Health checks are the one place where the portal talks to a thousand agents at once, so
+    Health checks are the one place where the portal talks to thousands of agents at once, so
     they skip AgentEngine's retries and breaker (the next sweep is the retry) and share one TLS
-    context; each host keeps its own small client, as one pool over a thousand origins is slow.
+    context (see portal.hosts.probing for why not a thread and a client per host).
     """
 
     def __init__(self, key: tuple[Any, ...], timeout_s: float, keepalive_s: float) -> None:
         self.key = key
-        self._tls = agent_client_context()  # the portal's client certificate: agents require it
-        self._timeout = httpx.Timeout(timeout_s, connect=min(3.0, timeout_s))
-        self._limits = httpx.Limits(max_connections=2, keepalive_expiry=keepalive_s)
-        self._clients: dict[str, httpx.Client] = {}
-        self._lock = threading.Lock()
+        # The portal's client certificate: agents require it.
+        self._agents = AgentConnections(agent_client_context(), timeout_s, keepalive_s)
 
-    def client(self, agent_url: str) -> httpx.Client:
-        with self._lock:
-            client = self._clients.get(agent_url)
-            if client is None:
-                client = self._clients[agent_url] = httpx.Client(
-                    base_url=agent_url, verify=self._tls, timeout=self._timeout,
-                    limits=self._limits, headers={"User-Agent": "spectr-portal-health"},
-                    trust_env=False,  # agents are reached directly, never through a proxy
-                )  # fmt: skip
-            return client
-
-    def forget_except(self, agent_urls: set[str]) -> None:
-        with self._lock:
-            for url in set(self._clients) - agent_urls:
-                self._clients.pop(url).close()
+    def probe_all(self, targets: list[ProbeTarget]) -> list[Probe]:
+        """Probe `targets` concurrently (at most MAX_PARALLEL_PROBES at once), in order."""
+        self._agents.forget_except({target.agent_url for target in targets})
+        return self._agents.run(
+            lambda: bounded([self._probe(t) for t in targets], MAX_PARALLEL_PROBES)
+        )
 
     def close(self) -> None:
-        self.forget_except(set())
+        self._agents.close()
 
-    def probe(self, target: ProbeTarget) -> Probe:
+    async def _probe(self, target: ProbeTarget) -> Probe:
         """Ask one agent for its health and containers; never raises."""
-        headers = {"Authorization": f"Bearer {target.token}"}
-        client = self.client(target.agent_url)
         try:
-            response = client.get("/v1/health", headers=headers)
-            if response.status_code in (401, 403):
+            answer = await self._agents.get(target.agent_url, "/v1/health", target.token)
+            if answer.status in (401, 403):
                 return Probe(target.host_id, True, error="token refused", refused=True)
-            response.raise_for_status()
-            health = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+            health = _json_object(answer, "/v1/health")
+        except (ProbeFailed, ValueError) as exc:
             return Probe(target.host_id, answered=False, error=_describe(exc))
         engine = health.get("engine") or {}
         result = Probe(target.host_id, True, bool(engine.get("reachable")),
                        health.get("agent_version"), engine.get("error"))  # fmt: skip
         if result.engine_ok:
             try:
-                listed = client.get("/v1/containers", params={"all": 1}, headers=headers)
-                listed.raise_for_status()
-                result.containers = [container_info(item) for item in listed.json()]
-            except (httpx.HTTPError, ValueError, TypeError, KeyError) as exc:
+                listed = await self._agents.get(
+                    target.agent_url, "/v1/containers?all=1", target.token
+                )
+                result.containers = [container_info(item) for item in _json_list(listed)]
+            except (ProbeFailed, ValueError, TypeError, KeyError) as exc:
                 result.engine_ok, result.error = (
                     False,
                     f"listing containers failed: {_describe(exc)}",
                 )
         return result
+
+
+def _json_object(answer: Answer, path: str) -> dict[str, Any]:
+    if answer.status >= 400:
+        raise ProbeFailed(f"HTTP {answer.status} from {path}")
+    document = answer.json()
+    if not isinstance(document, dict):
+        raise ValueError(f"{path} did not answer a JSON object")
+    return document
+
+
+def _json_list(answer: Answer) -> list[Any]:
+    if answer.status >= 400:
+        raise ProbeFailed(f"HTTP {answer.status} from /v1/containers")
+    document = answer.json()
+    if not isinstance(document, list):
+        raise ValueError("/v1/containers did not answer a JSON list")
+    return document
 
 
 def _describe(exc: Exception) -> str:
@@ -149,30 +154,31 @@ def prober(timeout_s: float, keepalive_s: float) -> AgentProber:
     return _prober
 
 
-def probe_targets() -> list[ProbeTarget]:
-    """Every host with an installed agent that is not being bootstrapped right now."""
-    rows = db.session.execute(
-        select(Host.id, Host.agent_url, Host.agent_token).where(
-            Host.is_local.is_(False),
-            Host.bootstrapped_at.is_not(None),
-            Host.agent_url.is_not(None),
-            Host.status != BOOTSTRAPPING,
-        )
-    ).all()
+def probe_targets(where: ColumnElement[bool] | None = None) -> list[ProbeTarget]:
+    """Every host with an installed agent that is not being bootstrapped right now.
+
+    `where` narrows them down (a worker's shard of the fleet).
+    """
+    query = select(Host.id, Host.agent_url, Host.agent_token).where(
+        Host.is_local.is_(False),
+        Host.bootstrapped_at.is_not(None),
+        Host.agent_url.is_not(None),
+        Host.status != BOOTSTRAPPING,
+    )
+    rows = db.session.execute(query if where is None else query.where(where)).all()
     return [ProbeTarget(row[0], row[1], row[2]) for row in rows if row[1] and row[2]]
 
 
-def check_all_hosts(timeout_s: float = 5.0, keepalive_s: float = 120.0) -> SweepReport:
-    """Probe every agent concurrently and record the results; return timings and counts."""
-    targets = probe_targets()
+def check_all_hosts(
+    timeout_s: float = 5.0, keepalive_s: float = 120.0, where: ColumnElement[bool] | None = None
+) -> SweepReport:
+    """Probe every agent (of `where`) concurrently and record the results; return timings."""
+    targets = probe_targets(where)
     db.session.rollback()  # no transaction stays open while the probes run
     started = time.perf_counter()
     probes: list[Probe] = []
     if targets:
-        client = prober(timeout_s, keepalive_s)
-        client.forget_except({target.agent_url for target in targets})
-        with ThreadPoolExecutor(min(MAX_PARALLEL_PROBES, len(targets))) as executor:
-            probes = list(executor.map(client.probe, targets))
+        probes = prober(timeout_s, keepalive_s).probe_all(targets)
     probed = time.perf_counter()
     transitions = record_probes(probes)
     written = time.perf_counter()
@@ -183,40 +189,63 @@ def check_all_hosts(timeout_s: float = 5.0, keepalive_s: float = 120.0) -> Sweep
 def record_probes(probes: list[Probe]) -> int:
     """Write one sweep's results in one transaction; return how many statuses changed.
 
-    Rows are read as plain tuples and written with executemany: a sweep over a thousand
-    hosts touches every host row (last seen) but changes a status only now and then.
+    A sweep touches every host row (last seen) but changes a status only now and then: hosts
+    that get the same values are written by one UPDATE, and only the hosts whose containers
+    changed since the last sweep have their container rows read and written.
     """
     if not probes:
         return 0
     by_id = {p.host_id: p for p in probes}
     now = utcnow()
     rows = db.session.execute(
-        select(Host.id, Host.status, Host.status_reason, Host.missed_checks).where(
-            Host.id.in_(by_id), Host.status != BOOTSTRAPPING
-        )
+        select(
+            Host.id, Host.status, Host.status_reason, Host.missed_checks, Host.containers_digest
+        ).where(Host.id.in_(by_id), Host.status != BOOTSTRAPPING)
     ).all()
-    owned = applications_by_host(row[0] for row in rows)
-    values, changes = [], []
-    for host_id, status, reason, missed in rows:
+    owned = applications_by_host(row[0] for row in rows if _may_be_sick(by_id[row[0]]))
+    groups: dict[tuple[tuple[str, Any], ...], list[int]] = {}
+    changes = []
+    for host_id, status, reason, missed, _ in rows:
         result = by_id[host_id]
         row_values, target = _decide(result, missed or 0, now, owned.get(host_id))
-        values.append({"id": host_id, **row_values})
+        groups.setdefault(tuple(sorted(row_values.items())), []).append(host_id)
         if target is not None and (
             target[0] != status or (target[0] != READY and target[1] != reason)
         ):
             changes.append((host_id, *target))
-    if values:
-        db.session.execute(update(Host), values)
-    transitions = sum(
-        set_status(db.session.get_one(Host, host_id), status, reason)
-        for host_id, status, reason in changes
+    for group, host_ids in groups.items():
+        for chunk in _chunks(host_ids):
+            db.session.execute(
+                update(Host).where(Host.id.in_(chunk)).values(dict(group)),
+                execution_options={"synchronize_session": False},
+            )
+    transitions = _record_transitions(changes)
+    digests = {row[0]: row[4] for row in rows}
+    _sync_containers(
+        [p for p in probes if p.answered and p.engine_ok and p.host_id in digests], digests
     )
-    answered = [
-        p for p in probes if p.answered and p.engine_ok and p.host_id in {r[0] for r in rows}
-    ]
-    _sync_containers(answered)
     db.session.commit()
     return transitions
+
+
+def _chunks(ids: list[int], size: int = 5000) -> list[list[int]]:
+    """Id lists short enough for one IN (...) on every database (SQLite caps parameters)."""
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def _may_be_sick(result: Probe) -> bool:
+    """Whether a probe shows a container that degrades its host if Spectr owns it."""
+    return any(_health(c) == "unhealthy" or c.state == "restarting" for c in result.containers)
+
+
+def _record_transitions(changes: list[tuple[int, str, str]]) -> int:
+    """Apply status changes, loading the hosts that change in one query, not one each."""
+    if not changes:
+        return 0
+    hosts = {}
+    for chunk in _chunks([host_id for host_id, _, _ in changes]):
+        hosts.update({h.id: h for h in db.session.scalars(select(Host).where(Host.id.in_(chunk)))})
+    return sum(set_status(hosts[host_id], status, reason) for host_id, status, reason in changes)
 
 
 def _decide(
@@ -256,33 +285,53 @@ def _problem(result: Probe, owned: HostApplications) -> str | None:
 _CONTAINER_COLUMNS = ("name", "image", "state", "health", "exit_code", "restart_count", "labels")
 
 
-def _sync_containers(probes: list[Probe]) -> None:
-    """Insert new containers, update changed ones, delete the ones that are gone."""
-    if not probes:
+def _sync_containers(probes: list[Probe], digests: dict[int, str | None]) -> None:
+    """Insert new containers, update changed ones, delete the ones that are gone.
+
+    Each host keeps a digest of the container values last stored; a host whose listing has
+    the same digest is skipped without reading its rows, so a sweep where nothing changed
+    reads and writes no container rows at all.
+    """
+    seen: dict[int, dict[str, dict[str, Any]]] = {}
+    new_digests = []
+    for result in probes:
+        values = {info.id: _container_values(info) for info in result.containers}
+        digest = _digest(values)
+        if digest != digests.get(result.host_id):
+            seen[result.host_id] = values
+            new_digests.append({"id": result.host_id, "containers_digest": digest})
+    if not seen:
         return
-    known: dict[tuple[int, str], Any] = {}
     columns = [getattr(HostContainer, name) for name in _CONTAINER_COLUMNS]
     query = select(HostContainer.id, HostContainer.host_id, HostContainer.container_id, *columns)
-    for row in db.session.execute(
-        query.where(HostContainer.host_id.in_([p.host_id for p in probes]))
-    ):
-        known[(row.host_id, row.container_id)] = row
+    known: dict[tuple[int, str], Any] = {}
+    for chunk in _chunks(list(seen)):
+        for row in db.session.execute(query.where(HostContainer.host_id.in_(chunk))):
+            known[(row.host_id, row.container_id)] = row
     inserts, updates = [], []
-    for result in probes:
-        for info in result.containers:
-            seen = _container_values(info)
-            row = known.pop((result.host_id, info.id), None)
+    for host_id, values in seen.items():
+        for container_id, current in values.items():
+            row = known.pop((host_id, container_id), None)
             if row is None:
-                inserts.append({"host_id": result.host_id, "container_id": info.id, **seen})
-            elif any(getattr(row, name) != seen[name] for name in _CONTAINER_COLUMNS):
-                updates.append({"id": row.id, **seen, "updated_at": utcnow()})
+                inserts.append({"host_id": host_id, "container_id": container_id, **current})
+            elif any(getattr(row, name) != current[name] for name in _CONTAINER_COLUMNS):
+                updates.append({"id": row.id, **current, "updated_at": utcnow()})
     if inserts:
         db.session.execute(insert(HostContainer), inserts)
     if updates:
         db.session.execute(update(HostContainer), updates)
-    if known:
-        gone = [row.id for row in known.values()]
-        db.session.execute(delete(HostContainer).where(HostContainer.id.in_(gone)))
+    for chunk in _chunks([row.id for row in known.values()]):
+        db.session.execute(delete(HostContainer).where(HostContainer.id.in_(chunk)))
+    db.session.execute(update(Host), new_digests)
+
+
+def _digest(values: dict[str, dict[str, Any]]) -> str:
+    """A short fingerprint of a host's containers as stored (ids and every synced column).
+
+    repr() of the values in the agent's order: ten times cheaper than sorted JSON, and an agent
+    that lists the same containers in another order only costs one comparison of the rows.
+    """
+    return hashlib.blake2b(repr(values).encode(), digest_size=16).hexdigest()
 
 
 def _container_values(info: ContainerInfo) -> dict[str, Any]:

@@ -1,0 +1,206 @@
+"""The requests of a health sweep: every agent asked on one asyncio loop over kept TLS connections.
+
+A sweep over ten thousand agents is mostly waiting, and a thread and an httpx client per host
+spent more CPU on bookkeeping than on the requests (1.4 s per 1,000 hosts). Here one event loop,
+in a thread of its own that outlives the sweeps, keeps one connection per agent open between
+sweeps and speaks plain HTTP/1.1 through h11, which already parses httpx's responses. Requests
+are two GETs with no body; the agent answers JSON with a Content-Length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import h11
+
+USER_AGENT = "spectr-portal-health"
+MAX_BODY_BYTES = 16 * 1024 * 1024  # a host with thousands of containers lists a few MB
+
+
+class ProbeFailed(Exception):
+    """An agent did not answer a request properly (connection, timeout, protocol)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class _Connection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    parser: h11.Connection
+    host_header: str
+    idle_since: float = 0.0
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class AgentConnections:
+    """Kept connections to agents and the loop that drives them, shared by all sweeps.
+
+    `run(coroutines)` is called from a sweep's thread; everything else happens on the loop.
+    """
+
+    def __init__(self, tls: ssl.SSLContext, timeout_s: float, keepalive_s: float) -> None:
+        self._tls = tls
+        self._timeout = timeout_s
+        self._connect_timeout = min(3.0, timeout_s)
+        self._keepalive = keepalive_s
+        self._idle: dict[str, _Connection] = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="agent-probes", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, work: Callable[[], Any]) -> Any:
+        """Run the coroutine `work()` returns on the loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(work(), self._loop).result()
+
+    async def get(self, base_url: str, path: str, token: str) -> Answer:
+        """GET `path` from the agent at `base_url`, on its kept connection when it has one."""
+        connection = self._idle.pop(base_url, None)
+        if connection is not None and time.monotonic() - connection.idle_since > self._keepalive:
+            connection.close()
+            connection = None
+        if connection is not None:
+            try:
+                return await self._exchange(base_url, connection, path, token)
+            except ProbeFailed:
+                pass  # the agent closed the kept connection meanwhile: once more on a new one
+        connection = await self._connect(base_url)
+        return await self._exchange(base_url, connection, path, token)
+
+    async def _connect(self, base_url: str) -> _Connection:
+        parts = urlsplit(base_url)
+        host, port = parts.hostname or "", parts.port or 443
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=self._tls, server_hostname=host),
+                self._connect_timeout,
+            )
+        except TimeoutError:
+            raise ProbeFailed(f"connect timed out after {self._connect_timeout:g} s") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise ProbeFailed(_describe(exc)) from None
+        return _Connection(reader, writer, h11.Connection(h11.CLIENT), parts.netloc)
+
+    async def _exchange(
+        self, base_url: str, connection: _Connection, path: str, token: str
+    ) -> Answer:
+        try:
+            answer = await asyncio.wait_for(self._request(connection, path, token), self._timeout)
+        except TimeoutError:
+            connection.close()
+            raise ProbeFailed(f"no answer within {self._timeout:g} s") from None
+        except (OSError, ssl.SSLError, h11.ProtocolError, asyncio.IncompleteReadError) as exc:
+            connection.close()
+            raise ProbeFailed(_describe(exc)) from None
+        parser = connection.parser
+        if parser.our_state is h11.DONE and parser.their_state is h11.DONE:
+            parser.start_next_cycle()
+            connection.idle_since = time.monotonic()
+            previous = self._idle.pop(base_url, None)
+            if previous is not None:
+                previous.close()
+            self._idle[base_url] = connection
+        else:
+            connection.close()
+        return answer
+
+    async def _request(self, connection: _Connection, path: str, token: str) -> Answer:
+        parser = connection.parser
+        headers = [
+            ("Host", connection.host_header),
+            ("Authorization", f"Bearer {token}"),
+            ("User-Agent", USER_AGENT),
+            ("Accept", "application/json"),
+        ]
+        connection.writer.write(
+            parser.send(h11.Request(method="GET", target=path, headers=headers))
+        )
+        connection.writer.write(parser.send(h11.EndOfMessage()) or b"")
+        await connection.writer.drain()
+        status, body = 0, bytearray()
+        while True:
+            event = parser.next_event()
+            if event is h11.NEED_DATA:
+                data = await connection.reader.read(65536)
+                if not data and parser.their_state is not h11.SEND_BODY:
+                    raise ProbeFailed("the agent closed the connection")
+                parser.receive_data(data)
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > MAX_BODY_BYTES:
+                    raise ProbeFailed("answer over the size limit")
+            elif isinstance(event, h11.EndOfMessage):
+                return Answer(status, bytes(body))
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ProbeFailed("the agent closed the connection")
+
+    def forget_except(self, base_urls: set[str]) -> None:
+        """Close kept connections to agents no longer probed (deleted hosts, new addresses)."""
+
+        async def forget() -> None:
+            for url in set(self._idle) - base_urls:
+                self._idle.pop(url).close()
+
+        self.run(forget)
+
+    def close(self) -> None:
+        """Close every kept connection, then stop and close the loop."""
+
+        async def close_all() -> None:
+            connections = list(self._idle.values())
+            self._idle.clear()
+            for connection in connections:
+                connection.close()
+            await asyncio.gather(
+                *(c.writer.wait_closed() for c in connections), return_exceptions=True
+            )
+
+        if self._loop.is_closed():
+            return
+        with contextlib.suppress(Exception):  # closing is best effort: the peers may be gone
+            asyncio.run_coroutine_threadsafe(close_all(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    @property
+    def kept(self) -> int:
+        return len(self._idle)
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc).strip() or exc.__class__.__name__
+
+
+async def bounded(coroutines: Sequence[Any], parallel: int) -> list[Any]:
+    """Await `coroutines` with at most `parallel` running at once, results in order."""
+    gate = asyncio.Semaphore(parallel)
+
+    async def one(coroutine: Any) -> Any:
+        async with gate:
+            return await coroutine
+
+    return await asyncio.gather(*(one(c) for c in coroutines))
