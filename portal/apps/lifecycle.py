@@ -247,12 +247,18 @@ def apply_health_checks(apps: list[Application]) -> None:
     """
     from portal.hosts.models import HostContainer
 
+    live = [app for app in apps if app.status != REMOVED]
+    rows_by_host: dict[int, list[Any]] = {}
+    for host_id in {app.host_id for app in live}:
+        rows_by_host[host_id] = []
+    if rows_by_host:  # one query for every host of the page, not one per application
+        for row in db.session.scalars(
+            select(HostContainer).where(HostContainer.host_id.in_(rows_by_host))
+        ):
+            rows_by_host[row.host_id].append(row)
     changed = False
-    for app in apps:
-        if app.status == REMOVED:
-            continue
-        rows = db.session.scalars(select(HostContainer).filter_by(host_id=app.host_id)).all()
-        mine = [row for row in rows if _covers(app, row.name, row.labels or {})]
+    for app in live:
+        mine = [r for r in rows_by_host[app.host_id] if _covers(app, r.name, r.labels or {})]
         seen = max((row.updated_at for row in mine), default=None)
         if seen is None or (app.status_checked_at and seen <= app.status_checked_at):
             continue

@@ -9,6 +9,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from portal.automation.inventory import InventoryHost
 from portal.core.audit import record_audit
@@ -49,8 +50,11 @@ def list_hosts(status: str | None = None) -> list[Host]:
 def hosts_query(
     *, status: str | None = None, label: str | None = None, gpu_model: str | None = None
 ) -> Any:
-    """A select() of hosts by name, filtered by status, a label (KEY or KEY=VALUE), GPU model."""
-    query = select(Host).order_by(Host.name)
+    """A select() of hosts by name, filtered by status, a label (KEY or KEY=VALUE), GPU model.
+
+    GPUs come with the hosts in one more query per page (lists show them), not one per host.
+    """
+    query = select(Host).options(selectinload(Host.gpus)).order_by(Host.name)
     if status:
         query = query.where(Host.status == status)
     if label:
@@ -63,6 +67,12 @@ def hosts_query(
         )
         query = query.where(Host.id.in_(matching))
     return query
+
+
+def host_choices() -> list[Any]:
+    """Every host as a light row (id, name, address, status, is_local), for a form's <select>."""
+    query = select(Host.id, Host.name, Host.address, Host.status, Host.is_local)
+    return list(db.session.execute(query.order_by(Host.name)).all())
 
 
 def create_host(values: dict[str, Any]) -> Host:
@@ -173,6 +183,17 @@ def forget_host_key(host: Host, commit: bool = True) -> None:
     host.host_key, host.host_key_fingerprint = None, None
     if commit:
         db.session.commit()
+
+
+def status_history(host_id: int, limit: int = 50) -> list[HostStatusChange]:
+    """A host's latest status changes, newest first (a flapping host has thousands)."""
+    query = (
+        select(HostStatusChange)
+        .where(HostStatusChange.host_id == host_id)
+        .order_by(HostStatusChange.at.desc(), HostStatusChange.id.desc())
+        .limit(limit)
+    )
+    return list(db.session.scalars(query))
 
 
 def set_status(host: Host, status: str, reason: str | None = None) -> bool:

@@ -17,11 +17,10 @@ from urllib.parse import urlsplit
 from flask import Flask, request
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import selectinload
 
 from portal.core.timeutil import utcnow
 from portal.extensions import db
-from portal.hosts.models import Host
+from portal.hosts.models import Host, HostGpu
 from portal.monitoring.models import ProxyInstance
 from portal.monitoring.settings import monitoring_setting
 
@@ -52,21 +51,27 @@ def _group(address: str, role: str, labels: dict[str, str]) -> dict[str, Any]:
 
 
 def _agent_groups() -> list[dict[str, Any]]:
-    query = select(Host).where(Host.agent_url.is_not(None)).order_by(Host.name)
-    hosts = db.session.scalars(query.options(selectinload(Host.gpus))).all()
+    """One group per agent, from plain rows: no host or GPU objects are built (10,000 hosts)."""
+    models: dict[int, set[str]] = {}
+    for host_id, model in db.session.execute(select(HostGpu.host_id, HostGpu.model).distinct()):
+        models.setdefault(host_id, set()).add(model)
+    query = (
+        select(Host.id, Host.name, Host.agent_url, Host.status, Host.labels)
+        .where(Host.agent_url.is_not(None))
+        .order_by(Host.name)
+    )
     groups = []
-    for host in hosts:
-        address = str(urlsplit(host.agent_url).netloc)
+    for host_id, name, agent_url, status, host_labels in db.session.execute(query):
+        address = str(urlsplit(agent_url).netloc)
         if not address:
             continue
-        models = sorted({gpu.model for gpu in host.gpus})
         labels = {
             "__scheme__": "https",
-            "host": host.name,
-            "gpu_model": ",".join(models) or "none",
-            "host_status": host.status,
+            "host": name,
+            "gpu_model": ",".join(sorted(models.get(host_id, ()))) or "none",
+            "host_status": status,
         }
-        host_role = (host.labels or {}).get("role")
+        host_role = (host_labels or {}).get("role")
         if host_role:
             labels["host_role"] = str(host_role)
         groups.append(_group(address, "agent", labels))
