@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, insert, select, update
 
 from portal.apps.lifecycle import HostApplications, applications_by_host
+from portal.core.operations.runner import WORKER_ID
 from portal.core.pki import agent_client_context, ca_certificate_path, portal_client_certificate
 from portal.core.ticker import periodic_job
 from portal.core.timeutil import utcnow
@@ -31,6 +32,7 @@ from portal.extensions import db
 from portal.hosts.models import BOOTSTRAPPING, DEGRADED, READY, UNREACHABLE, Host, HostContainer
 from portal.hosts.probing import AgentConnections, Answer, ProbeFailed, bounded
 from portal.hosts.service import set_status
+from portal.hosts.sharding import SweepRounds, heartbeat, heartbeat_period_s
 from portal.settings.service import get_setting
 
 MISSED_CHECKS_FOR_UNREACHABLE = 2
@@ -372,7 +374,22 @@ def longest_sweep_s(targets: int) -> float:
     return 2 * probe_timeout_s() * math.ceil(max(targets, 1) / MAX_PARALLEL_PROBES) + 1.0
 
 
-@periodic_job("host_health_checks", _interval)
+_rounds = SweepRounds(WORKER_ID)
+
+
+@periodic_job("host_health_checks", lambda app: 0.5, every_worker=True)
 def run_health_checks() -> None:
-    """Periodic job: one sweep over every host's agent."""
-    check_all_hosts(timeout_s=probe_timeout_s(), keepalive_s=3 * _interval(None))
+    """Periodic job: this worker's shard of the fleet, once per round (see hosts.sharding)."""
+    interval = _interval(None)
+    _rounds.tick(
+        interval,
+        lambda where: check_all_hosts(probe_timeout_s(), 3 * interval, where),
+    )
+
+
+@periodic_job(
+    "health_sweep_heartbeat", lambda app: heartbeat_period_s(_interval(app)), every_worker=True
+)
+def send_heartbeat() -> None:
+    """Periodic job: tell the other workers this one still takes part in health sweeps."""
+    heartbeat(WORKER_ID)
