@@ -30,7 +30,13 @@ from portal.engines import ContainerInfo
 from portal.engines.shapes import container_info
 from portal.extensions import db
 from portal.hosts.models import BOOTSTRAPPING, DEGRADED, READY, UNREACHABLE, Host, HostContainer
-from portal.hosts.probing import AgentConnections, Answer, ProbeFailed, bounded
+from portal.hosts.probing import (
+    MAX_PARALLEL_CONNECTS,
+    AgentConnections,
+    Answer,
+    ProbeFailed,
+    bounded,
+)
 from portal.hosts.service import set_status
 from portal.hosts.sharding import SweepRounds, heartbeat, heartbeat_period_s
 from portal.settings.service import get_setting
@@ -370,8 +376,14 @@ def probe_timeout_s() -> float:
 
 
 def longest_sweep_s(targets: int) -> float:
-    """How long a sweep may still use the tokens it read at its start (two requests a host)."""
-    return 2 * probe_timeout_s() * math.ceil(max(targets, 1) / MAX_PARALLEL_PROBES) + 1.0
+    """How long a sweep may still use the tokens it read at its start.
+
+    Each host: a connection (handshakes MAX_PARALLEL_CONNECTS at a time, each at most the
+    connect timeout) and two requests (MAX_PARALLEL_PROBES hosts at a time).
+    """
+    timeout, hosts = probe_timeout_s(), max(targets, 1)
+    connecting = min(3.0, timeout) * math.ceil(hosts / MAX_PARALLEL_CONNECTS)
+    return connecting + 2 * timeout * math.ceil(hosts / MAX_PARALLEL_PROBES) + 1.0
 
 
 _rounds = SweepRounds(WORKER_ID)
