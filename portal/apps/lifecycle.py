@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal.apps import gateway
 from portal.apps.models import COMPOSE, Application, AppRevision
@@ -248,17 +248,37 @@ def apply_health_checks(apps: list[Application]) -> None:
     from portal.hosts.models import HostContainer
 
     live = [app for app in apps if app.status != REMOVED]
-    rows_by_host: dict[int, list[Any]] = {}
-    for host_id in {app.host_id for app in live}:
-        rows_by_host[host_id] = []
-    if rows_by_host:  # one query for every host of the page, not one per application
-        for row in db.session.scalars(
-            select(HostContainer).where(HostContainer.host_id.in_(rows_by_host))
-        ):
+    if not live:
+        return
+    # Hosts whose containers changed since some application's status was taken: in a fleet
+    # where nothing changes (the sweep writes nothing then) no container row is read at all.
+    latest = dict(
+        db.session.execute(
+            select(HostContainer.host_id, func.max(HostContainer.updated_at))
+            .where(HostContainer.host_id.in_({app.host_id for app in live}))
+            .group_by(HostContainer.host_id)
+        ).all()
+    )
+    stale = {
+        app.host_id
+        for app in live
+        if app.host_id in latest
+        and (app.status_checked_at is None or latest[app.host_id] > app.status_checked_at)
+    }
+    rows_by_host: dict[int, list[Any]] = {host_id: [] for host_id in stale}
+    if stale:  # one query for the page's hosts, not one per application
+        columns = (
+            HostContainer.host_id, HostContainer.container_id, HostContainer.name,
+            HostContainer.image, HostContainer.state, HostContainer.labels,
+            HostContainer.exit_code, HostContainer.health, HostContainer.updated_at,
+        )  # fmt: skip
+        for row in db.session.execute(select(*columns).where(HostContainer.host_id.in_(stale))):
             rows_by_host[row.host_id].append(row)
     changed = False
     for app in live:
-        mine = [r for r in rows_by_host[app.host_id] if _covers(app, r.name, r.labels or {})]
+        mine = [
+            r for r in rows_by_host.get(app.host_id, ()) if _covers(app, r.name, r.labels or {})
+        ]
         seen = max((row.updated_at for row in mine), default=None)
         if seen is None or (app.status_checked_at and seen <= app.status_checked_at):
             continue

@@ -18,7 +18,13 @@ from portal.core.errors import SpectrError, ValidationFailed
 from portal.core.operations import service as operations
 from portal.core.operations.models import Operation
 from portal.extensions import db
-from portal.hosts.service import ensure_local_host, get_host, host_choices, hosts_query
+from portal.hosts.service import (
+    ensure_local_host,
+    get_host,
+    host_choices,
+    host_id_named,
+    hosts_query,
+)
 from portal.web.auth import page_role
 from portal.web.forms import flash_error, load_form
 
@@ -26,6 +32,9 @@ bp = Blueprint("apps_pages", __name__, url_prefix="/apps", cli_group="apps")
 add_commands(bp.cli)
 ACTIONS = ("start", "stop", "restart", "pull", "remove")
 PAGE_SIZE = 50  # hosts per page, each with its applications
+# Up to this many hosts the new-application form lists them all in a <select>; a larger fleet
+# types the host's name, with suggestions (ten thousand <option>s took seconds to render).
+HOST_SELECT_LIMIT = 200
 # Which actions make sense in which status (the first word of it: "exited (1)" is exited).
 ACTIONS_BY_STATUS = {
     "running": ("stop", "restart", "pull", "remove"),
@@ -79,6 +88,8 @@ def _form_app() -> dict[str, Any]:
     }
     if form.get("host_id"):
         raw["host_id"] = form["host_id"]
+    elif form.get("host_name"):  # a large fleet's form asks for the host by name
+        raw["host_id"] = host_id_named(form["host_name"].strip())
     if raw["kind"] == "compose":
         raw["compose"] = form.get("compose", "")
     else:
@@ -128,7 +139,7 @@ def _index_page(values: Any, status: int) -> Any:
     html = render_template(
         "apps/index.html",
         hosts=hosts,
-        choices=host_choices(),
+        choices=host_choices() if (total or 0) <= HOST_SELECT_LIMIT else None,
         by_host=by_host,
         shown=shown,
         values=values,
@@ -144,6 +155,14 @@ def _last_operations(apps: list[Application]) -> dict[str, Operation]:
     if not ids:
         return {}
     return {op.id: op for op in db.session.scalars(select(Operation).where(Operation.id.in_(ids)))}
+
+
+@bp.get("/host-suggestions")
+@page_role("operator")
+def host_suggestions() -> Any:
+    """<option>s of the first hosts whose name starts with what was typed (the form's datalist)."""
+    typed = request.args.get("host_name", "").strip()[:120]
+    return render_template("apps/_host_suggestions.html", hosts=host_choices(typed, limit=20))
 
 
 @bp.post("")

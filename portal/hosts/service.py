@@ -69,10 +69,23 @@ def hosts_query(
     return query
 
 
-def host_choices() -> list[Any]:
-    """Every host as a light row (id, name, address, status, is_local), for a form's <select>."""
+def host_choices(prefix: str = "", limit: int | None = None) -> list[Any]:
+    """Hosts as light rows (id, name, address, status, is_local) for a form, by name.
+
+    With `prefix`, only the hosts whose name starts with it; `limit` caps how many.
+    """
     query = select(Host.id, Host.name, Host.address, Host.status, Host.is_local)
-    return list(db.session.execute(query.order_by(Host.name)).all())
+    if prefix:
+        query = query.where(Host.name.startswith(prefix, autoescape=True))
+    return list(db.session.execute(query.order_by(Host.name).limit(limit)).all())
+
+
+def host_id_named(name: str) -> int:
+    """The id of the host called `name`; a 422 naming the field when there is none."""
+    host_id = db.session.scalar(select(Host.id).where(Host.name == name))
+    if host_id is None:
+        raise ValidationFailed(f"No host is named '{name}'.", {"host_name": ["no such host"]})
+    return host_id
 
 
 def create_host(values: dict[str, Any]) -> Host:
