@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import resource
 import shutil
@@ -45,16 +46,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psycopg
 from _common import (
     BIN,
-    POSTGRES_ADMIN_URL,
     REDIS_BASE_URL,
     ROOT,
     background,
     free_port,
     percentile,
     spectr_env,
+    temporary_database,
     temporary_queue,
     wait_for_http,
 )
@@ -96,6 +96,7 @@ for _page in (
     "GET /api/v1/hosts during the event storm",
 ):  # fmt: skip
     target(_page, "<= 300 ms", lambda v: v <= 300, "ms p95")
+target("GET /api/v1/operations during retention", "<= 300 ms", lambda v: v <= 300, "ms p95")
 target("ansible events ingested", ">= 5,000/s", lambda v: v >= 5000, "events/s")
 target("webhook deliveries for the storm", "grouped (<= 10)", lambda v: v <= 10, "deliveries")
 
@@ -113,16 +114,8 @@ def fleet_database(size: int, kind: str) -> Iterator[str]:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return
-    name = f"fleet_bench_{os.getpid()}_{size}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with temporary_database(f"fleet_bench_{os.getpid()}_{size}") as url:
+        yield url
 
 
 # ---------------------------------------------------------------- seeding
@@ -153,7 +146,7 @@ def seed_hosts(addresses: list[str], port: int) -> None:
     ids = list(db.session.scalars(select(Host.id).order_by(Host.id)))
     gpus = [
         {"host_id": host_id, "index": i, "model": GPU_MODELS[host_id % 3],
-         "memory_total_mib": 81920, "memory_used_mib": (host_id * 977 + i * 131) % 81920}
+         "memory_total_mib": 81920, "memory_used_mib": (host_id * 977 + i * 131) % 60000}
         for host_id in ids
         for i in range(GPUS_PER_HOST)
     ]  # fmt: skip
@@ -179,7 +172,9 @@ def seed_operations(hosts: int) -> str:
     operations, lines = [], []
     for number in range(hosts * OPERATIONS_PER_HOST):
         op_id = str(uuid.UUID(int=number + 1))
-        started = now - timedelta(seconds=number * 7 % (30 * 86400))
+        started = now - timedelta(seconds=number * 7 % (29 * 86400))
+        if number % 10 == 5:  # a tenth of them are past the 30-day retention
+            started -= timedelta(days=31)
         state = STATES[number % len(STATES)]
         operations.append((op_id, KINDS[number % len(KINDS)], f"host:{number % hosts + 1}", state,
                            1, 3, 1.0, "{}", False, 0, started, started, started,
@@ -387,19 +382,27 @@ def run_size(size: int, database_url: str, args: argparse.Namespace, with_proces
                 figures["  of which probing"] = statistics.median(w["probe"] for w in warm)
                 figures["  of which writing"] = statistics.median(w["write"] for w in warm)
                 figures["  portal CPU seconds"] = statistics.median(w["cpu"] for w in warm)
-                figures["container rows written, warm sweep"] = max(w["rows"] for w in warm)
+                # The last one: the first may still store what a cold sweep's misses left out.
+                figures["container rows written, warm sweep"] = warm[-1]["rows"]
                 counter.close()
                 if "pages" in args.phases:
                     figures.update(request_figures(app, headers, size, some_operation, args.rounds))
                 if "ingest" in args.phases:
                     figures["ansible events ingested"] = ingest_events(INGEST_EVENTS)
                     log(size, f"ingestion {figures['ansible events ingested']:.0f} events/s")
+                if "retention" in args.phases:
+                    more = retention_figures(app, headers)
+                    log(size, f"retention {more}")
+                    figures.update(more)
                 if with_processes and "processes" in args.phases:
-                    figures.update(process_figures(database_url, queue_name, size, instance))
-                    log(size, f"processes {figures}")
+                    interval = max(10, math.ceil(3 * figures["sweep warm (median of 3)"] / 5) * 5)
+                    more = process_figures(database_url, queue_name, size, instance, interval)
+                    log(size, f"processes (interval {interval} s) {more}")
+                    figures.update(more)
                 if "storm" in args.phases:
-                    figures.update(storm_figures(app, fleet, headers, args.rounds))
-                    log(size, f"storm {figures}")
+                    more = storm_figures(app, fleet, headers)
+                    log(size, f"storm {more}")
+                    figures.update(more)
             finally:
                 fleet.kill()
                 db.session.remove()
@@ -452,15 +455,62 @@ def request_figures(app: Any, headers: dict, size: int, operation_id: str, round
     return figures
 
 
-def process_figures(database_url: str, queue_name: str, size: int, instance: Path) -> dict:
+def process_figures(
+    database_url: str, queue_name: str, size: int, instance: Path, interval: int
+) -> dict:
     """Workers sweeping on their own (1, then 2 sharded) and a portal process: times, RSS."""
+    from portal.settings.service import update_settings
+
     figures: dict[str, float] = {}
     env = spectr_env(instance, database_url, queue_name, PYTHONPATH=str(ROOT))
     port = free_port()
     with background([str(BIN / "spectr"), "run", "--port", str(port)], env, "fleet-portal") as pid:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", 120)
         figures["portal RSS after the pages (MiB)"] = portal_rss_after_pages(pid, port, size)
+    update_settings({"health_check_interval_seconds": interval}, "bench")
+    worker = [str(BIN / "spectr"), "worker", "--threads", "2"]
+    with background(worker, env, "fleet-worker-1") as first:
+        number, cold = worker_round([first], interval, None)
+        number, warm = worker_round([first], interval, number)
+        figures["worker sweep, 1 process, cold (s)"] = cold
+        figures["worker sweep, 1 process, warm (s)"] = warm
+        figures["worker RSS, 1 process (MiB)"] = process_rss_mib(first)[1]
+        with background(worker, env, "fleet-worker-2") as second:
+            number, _ = worker_round([first, second], interval, number)  # the second's first
+            number, two = worker_round([first, second], interval, number)
+            figures["worker sweep, 2 processes, warm (s)"] = two
+            figures["speed-up with 2 workers"] = warm / two if two else float("nan")
+            figures["worker RSS, 2 processes (MiB, each)"] = max(
+                process_rss_mib(p)[1] for p in (first, second)
+            )
     return figures
+
+
+def worker_round(pids: list[int], interval: int, after: int | None) -> tuple[int, float]:
+    """Wait for a round after `after` that the workers `pids` swept together, sharing the hosts.
+
+    Returns the round's number and its longest shard's seconds.
+    """
+    import socket
+
+    from sqlalchemy import select
+
+    from portal.extensions import db
+    from portal.hosts.models import SweepWorker
+
+    ids = {f"{socket.gethostname()}:{pid}" for pid in pids}
+    deadline = time.monotonic() + 6 * interval + 120
+    while time.monotonic() < deadline:
+        rows = db.session.scalars(select(SweepWorker).where(SweepWorker.worker_id.in_(ids))).all()
+        db.session.rollback()
+        rounds = {row.last_round for row in rows}
+        together = len(rows) == len(ids) and len(rounds) == 1 and None not in rounds
+        if together and all(row.last_shard.endswith(f"/{len(ids)}") for row in rows):
+            number = rounds.pop()
+            if after is None or number > after:
+                return number, max(row.last_sweep_seconds for row in rows)
+        time.sleep(0.5)
+    raise SystemExit(f"workers {sorted(ids)} did not finish a round together in time")
 
 
 def portal_rss_after_pages(pid: int, port: int, size: int) -> float:
@@ -479,7 +529,43 @@ def portal_rss_after_pages(pid: int, port: int, size: int) -> float:
     return process_rss_mib(pid)[1]
 
 
-def storm_figures(app: Any, fleet: Any, headers: dict, rounds: int) -> dict:
+def while_running(app: Any, work: Callable[[], Any], path: str, headers: dict) -> tuple[Any, list]:
+    """Run `work` while another thread requests `path` again and again; (result, ms samples)."""
+    client = app.test_client()
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def measure() -> None:
+        with app.app_context():
+            while not stop.is_set():
+                samples.extend(server_times(client, path, headers, 1))
+
+    watcher = threading.Thread(target=measure, daemon=True)
+    watcher.start()
+    try:
+        result = work()
+    finally:
+        stop.set()
+        watcher.join()
+    return result, samples
+
+
+def retention_figures(app: Any, headers: dict) -> dict:
+    """A tenth of the operations (and their lines) past the retention, removed in batches."""
+    from portal.core.operations.retention import prune_operations
+
+    started = time.perf_counter()
+    removed, samples = while_running(
+        app, prune_operations, "/api/v1/operations?page_size=50", headers
+    )
+    return {
+        "retention: operations removed": removed,
+        "retention: seconds": time.perf_counter() - started,
+        "GET /api/v1/operations during retention": percentile(samples, 0.95),
+    }
+
+
+def storm_figures(app: Any, fleet: Any, headers: dict) -> dict:
     """Every agent unreachable at once: sweeps, events opened, webhook deliveries, API time."""
     from sqlalchemy import func, select
 
@@ -491,27 +577,20 @@ def storm_figures(app: Any, fleet: Any, headers: dict, rounds: int) -> dict:
     figures: dict[str, float] = {}
     create_webhook("bench-storm", "http://127.0.0.1:9/hook", [], None)
     fleet.kill()
-    for _ in range(2):  # two missed checks make a host unreachable
-        sweep(timeout_s=1)
-    client = app.test_client()
-    samples: list[float] = []
-    stop = threading.Event()
+    sweep(timeout_s=1)
+    second = sweep(timeout_s=1)  # the second miss makes every host unreachable
+    figures["sweep, every agent down (2nd miss) (s)"] = second["total"]
 
-    def measure() -> None:
-        with app.app_context():
-            while not stop.is_set():
-                samples.extend(server_times(client, "/api/v1/hosts?page_size=50", headers, 1))
+    def detect_and_announce() -> int:
+        opened, _ = detect_events()
+        if opened:
+            announce(opened, "opened")
+        return len(opened)
 
-    watcher = threading.Thread(target=measure, daemon=True)
-    watcher.start()
     started = time.perf_counter()
-    opened, _ = detect_events()
-    if opened:
-        announce(opened, "opened")
-    figures["events opened by the storm"] = len(opened)
+    opened, samples = while_running(app, detect_and_announce, "/api/v1/hosts?page_size=50", headers)
+    figures["events opened by the storm"] = opened
     figures["event detection + announce (s)"] = time.perf_counter() - started
-    stop.set()
-    watcher.join()
     figures["GET /api/v1/hosts during the event storm"] = percentile(samples, 0.95)
     figures["webhook deliveries for the storm"] = (
         db.session.scalar(select(func.count()).select_from(EventDelivery)) or 0
@@ -586,7 +665,9 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=8, help="simulator processes")
     parser.add_argument("--rounds", type=int, default=20, help="requests per page and size")
     parser.add_argument(
-        "--phases", default="pages,ingest,processes,storm", help="what to measure after the sweeps"
+        "--phases",
+        default="pages,ingest,processes,retention,storm",
+        help="what to measure after the sweeps",
     )
     parser.add_argument("--databases", default="postgres,sqlite", help="postgres, sqlite or both")
     parser.add_argument(
