@@ -9,7 +9,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import defer, selectinload
 
 from portal.automation.inventory import InventoryHost
 from portal.core.audit import record_audit
@@ -34,6 +34,12 @@ EDITABLE_FIELDS = (
 
 
 MAX_HOST_ID = 2**31 - 1  # the column is a 32-bit integer on Postgres
+_SECRETS_DEFERRED = tuple(
+    defer(column)
+    for column in (
+        Host.ssh_private_key, Host.ssh_password, Host.agent_token, Host.agent_private_key,
+    )
+)  # fmt: skip
 
 
 def get_host(host_id: int) -> Host:
@@ -53,8 +59,10 @@ def hosts_query(
     """A select() of hosts by name, filtered by status, a label (KEY or KEY=VALUE), GPU model.
 
     GPUs come with the hosts in one more query per page (lists show them), not one per host.
+    Credentials are left out until used: no list shows them, and decrypting them was a fifth
+    of a page's time.
     """
-    query = select(Host).options(selectinload(Host.gpus)).order_by(Host.name)
+    query = select(Host).options(selectinload(Host.gpus), *_SECRETS_DEFERRED).order_by(Host.name)
     if status:
         query = query.where(Host.status == status)
     if label:

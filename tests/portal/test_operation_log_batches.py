@@ -49,7 +49,8 @@ def test_thousands_of_lines_go_in_a_few_statements_in_order(
     assert [line.message for line in lines] == [f"line {n}" for n in range(2000)]
     assert db.session.scalar(select(Operation.state).filter_by(id=operation.id)) == "succeeded"
     inserts = [sql for sql in seen.sql if sql.startswith("INSERT INTO operation_log_lines")]
-    assert 4 <= len(inserts) <= 6  # 500 lines a statement, not one each
+    # 500 lines a statement, not one each (on Postgres a COPY, which no statement event sees).
+    assert len(inserts) <= 6
 
 
 def test_a_reader_sees_lines_while_the_handler_still_runs(app: Flask, chatty_kind: str) -> None:
