@@ -2,13 +2,15 @@
 
 A simulated agent answers /v1/health and /v1/containers like the real agent (Content-Length
 bodies, keep-alive) and checks a per-agent bearer token. One asyncio process serves a few
-thousand of them; its certificate, issued by the portal's own CA, names every address it
-serves. Only loopback addresses are used (127.0.0.0/8).
+thousand of them. Certificates come from the portal's own CA, one for every CERT_ADDRESSES
+agents: a real agent's names one address, and one certificate naming a thousand cost the
+portal 1.5 ms per handshake just to decode it. Only loopback addresses are used (127.0.0.0/8).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import multiprocessing
 import socket
@@ -19,6 +21,7 @@ from pathlib import Path
 
 HEALTH = {"status": "ok", "agent_version": "sim", "engine": {"reachable": True, "version": "20.10"}}
 FIRST_ADDRESS = (127, 80)  # 127.80.0.1 and up: clear of 127.0.0.1, where Postgres and Redis live
+CERT_ADDRESSES = 10
 
 
 def containers(count: int) -> list[dict]:
@@ -66,16 +69,12 @@ def _response(body: object) -> bytes:
 
 
 def run_simulator(
-    endpoints: Sequence[tuple[str, int]],
-    cert: str,
-    key: str,
+    groups: Sequence[tuple[Sequence[tuple[str, int]], str, str]],
     ready: multiprocessing.Queue,
     container_count: int = 10,
     hang: bool = False,
 ) -> None:
-    """Serve agents at `endpoints` (address, port); with hang, agents that never answer."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    """Serve agents: groups of (endpoints, cert file, key file); with hang, never answer."""
     health, listing = _response(HEALTH), _response(containers(container_count))
     unauthorized = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"
 
@@ -100,12 +99,14 @@ def run_simulator(
 
     async def main() -> None:
         servers = []
-        for address, port in endpoints:
-            servers.append(
-                await asyncio.start_server(
-                    lambda r, w, a=address: handle(r, w, a), address, port, ssl=context, backlog=128
+        for endpoints, cert, key in groups:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert, key)
+            for address, port in endpoints:
+                serve = functools.partial(handle, address=address)
+                servers.append(
+                    await asyncio.start_server(serve, address, port, ssl=context, backlog=128)
                 )
-            )
         ready.put(len(servers))
         await asyncio.Event().wait()
 
@@ -141,14 +142,18 @@ def start_simulators(
     groups = [list(endpoints[i : i + per]) for i in range(0, len(endpoints), per)]
     started = []
     for number, group in enumerate(groups):
-        cert_pem, key_pem = certificate_for(sorted({address for address, _ in group}))  # type: ignore[operator]
-        cert, key = folder / f"sim-{number}.crt", folder / f"sim-{number}.key"
-        cert.write_text(cert_pem)
-        key.write_text(key_pem)
-        key.chmod(0o600)
+        with_certificates = []
+        for first in range(0, len(group), CERT_ADDRESSES):
+            endpoints = group[first : first + CERT_ADDRESSES]
+            cert_pem, key_pem = certificate_for(sorted({address for address, _ in endpoints}))  # type: ignore[operator]
+            cert, key = folder / f"sim-{number}-{first}.crt", folder / f"sim-{number}-{first}.key"
+            cert.write_text(cert_pem)
+            key.write_text(key_pem)
+            key.chmod(0o600)
+            with_certificates.append((endpoints, str(cert), str(key)))
         process = multiprocessing.Process(
             target=run_simulator,
-            args=(group, str(cert), str(key), ready, container_count, hang),
+            args=(with_certificates, ready, container_count, hang),
             daemon=True,
         )
         process.start()
