@@ -38,7 +38,7 @@ from portal.hosts.probing import (
     ProbeFailed,
     bounded,
 )
-from portal.hosts.service import set_status
+from portal.hosts.service import set_statuses
 from portal.hosts.sharding import SweepRounds, heartbeat, heartbeat_period_s
 from portal.settings.service import get_setting
 
@@ -236,14 +236,14 @@ def record_probes(probes: list[Probe]) -> int:
         if target is not None and (
             target[0] != status or (target[0] != READY and target[1] != reason)
         ):
-            changes.append((host_id, *target))
+            changes.append((host_id, status, *target))
     for group, host_ids in groups.items():
         for chunk in _chunks(host_ids):
             db.session.execute(
                 update(Host).where(Host.id.in_(chunk)).values(dict(group)),
                 execution_options={"synchronize_session": False},
             )
-    transitions = _record_transitions(changes)
+    transitions = set_statuses(changes)
     digests = {row[0]: row[4] for row in rows}
     _sync_containers(
         [p for p in probes if p.answered and p.engine_ok and p.host_id in digests], digests
@@ -260,16 +260,6 @@ def _chunks(ids: list[int], size: int = 5000) -> list[list[int]]:
 def _may_be_sick(result: Probe) -> bool:
     """Whether a probe shows a container that degrades its host if Spectr owns it."""
     return any(_health(c) == "unhealthy" or c.state == "restarting" for c in result.containers)
-
-
-def _record_transitions(changes: list[tuple[int, str, str]]) -> int:
-    """Apply status changes, loading the hosts that change in one query, not one each."""
-    if not changes:
-        return 0
-    hosts = {}
-    for chunk in _chunks([host_id for host_id, _, _ in changes]):
-        hosts.update({h.id: h for h in db.session.scalars(select(Host).where(Host.id.in_(chunk)))})
-    return sum(set_status(hosts[host_id], status, reason) for host_id, status, reason in changes)
 
 
 def _decide(
