@@ -19,9 +19,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, delete, insert, select, type_coerce, update
+from sqlalchemy import ColumnElement, String, delete, select, type_coerce, update
 
 from portal.apps.lifecycle import HostApplications, applications_by_host
+from portal.core.bulk import insert_rows
 from portal.core.operations.runner import WORKER_ID
 from portal.core.pki import agent_client_context, ca_certificate_path, portal_client_certificate
 from portal.core.secrets_box import secret_box
@@ -322,17 +323,18 @@ def _sync_containers(probes: list[Probe], digests: dict[int, str | None]) -> Non
     for chunk in _chunks(list(seen)):
         for row in db.session.execute(query.where(HostContainer.host_id.in_(chunk))):
             known[(row.host_id, row.container_id)] = row
-    inserts, updates = [], []
+    inserts, updates, now = [], [], utcnow()
     for host_id, values in seen.items():
         for container_id, current in values.items():
             row = known.pop((host_id, container_id), None)
             if row is None:
-                inserts.append({"host_id": host_id, "container_id": container_id, **current})
+                inserts.append(
+                    {"host_id": host_id, "container_id": container_id, **current, "updated_at": now}
+                )
             elif any(getattr(row, name) != current[name] for name in _CONTAINER_COLUMNS):
-                updates.append({"id": row.id, **current, "updated_at": utcnow()})
-    if inserts:
-        # The table, not the class: the ORM's bulk path cost twice the CPU per row (measured).
-        db.session.execute(insert(HostContainer.__table__), inserts)
+                updates.append({"id": row.id, **current, "updated_at": now})
+    # A first sweep finds every container: 100,000 rows at 10,000 hosts (COPY on Postgres).
+    insert_rows(db.session.connection(), HostContainer.__table__, inserts)
     if updates:
         db.session.execute(update(HostContainer), updates)
     for chunk in _chunks([row.id for row in known.values()]):

@@ -13,9 +13,9 @@ import logging
 import threading
 from typing import Any
 
-from sqlalchemy import insert
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
+from portal.core.bulk import insert_rows
 from portal.core.operations.models import OperationLogLine
 from portal.core.timeutil import utcnow
 
@@ -65,27 +65,10 @@ class LogBuffer:
                 timer.cancel()
             if lines:
                 with self._engine.begin() as conn:
-                    _insert(conn, lines)
+                    insert_rows(conn, OperationLogLine.__table__, lines)
 
     def _flush_quietly(self) -> None:
         try:
             self.flush()
         except Exception:  # a database blip: the lines are lost, the operation goes on
             log.exception("could not write log lines of operation %s", self._operation_id)
-
-
-_COPY = "COPY operation_log_lines (operation_id, message, level, at) FROM STDIN"
-
-
-def _insert(conn: Connection, lines: list[dict[str, Any]]) -> None:
-    """Write `lines` in one go: COPY on Postgres, an executemany elsewhere.
-
-    On psycopg an executemany goes out as one INSERT per line (pipelined) and a multi-row
-    VALUES costs more to compile than to run; COPY wrote 500 lines in a few milliseconds.
-    """
-    if conn.dialect.name != "postgresql":
-        conn.execute(insert(OperationLogLine), lines)
-        return
-    with conn.connection.cursor() as cursor, cursor.copy(_COPY) as copy:
-        for line in lines:
-            copy.write_row((line["operation_id"], line["message"], line["level"], line["at"]))
