@@ -375,6 +375,7 @@ def run_size(size: int, database_url: str, args: argparse.Namespace, with_proces
                 counter = WriteCounter(db.engine, HostContainer.__tablename__)
                 cold = sweep(counter)
                 figures["sweep cold"] = cold["total"]
+                figures["  portal CPU seconds, cold"] = cold["cpu"]
                 figures["container rows written, cold sweep"] = cold["rows"]
                 log(size, f"cold sweep {cold}")
                 warm = [sweep(counter) for _ in range(3)]
