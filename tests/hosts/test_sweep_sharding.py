@@ -29,6 +29,7 @@ from portal.settings.service import update_settings
 from tests.portal.conftest import _test_config
 from tests.support.redis_server import RedisServer
 from tests.support.simulated_agents import SimulatedAgents
+from tests.support.workers import stop_workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 SPECTR = str(Path(sys.executable).with_name("spectr"))
@@ -98,14 +99,7 @@ def fleet(tmp_path: Path, postgres_migrated: str) -> Iterator[tuple[SimulatedAge
         try:
             yield agents, [start_worker]
         finally:
-            for proc in workers:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGINT)
-                    try:
-                        proc.wait(10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
+            stop_workers(workers)
             agents.stop()
             db.session.remove()
             db.engine.dispose()
