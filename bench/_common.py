@@ -44,10 +44,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def temporary_database() -> Iterator[str]:
+def temporary_database(name: str | None = None) -> Iterator[str]:
     """Create a Postgres database for this run and drop it at the end; yield its SQLAlchemy URL."""
-    name = f"spectr_bench_{uuid.uuid4().hex[:10]}"
+    name = name or f"spectr_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
     try:

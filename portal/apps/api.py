@@ -33,6 +33,7 @@ from portal.apps.spec import AppInputSchema
 from portal.core.api_base import Blueprint
 from portal.core.operations.api import accepted
 from portal.core.operations.schemas import OperationSchema
+from portal.core.pagination import SelectPage
 from portal.core.security import require_role
 from portal.core.sse import sse_alt_response, sse_response
 from portal.hosts.log_follow import LOG_EVENTS, resume_point
@@ -40,16 +41,25 @@ from portal.hosts.log_follow import LOG_EVENTS, resume_point
 blp = Blueprint("apps", __name__, url_prefix="/api/v1", description="Applications on hosts")
 
 
+class CheckedAppPage(SelectPage):
+    """A page of applications whose status is brought up to date from the last health sweep."""
+
+    @property
+    def items(self) -> list[Any]:
+        apps = super().items
+        apply_health_checks(apps)
+        return apps
+
+
 @blp.route("/apps")
 class AppCollection(MethodView):
     @require_role("viewer")
     @blp.arguments(AppQuerySchema, location="query")
     @blp.response(200, AppSchema(many=True))
+    @blp.paginate(CheckedAppPage, page_size=100, max_page_size=500)
     def get(self, query: dict) -> Any:
         """List applications (optionally of one host), with status from the health checks."""
-        apps = service.list_apps(query["host_id"])
-        apply_health_checks(apps)
-        return apps
+        return service.apps_query(query["host_id"])
 
     @require_role("operator")
     @blp.arguments(AppInputSchema)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal.apps import gateway
 from portal.apps.models import COMPOSE, Application, AppRevision
@@ -250,29 +250,31 @@ def apply_health_checks(
     newer than the application's status, the rows win. An application with no container on a
     host swept after its status was read is absent (someone removed it, or the engine lost it).
     """
-    from portal.hosts.models import Host, HostContainer
+    from portal.hosts.models import HostContainer
 
     live = [app for app in apps if app.status != REMOVED]
     host_ids = {app.host_id for app in live}
     if not host_ids:
         return
-    rows: dict[int, list[HostContainer]] = {}
-    for row in db.session.scalars(select(HostContainer).where(HostContainer.host_id.in_(host_ids))):
-        rows.setdefault(row.host_id, []).append(row)
-    swept = {
-        host_id: seen
-        for host_id, seen in db.session.execute(
-            select(Host.id, Host.last_seen_at).where(Host.id.in_(host_ids))
-        )
-    }
+    swept: dict[int, datetime | None] = {}
+    if seen_at is None:
+        host_ids, swept = _hosts_newer_than_their_apps(live, host_ids)
+    rows_by_host: dict[int, list[Any]] = {host_id: [] for host_id in host_ids}
+    if host_ids:  # one query for the page's hosts, not one per application
+        columns = (
+            HostContainer.host_id, HostContainer.container_id, HostContainer.name,
+            HostContainer.image, HostContainer.state, HostContainer.labels,
+            HostContainer.exit_code, HostContainer.health, HostContainer.updated_at,
+        )  # fmt: skip
+        query = select(*columns).where(HostContainer.host_id.in_(host_ids))
+        for row in db.session.execute(query):
+            rows_by_host[row.host_id].append(row)
     changed = False
     for app in live:
-        mine = [
-            row for row in rows.get(app.host_id, []) if _covers(app, row.name, row.labels or {})
-        ]
-        seen = seen_at or (
-            max((row.updated_at for row in mine), default=None) if mine else swept.get(app.host_id)
-        )
+        if app.host_id not in rows_by_host:
+            continue
+        mine = [r for r in rows_by_host[app.host_id] if _covers(app, r.name, r.labels or {})]
+        seen = seen_at or (max(row.updated_at for row in mine) if mine else swept.get(app.host_id))
         if seen is None or (app.status_checked_at and seen <= app.status_checked_at):
             continue
         if not mine and app.status in (PENDING, "absent"):
@@ -282,6 +284,31 @@ def apply_health_checks(
         changed = True
     if changed and commit:
         db.session.commit()
+
+
+def _hosts_newer_than_their_apps(
+    live: list[Application], host_ids: set[int]
+) -> tuple[set[int], dict[int, datetime | None]]:
+    """The hosts a sweep saw, or whose containers changed, after one of their applications'
+    status was taken, with when each was last seen: the only ones whose rows are read."""
+    from portal.hosts.models import Host, HostContainer
+
+    latest = dict(
+        db.session.execute(
+            select(HostContainer.host_id, func.max(HostContainer.updated_at))
+            .where(HostContainer.host_id.in_(host_ids))
+            .group_by(HostContainer.host_id)
+        ).all()
+    )
+    swept = dict(
+        db.session.execute(select(Host.id, Host.last_seen_at).where(Host.id.in_(host_ids))).all()
+    )
+    stale = set()
+    for app in live:
+        news = [t for t in (latest.get(app.host_id), swept.get(app.host_id)) if t is not None]
+        if news and (app.status_checked_at is None or max(news) > app.status_checked_at):
+            stale.add(app.host_id)
+    return stale, swept
 
 
 def seen_containers(apps: list[Application]) -> dict[int, list[Any]]:

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.core.secrets_box import EncryptedText
@@ -18,7 +28,11 @@ APP_KINDS = (CONTAINER, COMPOSE)
 
 class Application(db.Model):
     __tablename__ = "applications"
-    __table_args__ = (UniqueConstraint("host_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("host_id", "name"),
+        # The applications list pages through them by name.
+        Index("ix_applications_name_host_id", "name", "host_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Container name (single container) or compose project name on the host.

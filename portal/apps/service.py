@@ -30,10 +30,17 @@ CONTAINER_ACTIONS = ("start", "stop", "restart")
 
 
 def list_apps(host_id: int | None = None) -> list[Application]:
+    return list(db.session.scalars(apps_query(host_id)))
+
+
+def apps_query(host_id: int | None = None, host_ids: list[int] | None = None) -> Any:
+    """A select() of applications by name, of one host or of some hosts (a page of them)."""
     query = select(Application).order_by(Application.name, Application.host_id)
     if host_id:
         query = query.where(Application.host_id == host_id)
-    return list(db.session.scalars(query))
+    if host_ids is not None:
+        query = query.where(Application.host_id.in_(host_ids))
+    return query
 
 
 def application_names_on(host_id: int) -> list[str]:

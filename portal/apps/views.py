@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from sqlalchemy import func, select
 
 from portal.apps import adoption, relay, service
 from portal.apps.lifecycle import apply_health_checks, refresh_status, seen_containers
@@ -17,12 +18,23 @@ from portal.core.errors import SpectrError, ValidationFailed
 from portal.core.operations import service as operations
 from portal.core.operations.models import Operation
 from portal.core.sse import heartbeat_seconds, sse_response
-from portal.hosts.service import ensure_local_host, get_host, list_hosts
+from portal.extensions import db
+from portal.hosts.service import (
+    ensure_local_host,
+    get_host,
+    host_choices,
+    host_id_named,
+    hosts_query,
+)
 from portal.web.auth import page_role
 from portal.web.forms import flash_error, load_form
 
 bp = Blueprint("apps_pages", __name__, url_prefix="/apps")
 ACTIONS = ("start", "stop", "restart", "pull", "remove")
+PAGE_SIZE = 50  # hosts per page, each with its applications
+# Up to this many hosts the new-application form lists them all in a <select>; a larger fleet
+# types the host's name, with suggestions (ten thousand <option>s took seconds to render).
+HOST_SELECT_LIMIT = 200
 # Which actions make sense in which status (the first word of it: "exited (1)" is exited).
 ACTIONS_BY_STATUS = {
     "running": ("stop", "restart", "pull", "remove"),
@@ -76,6 +88,8 @@ def _form_app() -> dict[str, Any]:
     }
     if form.get("host_id"):
         raw["host_id"] = form["host_id"]
+    elif form.get("host_name"):  # a large fleet's form asks for the host by name
+        raw["host_id"] = host_id_named(form["host_name"].strip())
     if raw["kind"] == "compose":
         raw["compose"] = form.get("compose", "")
     else:
@@ -113,21 +127,44 @@ def index() -> Any:
 
 def _index_page(values: Any, status: int) -> Any:
     ensure_local_host()  # the Spectr node is always a host to deploy to
-    hosts = list_hosts()
-    apps = service.list_apps()
+    page = min(max(request.args.get("page", 1, type=int), 1), 10**6)
+    query = hosts_query()
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    hosts = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    apps = list(db.session.scalars(service.apps_query(host_ids=[host.id for host in hosts])))
     apply_health_checks(apps)
+    last = _last_operations(apps)
     by_host = {host.id: [app for app in apps if app.host_id == host.id] for host in hosts}
-    shown = {app.id: shown_status(app, last_operation(app)) for app in apps}
-    page = render_template(
+    shown = {app.id: shown_status(app, last.get(app.last_operation_id or "")) for app in apps}
+    html = render_template(
         "apps/index.html",
         hosts=hosts,
+        choices=host_choices() if (total or 0) <= HOST_SELECT_LIMIT else None,
         by_host=by_host,
         busy_host_ids=[host_id for host_id, on_host in by_host.items() if on_host],
         shown=shown,
         containers=seen_containers(apps),
         values=values,
+        page=page,
+        pages=max(1, -(-(total or 0) // PAGE_SIZE)),
     )
-    return page, status
+    return html, status
+
+
+def _last_operations(apps: list[Application]) -> dict[str, Operation]:
+    """The page's applications' last operations by id, in one query."""
+    ids = [app.last_operation_id for app in apps if app.last_operation_id]
+    if not ids:
+        return {}
+    return {op.id: op for op in db.session.scalars(select(Operation).where(Operation.id.in_(ids)))}
+
+
+@bp.get("/host-suggestions")
+@page_role("operator")
+def host_suggestions() -> Any:
+    """<option>s of the first hosts whose name starts with what was typed (the form's datalist)."""
+    typed = request.args.get("host_name", "").strip()[:120]
+    return render_template("apps/_host_suggestions.html", hosts=host_choices(typed, limit=20))
 
 
 @bp.post("")

@@ -3,7 +3,8 @@
 huey's periodic tasks tick once a minute at best and fire again after a quick restart, so
 Spectr keeps its own: each job runs at most once per interval across all workers (a Redis
 lock when Redis is configured; the embedded default has one process), and every job is
-written to be idempotent anyway.
+written to be idempotent anyway. A job registered with `every_worker=True` runs in every
+worker instead and shares its work out itself (the health sweep).
 """
 
 from __future__ import annotations
@@ -24,16 +25,22 @@ class PeriodicJob:
     name: str
     interval: Callable[[Flask], float]
     run: Callable[[], object]
+    every_worker: bool = False
 
 
 JOBS: dict[str, PeriodicJob] = {}
 
 
-def periodic_job(name: str, interval: Callable[[Flask], float]) -> Callable:
-    """Register `run` to be called every `interval(app)` seconds inside an app context."""
+def periodic_job(
+    name: str, interval: Callable[[Flask], float], *, every_worker: bool = False
+) -> Callable:
+    """Register `run` to be called every `interval(app)` seconds inside an app context.
+
+    Without `every_worker`, one worker of the installation runs it per interval.
+    """
 
     def register(run: Callable[[], object]) -> Callable[[], object]:
-        JOBS[name] = PeriodicJob(name, interval, run)
+        JOBS[name] = PeriodicJob(name, interval, run, every_worker)
         return run
 
     return register
@@ -83,7 +90,7 @@ class Ticker(threading.Thread):
     def _run_job(self, job: PeriodicJob, interval: float) -> None:
         with self.app.app_context():
             try:
-                if self._acquire(job.name, interval):
+                if job.every_worker or self._acquire(job.name, interval):
                     job.run()
             except Exception:
                 log.exception("periodic job %s failed", job.name)

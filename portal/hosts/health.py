@@ -1,11 +1,11 @@
 """Health checks: ask every bootstrapped host's agent how it is, and record what changed.
 
-A sweep probes all agents concurrently (a bounded thread pool, per-request timeouts, no
-retries: the next sweep is the retry), and the Spectr node's own engine beside them
-(local_node.py), then writes the results in one transaction: status transitions with their
-reasons, last-seen times, the container states of each host, and the status of the
-applications on it. A host becomes `unreachable` after 2 missed sweeps in a row and `ready`
-again by itself.
+A sweep probes all agents concurrently (one event loop over kept TLS connections, per-request
+timeouts, no retries: the next sweep is the retry), and the Spectr node's own engine beside
+them (local_node.py), then writes the results in one transaction: status transitions with
+their reasons, last-seen times, the containers of each host whose listing changed, and the
+status of the applications on those hosts. A host becomes `unreachable` after 2 missed sweeps
+in a row and `ready` again by itself.
 
 Only Spectr's own applications make a host `degraded`: a crash-looping container that someone
 started by hand, or that another tool manages, is recorded and shown on the host page, but it
@@ -15,31 +15,41 @@ says nothing about whether Spectr's work on that host is healthy.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import httpx
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, String, select, type_coerce, update
 
 from portal.apps.lifecycle import applications_by_host, follow_host_containers
+from portal.core.operations.runner import WORKER_ID
 from portal.core.pki import agent_client_context, ca_certificate_path, portal_client_certificate
+from portal.core.secrets_box import secret_box
 from portal.core.ticker import periodic_job
 from portal.core.timeutil import utcnow
 from portal.engines import ContainerInfo
 from portal.engines.shapes import container_info
 from portal.extensions import db
-from portal.hosts.container_sync import sync_containers
+from portal.hosts.container_sync import chunks, health_of, sync_containers
 from portal.hosts.facts import store_facts
 from portal.hosts.health_status import decide, sick_in
 from portal.hosts.models import BOOTSTRAPPING, READY, Host
-from portal.hosts.service import set_status
+from portal.hosts.probing import (
+    MAX_PARALLEL_CONNECTS,
+    AgentConnections,
+    Answer,
+    ProbeFailed,
+    bounded,
+)
+from portal.hosts.service import set_statuses
+from portal.hosts.sharding import SweepRounds, heartbeat, heartbeat_period_s
 from portal.settings.service import get_setting
 
-MAX_PARALLEL_PROBES = 64
+# Requests in flight at once: enough to hide each agent's latency, few enough that a cold sweep's
+# TLS handshakes do not all time out together on a small portal.
+MAX_PARALLEL_PROBES = 256
 
 
 @dataclass(frozen=True)
@@ -72,66 +82,70 @@ class SweepReport:
 
 
 class AgentProber:
-    """HTTPS clients of every agent sharing one TLS context, kept between sweeps.
+    """Probes of every agent on one event loop, over TLS connections kept between sweeps.
 
-    Health checks are the one place where the portal talks to a thousand agents at once, so
+    Health checks are the one place where the portal talks to thousands of agents at once, so
     they skip AgentEngine's retries and breaker (the next sweep is the retry) and share one TLS
-    context; each host keeps its own small client, as one pool over a thousand origins is slow.
+    context (see portal.hosts.probing for why not a thread and a client per host).
     """
 
     def __init__(self, key: tuple[Any, ...], timeout_s: float, keepalive_s: float) -> None:
         self.key = key
-        self._tls = agent_client_context()  # the portal's client certificate: agents require it
-        self._timeout = httpx.Timeout(timeout_s, connect=min(3.0, timeout_s))
-        self._limits = httpx.Limits(max_connections=2, keepalive_expiry=keepalive_s)
-        self._clients: dict[str, httpx.Client] = {}
-        self._lock = threading.Lock()
+        # The portal's client certificate: agents require it.
+        self._agents = AgentConnections(agent_client_context(), timeout_s, keepalive_s)
 
-    def client(self, agent_url: str) -> httpx.Client:
-        with self._lock:
-            client = self._clients.get(agent_url)
-            if client is None:
-                client = self._clients[agent_url] = httpx.Client(
-                    base_url=agent_url, verify=self._tls, timeout=self._timeout,
-                    limits=self._limits, headers={"User-Agent": "spectr-portal-health"},
-                    trust_env=False,  # agents are reached directly, never through a proxy
-                )  # fmt: skip
-            return client
-
-    def forget_except(self, agent_urls: set[str]) -> None:
-        with self._lock:
-            for url in set(self._clients) - agent_urls:
-                self._clients.pop(url).close()
+    def probe_all(self, targets: list[ProbeTarget]) -> list[Probe]:
+        """Probe `targets` concurrently (at most MAX_PARALLEL_PROBES at once), in order."""
+        self._agents.forget_except({target.agent_url for target in targets})
+        return self._agents.run(
+            lambda: bounded([self._probe(t) for t in targets], MAX_PARALLEL_PROBES)
+        )
 
     def close(self) -> None:
-        self.forget_except(set())
+        self._agents.close()
 
-    def probe(self, target: ProbeTarget) -> Probe:
+    async def _probe(self, target: ProbeTarget) -> Probe:
         """Ask one agent for its health and containers; never raises."""
-        headers = {"Authorization": f"Bearer {target.token}"}
-        client = self.client(target.agent_url)
         try:
-            response = client.get("/v1/health", headers=headers)
-            if response.status_code in (401, 403):
+            answer = await self._agents.get(target.agent_url, "/v1/health", target.token)
+            if answer.status in (401, 403):
                 return Probe(target.host_id, True, error="token refused", refused=True)
-            response.raise_for_status()
-            health = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+            health = _json_object(answer, "/v1/health")
+        except (ProbeFailed, ValueError) as exc:
             return Probe(target.host_id, answered=False, error=_describe(exc))
         engine = health.get("engine") or {}
         result = Probe(target.host_id, True, bool(engine.get("reachable")),
                        health.get("agent_version"), engine.get("error"))  # fmt: skip
         if result.engine_ok:
             try:
-                listed = client.get("/v1/containers", params={"all": 1}, headers=headers)
-                listed.raise_for_status()
-                result.containers = [container_info(item) for item in listed.json()]
-            except (httpx.HTTPError, ValueError, TypeError, KeyError) as exc:
+                listed = await self._agents.get(
+                    target.agent_url, "/v1/containers?all=1", target.token
+                )
+                result.containers = [container_info(item) for item in _json_list(listed)]
+            except (ProbeFailed, ValueError, TypeError, KeyError) as exc:
                 result.engine_ok, result.error = (
                     False,
                     f"listing containers failed: {_describe(exc)}",
                 )
         return result
+
+
+def _json_object(answer: Answer, path: str) -> dict[str, Any]:
+    if answer.status >= 400:
+        raise ProbeFailed(f"HTTP {answer.status} from {path}")
+    document = answer.json()
+    if not isinstance(document, dict):
+        raise ValueError(f"{path} did not answer a JSON object")
+    return document
+
+
+def _json_list(answer: Answer) -> list[Any]:
+    if answer.status >= 400:
+        raise ProbeFailed(f"HTTP {answer.status} from /v1/containers")
+    document = answer.json()
+    if not isinstance(document, list):
+        raise ValueError("/v1/containers did not answer a JSON list")
+    return document
 
 
 def _describe(exc: Exception) -> str:
@@ -153,38 +167,51 @@ def prober(timeout_s: float, keepalive_s: float) -> AgentProber:
     return _prober
 
 
-def probe_targets() -> list[ProbeTarget]:
-    """Every host with an installed agent that is not being bootstrapped right now."""
-    rows = db.session.execute(
-        select(Host.id, Host.agent_url, Host.agent_token).where(
-            Host.is_local.is_(False),
-            Host.bootstrapped_at.is_not(None),
-            Host.agent_url.is_not(None),
-            Host.status != BOOTSTRAPPING,
-        )
-    ).all()
-    return [ProbeTarget(row[0], row[1], row[2]) for row in rows if row[1] and row[2]]
+def probe_targets(where: ColumnElement[bool] | None = None) -> list[ProbeTarget]:
+    """Every host with an installed agent that is not being bootstrapped right now.
+
+    `where` narrows them down (a worker's shard of the fleet).
+    """
+    sealed = type_coerce(Host.agent_token, String)  # decrypted below, through the cache
+    query = select(Host.id, Host.agent_url, sealed).where(
+        Host.is_local.is_(False),
+        Host.bootstrapped_at.is_not(None),
+        Host.agent_url.is_not(None),
+        Host.status != BOOTSTRAPPING,
+    )
+    rows = db.session.execute(query if where is None else query.where(where)).all()
+    return [ProbeTarget(row[0], row[1], _token(row[2])) for row in rows if row[1] and row[2]]
 
 
-def check_all_hosts(timeout_s: float = 5.0, keepalive_s: float = 120.0) -> SweepReport:
-    """Probe every agent and the Spectr node's engine concurrently and record the results."""
-    from portal.hosts.local_node import probe_local_node
-    from portal.hosts.service import ensure_local_host
+# Agent tokens by their ciphertext: decrypting every token each sweep cost 0.1 ms a host.
+# A rotated token is stored under new ciphertext, so it is never answered from here.
+_tokens: dict[str, str] = {}
 
-    targets = probe_targets()
-    node = ensure_local_host().id  # from the first sweep on, not only once a page was opened
+
+def _token(sealed: str) -> str:
+    token = _tokens.get(sealed)
+    if token is None:
+        if len(_tokens) > 100_000:  # tokens of deleted hosts and rotations: start over
+            _tokens.clear()
+        token = _tokens[sealed] = secret_box().decrypt(sealed)
+    return token
+
+
+def check_all_hosts(
+    timeout_s: float = 5.0, keepalive_s: float = 120.0, where: ColumnElement[bool] | None = None
+) -> SweepReport:
+    """Probe every agent (of `where`) and the Spectr node's engine (when `where` takes it in)
+    concurrently and record the results; return timings."""
+    targets = probe_targets(where)
+    node = _local_node_in(where)
     db.session.rollback()  # no transaction stays open while the probes run
     seen_at, started = utcnow(), time.perf_counter()
     probes: list[Probe] = []
-    if targets:
-        client = prober(timeout_s, keepalive_s)
-        client.forget_except({target.agent_url for target in targets})
-        with ThreadPoolExecutor(min(MAX_PARALLEL_PROBES, len(targets))) as executor:
-            local = executor.submit(probe_local_node, node, timeout_s) if node else None
-            probes = list(executor.map(client.probe, targets))
-            probes += [local.result()] if local else []
-    elif node:
-        probes = [probe_local_node(node, timeout_s)]
+    with ThreadPoolExecutor(1) as executor:
+        local = executor.submit(_probe_local_node, node, timeout_s) if node else None
+        if targets:
+            probes = prober(timeout_s, keepalive_s).probe_all(targets)
+        probes += [local.result()] if local else []
     probed = time.perf_counter()
     transitions = record_probes(probes, seen_at)
     written = time.perf_counter()
@@ -192,46 +219,96 @@ def check_all_hosts(timeout_s: float = 5.0, keepalive_s: float = 120.0) -> Sweep
     return SweepReport(len(probes), answered, probed - started, written - probed, transitions)
 
 
+def _local_node_in(where: ColumnElement[bool] | None) -> int | None:
+    """The Spectr node's host id when this sweep (this worker's shard) covers it."""
+    from portal.hosts.service import ensure_local_host
+
+    node = ensure_local_host().id  # from the first sweep on, not only once a page was opened
+    if where is None:
+        return node
+    return db.session.scalar(select(Host.id).where(Host.id == node, where))
+
+
+def _probe_local_node(host_id: int, timeout_s: float) -> Probe:
+    from portal.hosts.local_node import probe_local_node
+
+    return probe_local_node(host_id, timeout_s)
+
+
 def record_probes(probes: list[Probe], seen_at: datetime | None = None) -> int:
     """Write one sweep's results in one transaction; return how many statuses changed.
 
-    Rows are read as plain tuples and written with executemany: a sweep over a thousand
-    hosts touches every host row (last seen) but changes a status only now and then.
-    `seen_at` is when the probes started (by default now): what they saw is that old.
+    A sweep touches every host row (last seen) but changes a status only now and then: hosts
+    that get the same values are written by one UPDATE, and only the hosts whose containers
+    changed since the last sweep have their container rows read and written, and their
+    applications' status followed. `seen_at` is when the probes started (by default now):
+    what they saw is that old.
     """
     if not probes:
         return 0
     by_id = {p.host_id: p for p in probes}
     now = seen_at or utcnow()
     rows = db.session.execute(
-        select(Host.id, Host.status, Host.status_reason, Host.missed_checks).where(
-            Host.id.in_(by_id), Host.status != BOOTSTRAPPING
-        )
+        select(
+            Host.id, Host.status, Host.status_reason, Host.missed_checks, Host.containers_digest
+        ).where(Host.id.in_(by_id), Host.status != BOOTSTRAPPING)
     ).all()
-    owned = applications_by_host(row[0] for row in rows)
-    values, changes = [], []
-    for host_id, status, reason, missed in rows:
+    owned = applications_by_host(
+        row[0] for row in rows if _may_be_sick(by_id[row[0]]) or sick_in(row[1], row[2])
+    )
+    refreshed = _hosts_with_apps_read_since_their_last_sweep(list(by_id))
+    groups: dict[tuple[tuple[str, Any], ...], list[int]] = {}
+    changes = []
+    for host_id, status, reason, missed, _ in rows:
         result = by_id[host_id]
         was_sick = sick_in(status, reason)
         row_values, target = decide(result, missed or 0, now, owned.get(host_id), was_sick)
-        values.append({"id": host_id, **row_values})
+        groups.setdefault(tuple(sorted(row_values.items())), []).append(host_id)
         if target is not None and (
             target[0] != status or (target[0] != READY and target[1] != reason)
         ):
-            changes.append((host_id, *target))
-    if values:
-        db.session.execute(update(Host), values)
-    transitions = sum(
-        set_status(db.session.get_one(Host, host_id), status, reason)
-        for host_id, status, reason in changes
-    )
-    recorded = {row[0] for row in rows}
-    answered = [p for p in probes if p.answered and p.engine_ok and p.host_id in recorded]
-    sync_containers(((p.host_id, p.containers) for p in answered), now)
+            changes.append((host_id, status, *target))
+    for group, host_ids in groups.items():
+        for chunk in chunks(host_ids):
+            db.session.execute(
+                update(Host).where(Host.id.in_(chunk)).values(dict(group)),
+                execution_options={"synchronize_session": False},
+            )
+    transitions = set_statuses(changes)
+    digests = {row[0]: row[4] for row in rows}
+    answered = [p for p in probes if p.answered and p.engine_ok and p.host_id in digests]
+    changed = sync_containers(((p.host_id, p.containers) for p in answered), now, digests)
     _store_node_facts(answered)
-    follow_host_containers([p.host_id for p in answered], now)
+    reached = {p.host_id for p in answered}
+    follow_host_containers(sorted(set(changed) | (refreshed & reached)), now)
     db.session.commit()
     return transitions
+
+
+def _hosts_with_apps_read_since_their_last_sweep(host_ids: list[int]) -> set[int]:
+    """Hosts with an application whose status was read from the engine after the host's last
+    sweep (a deploy, a refresh): this sweep must win over that reading even where the host's
+    containers did not change, as it is newer. Read before this sweep moves last_seen_at."""
+    from portal.apps.models import Application
+    from portal.apps.rules import REMOVED
+
+    query = (
+        select(Application.host_id)
+        .join(Host, Host.id == Application.host_id)
+        .where(Application.status != REMOVED, Host.last_seen_at.is_not(None))
+        .where(
+            Application.status_checked_at.is_(None)
+            | (Application.status_checked_at > Host.last_seen_at)
+        )
+        .distinct()
+    )
+    wanted = set(host_ids)
+    return {host_id for host_id in db.session.scalars(query) if host_id in wanted}
+
+
+def _may_be_sick(result: Probe) -> bool:
+    """Whether a probe shows a container that degrades its host if Spectr owns it."""
+    return any(health_of(c) == "unhealthy" or c.state == "restarting" for c in result.containers)
 
 
 def _store_node_facts(probes: list[Probe]) -> None:
@@ -252,11 +329,32 @@ def probe_timeout_s() -> float:
 
 
 def longest_sweep_s(targets: int) -> float:
-    """How long a sweep may still use the tokens it read at its start (two requests a host)."""
-    return 2 * probe_timeout_s() * math.ceil(max(targets, 1) / MAX_PARALLEL_PROBES) + 1.0
+    """How long a sweep may still use the tokens it read at its start.
+
+    Each host: a connection (handshakes MAX_PARALLEL_CONNECTS at a time, each at most the
+    connect timeout) and two requests (MAX_PARALLEL_PROBES hosts at a time).
+    """
+    timeout, hosts = probe_timeout_s(), max(targets, 1)
+    connecting = min(3.0, timeout) * math.ceil(hosts / MAX_PARALLEL_CONNECTS)
+    return connecting + 2 * timeout * math.ceil(hosts / MAX_PARALLEL_PROBES) + 1.0
 
 
-@periodic_job("host_health_checks", _interval)
+_rounds = SweepRounds(WORKER_ID)
+
+
+@periodic_job("host_health_checks", lambda app: 0.5, every_worker=True)
 def run_health_checks() -> None:
-    """Periodic job: one sweep over every host's agent."""
-    check_all_hosts(timeout_s=probe_timeout_s(), keepalive_s=3 * _interval(None))
+    """Periodic job: this worker's shard of the fleet, once per round (see hosts.sharding)."""
+    interval = _interval(None)
+    _rounds.tick(
+        interval,
+        lambda where: check_all_hosts(probe_timeout_s(), 3 * interval, where),
+    )
+
+
+@periodic_job(
+    "health_sweep_heartbeat", lambda app: heartbeat_period_s(_interval(app)), every_worker=True
+)
+def send_heartbeat() -> None:
+    """Periodic job: tell the other workers this one still takes part in health sweeps."""
+    heartbeat(WORKER_ID)

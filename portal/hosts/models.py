@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.core.secrets_box import EncryptedText
@@ -57,6 +69,8 @@ class Host(db.Model):
     agent_version: Mapped[str | None] = mapped_column(String(64))
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime)
     missed_checks: Mapped[int] = mapped_column(Integer, default=0)
+    # Fingerprint of the containers the last sweep stored: an unchanged listing writes nothing.
+    containers_digest: Mapped[str | None] = mapped_column(String(32))
     bootstrapped_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_operation_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -92,9 +106,11 @@ class HostGpu(db.Model):
 
 class HostStatusChange(db.Model):
     __tablename__ = "host_status_changes"
+    # A host's latest changes first: its page shows 50 of however many a flapping host has.
+    __table_args__ = (Index("ix_host_status_changes_host_id_at", "host_id", "at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), index=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     from_status: Mapped[str] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
@@ -114,7 +130,8 @@ class HostContainer(db.Model):
     container_id: Mapped[str] = mapped_column(String(128))
     name: Mapped[str] = mapped_column(String(255))
     image: Mapped[str] = mapped_column(String(512))
-    state: Mapped[str] = mapped_column(String(32))  # running, exited, restarting, ...
+    # running, exited, restarting, ...; indexed for the restarting-container detector.
+    state: Mapped[str] = mapped_column(String(32), index=True)
     health: Mapped[str | None] = mapped_column(String(32))  # healthy, unhealthy, starting
     exit_code: Mapped[int | None] = mapped_column(Integer)
     restart_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -126,3 +143,21 @@ class HostContainer(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
     host: Mapped[Host] = relationship(back_populates="containers")
+
+
+class SweepWorker(db.Model):
+    """A worker process taking part in health sweeps: alive while its heartbeat is fresh.
+
+    The live workers, sorted by id, split the hosts between them (see portal.hosts.sharding).
+    """
+
+    __tablename__ = "health_sweep_workers"
+
+    worker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The last sweep round this worker finished: what it probed and how long it took.
+    last_round: Mapped[int | None] = mapped_column(BigInteger)
+    last_sweep_hosts: Mapped[int] = mapped_column(Integer, default=0)
+    last_sweep_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    last_shard: Mapped[str | None] = mapped_column(String(32))  # "index/count"

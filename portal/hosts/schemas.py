@@ -114,7 +114,9 @@ class HostDetailSchema(HostSchema):
     )
 
     def _history(self, host: object) -> list:
-        return StatusChangeSchema(many=True).dump(host.status_changes[:50])  # type: ignore[attr-defined]
+        from portal.hosts.service import status_history
+
+        return StatusChangeSchema(many=True).dump(status_history(host.id))  # type: ignore[attr-defined]
 
     def _agent_certificate(self, host: object) -> dict[str, str] | None:
         pem = getattr(host, "agent_certificate", None)  # public; its key is never shown

@@ -17,7 +17,7 @@ from sqlalchemy import and_, exists, literal, or_, select
 from portal.apps.lifecycle import applications_by_host
 from portal.core.operations.models import FAILED, Operation
 from portal.core.timeutil import utcnow
-from portal.extensions import db
+from portal.extensions import commit_keeping_loaded, db
 from portal.hosts.models import UNREACHABLE, Host, HostContainer, HostGpu
 from portal.monitoring.models import (
     CONTAINER_RESTARTING,
@@ -49,17 +49,21 @@ class Condition:
 
 
 def unreachable_hosts() -> list[Condition]:
-    hosts = db.session.scalars(select(Host).where(Host.status == UNREACHABLE)).all()
+    hosts = db.session.execute(
+        select(Host.id, Host.name, Host.status_reason, Host.address).where(
+            Host.status == UNREACHABLE
+        )
+    ).all()
     return [
         Condition(
             HOST_UNREACHABLE,
-            f"host:{host.id}",
-            host.name,
-            host.status_reason or f"Host {host.name} does not answer.",
+            f"host:{host_id}",
+            name,
+            reason or f"Host {name} does not answer.",
             "critical",
-            {"host_id": host.id, "address": host.address},
+            {"host_id": host_id, "address": address},
         )
-        for host in hosts
+        for host_id, name, reason, address in hosts
     ]
 
 
@@ -169,22 +173,27 @@ POINT_DETECTORS = (failed_deployments,)
 
 
 def detect_events() -> tuple[list[Event], list[Event]]:
-    """Open events for new conditions and resolve ended ones; return (opened, resolved)."""
-    open_events = {e.key: e for e in db.session.scalars(select(Event).where(Event.state == OPEN))}
-    opened: list[Event] = []
+    """Open events for new conditions and resolve ended ones; return (opened, resolved).
+
+    Open events are compared by key from plain rows; only the events that change are loaded
+    as objects (ten thousand hosts down at once are ten thousand open events to compare).
+    """
+    open_events = dict(
+        db.session.execute(
+            select(Event.key, Event.id).where(Event.state == OPEN, Event.kind != DEPLOYMENT_FAILED)
+        ).all()
+    )
     lasting: dict[str, Condition] = {}
     for detector in LASTING_DETECTORS:
         lasting.update({c.key: c for c in detector()})
-    for key, condition in lasting.items():
-        if key not in open_events:
-            opened.append(_open(condition))
-    resolved = [
-        _resolve(event)
-        for key, event in open_events.items()
-        if event.kind != DEPLOYMENT_FAILED and key not in lasting
-    ]
+    opened = [_open(c) for key, c in lasting.items() if key not in open_events]
+    ended = [event_id for key, event_id in open_events.items() if key not in lasting]
+    resolved = []
+    for start in range(0, len(ended), 5000):
+        chunk = select(Event).where(Event.id.in_(ended[start : start + 5000]))
+        resolved += [_resolve(event) for event in db.session.scalars(chunk)]
     opened.extend(_open(c) for c in _unseen(POINT_DETECTORS))
-    db.session.commit()
+    commit_keeping_loaded()  # the caller announces them: no reload of each event after commit
     return opened, resolved
 
 

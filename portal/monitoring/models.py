@@ -67,6 +67,9 @@ class EventDelivery(db.Model):
     )
     # Which change of the event this delivery announces: "opened" or "resolved".
     transition: Mapped[str] = mapped_column(String(16))
+    # A grouped delivery (many events of one kind at once): every event's id, event_id being
+    # the first. None for a delivery of one event.
+    event_ids: Mapped[list[int] | None] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16), default="pending")  # delivered|retrying|failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_outcome: Mapped[str | None] = mapped_column(String(255))

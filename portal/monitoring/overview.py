@@ -91,17 +91,23 @@ def _hosts_by_status() -> dict[str, int]:
 
 
 def _host_rows(limit: int = 50) -> list[dict[str, Any]]:
+    """The first hosts by name, with GPU and running-container counts of those hosts only."""
+    hosts = db.session.scalars(select(Host).order_by(Host.name).limit(limit)).all()
+    ids = [host.id for host in hosts]
     gpus = dict(
-        db.session.execute(select(HostGpu.host_id, func.count()).group_by(HostGpu.host_id)).all()
+        db.session.execute(
+            select(HostGpu.host_id, func.count())
+            .where(HostGpu.host_id.in_(ids))
+            .group_by(HostGpu.host_id)
+        ).all()
     )
     running = dict(
         db.session.execute(
             select(HostContainer.host_id, func.count())
-            .where(HostContainer.state == "running")
+            .where(HostContainer.host_id.in_(ids), HostContainer.state == "running")
             .group_by(HostContainer.host_id)
         ).all()
     )
-    hosts = db.session.scalars(select(Host).order_by(Host.name).limit(limit)).all()
     return [
         {
             "id": host.id,

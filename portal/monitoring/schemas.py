@@ -69,6 +69,10 @@ class WebhookCreatedSchema(WebhookSchema):
 class DeliverySchema(ma.Schema):
     id = ma.fields.Integer()
     event_id = ma.fields.Integer()
+    event_count = ma.fields.Function(
+        lambda delivery: len(delivery.event_ids or ()) or 1,
+        metadata={"description": "Events this delivery announces (more than 1: grouped)"},
+    )
     transition = ma.fields.String()
     state = ma.fields.String()
     attempts = ma.fields.Integer()

@@ -2,6 +2,11 @@
 
 `X-Spectr-Signature: sha256=<hex>` is HMAC-SHA256 of the exact body with the webhook's secret
 (shown once, when the webhook is created), the same scheme as operation callbacks.
+
+When many events of one kind open (or resolve) at once, say a rack losing power makes
+hundreds of hosts unreachable, a webhook gets one grouped delivery for them instead of one
+POST each: `{"transition", "kind", "count", "events": [the first GROUP_BODY_EVENTS],
+"more": N}`, with `X-Spectr-Event-Count`. A single event keeps the one-event body.
 """
 
 from __future__ import annotations
@@ -72,15 +77,38 @@ def list_deliveries(webhook: Webhook, limit: int = 100) -> list[EventDelivery]:
     return list(db.session.scalars(query))
 
 
+# From this many events of one kind in one announcement, each webhook gets one delivery.
+GROUP_FROM = 5
+GROUP_BODY_EVENTS = 50
+
+
 def announce(events: list[Event], transition: str) -> int:
-    """Create one delivery per (event, interested webhook) and enqueue it; return the count."""
+    """Create the deliveries of `events` to interested webhooks, enqueue them; return the count.
+
+    One delivery per (event, webhook), except that a kind with GROUP_FROM events or more goes
+    to each webhook as one grouped delivery.
+    """
     webhooks = db.session.scalars(select(Webhook).filter_by(active=True)).all()
-    deliveries = [
-        EventDelivery(event=event, webhook=hook, transition=transition)
-        for event in events
-        for hook in webhooks
-        if not hook.event_kinds or event.kind in hook.event_kinds
-    ]
+    by_kind: dict[str, list[Event]] = {}
+    for event in events:
+        by_kind.setdefault(event.kind, []).append(event)
+    deliveries = []
+    for kind, same_kind in by_kind.items():
+        hooks = [hook for hook in webhooks if not hook.event_kinds or kind in hook.event_kinds]
+        if len(same_kind) >= GROUP_FROM:
+            ids = [event.id for event in same_kind]
+            deliveries += [
+                EventDelivery(
+                    event=same_kind[0], webhook=hook, transition=transition, event_ids=ids
+                )
+                for hook in hooks
+            ]
+        else:
+            deliveries += [
+                EventDelivery(event=event, webhook=hook, transition=transition)
+                for event in same_kind
+                for hook in hooks
+            ]
     db.session.add_all(deliveries)
     db.session.commit()
     for delivery in deliveries:
@@ -102,10 +130,15 @@ def deliver(delivery_id: int, attempt: int) -> None:
     delivery = db.session.get(EventDelivery, delivery_id)
     if delivery is None or delivery.state == "delivered":
         return
-    body = json.dumps(event_body(delivery.event, delivery.transition), sort_keys=True).encode()
+    if delivery.event_ids:
+        document = group_body(delivery.event.kind, delivery.event_ids, delivery.transition)
+    else:
+        document = event_body(delivery.event, delivery.transition)
+    body = json.dumps(document, sort_keys=True).encode()
     headers = {
         "Content-Type": "application/json",
         "X-Spectr-Event": f"{delivery.event.kind}.{delivery.transition}",
+        "X-Spectr-Event-Count": str(len(delivery.event_ids or ()) or 1),
         "X-Spectr-Delivery": str(delivery.id),
         "X-Spectr-Signature": "sha256=" + sign_payload(delivery.webhook.secret, body),
     }
@@ -140,18 +173,33 @@ def backoff_seconds(attempt: int) -> float:
     return random.uniform(0.5, 1.0) * 2**attempt
 
 
-def event_body(event: Event, transition: str) -> dict:
+def group_body(kind: str, event_ids: list[int], transition: str) -> dict:
+    """The body of a grouped delivery: how many events, and the first ones in full."""
+    shown = db.session.scalars(
+        select(Event).where(Event.id.in_(event_ids[:GROUP_BODY_EVENTS])).order_by(Event.id)
+    ).all()
     return {
         "transition": transition,
-        "event": {
-            "id": event.id,
-            "kind": event.kind,
-            "severity": event.severity,
-            "state": event.state,
-            "subject": event.subject,
-            "message": event.message,
-            "details": event.details,
-            "opened_at": isoformat(event.opened_at),
-            "resolved_at": isoformat(event.resolved_at),
-        },
+        "kind": kind,
+        "count": len(event_ids),
+        "events": [event_fields(event) for event in shown],
+        "more": max(0, len(event_ids) - len(shown)),
+    }
+
+
+def event_body(event: Event, transition: str) -> dict:
+    return {"transition": transition, "event": event_fields(event)}
+
+
+def event_fields(event: Event) -> dict:
+    return {
+        "id": event.id,
+        "kind": event.kind,
+        "severity": event.severity,
+        "state": event.state,
+        "subject": event.subject,
+        "message": event.message,
+        "details": event.details,
+        "opened_at": isoformat(event.opened_at),
+        "resolved_at": isoformat(event.resolved_at),
     }

@@ -100,3 +100,27 @@ def test_proxy_metrics_address_parsing() -> None:
     assert proxy_metrics_address("127.0.0.1:0", None) is None
     assert proxy_metrics_address("127.0.0.1:99999", None) is None
     assert proxy_metrics_address("http://x:1/", None) is None
+
+
+def test_agent_groups_built_by_the_database_match_the_rows(any_db_app: Flask) -> None:
+    """On Postgres the groups come as JSON from the database: the same as built from rows."""
+    from portal.monitoring.discovery import _agent_groups, scrape_targets
+
+    add_agent_host("gpu-a", 7443, models=("H200", "H200", "A100"))
+    plain = add_agent_host("gpu-b", 7444, status=UNREACHABLE)
+    plain.labels = {}
+    add_agent_host("gpu-c", 7445, models=("L40S",))
+    db.session.commit()
+
+    listed = scrape_targets("agent", "portal:5000", "http")
+
+    assert listed == _agent_groups()
+    assert [g["labels"]["host"] for g in listed] == ["gpu-a", "gpu-b", "gpu-c"]
+    assert (
+        "host_role" not in listed[1]["labels"] and listed[0]["labels"]["host_role"] == "inference"
+    )
+    assert listed[2] == {
+        "targets": ["10.1.0.9:7445"],
+        "labels": {"role": "agent", "__scheme__": "https", "host": "gpu-c", "gpu_model": "L40S",
+                   "host_status": "ready", "host_role": "inference"},
+    }  # fmt: skip

@@ -27,6 +27,7 @@ from portal.core.timeutil import utcnow
 from portal.extensions import db
 from tests.portal.conftest import _test_config
 from tests.support.redis_server import RedisServer
+from tests.support.workers import stop_workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 SPECTR = str(Path(sys.executable).with_name("spectr"))
@@ -73,14 +74,7 @@ def cluster(tmp_path, postgres_migrated):
         yield app, redis, start_worker
         db.session.remove()
         db.engine.dispose()
-    for proc in workers:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    stop_workers(workers)
     for log in logs:
         log.close()
     redis.stop()

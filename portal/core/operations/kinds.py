@@ -82,6 +82,8 @@ class OperationContext:
     log_line: Callable[[str, str], None]
     report_progress: Callable[[float, str | None], None]
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    # Writes lines the log still holds back (they go in batches); the runner calls it.
+    flush_log: Callable[[], None] = lambda: None
 
     def log(self, message: str, level: str = "info") -> None:
         """Append a line to the operation's log."""

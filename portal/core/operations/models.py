@@ -36,6 +36,8 @@ class Operation(db.Model):
         UniqueConstraint("requested_by_id", "idempotency_key"),
         Index("ix_operations_state_lease", "state", "lease_expires_at"),
         Index("ix_operations_callback_due", "callback_state", "callback_due_at"),
+        # Lists filtered by state, newest first (the operations page, the dashboard).
+        Index("ix_operations_state_created_at", "state", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -66,7 +68,8 @@ class Operation(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     queued_at: Mapped[datetime | None] = mapped_column(DateTime)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Retention deletes by it; the duration histogram reads what finished since its watermark.
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
 
     requested_by = db.relationship("User", lazy="select")
     # Set by whoever creates the row and already knows the caller's name: answering an accept
@@ -87,11 +90,12 @@ class Operation(db.Model):
 
 class OperationLogLine(db.Model):
     __tablename__ = "operation_log_lines"
+    # Reading and following a log: one operation's lines after an id, in id order, without a
+    # sort (a fan-out's log has tens of thousands of lines among a million).
+    __table_args__ = (Index("ix_operation_log_lines_operation_id_id", "operation_id", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    operation_id: Mapped[str] = mapped_column(
-        ForeignKey("operations.id", ondelete="CASCADE"), index=True
-    )
+    operation_id: Mapped[str] = mapped_column(ForeignKey("operations.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     level: Mapped[str] = mapped_column(String(16), default="info")
     message: Mapped[str] = mapped_column(Text)

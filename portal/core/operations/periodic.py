@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from portal.core.operations.recovery import recover_operations
+from portal.core.operations.retention import prune_operations
 from portal.core.ticker import periodic_job
 
 
@@ -10,3 +11,9 @@ from portal.core.ticker import periodic_job
 def run_recovery() -> None:
     """Re-enqueue lost operations and take over those of dead workers."""
     recover_operations()
+
+
+@periodic_job("prune_operations", lambda app: 3600.0)
+def run_retention() -> None:
+    """Remove finished operations past the retention, in batches (one worker, hourly)."""
+    prune_operations()

@@ -27,6 +27,7 @@ from portal.core.operations.kinds import (
     PermanentError,
     get_kind,
 )
+from portal.core.operations.log_buffer import LogBuffer
 from portal.core.operations.models import (
     ACCEPTED,
     CANCELLED,
@@ -89,9 +90,7 @@ def _claim(operation_id: str) -> Operation | None:
 
 def _context_for(operation: Operation) -> OperationContext:
     op_id = operation.id
-
-    def log_line(message: str, level: str) -> None:
-        service.append_log(op_id, message, level)
+    lines = LogBuffer(db.engine, op_id)
 
     def report_progress(fraction: float, message: str | None) -> None:
         with db.engine.begin() as conn:
@@ -108,8 +107,9 @@ def _context_for(operation: Operation) -> OperationContext:
         params=dict(operation.params or {}),
         attempt=operation.attempts,
         max_attempts=operation.max_attempts,
-        log_line=log_line,
+        log_line=lines.append,
         report_progress=report_progress,
+        flush_log=lines.flush,
     )
 
 
@@ -121,12 +121,14 @@ def _execute(operation: Operation, context: OperationContext) -> None:
         result = handler(context)
     except OperationCancelled:
         db.session.rollback()
+        context.flush_log()
         _finish(operation.id, CANCELLED, error="Cancelled on request.")
     except Exception as exc:
         # The handler's transaction may hold a write lock (SQLite); let go before recording.
         db.session.rollback()
         _handle_failure(operation, context, exc)
     else:
+        context.flush_log()
         _finish(operation.id, SUCCEEDED, result=result or {}, progress=1.0)
 
 
@@ -135,6 +137,7 @@ def _handle_failure(operation: Operation, context: OperationContext, exc: Except
     if is_transient(exc) and operation.attempts < operation.max_attempts:
         delay = retry_delay(operation.attempts)
         context.log(f"Transient failure: {reason}. Retrying in {delay:.1f} s.", "warning")
+        context.flush_log()
         _release_for_retry(operation.id, delay)
         service.enqueue_operation(operation.id, delay=delay)
         return
@@ -143,6 +146,7 @@ def _handle_failure(operation: Operation, context: OperationContext, exc: Except
     if is_transient(exc):
         reason = f"{reason} (gave up after {operation.attempts} attempts)"
     context.log(f"Failed: {reason}", "error")
+    context.flush_log()
     _finish(operation.id, FAILED, error=reason)
 
 
