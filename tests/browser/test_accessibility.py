@@ -56,7 +56,7 @@ def seed(api: Api) -> dict[str, Any]:
     """One of each thing a detail page shows: a host, an application, a model, an operation,
     an image, a user, a token, a gateway key, a route, a flash message's worth of history."""
     api.page.goto(f"{api.portal.url}/hosts")  # records the Spectr node
-    node = next(h for h in api.get("/hosts") if h["is_local"])
+    node = next(h for h in api.get("/hosts?status=ready") if h["is_local"])
     host = api.post(
         "/hosts", {"name": unique("walk"), "address": "10.99.0.3", "ssh_private_key": KEY}
     )
