@@ -22,10 +22,25 @@ MAX_QUERY = 200
 
 @dataclass(frozen=True)
 class SortColumn:
-    """A column a list may be sorted by, and whether its first click sorts newest/largest first."""
+    """A column a list may be sorted by, and whether its first click sorts newest/largest first.
+
+    `then`: columns that order rows of equal value before the unique tiebreak, chosen to
+    follow a composite index ((state, created_at) for operations), so that the database reads
+    one page from the index instead of sorting every row of the largest group.
+    """
 
     column: Any
     descending_first: bool = False
+    then: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoredLowercase:
+    """A column whose values are mostly lower case (kinds, targets): searched with a plain
+    LIKE for the word as typed or in lower case, which calls no per-row lower() (that alone
+    cost 200 ms over 100,000 operations on Postgres)."""
+
+    column: Any
 
 
 @dataclass(frozen=True)
@@ -94,14 +109,10 @@ def list_page(
     if q and searchable:
         query = query.where(_matches_words(q, searchable))
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    column = sortable[sort].column
-    ordered = query.order_by(None).order_by(
-        column.desc() if descending else column.asc(),
-        tiebreak.desc() if descending else tiebreak.asc(),
-    )
-    rows = db.session.scalars(ordered.limit(page_size).offset((page - 1) * page_size))
+    columns = (sortable[sort].column, *sortable[sort].then, tiebreak)
+    items = _read_page(query, columns, descending, page, page_size, total)
     return Listing(
-        items=list(rows.unique().all()),
+        items=items,
         total=total or 0,
         page=page,
         page_size=page_size,
@@ -113,11 +124,30 @@ def list_page(
     )
 
 
+def _read_page(
+    query: Any, columns: Sequence[Any], descending: bool, page: int, size: int, total: int
+) -> list[Any]:
+    """The rows of one page. A page past the middle is read from the other end (OFFSET from
+    the end, then reversed): the last of 4,000 pages costs what the first does, not 85 ms."""
+    offset = (page - 1) * size
+    from_end = offset > total // 2 and offset < total
+    if from_end:
+        size = min(size, total - offset)
+        offset, descending = total - offset - size, not descending
+    ordered = query.order_by(None).order_by(
+        *(column.desc() if descending else column.asc() for column in columns)
+    )
+    rows = list(db.session.scalars(ordered.limit(size).offset(offset)).unique().all())
+    return rows[::-1] if from_end else rows
+
+
 def _matches_words(q: str, searchable: Sequence[Any]) -> ColumnElement[bool]:
     words = q.split()[:MAX_WORDS]
-    return and_(
-        *(
-            or_(*(func.lower(col).contains(word.lower(), autoescape=True) for col in searchable))
-            for word in words
-        )
-    )
+    return and_(*(or_(*(_contains(col, word) for col in searchable)) for word in words))
+
+
+def _contains(searchable: Any, word: str) -> ColumnElement[bool]:
+    if isinstance(searchable, StoredLowercase):
+        spellings = dict.fromkeys((word, word.lower()))
+        return or_(*(searchable.column.contains(w, autoescape=True) for w in spellings))
+    return func.lower(searchable).contains(word.lower(), autoescape=True)

@@ -12,16 +12,16 @@ from portal.core.operations.builtin import validate_sleep
 from portal.core.operations.models import STATES, Operation
 from portal.core.security import current_principal
 from portal.web.auth import page_role
-from portal.web.listing import SortColumn, list_page
+from portal.web.listing import SortColumn, StoredLowercase, list_page
 
 bp = Blueprint("operations_pages", __name__, url_prefix="/operations")
 PAGE_SIZE = 25
 # Sortable columns of the operations table: each is indexed, so a page is an index walk.
 OPERATION_SORTS = {
     "created": SortColumn(Operation.created_at, descending_first=True),
-    "kind": SortColumn(Operation.kind),
+    "kind": SortColumn(Operation.kind, then=(Operation.created_at,)),
     "target": SortColumn(Operation.target),
-    "state": SortColumn(Operation.state),
+    "state": SortColumn(Operation.state, then=(Operation.created_at,)),
 }
 
 
@@ -34,7 +34,7 @@ def index() -> Any:
         sortable=OPERATION_SORTS,
         default_sort="created",
         tiebreak=Operation.id,
-        searchable=(Operation.kind, Operation.target),
+        searchable=(StoredLowercase(Operation.kind), StoredLowercase(Operation.target)),
         filters=filters,
         page_size=PAGE_SIZE,
     )

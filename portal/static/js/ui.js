@@ -79,7 +79,7 @@
     pager.setAttribute("aria-label", "Pages of " + name);
     table.before(tools);
     table.after(pager);
-    if (rows.length < 2) { tools.hidden = true; }
+    if (rows.length < 2) { tools.hidden = true; pager.hidden = true; return; }  // nothing to order
 
     const render = () => {
       const pages = Math.max(1, Math.ceil(shown.length / pageSize));
