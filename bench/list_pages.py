@@ -7,11 +7,14 @@ page's default view. The pages read one page of rows and one count, never the wh
 
     .venv/bin/python bench/list_pages.py [--hosts 10000] [--rounds 15]
 
-Measured on the 2-core machine, on Postgres (2026-12-05), server time per request through
-Flask's test client, p95 of 15 (see the run's own output for the latest figures):
-the default /hosts and /operations pages, every sort, search and last page stayed under the
-300 ms target; the slowest were the searches (a LIKE over every row's name/address or
-kind/target).
+Measured on the shared 2-core machine, Postgres, 2026-12-05 (server time through Flask's test
+client, 15 rounds; other sessions were busy beside it, so a p95 of 15 is close to the worst one):
+medians 31-116 ms for all 24 views (default /hosts 50 ms, /operations 52 ms; the last of 4,000
+operations pages 31 ms, 0.6x the first; search "host:77" over 100,000 operations 59 ms; the
+slowest, a search plus a filter plus a sort, 116 ms). p95 under 300 ms for all but one view per
+run, a different one each run (319 ms at worst): load spikes, not a query (EXPLAIN of each is
+under 15 ms). Before the changes in portal/web/listing.py: the last operations page 315 ms and
+the search 465 ms median (per-row lower() and an 100,000-row OFFSET).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -63,6 +68,7 @@ def main() -> int:
 
     from portal.admin import service as admin
     from portal.app import create_app
+    from portal.extensions import db
 
     with temporary_database() as url, temporary_queue() as queue:
         instance = Path(tempfile.mkdtemp(prefix="list-pages-bench-"))
@@ -76,6 +82,10 @@ def main() -> int:
             started = time.perf_counter()
             seed_hosts([agent_address(i) for i in range(args.hosts)], 7443)
             seed_operations(args.hosts)
+            # As autovacuum would soon after a bulk load: without statistics the planner may
+            # sort a whole table where an index gives the order.
+            db.session.execute(text("ANALYZE"))
+            db.session.commit()
             print(f"seeded {args.hosts:,} hosts and {args.hosts * OPERATIONS_PER_HOST:,} "
                   f"operations in {time.perf_counter() - started:.1f} s")  # fmt: skip
             client = app.test_client()
