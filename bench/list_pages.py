@@ -14,7 +14,7 @@ operations pages 31 ms, 0.6x the first; search "host:77" over 100,000 operations
 slowest, a search plus a filter plus a sort, 116 ms). p95 under 300 ms for all but one view per
 run, a different one each run (319 ms at worst): load spikes, not a query (EXPLAIN of each is
 under 15 ms). Before the changes in portal/web/listing.py: the last operations page 315 ms and
-the search 465 ms median (per-row lower() and an 100,000-row OFFSET).
+the search 465 ms median (per-row lower() and a 100,000-row OFFSET).
 """
 
 from __future__ import annotations
