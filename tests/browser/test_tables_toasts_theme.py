@@ -192,3 +192,23 @@ def test_host_tabs_scroll_inside_themselves_at_390px(page: Page, portal: Portal,
     tabs.get_by_role("link", name="Networks").click()
     expect(page).to_have_url(re.compile(r"/networks$"))
     snap(page, "host-tabs-390")
+
+
+def test_short_tables_show_25_rows_a_page(page: Page, portal: Portal, api: Api) -> None:
+    tag = unique("p")
+    for number in range(27):
+        api.post("/users", {"username": f"pager-{tag}-{number:02d}",
+                            "password": "a long enough password", "role": "viewer"})  # fmt: skip
+    page.goto(f"{portal.url}/admin/users")
+    page.get_by_label("Search users").fill(f"pager-{tag}")
+    users = page.locator("#users tbody tr:visible")
+    expect(users).to_have_count(25)
+    pager = page.get_by_role("navigation", name="Pages of users")
+    expect(pager).to_contain_text("page 1 of 2")
+    pager.get_by_role("button", name="next →").click()
+    expect(users).to_have_count(2)
+    assert users.locator("td:first-child").all_inner_texts() == [
+        f"pager-{tag}-25",
+        f"pager-{tag}-26",
+    ]
+    expect(pager.get_by_role("button", name="next →")).to_be_disabled()
