@@ -72,12 +72,18 @@ def parse_size(cols: str | None, rows: str | None) -> TerminalSize:
         ) from None
 
 
-def open_console(host: Host, container: str, shell: str, size: TerminalSize) -> Console:
-    """Start the shell with a TTY in a running container, and audit the session's start."""
+def valid_shell(shell: str) -> str:
+    """The shell asked for, when it is one of those offered; 400 naming the field otherwise."""
     if shell not in SHELLS:
         raise ValidationFailed(
             f"shell must be one of {', '.join(SHELLS)}.", {"shell": [f"one of {list(SHELLS)}"]}
         )
+    return shell
+
+
+def open_console(host: Host, container: str, shell: str, size: TerminalSize) -> Console:
+    """Start the shell with a TTY in a running container, and audit the session's start."""
+    valid_shell(shell)
     engine = open_engine(host)
     try:
         info = engine.inspect_container(container)

@@ -1,8 +1,8 @@
 """The console's WebSocket: `/hosts/{id}/containers/{name or id}/console?shell=sh&cols=&rows=`.
 
-Who may open one is decided before the WebSocket handshake (401, 403 as plain HTTP answers): an
-operator, from a page of this site (a browser sends the session cookie with a WebSocket opened
-by any site, so the Origin must be this one). What goes wrong after that (no such container, not
+Who may open one, and with what, is decided before the WebSocket handshake (401, 403, 422 as
+plain HTTP answers): an operator, from a page of this site (a browser sends the session cookie with a WebSocket opened
+by any site, so the Origin must be this one), a shell offered and a sensible size. What goes wrong after that (no such container, not
 running, an engine that cannot be reached) is said on the open socket, where a page can read it.
 """
 
@@ -34,14 +34,11 @@ def console_socket(host_id: int, container_id: str) -> Any:
         raise Forbidden("A console needs the 'operator' role.")
     _same_site()
     host = get_host(host_id)
+    shell = console.valid_shell(request.args.get("shell", "sh"))
+    size = console.parse_size(request.args.get("cols"), request.args.get("rows"))
     ws = Server(request.environ, **WEBSOCKET_OPTIONS)
     try:
-        opened = console.open_console(
-            host,
-            container_id,
-            request.args.get("shell", "sh"),
-            console.parse_size(request.args.get("cols"), request.args.get("rows")),
-        )
+        opened = console.open_console(host, container_id, shell, size)
     except SpectrError as exc:
         _send_quietly(ws, {"end": "refused", "message": exc.message})
     else:

@@ -162,4 +162,8 @@ def test_the_application_page_has_the_same_viewer(
         started.value.save_as(saved)
         assert saved.read_text() == "hello-app\nwarn-app\n"
         assert started.value.suggested_filename.startswith(f"{name}-")
+        # No console on this page: a link to the container's, where it is.
+        page.locator("#console-link").get_by_role("link").click()
+        expect(page.locator("h1")).to_contain_text(name)
+        expect(page.get_by_role("button", name="Connect", exact=True)).to_be_visible()
     assert errors == []
