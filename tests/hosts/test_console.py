@@ -141,7 +141,16 @@ def test_typing_into_a_shell_resizing_it_and_leaving_it(
                          "exit_code": 3}]  # fmt: skip
     read_until(ws, lambda *_: not ws.connected, timeout=10)  # then the portal closes it
 
-    started, ended = sorted(console_audit(admin, box.name), key=lambda event: event["id"])
+    bash = connect(portal, admin, node, box.name, shell="bash")
+    bash.send(b"echo bash-$((BASH_VERSINFO > 3))\n")  # only bash has BASH_VERSINFO
+    read_until(bash, lambda text, _: "bash-1" in text)
+    bash.close()
+
+    audited = wait_for(lambda: len(found := console_audit(admin, box.name)) == 4 and found,
+                       "both sessions' start and end")  # fmt: skip
+    started, ended, bash_started, bash_ended = sorted(audited, key=lambda event: event["id"])
+    assert bash_started["details"]["command"] == ["/bin/bash"]
+    assert bash_ended["details"]["reason"] == "closed"
     assert (
         started["actor"] == "admin"
         and started["target"] == f"host:spectr-node/container:{box.name}"
