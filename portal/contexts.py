@@ -35,6 +35,7 @@ PAGE_BLUEPRINTS = [
     "portal.hosts.resource_views",
     "portal.catalog.views",
     "portal.apps.views",
+    "portal.apps.edit_views",
     "portal.registry.views",
 ]
 MODEL_MODULES = [

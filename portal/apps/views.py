@@ -9,6 +9,7 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 from sqlalchemy import func, select
 
 from portal.apps import adoption, relay, service
+from portal.apps.form_fields import key_value_lines, port_entries
 from portal.apps.lifecycle import apply_health_checks, refresh_status, seen_containers
 from portal.apps.live_status import live_status_events
 from portal.apps.models import Application
@@ -56,29 +57,6 @@ def actions_for(status: str) -> tuple[str, ...]:
     return ACTIONS_BY_STATUS.get(status.split(" ")[0], ACTIONS)
 
 
-def _pairs(text: str, field: str) -> dict[str, str]:
-    """KEY=VALUE lines into a mapping."""
-    pairs = {}
-    for line in text.splitlines():
-        if line.strip():
-            key, sep, value = line.partition("=")
-            if not sep:
-                raise ValidationFailed(
-                    f"'{line.strip()}' is not KEY=VALUE.", {field: ["KEY=VALUE lines"]}
-                )
-            pairs[key.strip()] = value.strip()
-    return pairs
-
-
-def _ports(text: str) -> list[dict[str, Any]]:
-    """'HOST:CONTAINER' entries (comma separated) into port mappings on 127.0.0.1."""
-    ports = []
-    for entry in filter(None, (part.strip() for part in text.split(","))):
-        host, _, container = entry.rpartition(":")
-        ports.append({"host_port": host or None, "container_port": container})
-    return ports
-
-
 def _form_app() -> dict[str, Any]:
     form = request.form
     raw: dict[str, Any] = {
@@ -96,10 +74,10 @@ def _form_app() -> dict[str, Any]:
         raw["container"] = {
             "image": form.get("image", "").strip(),
             "command": split_command(form.get("command", "")),
-            "env": _pairs(form.get("env", ""), "env"),
-            "ports": _ports(form.get("ports", "")),
+            "env": key_value_lines(form.get("env", ""), "env"),
+            "ports": port_entries(form.get("ports", "")),
         }
-    raw["secret_env"] = _pairs(form.get("secret_env", ""), "secret_env")
+    raw["secret_env"] = key_value_lines(form.get("secret_env", ""), "secret_env")
     return load_form(AppInputSchema(), raw)
 
 
@@ -235,6 +213,10 @@ def _detail_page(app: Application, **extra: Any) -> str:
         "apps/detail.html",
         **values,
         lines=operations.read_log(operation.id) if operation else [],
+        # A copy may go to any host: the form lists them (a large fleet's: the first ones).
+        copy_hosts=host_choices(limit=HOST_SELECT_LIMIT)
+        if g.principal.has_role("operator")
+        else [],
         **{"diff": None, "exec_result": None, **extra},
     )
 
