@@ -16,6 +16,7 @@ from portal.apps.models import Application
 from portal.apps.spec import AppInputSchema
 from portal.core.command_line import split_command
 from portal.core.errors import SpectrError, ValidationFailed
+from portal.core.live_parts import live_parts_events
 from portal.core.operations import service as operations
 from portal.core.operations.models import Operation
 from portal.core.sse import heartbeat_seconds, sse_response
@@ -105,15 +106,9 @@ def index() -> Any:
 
 def _index_page(values: Any, status: int) -> Any:
     ensure_local_host()  # the Spectr node is always a host to deploy to
-    page = min(max(request.args.get("page", 1, type=int), 1), 10**6)
-    query = hosts_query()
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    hosts = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
-    apps = list(db.session.scalars(service.apps_query(host_ids=[host.id for host in hosts])))
-    apply_health_checks(apps)
-    last = _last_operations(apps)
+    page = _page_number()
+    hosts, apps, shown, total = _listed(page)
     by_host = {host.id: [app for app in apps if app.host_id == host.id] for host in hosts}
-    shown = {app.id: shown_status(app, last.get(app.last_operation_id or "")) for app in apps}
     html = render_template(
         "apps/index.html",
         hosts=hosts,
@@ -127,6 +122,38 @@ def _index_page(values: Any, status: int) -> Any:
         pages=max(1, -(-(total or 0) // PAGE_SIZE)),
     )
     return html, status
+
+
+def _page_number() -> int:
+    return min(max(request.args.get("page", 1, type=int), 1), 10**6)
+
+
+def _listed(page: int) -> tuple[list[Any], list[Application], dict[int, Any], int]:
+    """A page of hosts, their applications (status from the last sweep), the status each
+    shows, and how many hosts there are in all."""
+    query = hosts_query()
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    hosts = list(db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)))
+    apps = list(db.session.scalars(service.apps_query(host_ids=[host.id for host in hosts])))
+    apply_health_checks(apps)
+    last = _last_operations(apps)
+    shown = {app.id: shown_status(app, last.get(app.last_operation_id or "")) for app in apps}
+    return hosts, apps, shown, total or 0
+
+
+@bp.get("/live")
+@page_role("viewer")
+def list_live() -> Any:
+    """The list's status cells, sent again whenever one changes (one stream for the page)."""
+    page = _page_number()
+
+    def payload() -> dict[str, Any]:
+        _, apps, shown, _ = _listed(page)
+        parts = {f"app-{app.id}-status": render_template(
+            "apps/_list_status.html", app=app, status=shown[app.id]) for app in apps}  # fmt: skip
+        return {"parts": parts}
+
+    return sse_response(live_parts_events(payload, heartbeat_seconds()))
 
 
 def _last_operations(apps: list[Application]) -> dict[str, Operation]:

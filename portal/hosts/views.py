@@ -8,8 +8,10 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 from sqlalchemy import func, select
 
 from portal.core.errors import SpectrError, ValidationFailed
+from portal.core.live_parts import live_parts_events
 from portal.core.operations import service as operations
 from portal.core.security import current_principal
+from portal.core.sse import heartbeat_seconds, sse_response
 from portal.extensions import db
 from portal.hosts import service
 from portal.hosts.models import HOST_STATUSES
@@ -27,21 +29,49 @@ FORM_FIELDS = ("name", "address", "ssh_port", "ssh_user", "become_method", "agen
 @page_role("viewer")
 def index() -> Any:
     service.ensure_local_host()  # the Spectr node is a host from the first visit, like on Apps
-    filters = {k: v for k in ("status", "label", "gpu_model") if (v := request.args.get(k))}
-    if filters.get("status") not in (None, *HOST_STATUSES):
-        filters.pop("status")
-    page = min(max(request.args.get("page", 1, type=int), 1), 10**6)
+    filters, page = _filters(), _page_number()
     query = service.hosts_query(**filters)
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    hosts = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
     return render_template(
         "hosts/index.html",
-        hosts=hosts,
+        hosts=_page_of(filters, page),
         filters=filters,
         statuses=HOST_STATUSES,
         page=page,
         pages=max(1, -(-(total or 0) // PAGE_SIZE)),
     )
+
+
+def _filters() -> dict[str, str]:
+    filters = {k: v for k in ("status", "label", "gpu_model") if (v := request.args.get(k))}
+    if filters.get("status") not in (None, *HOST_STATUSES):
+        filters.pop("status")
+    return filters
+
+
+def _page_number() -> int:
+    return min(max(request.args.get("page", 1, type=int), 1), 10**6)
+
+
+def _page_of(filters: dict[str, str], page: int) -> list[Any]:
+    query = service.hosts_query(**filters)
+    return list(db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)))
+
+
+@bp.get("/live")
+@page_role("viewer")
+def live() -> Any:
+    """The list's status and last-seen cells, sent again whenever one changes."""
+    filters, page = _filters(), _page_number()
+
+    def payload() -> dict[str, Any]:
+        parts = {}
+        for host in _page_of(filters, page):
+            parts[f"host-{host.id}-status"] = render_template("hosts/_status_cell.html", host=host)
+            parts[f"host-{host.id}-seen"] = render_template("hosts/_seen_cell.html", host=host)
+        return {"parts": parts}
+
+    return sse_response(live_parts_events(payload, heartbeat_seconds()))
 
 
 @bp.route("/new", methods=["GET", "POST"])
