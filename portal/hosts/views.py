@@ -14,7 +14,13 @@ from portal.core.security import current_principal
 from portal.core.sse import heartbeat_seconds, sse_response
 from portal.extensions import db
 from portal.hosts import service
-from portal.hosts.models import HOST_STATUSES
+from portal.hosts.gpu_charts import (
+    WINDOWS_MINUTES,
+    host_gpu_charts,
+    newest_sample_id,
+    window_minutes,
+)
+from portal.hosts.models import HOST_STATUSES, Host
 from portal.hosts.schemas import BECOME_METHODS, HostPatchSchema, HostWriteSchema
 from portal.web.auth import page_role
 from portal.web.forms import flash_error
@@ -146,8 +152,34 @@ def detail(host_id: int) -> Any:
             operation = None
     from portal.artifacts.service import host_models
 
+    minutes = window_minutes(request.args.get("minutes"))
     return render_template(
-        "hosts/detail.html", host=host, op=operation, lines=lines, models=host_models(host)
+        "hosts/detail.html", host=host, op=operation, lines=lines, models=host_models(host),
+        gpu_charts=host_gpu_charts(host, minutes), minutes=minutes, windows=WINDOWS_MINUTES,
+    )  # fmt: skip
+
+
+@bp.get("/<id:host_id>/gpu-charts/live")
+@page_role("viewer")
+def gpu_charts_live(host_id: int) -> Any:
+    """The host page's GPU charts, sent again each time a sweep adds samples."""
+    service.get_host(host_id)
+    minutes = window_minutes(request.args.get("minutes"))
+    sent: dict[str, Any] = {"newest": -1, "payload": None}
+
+    def payload() -> dict[str, Any] | None:
+        host = db.session.get(Host, host_id)
+        if host is None:
+            return None
+        newest = newest_sample_id(host_id)
+        if newest != sent["newest"]:  # one cheap query a second; charts drawn on change only
+            html = render_template("hosts/_gpu_charts.html", host=host,
+                                   gpu_charts=host_gpu_charts(host, minutes), minutes=minutes)  # fmt: skip
+            sent.update(newest=newest, payload={"parts": {"gpu-charts": html}})
+        return sent["payload"]
+
+    return sse_response(
+        live_parts_events(payload, heartbeat_seconds(), gone="The host was deleted.")
     )
 
 
