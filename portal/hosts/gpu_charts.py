@@ -8,7 +8,7 @@ adds a sample, and the stream sends it only then.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -37,6 +37,8 @@ class GpuCharts:
     index: int
     model: str
     charts: list[Chart] = field(default_factory=list)
+    start: datetime | None = None  # the left edge: the window's start, or the first sample
+    end: datetime | None = None  # the right edge: the newest sample
 
 
 def window_minutes(asked: Any) -> int:
@@ -55,12 +57,15 @@ def host_gpu_charts(host: Host, minutes: int) -> list[GpuCharts]:
         select(func.max(HostGpuSample.at)).where(HostGpuSample.host_id == host.id)
     )
     end = newest or utcnow()
-    start = end - timedelta(minutes=minutes)
+    window_start = end - timedelta(minutes=minutes)
     models = {gpu.index: gpu.model for gpu in host.gpus}
-    return [
-        GpuCharts(index, models.get(index, f"GPU {index}"), _charts(samples, start, end))
-        for index, samples in history(host.id, start).items()
-    ]
+    drawn = []
+    for index, samples in history(host.id, window_start).items():
+        # Less history than the window: the chart starts at the first sample, not at a blank.
+        start = max(window_start, samples[0].at) if samples[0].at < end else window_start
+        charts = _charts(samples, start, end)
+        drawn.append(GpuCharts(index, models.get(index, f"GPU {index}"), charts, start, end))
+    return drawn
 
 
 def _charts(samples: list[HostGpuSample], start: Any, end: Any) -> list[Chart]:

@@ -11,7 +11,6 @@ the API, the page and its SSE stream.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -29,32 +28,15 @@ from portal.hosts.models import Host, HostGpu, HostGpuSample
 from portal.hosts.service import ensure_local_host
 from tests.apps.helpers import log_in
 from tests.apps.test_live_status import _next_event
-
-# Each call adds 10 to the first GPU's load (mod 100) and 1000 MiB to its memory in use.
-FAKE_NVIDIA_SMI = """#!/bin/sh
-count=$(cat "{state}" 2>/dev/null || echo 0); count=$((count + 1)); echo $count > "{state}"
-case "$1" in
---query-gpu=*utilization*)
-  echo "0, GPU-aaa, NVIDIA H200, 143771, $((count * 1000)), $(( (count * 10) % 100 )), $((40 + count)), 250.5"
-  echo "1, GPU-bbb, NVIDIA H200, 143771, 512, [N/A], 38, [N/A]";;
---query-gpu=*)
-  echo "0, GPU-aaa, NVIDIA H200, 143771, 0, 560.35.03"
-  echo "1, GPU-bbb, NVIDIA H200, 143771, 0, 560.35.03";;
-*) echo "| NVIDIA-SMI 560.35.03   Driver Version: 560.35.03   CUDA Version: 12.6 |";;
-esac
-"""
+from tests.support.fake_nvidia_smi import install_fake_nvidia_smi
 
 
 @pytest.fixture
 def fake_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A stand-in nvidia-smi first on PATH (no GPU here); returns its call counter file."""
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    script = folder / "nvidia-smi"
-    script.write_text(FAKE_NVIDIA_SMI.format(state=tmp_path / "calls"))
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    folder = install_fake_nvidia_smi(tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
-    return tmp_path / "calls"
+    return folder / "calls"
 
 
 @pytest.mark.docker
