@@ -78,10 +78,19 @@ def _form_revision(app: Application) -> dict[str, Any]:
         "remove_secrets": form.getlist("remove_secret"),
     }
     if app.kind == COMPOSE:
-        raw["compose"] = form.get("compose", "")
+        raw["compose"] = _checked_compose(form.get("compose", ""))
     else:
         raw["container"] = {**editing.carried_over(app), **_container_fields()}
     return load_form(AppInputSchema(), raw)
+
+
+def _checked_compose(text: str) -> str:
+    """The editor's text when the check the editor showed passes (Compose's own included)."""
+    check = check_compose_text(text)
+    if not check["valid"]:
+        lines = [f"line {p['line']}: {p['message']}" for p in check["problems"]]
+        raise ValidationFailed(f"The compose file has problems: {lines[0]}", {"compose": lines})
+    return text
 
 
 def _container_fields() -> dict[str, Any]:

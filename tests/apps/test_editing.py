@@ -270,3 +270,35 @@ def test_the_compose_editor_keeps_comments_and_refuses_a_broken_file_naming_the_
     assert "registry.local:5000/team/web:1.1" in diff and 'id="revision-diff"' in diff
     again = client.get(f"/apps/{created['id']}/edit").get_data(as_text=True)
     assert "web:1.1  # pinned" in again
+
+
+def test_compose_config_reports_what_only_compose_knows_where_compose_is_installed(
+    app: Flask,
+    client: FlaskClient,
+    create_user: Callable[..., Any],
+    api_as: Callable[[str], Any],
+    local_host: Any,
+    compose_plugin: str,
+) -> None:
+    operator = api_as("operator")
+    dangling = "services:\n  web:\n    image: nginx:1\n    depends_on: [db]\n"
+    answer = operator.post("/api/v1/apps/compose/check", json={"compose": dangling}).json
+    assert not answer["valid"] and answer["problems"][0]["line"] == 2
+    assert 'depends on undefined service "db"' in answer["problems"][0]["message"]
+    required = "services:\n  web:\n    image: nginx:1\n    environment:\n      A: ${TAG:?set TAG}\n"
+    problem = operator.post("/api/v1/apps/compose/check", json={"compose": required}).json[
+        "problems"
+    ][0]
+    # the portal's own environment is not interpolated: TAG is missing even if it were set
+    assert problem["line"] == 4 and "required variable TAG is missing" in problem["message"]
+
+    created = operator.post("/api/v1/apps", json={
+        "name": "stack", "host_id": local_host.id, "kind": "compose", "compose": COMPOSE,
+        "deploy": False}).json  # fmt: skip
+    csrf = log_in(client, create_user, "operator")
+    refused = client.post(
+        f"/apps/{created['id']}/edit", data={"csrf_token": csrf, "compose": dangling}
+    )
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 422 and "line 2: docker compose config" in page
+    assert db.session.get(Application, created["id"]).latest_revision == 1
