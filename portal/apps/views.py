@@ -128,11 +128,15 @@ def _page_number() -> int:
     return min(max(request.args.get("page", 1, type=int), 1), 10**6)
 
 
-def _listed(page: int) -> tuple[list[Any], list[Application], dict[int, Any], int]:
+def _listed(
+    page: int, count: bool = True
+) -> tuple[list[Any], list[Application], dict[int, Any], int]:
     """A page of hosts, their applications (status from the last sweep), the status each
-    shows, and how many hosts there are in all."""
+    shows, and how many hosts there are in all (0 unless `count`: the live stream needs none)."""
     query = hosts_query()
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    total = 0
+    if count:
+        total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     hosts = list(db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)))
     apps = list(db.session.scalars(service.apps_query(host_ids=[host.id for host in hosts])))
     apply_health_checks(apps)
@@ -148,7 +152,7 @@ def list_live() -> Any:
     page = _page_number()
 
     def payload() -> dict[str, Any]:
-        _, apps, shown, _ = _listed(page)
+        _, apps, shown, _ = _listed(page, count=False)
         parts = {f"app-{app.id}-status": render_template(
             "apps/_list_status.html", app=app, status=shown[app.id]) for app in apps}  # fmt: skip
         return {"parts": parts}

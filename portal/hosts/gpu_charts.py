@@ -15,7 +15,6 @@ from sqlalchemy import func, select
 
 from portal.core.timeutil import utcnow
 from portal.extensions import db
-from portal.hosts.gpu_telemetry import history
 from portal.hosts.models import Host, HostGpuSample
 
 WINDOWS_MINUTES = (15, 60, 360, 1440)
@@ -46,49 +45,70 @@ def window_minutes(asked: Any) -> int:
     return int(asked) if str(asked).isdigit() and int(asked) in WINDOWS_MINUTES else 60
 
 
-def newest_sample_id(host_id: int) -> int | None:
-    query = select(func.max(HostGpuSample.id)).where(HostGpuSample.host_id == host_id)
+def newest_sample_at(host_id: int) -> datetime | None:
+    """When the host's newest sample was taken (the index on host_id, at answers it)."""
+    query = select(func.max(HostGpuSample.at)).where(HostGpuSample.host_id == host_id)
     return db.session.scalar(query)
+
+
+Row = tuple[datetime, Any]  # (when, reading)
 
 
 def host_gpu_charts(host: Host, minutes: int) -> list[GpuCharts]:
     """One set of charts per GPU with samples in the last `minutes` (before the newest one)."""
-    newest = db.session.scalar(
-        select(func.max(HostGpuSample.at)).where(HostGpuSample.host_id == host.id)
-    )
-    end = newest or utcnow()
+    end = newest_sample_at(host.id) or utcnow()
     window_start = end - timedelta(minutes=minutes)
     models = {gpu.index: gpu.model for gpu in host.gpus}
     drawn = []
-    for index, samples in history(host.id, window_start).items():
+    for index, rows in _readings(host.id, window_start).items():
         # Less history than the window: the chart starts at the first sample, not at a blank.
-        start = max(window_start, samples[0].at) if samples[0].at < end else window_start
-        charts = _charts(samples, start, end)
+        first = rows[0][0]
+        start = max(window_start, first) if first < end else window_start
+        charts = _charts(rows, start, end)
         drawn.append(GpuCharts(index, models.get(index, f"GPU {index}"), charts, start, end))
     return drawn
 
 
-def _charts(samples: list[HostGpuSample], start: Any, end: Any) -> list[Chart]:
-    total = max((s.memory_total_mib or 0 for s in samples), default=0)
-    hottest = max((s.temperature_celsius or 0 for s in samples), default=0)
+def _readings(host_id: int, since: datetime) -> dict[int, list[tuple[Any, ...]]]:
+    """Plain rows (at, utilisation, memory used, memory total, temperature) by GPU: a day of
+    eight GPUs is 23,000 rows, too many to load as objects for one page."""
+    columns = (HostGpuSample.gpu_index, HostGpuSample.at, HostGpuSample.utilization_percent,
+               HostGpuSample.memory_used_mib, HostGpuSample.memory_total_mib,
+               HostGpuSample.temperature_celsius)  # fmt: skip
+    query = (
+        select(*columns)
+        .where(HostGpuSample.host_id == host_id, HostGpuSample.at >= since)
+        .order_by(HostGpuSample.gpu_index, HostGpuSample.at)
+    )
+    by_gpu: dict[int, list[tuple[Any, ...]]] = {}
+    for index, *rest in db.session.execute(query):
+        by_gpu.setdefault(index, []).append(tuple(rest))
+    return by_gpu
+
+
+def _charts(rows: list[tuple[Any, ...]], start: datetime, end: datetime) -> list[Chart]:
+    total = max((row[3] or 0 for row in rows), default=0)
+    hottest = max((row[4] or 0 for row in rows), default=0)
+    series = {name: [(row[0], row[column]) for row in rows if row[column] is not None]
+              for name, column in (("util", 1), ("memory", 2), ("heat", 4))}  # fmt: skip
     return [
-        _chart("Utilisation", "%", 100.0, samples, "utilization_percent", start, end),
-        _chart("Memory", "MiB", float(total or 1), samples, "memory_used_mib", start, end),
+        _chart("Utilisation", "%", 100.0, series["util"], start, end),
+        _chart("Memory", "MiB", float(total or 1), series["memory"], start, end),
         # 100 °C covers every GPU's normal range; a hotter reading raises the top.
-        _chart(
-            "Temperature", "°C", max(100.0, hottest), samples, "temperature_celsius", start, end
-        ),
+        _chart("Temperature", "°C", max(100.0, hottest), series["heat"], start, end),
     ]
 
 
-def _chart(title: str, unit: str, top: float, samples: list[HostGpuSample], attribute: str,
-           start: Any, end: Any) -> Chart:  # fmt: skip
+def _chart(title: str, unit: str, top: float, readings: list[Row], start: datetime,
+           end: datetime) -> Chart:  # fmt: skip
+    """A polyline of the readings' averages per horizontal pixel: at most WIDTH points."""
     span = max((end - start).total_seconds(), 1.0)
-    points = []
-    readings = [(s.at, getattr(s, attribute)) for s in samples if getattr(s, attribute) is not None]
+    buckets: dict[int, list[float]] = {}
     for at, value in readings:
-        x = WIDTH * (at - start).total_seconds() / span
-        y = HEIGHT - HEIGHT * min(float(value), top) / top
-        points.append(f"{x:.1f},{y:.1f}")
+        buckets.setdefault(int(WIDTH * (at - start).total_seconds() / span), []).append(value)
+    points = []
+    for x, values in sorted(buckets.items()):
+        y = HEIGHT - HEIGHT * min(sum(values) / len(values), top) / top
+        points.append(f"{min(float(x), WIDTH):.0f},{y:.1f}")
     now = float(readings[-1][1]) if readings else None
     return Chart(title, unit, top, " ".join(points), now, len(readings))

@@ -17,7 +17,7 @@ from portal.hosts import service
 from portal.hosts.gpu_charts import (
     WINDOWS_MINUTES,
     host_gpu_charts,
-    newest_sample_id,
+    newest_sample_at,
     window_minutes,
 )
 from portal.hosts.models import HOST_STATUSES, Host
@@ -165,13 +165,13 @@ def gpu_charts_live(host_id: int) -> Any:
     """The host page's GPU charts, sent again each time a sweep adds samples."""
     service.get_host(host_id)
     minutes = window_minutes(request.args.get("minutes"))
-    sent: dict[str, Any] = {"newest": -1, "payload": None}
+    sent: dict[str, Any] = {"newest": "never", "payload": None}
 
     def payload() -> dict[str, Any] | None:
         host = db.session.get(Host, host_id)
         if host is None:
             return None
-        newest = newest_sample_id(host_id)
+        newest = newest_sample_at(host_id)
         if newest != sent["newest"]:  # one cheap query a second; charts drawn on change only
             html = render_template("hosts/_gpu_charts.html", host=host,
                                    gpu_charts=host_gpu_charts(host, minutes), minutes=minutes)  # fmt: skip
