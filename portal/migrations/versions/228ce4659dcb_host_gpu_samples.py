@@ -12,7 +12,6 @@ Create Date: 2026-12-05 00:10:00
 import sqlalchemy as sa
 from alembic import op
 
-
 # revision identifiers, used by Alembic.
 revision = "228ce4659dcb"
 down_revision = "5e8a61c0d2b4"
@@ -42,9 +41,7 @@ def upgrade():
     )
     with op.batch_alter_table("host_gpu_samples", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_host_gpu_samples_at"), ["at"], unique=False)
-        batch_op.create_index(
-            "ix_host_gpu_samples_host_id_at", ["host_id", "at"], unique=False
-        )
+        batch_op.create_index("ix_host_gpu_samples_host_id_at", ["host_id", "at"], unique=False)
 
 
 def downgrade():
