@@ -151,7 +151,7 @@ def _paths() -> dict[str, Any]:
     obj = {"type": "object"}
     arr = {"type": "array", "items": obj}
     return {
-        "/v1/health": {"get": _op("Agent version and engine reachability", {"200": _json(obj)})},
+        "/v1/health": {"get": _op("Agent version, engine reachability and GPU readings", {"200": _json(obj)})},
         "/v1/facts": {"get": _op("Host facts: OS, kernel, CPU, memory, disks, Docker, GPUs",
                                  {"200": _json(obj)})},
         "/v1/openapi.json": {"get": _op("This document", {"200": _json(obj)})},

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from agent import __version__
 from agent.containers import ContainerRoutes
 from agent.docker_api import DockerError
-from agent.facts import host_facts
+from agent.facts import gpu_telemetry, host_facts
 from agent.images import ImageRoutes
 from agent.metrics import AgentMetrics
 from agent.models import ModelRoutes
@@ -40,7 +40,10 @@ def build_router(app: AgentApp) -> Router:
         except DockerError as error:
             engine = {"reachable": False, "error": error.message}
         status = "ok" if engine["reachable"] else "degraded"
-        return 200, {"status": status, "agent_version": __version__, "engine": engine}
+        # GPU readings ride on the health check the portal makes every sweep: its host page
+        # charts them over time. [] without nvidia-smi; one call of it when there is one.
+        body = {"status": status, "agent_version": __version__, "engine": engine}
+        return 200, {**body, "gpus": gpu_telemetry()}
 
     router.add("GET", "/v1/health", health)
     router.add("GET", "/v1/facts", lambda request: (200, host_facts(docker)))

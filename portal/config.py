@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "SSE_HEARTBEAT_SECONDS": 15.0,
     "LOG_READ_TIMEOUT_SECONDS": 60.0,
     "CONSOLE_IDLE_SECONDS": 900.0,
+    "GPU_HISTORY_HOURS": 24.0,  # GPU readings of each sweep kept this long for the host charts
 }
 
 

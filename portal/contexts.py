@@ -36,6 +36,7 @@ PAGE_BLUEPRINTS = [
     "portal.hosts.console_views",
     "portal.catalog.views",
     "portal.apps.views",
+    "portal.apps.edit_views",
     "portal.registry.views",
 ]
 MODEL_MODULES = [

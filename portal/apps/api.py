@@ -8,7 +8,8 @@ from typing import Any
 from flask import request
 from flask.views import MethodView
 
-from portal.apps import adoption, relay, service
+from portal.apps import adoption, editing, relay, service
+from portal.apps.compose_check import check_compose_text
 from portal.apps.lifecycle import apply_health_checks, refresh_status
 from portal.apps.model_deploy import deploy_model
 from portal.apps.schemas import (
@@ -18,10 +19,13 @@ from portal.apps.schemas import (
     AppLogsSchema,
     AppQuerySchema,
     AppSchema,
+    ComposeCheckBodySchema,
+    ComposeCheckSchema,
     DeployBodySchema,
     DeployModelSchema,
     DiffQuerySchema,
     DiffSchema,
+    DuplicateBodySchema,
     ExecBodySchema,
     ExecResultSchema,
     LogsQuerySchema,
@@ -102,6 +106,29 @@ class AppRevisions(MethodView):
         """Add a revision (a full spec; secrets are kept unless replaced or removed), deploy it."""
         app = service.get_app(app_id)
         return service.add_revision(app, {**body, "kind": app.kind})
+
+
+@blp.route("/apps/<id:app_id>/duplicate")
+class AppDuplicate(MethodView):
+    @require_role("operator")
+    @blp.arguments(DuplicateBodySchema)
+    @blp.response(201, AppDetailSchema)
+    @blp.alt_response(409, description="Name taken on that host; host not ready when deploying")
+    def post(self, body: dict, app_id: int) -> Any:
+        """Copy an application's latest revision (secrets included) into a new application."""
+        source = service.get_app(app_id)
+        host_id = body["host_id"] or source.host_id
+        return editing.duplicate_app(source, body["name"], host_id, body["deploy"])
+
+
+@blp.route("/apps/compose/check")
+class ComposeCheck(MethodView):
+    @require_role("operator")
+    @blp.arguments(ComposeCheckBodySchema)
+    @blp.response(200, ComposeCheckSchema)
+    def post(self, body: dict) -> Any:
+        """Check compose YAML as a deploy would; each problem names its line. Saves nothing."""
+        return check_compose_text(body["compose"])
 
 
 @blp.route("/apps/<id:app_id>/diff")

@@ -43,31 +43,75 @@ def parse_compose(text: str) -> dict[str, Any]:
 
 def validate_compose(document: Any) -> dict[str, Any]:
     """Validate a compose mapping against the Compose spec and Spectr's own needs."""
-    if not isinstance(document, dict):
-        raise ValidationFailed(
-            "The compose file must be a mapping.", {"compose": ["not a mapping"]}
-        )
-    problems = [
-        f"{'/'.join(str(p) for p in error.absolute_path) or '(top)'}: {error.message}"
-        for error in sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
-    ][:MAX_ERRORS]
-    services = document.get("services")
-    if not problems and not services:
-        problems.append("services: at least one service is needed")
-    for name, service in (services or {}).items() if not problems else ():
-        if not service.get("image"):
-            problems.append(f"services/{name}: an image is needed (Spectr does not build images)")
-        else:
-            try:
-                parse_image_reference(str(service["image"]), f"services/{name}/image")
-            except ValidationFailed as exc:
-                problems.append(f"services/{name}/image: {exc.message}")
+    problems = [f"{'/'.join(map(str, path)) or '(top)'}: {message}"
+                for path, message in compose_problems(document)]  # fmt: skip
     if problems:
         raise ValidationFailed(
             f"The compose file does not follow the Compose spec: {problems[0]}",
             {"compose": problems},
         )
     return document
+
+
+Problem = tuple[tuple[Any, ...], str]
+
+
+def compose_problems(document: Any) -> list[Problem]:
+    """Each problem of a parsed compose document as (path inside it, message), at most ten."""
+    if not isinstance(document, dict):
+        return [((), "the compose file must be a mapping")]
+    errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
+    problems = [problem for error in errors for problem in _schema_problems(error)][:MAX_ERRORS]
+    if problems:
+        return problems
+    services = document.get("services")
+    if not services:
+        return [(("services",), "at least one service is needed")]
+    for name, service in services.items():
+        problems += _service_problems(name, service)
+    return (problems + _port_clashes(services))[:MAX_ERRORS]
+
+
+def _schema_problems(error: jsonschema.ValidationError) -> list[Problem]:
+    """A schema error in words a person reads; an unknown key is named, at its own path."""
+    path = tuple(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = error.schema.get("properties") or {}
+        unknown = [
+            key for key in error.instance if key not in known and not str(key).startswith("x-")
+        ]
+        if unknown:
+            return [((*path, key), f"unknown key '{key}'") for key in unknown]
+    return [(path, error.message)]
+
+
+def _service_problems(name: str, service: dict[str, Any]) -> list[Problem]:
+    if not service.get("image"):
+        return [(("services", name), "an image is needed (Spectr does not build images)")]
+    try:
+        parse_image_reference(str(service["image"]), f"services/{name}/image")
+    except ValidationFailed as exc:
+        return [(("services", name, "image"), exc.message)]
+    return []
+
+
+def _port_clashes(services: dict[str, Any]) -> list[Problem]:
+    """Host ports published twice in the project (the engine would refuse the second)."""
+    problems: list[Problem] = []
+    seen: dict[int, str] = {}
+    for name, service in services.items():
+        for position, entry in enumerate(service.get("ports") or []):
+            port = _host_port(entry)
+            if port is not None and not 0 < port < 65536:
+                problems.append(
+                    (("services", name, "ports", position), f"port {port} is out of range")
+                )
+            elif port is not None and port in seen:
+                message = f"host port {port} is already published by service {seen[port]}"
+                problems.append((("services", name, "ports", position), message))
+            elif port is not None:
+                seen[port] = name
+    return problems
 
 
 def published_ports(document: dict[str, Any]) -> list[int]:

@@ -174,3 +174,38 @@ class DeployModelSchema(ma.Schema):
         validate=validate.Range(1, 1_000_000),
         metadata={"description": "an imported model's revision (default: the latest)"},
     )
+
+
+class DuplicateBodySchema(ma.Schema):
+    name = ma.fields.String(
+        required=True,
+        validate=validate.Regexp(NAME_PATTERN, error="lowercase letters, digits, '-' and '_'"),
+    )
+    host_id = ma.fields.Integer(
+        load_default=None,
+        validate=validate.Range(1, MAX_DATABASE_ID),
+        metadata={"description": "the host to put the copy on (default: the source's host)"},
+    )
+    deploy = ma.fields.Boolean(load_default=False)
+
+
+class ComposeCheckBodySchema(ma.Schema):
+    compose = ma.fields.String(required=True, metadata={"description": "compose YAML text"})
+
+
+class ComposeProblemSchema(ma.Schema):
+    line = ma.fields.Integer(metadata={"description": "1-based line of the text"})
+    column = ma.fields.Integer()
+    path = ma.fields.String(metadata={"description": "where in the document, e.g. services/web"})
+    message = ma.fields.String()
+
+
+class ComposeServiceSchema(ma.Schema):
+    name = ma.fields.String()
+    image = ma.fields.String()
+
+
+class ComposeCheckSchema(ma.Schema):
+    valid = ma.fields.Boolean()
+    problems = ma.fields.List(ma.fields.Nested(ComposeProblemSchema))
+    services = ma.fields.List(ma.fields.Nested(ComposeServiceSchema))

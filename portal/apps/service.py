@@ -76,8 +76,12 @@ def normalized_spec(kind: str, body: dict[str, Any]) -> dict[str, Any]:
         raise ValidationFailed(message, {field: [message]})
     if kind == COMPOSE:
         compose = body["compose"]
-        document = parse_compose(compose) if isinstance(compose, str) else validate_compose(compose)
-        return {"compose": document}
+        if isinstance(compose, str):  # the text is kept too: the editor shows its comments again
+            return {"compose": parse_compose(compose), "compose_source": compose}
+        spec = {"compose": validate_compose(compose)}
+        if isinstance(body.get("compose_source"), str):
+            spec["compose_source"] = body["compose_source"]
+        return spec
     spec = dict(body["container"])
     if spec.get("healthcheck") is None:
         spec.pop("healthcheck", None)
@@ -231,7 +235,8 @@ def revision_document(revision: AppRevision) -> dict[str, Any]:
         + ">"
         for name, value in sorted(secrets.items())
     }
-    spec = {k: v for k, v in revision.spec.items() if k != "secret_env_keys"}
+    hidden = ("secret_env_keys", "compose_source")  # the parsed compose document is diffed
+    spec = {k: v for k, v in revision.spec.items() if k not in hidden}
     return {**spec, "secret_env": masked, "gpu_indexes": revision.gpu_indexes or []}
 
 

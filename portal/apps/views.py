@@ -9,12 +9,14 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 from sqlalchemy import func, select
 
 from portal.apps import adoption, relay, service
+from portal.apps.form_fields import key_value_lines, port_entries
 from portal.apps.lifecycle import apply_health_checks, refresh_status, seen_containers
 from portal.apps.live_status import live_status_events
 from portal.apps.models import Application
 from portal.apps.spec import AppInputSchema
 from portal.core.command_line import split_command
 from portal.core.errors import SpectrError, ValidationFailed
+from portal.core.live_parts import live_parts_events
 from portal.core.operations import service as operations
 from portal.core.operations.models import Operation
 from portal.core.sse import heartbeat_seconds, sse_response
@@ -56,29 +58,6 @@ def actions_for(status: str) -> tuple[str, ...]:
     return ACTIONS_BY_STATUS.get(status.split(" ")[0], ACTIONS)
 
 
-def _pairs(text: str, field: str) -> dict[str, str]:
-    """KEY=VALUE lines into a mapping."""
-    pairs = {}
-    for line in text.splitlines():
-        if line.strip():
-            key, sep, value = line.partition("=")
-            if not sep:
-                raise ValidationFailed(
-                    f"'{line.strip()}' is not KEY=VALUE.", {field: ["KEY=VALUE lines"]}
-                )
-            pairs[key.strip()] = value.strip()
-    return pairs
-
-
-def _ports(text: str) -> list[dict[str, Any]]:
-    """'HOST:CONTAINER' entries (comma separated) into port mappings on 127.0.0.1."""
-    ports = []
-    for entry in filter(None, (part.strip() for part in text.split(","))):
-        host, _, container = entry.rpartition(":")
-        ports.append({"host_port": host or None, "container_port": container})
-    return ports
-
-
 def _form_app() -> dict[str, Any]:
     form = request.form
     raw: dict[str, Any] = {
@@ -96,10 +75,10 @@ def _form_app() -> dict[str, Any]:
         raw["container"] = {
             "image": form.get("image", "").strip(),
             "command": split_command(form.get("command", "")),
-            "env": _pairs(form.get("env", ""), "env"),
-            "ports": _ports(form.get("ports", "")),
+            "env": key_value_lines(form.get("env", ""), "env"),
+            "ports": port_entries(form.get("ports", "")),
         }
-    raw["secret_env"] = _pairs(form.get("secret_env", ""), "secret_env")
+    raw["secret_env"] = key_value_lines(form.get("secret_env", ""), "secret_env")
     return load_form(AppInputSchema(), raw)
 
 
@@ -127,15 +106,9 @@ def index() -> Any:
 
 def _index_page(values: Any, status: int) -> Any:
     ensure_local_host()  # the Spectr node is always a host to deploy to
-    page = min(max(request.args.get("page", 1, type=int), 1), 10**6)
-    query = hosts_query()
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    hosts = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
-    apps = list(db.session.scalars(service.apps_query(host_ids=[host.id for host in hosts])))
-    apply_health_checks(apps)
-    last = _last_operations(apps)
+    page = _page_number()
+    hosts, apps, shown, total = _listed(page)
     by_host = {host.id: [app for app in apps if app.host_id == host.id] for host in hosts}
-    shown = {app.id: shown_status(app, last.get(app.last_operation_id or "")) for app in apps}
     html = render_template(
         "apps/index.html",
         hosts=hosts,
@@ -149,6 +122,42 @@ def _index_page(values: Any, status: int) -> Any:
         pages=max(1, -(-(total or 0) // PAGE_SIZE)),
     )
     return html, status
+
+
+def _page_number() -> int:
+    return min(max(request.args.get("page", 1, type=int), 1), 10**6)
+
+
+def _listed(
+    page: int, count: bool = True
+) -> tuple[list[Any], list[Application], dict[int, Any], int]:
+    """A page of hosts, their applications (status from the last sweep), the status each
+    shows, and how many hosts there are in all (0 unless `count`: the live stream needs none)."""
+    query = hosts_query()
+    total = 0
+    if count:
+        total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    hosts = list(db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)))
+    apps = list(db.session.scalars(service.apps_query(host_ids=[host.id for host in hosts])))
+    apply_health_checks(apps)
+    last = _last_operations(apps)
+    shown = {app.id: shown_status(app, last.get(app.last_operation_id or "")) for app in apps}
+    return hosts, apps, shown, total or 0
+
+
+@bp.get("/live")
+@page_role("viewer")
+def list_live() -> Any:
+    """The list's status cells, sent again whenever one changes (one stream for the page)."""
+    page = _page_number()
+
+    def payload() -> dict[str, Any]:
+        _, apps, shown, _ = _listed(page, count=False)
+        parts = {f"app-{app.id}-status": render_template(
+            "apps/_list_status.html", app=app, status=shown[app.id]) for app in apps}  # fmt: skip
+        return {"parts": parts}
+
+    return sse_response(live_parts_events(payload, heartbeat_seconds()))
 
 
 def _last_operations(apps: list[Application]) -> dict[str, Operation]:
@@ -235,6 +244,10 @@ def _detail_page(app: Application, **extra: Any) -> str:
         "apps/detail.html",
         **values,
         lines=operations.read_log(operation.id) if operation else [],
+        # A copy may go to any host: the form lists them (a large fleet's: the first ones).
+        copy_hosts=host_choices(limit=HOST_SELECT_LIMIT)
+        if g.principal.has_role("operator")
+        else [],
         **{"diff": None, "exec_result": None, **extra},
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask.views import MethodView
@@ -11,11 +12,15 @@ from portal.core.operations.api import create_from_request
 from portal.core.operations.schemas import OperationSchema
 from portal.core.pagination import SelectPage
 from portal.core.security import require_role
+from portal.core.timeutil import utcnow
 from portal.hosts import rotation, service
+from portal.hosts.gpu_telemetry import history
 from portal.hosts.schemas import (
     BootstrapManySchema,
     BootstrapOneSchema,
     DeleteQuerySchema,
+    GpuSamplesQuerySchema,
+    GpuSeriesSchema,
     HostDetailSchema,
     HostPatchSchema,
     HostQuerySchema,
@@ -103,6 +108,18 @@ class HostItemCredentialRotation(MethodView):
         answer = create_from_request("rotate_agent_credentials", params, target=f"host:{host_id}")
         service.assign_operation(ids, answer[0].id)
         return answer
+
+
+@blp.route("/<id:host_id>/gpu-samples")
+class HostGpuSamples(MethodView):
+    @require_role("viewer")
+    @blp.arguments(GpuSamplesQuerySchema, location="query")
+    @blp.response(200, GpuSeriesSchema(many=True))
+    def get(self, query: dict, host_id: int) -> Any:
+        """Each GPU's readings (utilisation, memory, temperature, power) of the health sweeps."""
+        service.get_host(host_id)
+        since = utcnow() - timedelta(minutes=query["minutes"])
+        return [{"index": i, "samples": s} for i, s in history(host_id, since).items()]
 
 
 @blp.route("/<id:host_id>")

@@ -34,6 +34,7 @@ from portal.engines.shapes import container_info
 from portal.extensions import db
 from portal.hosts.container_sync import chunks, health_of, sync_containers
 from portal.hosts.facts import store_facts
+from portal.hosts.gpu_telemetry import agent_readings, store_samples
 from portal.hosts.health_status import decide, sick_in
 from portal.hosts.models import BOOTSTRAPPING, READY, Host
 from portal.hosts.probing import (
@@ -70,6 +71,7 @@ class Probe:
     refused: bool = False
     facts: dict[str, Any] | None = None  # the Spectr node's, read from its engine each sweep
     local: bool = False  # the Spectr node: its engine answers on this machine's socket
+    gpus: list[dict[str, Any]] = field(default_factory=list)  # readings (gpu_telemetry.py)
 
 
 @dataclass
@@ -115,7 +117,8 @@ class AgentProber:
             return Probe(target.host_id, answered=False, error=_describe(exc))
         engine = health.get("engine") or {}
         result = Probe(target.host_id, True, bool(engine.get("reachable")),
-                       health.get("agent_version"), engine.get("error"))  # fmt: skip
+                       health.get("agent_version"), engine.get("error"),
+                       gpus=agent_readings(health))  # fmt: skip
         if result.engine_ok:
             try:
                 listed = await self._agents.get(
@@ -279,6 +282,7 @@ def record_probes(probes: list[Probe], seen_at: datetime | None = None) -> int:
     answered = [p for p in probes if p.answered and p.engine_ok and p.host_id in digests]
     changed = sync_containers(((p.host_id, p.containers) for p in answered), now, digests)
     _store_node_facts(answered)
+    store_samples(((p.host_id, p.gpus) for p in probes if p.gpus and p.host_id in digests), now)
     followed = set(changed) | refreshed
     follow_host_containers(
         {p.host_id: p.containers for p in answered if p.host_id in followed}, now

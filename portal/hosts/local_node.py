@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from portal.engines import EngineError, LocalDockerEngine
+from portal.hosts.gpu_telemetry import local_readings
 from portal.hosts.health import Probe
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ def probe_local_node(host_id: int, timeout_s: float) -> Probe:
         except EngineError as exc:
             error = f"listing containers failed: {exc.message}"
             return Probe(host_id, answered=True, error=error, local=True)
-    return Probe(host_id, True, True, containers=containers, facts=facts, local=True)
+    return Probe(host_id, True, True, containers=containers, facts=facts, local=True,
+                 gpus=local_readings())  # fmt: skip
 
 
 def _describe(exc: Exception) -> str:

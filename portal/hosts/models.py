@@ -104,6 +104,27 @@ class HostGpu(db.Model):
     host: Mapped[Host] = relationship(back_populates="gpus")
 
 
+class HostGpuSample(db.Model):
+    """One GPU's readings at one health sweep: what the host page's charts draw.
+
+    Kept SPECTR_GPU_HISTORY_HOURS; the sweep that writes new ones deletes the older ones.
+    """
+
+    __tablename__ = "host_gpu_samples"
+    # A host's samples over a time window: the charts' one query.
+    __table_args__ = (Index("ix_host_gpu_samples_host_id_at", "host_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
+    gpu_index: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    utilization_percent: Mapped[float | None] = mapped_column(Float)
+    memory_used_mib: Mapped[int | None] = mapped_column(Integer)
+    memory_total_mib: Mapped[int | None] = mapped_column(Integer)
+    temperature_celsius: Mapped[float | None] = mapped_column(Float)
+    power_watts: Mapped[float | None] = mapped_column(Float)
+
+
 class HostStatusChange(db.Model):
     __tablename__ = "host_status_changes"
     # A host's latest changes first: its page shows 50 of however many a flapping host has.

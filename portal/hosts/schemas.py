@@ -181,3 +181,27 @@ class ImportSchema(ma.Schema):
     ssh_user = ma.fields.String(validate=USER)
     become_method = ma.fields.String(validate=ma.validate.OneOf(BECOME_METHODS))
     labels = ma.fields.Dict(keys=ma.fields.String(), validate=_labels, load_default=dict)
+
+
+class GpuSamplesQuerySchema(ma.Schema):
+    minutes = ma.fields.Integer(
+        load_default=60,
+        validate=ma.validate.Range(1, 7 * 24 * 60),
+        metadata={
+            "description": "how far back from now (samples are kept SPECTR_GPU_HISTORY_HOURS)"
+        },
+    )
+
+
+class GpuSampleSchema(ma.Schema):
+    at = UtcDateTime()
+    utilization_percent = ma.fields.Float(allow_none=True)
+    memory_used_mib = ma.fields.Integer(allow_none=True)
+    memory_total_mib = ma.fields.Integer(allow_none=True)
+    temperature_celsius = ma.fields.Float(allow_none=True)
+    power_watts = ma.fields.Float(allow_none=True)
+
+
+class GpuSeriesSchema(ma.Schema):
+    index = ma.fields.Integer()
+    samples = ma.fields.List(ma.fields.Nested(GpuSampleSchema))

@@ -7,15 +7,23 @@ from typing import Any
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 
 from portal.core.errors import SpectrError, ValidationFailed
+from portal.core.live_parts import live_parts_events
 from portal.core.operations import service as operations
 from portal.core.security import current_principal
+from portal.core.sse import heartbeat_seconds, sse_response
 from portal.extensions import db
 from portal.hosts import service
+from portal.hosts.gpu_charts import (
+    WINDOWS_MINUTES,
+    host_gpu_charts,
+    newest_sample_at,
+    window_minutes,
+)
 from portal.hosts.models import HOST_STATUSES, Host
 from portal.hosts.schemas import BECOME_METHODS, HostPatchSchema, HostWriteSchema
 from portal.web.auth import page_role
 from portal.web.forms import flash_error
-from portal.web.listing import SortColumn, list_page
+from portal.web.listing import Listing, SortColumn, list_page
 
 bp = Blueprint("hosts_pages", __name__, url_prefix="/hosts")
 PAGE_SIZE = 50
@@ -35,18 +43,7 @@ HOST_SORTS = {
 @page_role("viewer")
 def index() -> Any:
     service.ensure_local_host()  # the Spectr node is a host from the first visit, like on Apps
-    filters = {k: v for k in ("status", "label", "gpu_model") if (v := request.args.get(k))}
-    if filters.get("status") not in (None, *HOST_STATUSES):
-        filters.pop("status")
-    listing = list_page(
-        service.hosts_query(**filters),
-        sortable=HOST_SORTS,
-        default_sort="name",
-        tiebreak=Host.id,
-        searchable=(Host.name, Host.address),
-        filters=filters,
-        page_size=PAGE_SIZE,
-    )
+    listing = _host_listing()
     return render_template(
         "hosts/index.html",
         listing=listing,
@@ -54,6 +51,38 @@ def index() -> Any:
         filters=filters,
         statuses=HOST_STATUSES,
     )
+
+
+def _filters() -> dict[str, str]:
+    filters = {k: v for k in ("status", "label", "gpu_model") if (v := request.args.get(k))}
+    if filters.get("status") not in (None, *HOST_STATUSES):
+        filters.pop("status")
+    return filters
+
+
+def _page_number() -> int:
+    return min(max(request.args.get("page", 1, type=int), 1), 10**6)
+
+
+def _page_of(filters: dict[str, str], page: int) -> list[Any]:
+    query = service.hosts_query(**filters)
+    return list(db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)))
+
+
+@bp.get("/live")
+@page_role("viewer")
+def live() -> Any:
+    """The list's status and last-seen cells, sent again whenever one changes."""
+    filters, page = _filters(), _page_number()
+
+    def payload() -> dict[str, Any]:
+        parts = {}
+        for host in _page_of(filters, page):
+            parts[f"host-{host.id}-status"] = render_template("hosts/_status_cell.html", host=host)
+            parts[f"host-{host.id}-seen"] = render_template("hosts/_seen_cell.html", host=host)
+        return {"parts": parts}
+
+    return sse_response(live_parts_events(payload, heartbeat_seconds()))
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -128,8 +157,34 @@ def detail(host_id: int) -> Any:
             operation = None
     from portal.artifacts.service import host_models
 
+    minutes = window_minutes(request.args.get("minutes"))
     return render_template(
-        "hosts/detail.html", host=host, op=operation, lines=lines, models=host_models(host)
+        "hosts/detail.html", host=host, op=operation, lines=lines, models=host_models(host),
+        gpu_charts=host_gpu_charts(host, minutes), minutes=minutes, windows=WINDOWS_MINUTES,
+    )  # fmt: skip
+
+
+@bp.get("/<id:host_id>/gpu-charts/live")
+@page_role("viewer")
+def gpu_charts_live(host_id: int) -> Any:
+    """The host page's GPU charts, sent again each time a sweep adds samples."""
+    service.get_host(host_id)
+    minutes = window_minutes(request.args.get("minutes"))
+    sent: dict[str, Any] = {"newest": "never", "payload": None}
+
+    def payload() -> dict[str, Any] | None:
+        host = db.session.get(Host, host_id)
+        if host is None:
+            return None
+        newest = newest_sample_at(host_id)
+        if newest != sent["newest"]:  # one cheap query a second; charts drawn on change only
+            html = render_template("hosts/_gpu_charts.html", host=host,
+                                   gpu_charts=host_gpu_charts(host, minutes), minutes=minutes)  # fmt: skip
+            sent.update(newest=newest, payload={"parts": {"gpu-charts": html}})
+        return sent["payload"]
+
+    return sse_response(
+        live_parts_events(payload, heartbeat_seconds(), gone="The host was deleted.")
     )
 
 

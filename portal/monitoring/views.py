@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, Flask, Response, flash, redirect, render_template, request, url_for
 from flask.blueprints import BlueprintSetupState
 
 from portal.core.errors import NotFound, SpectrError
+from portal.core.live_parts import live_parts_events
 from portal.core.security import check_role, current_principal
+from portal.core.sse import heartbeat_seconds, sse_response
 from portal.extensions import db
 from portal.monitoring import events, webhooks
 from portal.monitoring.discovery import init_proxy_discovery, scrape_targets
@@ -58,6 +61,25 @@ def index() -> Any:
 def overview() -> Any:
     """The dashboard's live part, fetched again every few seconds by the home page."""
     return render_template("monitoring/_overview.html", overview=fleet_overview())
+
+
+# The overview's "Updated …" stamp changes every time it is rendered; a change elsewhere is news.
+_STAMP = re.compile(r'<p class="muted" id="overview-stamp">.*?</p>', re.S)
+OVERVIEW_POLL_SECONDS = 2.0  # a dozen grouped queries a round: not every second per open tab
+
+
+@bp.get("/monitoring/overview/live")
+@page_role("viewer")
+def overview_live() -> Any:
+    """The dashboard's live part as Server-Sent Events, sent when anything in it changes."""
+
+    def payload() -> dict[str, Any]:
+        html = render_template("monitoring/_overview.html", overview=fleet_overview())
+        return {"parts": {"fleet-overview": html}}
+
+    return sse_response(live_parts_events(
+        payload, heartbeat_seconds(), OVERVIEW_POLL_SECONDS,
+        fingerprint=lambda sent: _STAMP.sub("", sent["parts"]["fleet-overview"])))  # fmt: skip
 
 
 @bp.post("/monitoring/events/<id:event_id>/resolve")

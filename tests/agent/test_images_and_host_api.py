@@ -73,6 +73,7 @@ def test_facts_read_gpus_from_nvidia_smi(agent_factory, pki, tmp_path):
     with gpu_agent.http(pki.ca.cert_path) as client:
         gpus = client.get("/v1/facts").json()["gpus"]
         metrics = client.get("/metrics").text
+        health = client.get("/v1/health").json()
     assert gpus == [{"index": 0, "uuid": "GPU-abc", "name": "NVIDIA H200",
                      "memory_total_mb": 143771, "memory_used_mb": 512,
                      "driver_version": "560.35.03", "cuda_version": "12.6"}]  # fmt: skip
@@ -81,6 +82,11 @@ def test_facts_read_gpus_from_nvidia_smi(agent_factory, pki, tmp_path):
     assert f"spectr_gpu_utilization_ratio{labels} 0.87" in metrics
     assert f"spectr_gpu_temperature_celsius{labels} 64.0" in metrics
     assert f"spectr_gpu_power_watts{labels} 412.35" in metrics
+    # the readings ride on the health answer the portal's sweep asks for (its GPU charts)
+    assert health["gpus"] == [{"index": 0, "uuid": "GPU-abc", "name": "NVIDIA H200",
+                               "memory_total_mb": 143771, "memory_used_mb": 512,
+                               "utilization_percent": 87.0, "temperature_celsius": 64.0,
+                               "power_watts": 412.35}]  # fmt: skip
 
 
 def test_openapi_document_lists_exactly_the_routes(api, agent):

@@ -38,7 +38,7 @@ def test_overview_fragment_shows_hosts_gpus_and_open_alerts(
     assert "H200" in page and "1000 / 2000 MiB" in page
     assert "<td>1 / 2</td>" in page  # one GPU above the idle threshold, two free
     assert "host.unreachable" in page
-    assert 'hx-get="/monitoring/overview"' in home and 'hx-trigger="every 5s"' in home
+    assert 'data-live-url="/monitoring/overview/live"' in home  # one SSE stream, no polling
 
 
 def test_monitoring_page_lists_events_and_targets_but_webhooks_only_to_admins(

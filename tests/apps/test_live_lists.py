@@ -1,0 +1,84 @@
+"""Live status beyond the application page: the applications list, the hosts list and the
+dashboard each hold one Server-Sent Events stream that sends their status cells again when a
+health sweep changes them, and heartbeats while nothing does. Sweeps are recorded through the
+real code path (record_probes) with the containers a probe would have seen."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from portal.extensions import db
+from portal.hosts.health import Probe, record_probes
+from portal.hosts.models import Host
+from portal.hosts.service import ensure_local_host
+from tests.apps.helpers import log_in
+from tests.apps.test_live_status import _next_event, _running_app, _sweep
+
+
+def test_the_applications_list_follows_the_sweep_on_one_stream(
+    app: Flask, client: FlaskClient, create_user: Callable[..., Any]
+) -> None:
+    web, worker = _running_app("web"), _running_app("worker")
+    _sweep(web, "running", "Up 2 minutes", [])
+    log_in(client, create_user, "viewer")
+    page = client.get("/apps").get_data(as_text=True)
+    assert 'data-live-url="/apps/live?page=1"' in page
+    assert f'id="app-{web.id}-status"' in page and f'id="app-{worker.id}-status"' in page
+
+    response = client.get("/apps/live?page=1", buffered=False)
+    pieces = iter(response.response)
+    first = _next_event(pieces, "parts")["parts"]
+    assert set(first) == {f"app-{web.id}-status", f"app-{worker.id}-status"}
+    assert "state-running" in first[f"app-{web.id}-status"]
+
+    _sweep(web, "restarting", "Restarting (1) 2 seconds ago", [])
+    changed = _next_event(pieces, "parts")["parts"]
+    response.close()
+    assert "state-restarting" in changed[f"app-{web.id}-status"]
+
+
+def test_the_hosts_list_and_the_dashboard_follow_host_status_and_keep_alive(
+    app: Flask, client: FlaskClient, create_user: Callable[..., Any]
+) -> None:
+    app.config["SPECTR_SSE_HEARTBEAT_SECONDS"] = 1
+    node = ensure_local_host()
+    record_probes([Probe(node.id, True, True, local=True)])
+    log_in(client, create_user, "viewer")
+    page = client.get("/hosts?status=ready").get_data(as_text=True)
+    assert 'data-live-url="/hosts/live?page=1&amp;status=ready"' in page
+    assert f'id="host-{node.id}-status"' in page
+
+    response = client.get("/hosts/live?page=1", buffered=False)
+    pieces = iter(response.response)
+    first = _next_event(pieces, "parts")["parts"]
+    assert "state-ready" in first[f"host-{node.id}-status"]
+    text = ""
+    while ": heartbeat" not in text:  # nothing changed: the stream says it is alive
+        text += next(pieces).decode()
+    db.session.get_one(Host, node.id).status = "unreachable"
+    db.session.commit()
+    changed = _next_event(pieces, "parts")["parts"]
+    response.close()
+    assert "state-unreachable" in changed[f"host-{node.id}-status"]
+
+    home = client.get("/").get_data(as_text=True)
+    assert 'data-live-url="/monitoring/overview/live"' in home and "hx-trigger" not in home
+    response = client.get("/monitoring/overview/live", buffered=False)
+    pieces = iter(response.response)
+    overview = _next_event(pieces, "parts")["parts"]["fleet-overview"]
+    assert 'data-host="spectr-node"' in overview and "state-unreachable" in overview
+    db.session.get_one(Host, node.id).status = "ready"
+    db.session.commit()
+    again = _next_event(pieces, "parts")["parts"]["fleet-overview"]
+    response.close()
+    assert "state-ready" in again
+
+
+def test_live_lists_need_a_signed_in_viewer(app: Flask, client: FlaskClient) -> None:
+    for path in ("/apps/live", "/hosts/live", "/monitoring/overview/live"):
+        answer = client.get(path)
+        assert answer.status_code in (302, 401) and answer.mimetype != "text/event-stream"
