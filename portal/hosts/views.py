@@ -48,36 +48,35 @@ def index() -> Any:
         "hosts/index.html",
         listing=listing,
         hosts=listing.items,
-        filters=filters,
+        filters=listing.filters,
         statuses=HOST_STATUSES,
     )
 
 
-def _filters() -> dict[str, str]:
+def _host_listing() -> Listing:
+    """The page of hosts the request asks for: filters, search, sort and page."""
     filters = {k: v for k in ("status", "label", "gpu_model") if (v := request.args.get(k))}
     if filters.get("status") not in (None, *HOST_STATUSES):
         filters.pop("status")
-    return filters
-
-
-def _page_number() -> int:
-    return min(max(request.args.get("page", 1, type=int), 1), 10**6)
-
-
-def _page_of(filters: dict[str, str], page: int) -> list[Any]:
-    query = service.hosts_query(**filters)
-    return list(db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)))
+    return list_page(
+        service.hosts_query(**filters),
+        sortable=HOST_SORTS,
+        default_sort="name",
+        tiebreak=Host.id,
+        searchable=(Host.name, Host.address),
+        filters=filters,
+        page_size=PAGE_SIZE,
+    )
 
 
 @bp.get("/live")
 @page_role("viewer")
 def live() -> Any:
     """The list's status and last-seen cells, sent again whenever one changes."""
-    filters, page = _filters(), _page_number()
 
     def payload() -> dict[str, Any]:
         parts = {}
-        for host in _page_of(filters, page):
+        for host in _host_listing().items:
             parts[f"host-{host.id}-status"] = render_template("hosts/_status_cell.html", host=host)
             parts[f"host-{host.id}-seen"] = render_template("hosts/_seen_cell.html", host=host)
         return {"parts": parts}
