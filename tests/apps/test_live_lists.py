@@ -5,8 +5,11 @@ real code path (record_probes) with the containers a probe would have seen."""
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -49,7 +52,14 @@ def test_the_hosts_list_and_the_dashboard_follow_host_status_and_keep_alive(
     record_probes([Probe(node.id, True, True, local=True)])
     log_in(client, create_user, "viewer")
     page = client.get("/hosts?status=ready").get_data(as_text=True)
-    assert 'data-live-url="/hosts/live?page=1&amp;status=ready"' in page
+    live_url = html.unescape(re.search(r'data-live-url="(/hosts/live\?[^"]*)"', page).group(1))
+    # the stream reads the same listing as the page: filters, sort, order and page
+    assert parse_qs(urlsplit(live_url).query) == {
+        "status": ["ready"],
+        "sort": ["name"],
+        "order": ["asc"],
+        "page": ["1"],
+    }
     assert f'id="host-{node.id}-status"' in page
 
     response = client.get("/hosts/live?page=1", buffered=False)
