@@ -30,6 +30,7 @@ PAGE_BLUEPRINTS = [
     "portal.admin.views",
     "portal.admin.account_views",
     "portal.admin.sign_in_views",
+    "portal.admin.sign_in_admin_views",
     "portal.settings.views",
     "portal.proxy.views",
     "portal.monitoring.views",

@@ -7,11 +7,9 @@ from typing import Any
 import marshmallow as ma
 from flask.views import MethodView
 
-from portal.admin import directory, oidc, service, totp
+from portal.admin import service, sign_in_checks, totp
 from portal.core.api_base import Blueprint
-from portal.core.audit import record_audit
 from portal.core.security import require_principal, require_role
-from portal.extensions import db
 
 blp = Blueprint(
     "sign_in_api", __name__, url_prefix="/api/v1", description="Directory, SSO and TOTP sign-in"
@@ -56,40 +54,7 @@ class DirectoryTest(MethodView):
 
         Answers 200 either way; `ok` false names the step that failed in `reason` and `message`.
         """
-        config = directory.DirectoryConfig.from_settings()
-        steps: list[str] = []
-        answer: dict[str, Any] = {"ok": True, "steps": steps, "reason": None, "message": None}
-        try:
-            steps.extend(directory.check_connection(config))
-            if body["username"]:
-                answer["user"] = _found(config, body["username"], body["password"], steps)
-        except directory.DirectoryError as exc:
-            answer.update(ok=False, reason=exc.reason, message=exc.message)
-        record_audit(
-            "sign_in.directory.test",
-            "settings:ldap",
-            "success" if answer["ok"] else f"failed ({answer['reason']})",
-            details={"username": body["username"]},
-        )
-        db.session.commit()
-        return answer
-
-
-def _found(
-    config: directory.DirectoryConfig, username: str, password: str | None, steps: list[str]
-) -> dict[str, Any]:
-    if password:
-        account = directory.authenticate(config, username, password)
-        steps.append(f"{account.dn} signed in with the password given")
-    else:
-        account = directory.look_up(config, username)
-        steps.append(f"found {account.dn}")
-    if account.role is None:
-        raise directory.DirectoryError(
-            "no_role", f"{account.dn} is in no group mapped to a role: {account.groups or 'none'}."
-        )
-    steps.append(f"role {account.role} from its groups")
-    return {"dn": account.dn, "groups": account.groups, "role": account.role}
+        return sign_in_checks.check_directory(body["username"], body["password"])
 
 
 @blp.route("/sign-in/sso/test")
@@ -98,22 +63,7 @@ class SsoTest(MethodView):
     @blp.response(200, SignInTestSchema)
     def post(self) -> Any:
         """Test the saved OpenID settings: discovery and the provider's signing keys."""
-        config = oidc.OidcConfig.from_settings()
-        steps: list[str] = []
-        answer: dict[str, Any] = {"ok": True, "steps": steps, "reason": None, "message": None}
-        try:
-            metadata = oidc.discover(config, refresh=True)
-            steps.append(f"discovered {metadata['issuer']}")
-            keys = oidc.signing_keys(config, metadata)
-            steps.append(f"{keys} signing key(s) at {metadata['jwks_uri']}")
-            if "S256" not in metadata.get("code_challenge_methods_supported", ["S256"]):
-                raise oidc.OidcError("no_pkce", "The provider does not offer PKCE with S256.")
-        except oidc.OidcError as exc:
-            answer.update(ok=False, reason=exc.reason, message=exc.message)
-        outcome = "success" if answer["ok"] else f"failed ({answer['reason']})"
-        record_audit("sign_in.sso.test", "settings:oidc", outcome)
-        db.session.commit()
-        return answer
+        return sign_in_checks.check_sso()
 
 
 @blp.route("/me/totp")

@@ -12,3 +12,15 @@ def forget_sign_in_failures() -> None:
     """Drop failed sign-in counts that can no longer lock anyone."""
     forget_old_failures()
     db.session.commit()
+
+
+@periodic_job("refresh_directory_users", lambda app: 900.0)
+def refresh_directory_users() -> None:
+    """Deactivate directory users the directory has disabled or removed since they signed in."""
+    from portal.admin.directory import DirectoryError
+    from portal.admin.sign_in import refresh_directory_users as refresh
+
+    try:
+        refresh()
+    except DirectoryError:
+        db.session.rollback()  # unreachable now; the next round tries again
