@@ -22,7 +22,7 @@ from authlib.integrations.httpx_client import OAuth2Client
 from joserfc import jwt
 from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from portal.admin.directory import split_list
 from portal.admin.models import SignInState
@@ -294,6 +294,12 @@ def _identity(config: OidcConfig, claims: dict[str, Any]) -> ExternalIdentity:
         None,
     )
     return ExternalIdentity("oidc", f"{claims['iss']}|{claims['sub']}", username, role)
+
+
+def forget_old_sign_in_states() -> int:
+    """Drop states no answer can use any more (a replay of those is refused as unknown)."""
+    cutoff = utcnow() - STATE_LIFETIME * 6
+    return db.session.execute(delete(SignInState).where(SignInState.created_at < cutoff)).rowcount
 
 
 def end_session_url(id_token: str | None, back_to: str) -> str | None:

@@ -72,6 +72,7 @@ def code() -> Any:
         flash(message, "error")
         return render_template("login_code.html"), 429 if lock else 401
     session.pop(CODE_KEY, None)
+    sessions.record_success(user.username, request.remote_addr)
     return complete_sign_in(user, "local+totp", pending.get("next"))
 
 

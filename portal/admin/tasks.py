@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from portal.admin.oidc import forget_old_sign_in_states
 from portal.admin.sessions import forget_old_failures
 from portal.core.ticker import periodic_job
 from portal.extensions import db
@@ -9,8 +10,9 @@ from portal.extensions import db
 
 @periodic_job("forget_sign_in_failures", lambda app: 600.0)
 def forget_sign_in_failures() -> None:
-    """Drop failed sign-in counts that can no longer lock anyone."""
+    """Drop failed sign-in counts that can no longer lock anyone, and old OpenID states."""
     forget_old_failures()
+    forget_old_sign_in_states()
     db.session.commit()
 
 

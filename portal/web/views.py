@@ -66,9 +66,11 @@ def login() -> Any:
         sign_in.record_refusal(refusal, address)
         flash(refusal.message, "error")
         return _login_page(username=username), 401
-    sessions.record_success(username, address)
     if user.totp_enabled:
+        # The failure count stays until the code is right too: each right password must not
+        # buy a guesser another round of free codes.
         return ask_for_code(user, request.args.get("next"))
+    sessions.record_success(username, address)
     return complete_sign_in(user, user.source, request.args.get("next"))
 
 

@@ -111,6 +111,10 @@ def test_an_admin_sets_up_the_directory_and_sso_then_people_sign_in_with_them(
     expect(result).to_contain_text("StartTLS done, certificate verified")
     expect(result).to_contain_text("role operator from its groups")
     snap(page, "sign-in-admin-directory-test")
+    page.set_viewport_size({"width": 390, "height": 844})
+    result.scroll_into_view_if_needed()
+    page.screenshot(path="tests/.artifacts/screens/sign-in-admin-directory-result-phone.png")
+    page.set_viewport_size({"width": 1440, "height": 900})
     page.click("text=Test discovery and keys")
     expect(page.locator("#test-result")).to_contain_text(f"discovered {provider.issuer}")
 
@@ -140,6 +144,10 @@ def test_an_admin_sets_up_the_directory_and_sso_then_people_sign_in_with_them(
     page.click("button[type=submit]")
     page.wait_for_url(f"{sign_in_portal.url}/")
     expect(page.locator("nav")).to_contain_text("carol (admin)")
+    page.click("nav >> text=Users")
+    expect(page.locator("tr", has_text="bob")).to_contain_text("directory")
+    expect(page.locator("tr", has_text="carol")).to_contain_text("kept by the SSO provider")
+    snap(page, "sign-in-users-page")
 
     # Logging out signs out at the provider too, then comes back to the login page.
     page.click("nav button[title='Log out']")

@@ -203,3 +203,17 @@ def test_the_admin_test_action_reads_discovery_and_keys(
     assert "404" in bad["message"]
     settings = api.get("/api/v1/settings").get_data(as_text=True)
     assert "provider-client-secret" not in settings
+
+
+def test_only_one_of_two_copies_of_an_answer_signs_in_on_each_database(
+    any_db_app: Flask, provider: OidcProvider
+) -> None:
+    provider.tamper()
+    update_settings(settings_for(provider), "test")
+    browser = any_db_app.test_client()
+    back = _provider_sign_in(_to_provider(browser), "carol")
+    copy = any_db_app.test_client()
+    copy.set_cookie("session", browser.get_cookie("session").value)
+    answers = [_come_back(browser, back).status_code, _come_back(copy, back).status_code]
+    assert sorted(answers) == [302, 401]
+    assert _last_login().outcome == "failed (replayed state)"

@@ -81,3 +81,20 @@ def test_turning_it_off_needs_a_code_or_an_admin(
     admin = ApiClient(app.test_client(), admin_token)
     assert admin.delete(f"/api/v1/users/{user.id}/totp").status_code == 204
     assert _password_step(app.test_client(), user).headers["Location"] == "/"
+
+
+def test_wrong_codes_lock_the_sign_in_even_with_the_right_password(
+    app: Flask, create_user: Callable[..., Any]
+) -> None:
+    from portal.admin.sessions import FREE_FAILURES_PER_USER
+
+    user = create_user("viewer")
+    app_code = _enrolled(app, user)
+    browser = app.test_client()
+    for _ in range(FREE_FAILURES_PER_USER + 1):  # the free ones, then one that locks
+        _password_step(browser, user)
+        assert _code_step(browser, "000000").status_code == 401
+    _password_step(browser, user)
+    locked = _code_step(browser, app_code.now())
+    assert locked.status_code == 429
+    assert browser.get("/api/v1/me").status_code == 401
