@@ -115,6 +115,13 @@ def test_an_admin_sets_up_the_directory_and_sso_then_people_sign_in_with_them(
     result.scroll_into_view_if_needed()
     page.screenshot(path="tests/.artifacts/screens/sign-in-admin-directory-result-phone.png")
     page.set_viewport_size({"width": 1440, "height": 900})
+    page.fill("#test-directory [name=password]", "not bob's password")
+    page.click("text=Test connection / user")
+    expect(page.locator("#test-result")).to_contain_text(
+        "Failed: The directory refused the password of uid=bob"
+    )
+    page.locator("#test-result").scroll_into_view_if_needed()
+    page.screenshot(path="tests/.artifacts/screens/sign-in-admin-directory-failure-desktop.png")
     page.click("text=Test discovery and keys")
     expect(page.locator("#test-result")).to_contain_text(f"discovered {provider.issuer}")
 
