@@ -14,7 +14,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import httpx
@@ -227,19 +227,23 @@ def verify_id_token(
 def signing_keys(config: OidcConfig, metadata: dict[str, Any]) -> int:
     """How many keys the provider publishes (refreshed); refuses a set that cannot be read."""
     try:
-        return len(KeySet.import_key_set(_get_json(config, metadata["jwks_uri"], True)).keys)
+        return len(_key_set(_get_json(config, metadata["jwks_uri"], True)).keys)
     except (JoseError, ValueError, KeyError) as exc:
         raise OidcError("bad_keys", f"The provider's signing keys cannot be read: {exc}") from None
+
+
+def _key_set(document: dict[str, Any]) -> KeySet:
+    return KeySet.import_key_set(cast(Any, document))  # a JWKS document as the provider sent it
 
 
 def _decode(
     config: OidcConfig, metadata: dict[str, Any], id_token: str, algorithms: list[str]
 ) -> Any:
-    keys = KeySet.import_key_set(_get_json(config, metadata["jwks_uri"]))
+    keys = _key_set(_get_json(config, metadata["jwks_uri"]))
     try:
         return jwt.decode(id_token, keys, algorithms=algorithms)
     except ValueError:  # a key id not in the cached set: the provider rotated its keys
-        keys = KeySet.import_key_set(_get_json(config, metadata["jwks_uri"], refresh=True))
+        keys = _key_set(_get_json(config, metadata["jwks_uri"], refresh=True))
         return jwt.decode(id_token, keys, algorithms=algorithms)
 
 
