@@ -20,6 +20,7 @@ from portal.admin.authentication import LoginUser
 from portal.admin.models import User
 from portal.core.audit import record_audit
 from portal.core.secrets_box import secret_box
+from portal.core.timeutil import utcnow
 from portal.extensions import csrf, db
 
 bp = Blueprint("sign_in", __name__, url_prefix="/login")
@@ -31,6 +32,7 @@ CODE_STEP_SECONDS = 300  # a password proven this long ago still counts for the 
 def complete_sign_in(user: User, method: str, next_path: str | None, **cookie: Any) -> Any:
     """Open a session for `user`, audit it, and go where the person was heading."""
     token = sessions.start_session(user, request.remote_addr, request.user_agent.string)
+    user.last_login_at = utcnow()
     login_user(LoginUser(user, token))
     session.update(cookie)
     record_audit("session.login", f"user:{user.username}", details={"method": method})

@@ -9,14 +9,16 @@ Screenshots go to tests/.artifacts/screens/ (sign-in-*).
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyotp
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Portal, running_portal
-from tests.browser.pages import log_in, snap
+from tests.browser.pages import Api, log_in, snap
 from tests.collection.tls import TestCA
 from tests.support import slapd
 from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider
@@ -164,3 +166,34 @@ def test_an_admin_sets_up_the_directory_and_sso_then_people_sign_in_with_them(
     page.click("#sso-sign-in")
     page.wait_for_url(re.compile(re.escape(provider.issuer) + "/interaction/"))
     expect(page.locator("input[name=login]")).to_be_visible()  # no session left there
+
+
+def test_a_local_user_turns_on_two_factor_sign_in_and_signs_in_with_a_code(
+    page: Page, sign_in_portal: Portal
+) -> None:
+    log_in(page, sign_in_portal)
+    name = f"totp-{uuid.uuid4().hex[:6]}"
+    Api(page, sign_in_portal).post(
+        "/users", {"username": name, "password": "local password 1", "role": "viewer"}
+    )
+    me = Portal(sign_in_portal.url, name, "local password 1", sign_in_portal.instance)
+    page.context.clear_cookies()
+    log_in(page, me)
+    page.goto(f"{sign_in_portal.url}/account")
+    page.click("text=Set up two-factor sign-in")
+    authenticator = pyotp.TOTP(page.locator("#totp-key").inner_text())
+    snap(page, "sign-in-totp-enrol")
+    page.fill("#two-factor [name=code]", authenticator.now())
+    page.click("#two-factor >> text=Turn on")
+    expect(page.locator(".flash")).to_contain_text("Two-factor sign-in is on")
+
+    page.context.clear_cookies()
+    page.goto(f"{sign_in_portal.url}/login")
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", "local password 1")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{sign_in_portal.url}/login/code")
+    snap(page, "sign-in-totp-code")
+    page.fill("[name=code]", authenticator.now())
+    page.click("button[type=submit]")
+    expect(page.locator("nav")).to_contain_text(f"{name} (viewer)")
