@@ -199,6 +199,11 @@ class DockerStream:
             self.eof = self._length <= 0
         return data
 
+    def take_buffered(self) -> bytes:
+        """Hand over what was read past the head (a hijacked stream's first bytes)."""
+        data, self._pending = self._pending, b""
+        return data
+
     def has_buffered(self) -> bool:
         """Tell whether body bytes are waiting without a socket read."""
         return bool(self._pending)

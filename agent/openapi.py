@@ -27,6 +27,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
              409: "Conflict with the object's state", 411: "Body without Content-Length",
              413: "Body over 1 MiB", 422: "Input breaks a rule",
              429: "Too many failed authentications", 502: "Docker engine error",
+             426: "Send Connection: Upgrade and Upgrade: tcp",
              503: "The models folder cannot be used"}  # fmt: skip
     if 502 in statuses:  # whatever reaches the engine may meet its own 400 (engine_rejected)
         statuses = (400, *statuses)
@@ -85,6 +86,16 @@ _CONTAINER_SPEC = {
     },
 }  # fmt: skip
 
+_TTY_SIZE = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"cols": {"type": "integer", "minimum": 1, "maximum": 1000},
+                   "rows": {"type": "integer", "minimum": 1, "maximum": 1000}},
+}  # fmt: skip
+_TERMINAL_SPEC = {
+    "type": "object", "required": ["argv"], "additionalProperties": False,
+    "properties": {"argv": {"type": "array", "items": _STR, "minItems": 1}, "user": _STR,
+                   **_TTY_SIZE["properties"]},
+}  # fmt: skip
 _EXEC_SPEC = {
     "type": "object", "required": ["argv"], "additionalProperties": False,
     "properties": {"argv": {"type": "array", "items": _STR, "minItems": 1}, "user": _STR,
@@ -183,6 +194,17 @@ def _paths() -> dict[str, Any]:
             "Run an argv (no shell); {stream, data} lines, then {exit_code, timed_out} or {error}",
             {"200": _ndjson("output frame or exit")}, 404, 409, 422, 502, params=[_ID],
             body=_EXEC_SPEC)},
+        "/v1/containers/{id}/terminal": {"post": _op(
+            "With Connection: Upgrade and Upgrade: tcp, a TTY exec on this connection: 101, "
+            "X-Exec-Id, then raw bytes both ways; the exec is killed when the caller leaves",
+            {"101": {"description": "Switched to the exec's TTY"}}, 404, 409, 422, 426, 502,
+            params=[_ID], body=_TERMINAL_SPEC)},
+        "/v1/exec/{id}/resize": {"post": _op(
+            "Resize an exec's TTY", {"200": _json(obj)}, 404, 409, 502,
+            params=[_param("id", _STR, "path", "exec id")], body=_TTY_SIZE)},
+        "/v1/exec/{id}": {"get": _op(
+            "Whether an exec runs, and its exit code", {"200": _json(obj)}, 404, 502,
+            params=[_param("id", _STR, "path", "exec id")])},
         "/v1/volumes": {"get": _op("List volumes, with their sizes unless size=0",
                                    {"200": _json(arr)}, 400, 502,
                                    params=[_param("size", _BOOL, text="default true")])},

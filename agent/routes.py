@@ -17,6 +17,7 @@ from agent.models import ModelRoutes
 from agent.networks import NetworkRoutes
 from agent.openapi import openapi_document
 from agent.streams import StreamRoutes
+from agent.terminal import TerminalRoutes
 from agent.volumes import VolumeRoutes
 from agent.web import RawBody, Request, Router
 
@@ -50,6 +51,7 @@ def build_router(app: AgentApp) -> Router:
     ImageRoutes(docker).register(router)
     ContainerRoutes(docker).register(router)
     StreamRoutes(docker).register(router)
+    TerminalRoutes(docker).register(router)
     VolumeRoutes(docker).register(router)
     NetworkRoutes(docker).register(router)
     ModelRoutes(app.config.models_dir).register(router)

@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     # one read from an engine's log may wait this long before the follower opens it again.
     "SSE_HEARTBEAT_SECONDS": 15.0,
     "LOG_READ_TIMEOUT_SECONDS": 60.0,
+    "CONSOLE_IDLE_SECONDS": 900.0,
 }
 
 

@@ -36,6 +36,7 @@ PAGE_BLUEPRINTS = [
     "portal.monitoring.views",
     "portal.hosts.views",
     "portal.hosts.resource_views",
+    "portal.hosts.console_views",
     "portal.catalog.views",
     "portal.apps.views",
     "portal.registry.views",

@@ -6,18 +6,23 @@ from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
 
 from portal.admin import passwords, service, totp
-from portal.core.audit import audit_events_query
+from portal.core.audit import AuditEvent, audit_events_query
 from portal.core.errors import SpectrError
 from portal.core.security import ROLES, check_role, require_principal
-from portal.extensions import db
 from portal.web.auth import page_role
 from portal.web.forms import NO_STORE, flash_error, keep_secret, take_secret
+from portal.web.listing import SortColumn, list_page
 
 bp = Blueprint("admin_pages", __name__, url_prefix="/admin")
 AUDIT_PAGE_SIZE = 50
+AUDIT_SORTS = {
+    "at": SortColumn(AuditEvent.at, descending_first=True),
+    "actor": SortColumn(AuditEvent.actor),
+    "action": SortColumn(AuditEvent.action),
+    "target": SortColumn(AuditEvent.target),
+}
 
 
 @bp.get("/users")
@@ -128,13 +133,15 @@ def revoke_token(token_id: int) -> Any:
 @page_role("admin")
 def audit() -> Any:
     filters = {k: v for k in ("actor", "action", "target", "outcome") if (v := request.args.get(k))}
-    page = min(max(request.args.get("page", 1, type=int), 1), 10**6)
-    query = audit_events_query(**filters)
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    events = db.session.scalars(
-        query.limit(AUDIT_PAGE_SIZE).offset((page - 1) * AUDIT_PAGE_SIZE)
-    ).all()
-    pages = max(1, -(-(total or 0) // AUDIT_PAGE_SIZE))
+    listing = list_page(
+        audit_events_query(**filters),
+        sortable=AUDIT_SORTS,
+        default_sort="at",
+        tiebreak=AuditEvent.id,
+        searchable=(AuditEvent.actor, AuditEvent.action, AuditEvent.target),
+        filters=filters,
+        page_size=AUDIT_PAGE_SIZE,
+    )
     return render_template(
-        "admin/audit.html", events=events, filters=filters, page=page, pages=pages
+        "admin/audit.html", listing=listing, events=listing.items, filters=filters
     )

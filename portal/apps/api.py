@@ -160,9 +160,18 @@ class AppLogs(MethodView):
     @blp.arguments(LogsQuerySchema, location="query")
     @blp.response(200, AppLogsSchema)
     @sse_alt_response(blp, f"with follow=1: {LOG_EVENTS}")
+    @blp.alt_response(
+        200,
+        schema={"type": "string"},
+        content_type="text/plain",
+        description="with download=1: the log as a .log file (Content-Disposition: attachment)",
+        success=True,
+    )
     def get(self, query: dict, app_id: int) -> Any:
-        """Read a container's log; follow=1 streams it as Server-Sent Events."""
+        """Read a container's log; follow=1 streams it as Server-Sent Events, download=1 as a file."""
         app = service.get_app(app_id)
+        if query["download"]:
+            return relay.log_file(app, query["tail"], query["container"], query["timestamps"])
         if query["follow"]:
             since = resume_point(query["since"], request.headers.get("Last-Event-ID"))
             events = relay.follow_logs(app, query["tail"], query["container"], since)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from portal.apps import gateway
 from portal.apps.models import COMPOSE, Application, AppRevision
@@ -330,15 +330,43 @@ def seen_containers(apps: list[Application]) -> dict[int, list[Any]]:
     }
 
 
-def follow_host_containers(host_ids: list[int], seen_at: datetime) -> None:
-    """After a sweep: the applications on these hosts take the state of their containers,
-    as the sweep listed them at `seen_at`."""
-    if not host_ids:
-        return
-    apps = db.session.scalars(
-        select(Application).where(Application.host_id.in_(host_ids), Application.status != REMOVED)
-    ).all()
-    apply_health_checks(list(apps), commit=False, seen_at=seen_at)
+def follow_host_containers(listings: dict[int, list[ContainerInfo]], seen_at: datetime) -> None:
+    """After a sweep: the applications on these hosts take the state of their containers, as
+    the sweep listed them at `seen_at`.
+
+    Works from the listings in memory and writes only the applications whose status changed,
+    in one executemany: a first sweep of 10,000 hosts spent 6.6 s reading its own container
+    rows back and flushing 10,000 ORM objects.
+    """
+    from portal.hosts.container_sync import chunks, exit_code_of, health_of
+
+    columns = (
+        Application.id, Application.host_id, Application.name, Application.kind,
+        Application.status, Application.status_detail, Application.status_checked_at,
+    )  # fmt: skip
+    updates = []
+    for chunk in chunks(list(listings)):
+        query = select(*columns).where(
+            Application.host_id.in_(chunk), Application.status != REMOVED
+        )
+        for app in db.session.execute(query):
+            if app.status_checked_at and seen_at <= app.status_checked_at:
+                continue  # read from the engine after these containers were listed
+            mine = [
+                replace(info, health=health_of(info), exit_code=exit_code_of(info))
+                for info in listings[app.host_id]
+                if _covers(app, info.name, info.labels or {})
+            ]
+            if not mine and app.status in (PENDING, "absent"):
+                continue  # not deployed yet, or already known to be gone
+            status, detail = summarize(mine)
+            if (status, detail) != (app.status, app.status_detail) or not app.status_checked_at:
+                updates.append(
+                    {"id": app.id, "status": status, "status_detail": detail,
+                     "status_checked_at": seen_at}
+                )  # fmt: skip
+    if updates:
+        db.session.execute(update(Application), updates)
 
 
 def _as_info(row: Any) -> ContainerInfo:
@@ -353,7 +381,7 @@ def _as_info(row: Any) -> ContainerInfo:
     )
 
 
-def _covers(app: Application, name: str, labels: dict[str, str]) -> bool:
+def _covers(app: Any, name: str, labels: dict[str, str]) -> bool:
     if app.kind == COMPOSE:
         return labels.get("com.docker.compose.project") == app.name
     return name == app.name

@@ -14,7 +14,7 @@ from portal.engines import ContainerEngine, ContainerInfo, EngineError
 from portal.extensions import db
 from portal.hosts.log_follow import not_started_event
 from portal.hosts.models import Host
-from portal.hosts.relay import stream_logs
+from portal.hosts.relay import download_logs, stream_logs
 
 
 def _host(app: Application) -> Host:
@@ -34,7 +34,7 @@ def pick_container(engine: ContainerEngine, app: Application, name: str | None) 
     raise NotFound(f"Application '{app.name}' has no container '{name}'.")
 
 
-def read_logs(app: Application, tail: int, container: str | None) -> dict[str, Any]:
+def read_logs(app: Application, tail: int | None, container: str | None) -> dict[str, Any]:
     """The last `tail` log frames of one container."""
     with engine_of(_host(app)) as engine:
         info = pick_container(engine, app, container)
@@ -45,8 +45,19 @@ def read_logs(app: Application, tail: int, container: str | None) -> dict[str, A
     return {"container": info.name, "lines": lines}
 
 
+def log_file(app: Application, tail: int | None, container: str | None, timestamps: bool) -> Any:
+    """One container's log as a .log file (see portal.hosts.relay.download_logs)."""
+    engine = engine_of(_host(app))
+    try:
+        info = pick_container(engine, app, container)
+    except BaseException:
+        engine.close()
+        raise
+    return download_logs(engine, info.id, tail, timestamps)
+
+
 def follow_logs(
-    app: Application, tail: int, container: str | None, since_ns: int | None
+    app: Application, tail: int | None, container: str | None, since_ns: int | None
 ) -> Iterator[str]:
     """Server-Sent Events of a container's log until it stops or the client goes away.
 

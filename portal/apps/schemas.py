@@ -9,7 +9,7 @@ from portal.apps.models import APP_KINDS
 from portal.apps.spec import NAME_PATTERN, PULL_POLICIES
 from portal.core.converters import MAX_DATABASE_ID
 from portal.core.fields import UtcDateTime
-from portal.hosts.log_follow import validate_since
+from portal.hosts.log_follow import TailField, validate_since
 
 
 class RevisionSchema(ma.Schema):
@@ -83,8 +83,15 @@ class DiffSchema(ma.Schema):
 
 
 class LogsQuerySchema(ma.Schema):
-    tail = ma.fields.Integer(load_default=200, validate=validate.Range(1, 10000))
+    tail = TailField(load_default=200)
     follow = ma.fields.Boolean(load_default=False)
+    download = ma.fields.Boolean(
+        load_default=False,
+        metadata={"description": "answer a .log file (text/plain attachment), not JSON"},
+    )
+    timestamps = ma.fields.Boolean(
+        load_default=False, metadata={"description": "with download=1: each line's time first"}
+    )
     container = ma.fields.String(load_default=None)
     since = ma.fields.String(
         load_default=None,

@@ -23,10 +23,14 @@ INTEGER_RANGES = ((SmallInteger, 2**15 - 1), (BigInteger, 2**63 - 1), (Integer, 
 def check_column_limits(session: Session, *_: Any) -> None:
     """Before a flush: refuse new or changed values their columns cannot hold."""
     errors: dict[str, list[str]] = {}
-    for obj in chain(session.new, session.dirty):
+    # session.dirty is computed on each access (a scan of the identity map): once per flush,
+    # not once per object, or a sweep flushing 1,000 applications spent 20 s here.
+    dirty = session.dirty
+    for obj in chain(session.new, dirty):
         state = inspect(obj)
+        changed_only = obj in dirty
         for attribute in state.mapper.column_attrs:
-            if obj in session.dirty and not state.attrs[attribute.key].history.has_changes():
+            if changed_only and not state.attrs[attribute.key].history.has_changes():
                 continue
             value = state.dict.get(attribute.key)
             problem = _problem(attribute.columns[0].type, value)

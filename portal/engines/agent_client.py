@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -40,6 +41,7 @@ from portal.engines.shapes import (
     prune_result,
     volume_info,
 )
+from portal.engines.terminal import TerminalSession, TerminalSize
 
 _PULL_READ_TIMEOUT_S = 660.0
 # Disk usage and prunes walk every volume or image: slower than an ordinary call on a big host.
@@ -304,6 +306,37 @@ class AgentEngine(ContainerEngine):
         return (
             LogChunk(e["stream"], e["data"], e.get("ts")) for e in self._transport.lines(response)
         )
+
+    def open_terminal(
+        self, container_id: str, argv: list[str], size: TerminalSize, user: str | None = None
+    ) -> TerminalSession:
+        """Start argv with a TTY and stdin through the agent's upgraded connection."""
+        body: dict[str, Any] = {"argv": list(argv), "cols": size.cols, "rows": size.rows}
+        if user:
+            body["user"] = user
+        path = f"/v1/containers/{_segment(container_id)}/terminal"
+        sock, headers, first = self._transport.upgrade(path, body)
+        exec_id = headers.get("x-exec-id", "")
+        return TerminalSession(
+            sock,
+            exec_id,
+            resize=lambda new: self._transport.call(
+                "POST",
+                f"/v1/exec/{_segment(exec_id)}/resize",
+                json={"cols": new.cols, "rows": new.rows},
+            ),
+            finish=lambda: self._terminal_exit(exec_id),
+            pending=first,
+        )
+
+    def _terminal_exit(self, exec_id: str) -> int | None:
+        # The agent kills the exec when the connection closes; its end is recorded a moment later.
+        for _ in range(50):
+            state = self._transport.call("GET", f"/v1/exec/{_segment(exec_id)}")
+            if not state.get("running"):
+                return state.get("exit_code")
+            time.sleep(0.05)
+        return None
 
     def exec_stream(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -49,6 +50,29 @@ def _error_from(response: httpx.Response) -> EngineError:
     if response.status_code in (401, 403, 429):
         return EngineError(f"agent refused the portal's credentials: {message}", details)
     return _STATUS_ERRORS.get(response.status_code, EngineError)(message, details)
+
+
+def _read_answer_head(sock: ssl.SSLSocket) -> tuple[int, dict[str, str], bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(4096)
+        if not piece or len(data) > 65536:
+            raise Unavailable("the agent closed the connection before answering")
+        data += piece
+    head, rest = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split(" ", 2)[1]), {k.lower(): v for k, v in headers.items()}, rest
+
+
+def _read_body(sock: ssl.SSLSocket, headers: dict[str, str], body: bytes) -> bytes:
+    length = int(headers.get("content-length") or 0)
+    while len(body) < length:
+        piece = sock.recv(length - len(body))
+        if not piece:
+            break
+        body += piece
+    return body
 
 
 def _is_tls_failure(error: Exception) -> bool:
@@ -102,9 +126,12 @@ class AgentTransport:
         self._stream_timeout = httpx.Timeout(
             timeout_s, connect=connect_timeout_s, read=_STREAM_READ_TIMEOUT_S
         )
+        self._base, self._token = urlsplit(base_url), token
+        self._connect_timeout_s = connect_timeout_s
+        self._context = _tls_context(ca_cert, client_cert)
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
-            verify=_tls_context(ca_cert, client_cert),
+            verify=self._context,
             headers={"Authorization": f"Bearer {token}", "User-Agent": "spectr-portal"},
             timeout=self._timeout,
         )
@@ -112,6 +139,41 @@ class AgentTransport:
     def close(self) -> None:
         """Close pooled connections."""
         self._client.close()
+
+    def upgrade(
+        self, path: str, body: dict[str, Any]
+    ) -> tuple[ssl.SSLSocket, dict[str, str], bytes]:
+        """POST with `Upgrade: tcp` on a connection of its own (mutual TLS, the token); on the
+        agent's 101 return the socket, the answer's headers and any bytes read past them."""
+        host, port = self._base.hostname or "", self._base.port or 443
+        try:
+            raw = socket.create_connection((host, port), timeout=self._connect_timeout_s)
+            tls = self._context.wrap_socket(raw, server_hostname=host)
+        except OSError as exc:
+            raise Unavailable(f"agent {self.host} unreachable: {exc}") from exc
+        payload = json.dumps(body).encode()
+        head = [f"POST {path} HTTP/1.1", f"Host: {self.host}",
+                f"Authorization: Bearer {self._token}", "User-Agent: spectr-portal",
+                "Connection: Upgrade", "Upgrade: tcp", "Content-Type: application/json",
+                f"Content-Length: {len(payload)}"]  # fmt: skip
+        if request_id := current_request_id():
+            head.append(f"X-Request-Id: {request_id}")
+        try:
+            tls.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+            status, headers, rest = _read_answer_head(tls)
+            if status != 101:
+                answer = httpx.Response(
+                    status, headers=headers, content=_read_body(tls, headers, rest)
+                )
+                raise _error_from(answer)
+        except OSError as exc:  # with TLS 1.3 a refused client certificate shows up here
+            tls.close()
+            raise Unavailable(f"agent {self.host} closed the connection: {exc}") from exc
+        except BaseException:
+            tls.close()
+            raise
+        tls.settimeout(None)  # from here on the caller waits with select()
+        return tls, headers, rest
 
     def send(
         self, request: httpx.Request, *, idempotent: bool = True, stream: bool = False

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
+from portal.engines.errors import BadRequest
 from portal.engines.models import (
     ContainerInfo,
     ContainerSpec,
@@ -21,6 +22,7 @@ from portal.engines.models import (
     PullProgress,
     VolumeInfo,
 )
+from portal.engines.terminal import TerminalSession, TerminalSize
 
 ProgressCallback = Callable[[PullProgress], None]
 ModelEventCallback = Callable[[dict[str, Any]], None]
@@ -150,6 +152,12 @@ class ContainerEngine(ABC):
         timeout: float = 60.0,
     ) -> ExecStream:
         """Run argv (no shell) in a running container; yield output, then one ExecExit."""
+
+    def open_terminal(
+        self, container_id: str, argv: list[str], size: TerminalSize, user: str | None = None
+    ) -> TerminalSession:
+        """Start argv with a TTY and stdin in a running container: an interactive console."""
+        raise BadRequest("This host's engine offers no interactive console.")
 
     @abstractmethod
     def model_cache(self) -> dict[str, Any]:

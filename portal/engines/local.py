@@ -58,6 +58,7 @@ from portal.engines.models import (
     VolumeInfo,
 )
 from portal.engines.sdk_translation import host_config_args, label_filters, translate_errors
+from portal.engines.terminal import DEFAULT_TERM, TerminalSession, TerminalSize
 
 _STREAMS = {1: "stdout", 2: "stderr"}
 DEFAULT_MODELS_DIR = "/var/lib/spectr/models"
@@ -387,6 +388,50 @@ class LocalDockerEngine(ContainerEngine):
         )
         raw = self._api._get_raw_response_socket(response)
         return self._exec_events(created["Id"], raw, response, timeout)
+
+    @translate_errors
+    def open_terminal(
+        self, container_id: str, argv: list[str], size: TerminalSize, user: str | None = None
+    ) -> TerminalSession:
+        """Start argv with a TTY and stdin in a running container (errors raise here)."""
+        created = self._api.exec_create(
+            container_id,
+            list(argv),
+            stdin=True,
+            tty=True,
+            user=user or "",
+            environment={"TERM": DEFAULT_TERM},
+        )
+        exec_id = created["Id"]
+        response = self._api._post_json(
+            self._api._url("/exec/{0}/start", exec_id),
+            headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+            data={"Tty": True, "Detach": False},
+            stream=True,
+        )
+        sock: socket.socket = getattr(
+            raw := self._api._get_raw_response_socket(response), "_sock", raw
+        )
+        session = TerminalSession(
+            sock,
+            exec_id,
+            resize=lambda new: self.resize_terminal(exec_id, new),
+            finish=lambda: self._end_terminal(exec_id),
+            release=response.close,
+        )
+        with contextlib.suppress(EngineError):  # a shell that exits at once has no TTY to size
+            self.resize_terminal(exec_id, size)
+        return session
+
+    @translate_errors
+    def resize_terminal(self, exec_id: str, size: TerminalSize) -> None:
+        """Docker's exec resize: the TTY's new columns and rows."""
+        self._api.exec_resize(exec_id, height=size.rows, width=size.cols)
+
+    @translate_errors
+    def _end_terminal(self, exec_id: str) -> int | None:
+        self._kill_exec(exec_id)  # nothing when it ended by itself
+        return self._exit_code(exec_id)
 
     def _exec_events(self, exec_id: str, raw: Any, response: Any, timeout: float) -> ExecStream:
         deadline, buffer = time.monotonic() + timeout, b""

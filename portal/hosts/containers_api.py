@@ -13,7 +13,7 @@ from portal.core.command_line import split_command
 from portal.core.security import require_role
 from portal.core.sse import sse_alt_response, sse_response
 from portal.hosts import relay
-from portal.hosts.log_follow import LOG_EVENTS, resume_point, validate_since
+from portal.hosts.log_follow import LOG_EVENTS, TailField, resume_point, validate_since
 from portal.hosts.service import get_host
 
 blp = Blueprint(
@@ -23,8 +23,15 @@ CONTAINER = "/<id:host_id>/containers/<string(maxlength=128):container_id>"
 
 
 class ContainerLogsQuery(ma.Schema):
-    tail = ma.fields.Integer(load_default=100, validate=ma.validate.Range(0, 10_000_000))
+    tail = TailField(load_default=100)
     follow = ma.fields.Boolean(load_default=True)
+    download = ma.fields.Boolean(
+        load_default=False,
+        metadata={"description": "answer a .log file (text/plain attachment), not events"},
+    )
+    timestamps = ma.fields.Boolean(
+        load_default=False, metadata={"description": "with download=1: each line's time first"}
+    )
     since = ma.fields.String(
         load_default=None,
         validate=validate_since,
@@ -54,10 +61,24 @@ class ContainerLogs(MethodView):
     @blp.arguments(ContainerLogsQuery, location="query")
     @blp.response(200, description="text/event-stream of line events, then end")
     @sse_alt_response(blp, LOG_EVENTS)
+    @blp.alt_response(
+        200,
+        schema={"type": "string"},
+        content_type="text/plain",
+        description="with download=1: the log as a .log file (Content-Disposition: attachment)",
+        success=True,
+    )
     def get(self, query: dict, host_id: int, container_id: str) -> Any:
-        """Stream a container's log as Server-Sent Events (follow=0 ends after the tail)."""
+        """Stream a container's log as Server-Sent Events, or download it as a .log file.
+
+        follow=0 ends after the tail; download=1 answers text/plain as an attachment.
+        """
+        host = get_host(host_id)
+        if query["download"]:
+            engine = relay.open_engine(host)
+            return relay.download_logs(engine, container_id, query["tail"], query["timestamps"])
         since = resume_point(query["since"], request.headers.get("Last-Event-ID"))
-        engine = relay.open_engine(get_host(host_id))
+        engine = relay.open_engine(host)
         events = relay.stream_logs(engine, container_id, query["tail"], query["follow"], since)
         return sse_response(events)
 

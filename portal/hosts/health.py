@@ -279,8 +279,10 @@ def record_probes(probes: list[Probe], seen_at: datetime | None = None) -> int:
     answered = [p for p in probes if p.answered and p.engine_ok and p.host_id in digests]
     changed = sync_containers(((p.host_id, p.containers) for p in answered), now, digests)
     _store_node_facts(answered)
-    reached = {p.host_id for p in answered}
-    follow_host_containers(sorted(set(changed) | (refreshed & reached)), now)
+    followed = set(changed) | refreshed
+    follow_host_containers(
+        {p.host_id: p.containers for p in answered if p.host_id in followed}, now
+    )
     db.session.commit()
     return transitions
 

@@ -81,6 +81,27 @@ def validate_since(value: str) -> None:
         raise ma.ValidationError("a log line's timestamp (RFC 3339) or Unix seconds") from exc
 
 
+class TailField(ma.fields.Field):
+    """How many of the last lines to read: a number, or `all`; `all` loads as None."""
+
+    MAX = 10_000_000
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {"description": "the last lines to read: a number or all", "example": "500"}
+        super().__init__(metadata={**metadata, **kwargs.pop("metadata", {})}, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int | None:
+        if isinstance(value, str) and value.strip().lower() == "all":
+            return None
+        try:
+            lines = int(value)
+        except (TypeError, ValueError):
+            raise ma.ValidationError("a number of lines or 'all'") from None
+        if not 0 <= lines <= self.MAX:
+            raise ma.ValidationError(f"a number of lines from 0 to {self.MAX}, or 'all'")
+        return lines
+
+
 def resume_point(since: str | None, last_event_id: str | None) -> int | None:
     """Where a (re)connecting stream starts: the later of `since=` and `Last-Event-ID`."""
     points = [parse_since(since), parse_since(last_event_id, "Last-Event-ID")]
@@ -172,12 +193,16 @@ class LogFollower:
 
     def _lines(self) -> Iterator[str]:
         assert self._stream is not None
+        # Skip what came before the point this engine stream was opened from, not each line
+        # older than the one before it: stdout and stderr reach the engine through two pipes,
+        # and a stderr line can carry an earlier time than the stdout line logged before it.
+        resumed_from = self.after_ns
         for chunk in self._stream:
             nanos = engine_time_nanos(chunk.ts)
             if nanos is not None:
-                if self.after_ns is not None and nanos <= self.after_ns:
+                if resumed_from is not None and nanos <= resumed_from:
                     continue  # sent before the reconnection
-                self.after_ns = nanos
+                self.after_ns = max(nanos, self.after_ns or 0)
             data = {"stream": chunk.stream, "data": chunk.data, "ts": chunk.ts}
             yield sse_event(data, event="line", event_id=chunk.ts)
 

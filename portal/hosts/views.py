@@ -5,22 +5,30 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
-from sqlalchemy import func, select
 
 from portal.core.errors import SpectrError, ValidationFailed
 from portal.core.operations import service as operations
 from portal.core.security import current_principal
 from portal.extensions import db
 from portal.hosts import service
-from portal.hosts.models import HOST_STATUSES
+from portal.hosts.models import HOST_STATUSES, Host
 from portal.hosts.schemas import BECOME_METHODS, HostPatchSchema, HostWriteSchema
 from portal.web.auth import page_role
 from portal.web.forms import flash_error
+from portal.web.listing import SortColumn, list_page
 
 bp = Blueprint("hosts_pages", __name__, url_prefix="/hosts")
 PAGE_SIZE = 50
 FORM_FIELDS = ("name", "address", "ssh_port", "ssh_user", "become_method", "agent_port",
                "ssh_private_key", "ssh_password")  # fmt: skip
+# Columns of the hosts table a person can sort by; each is a plain column of hosts (indexed or
+# small), so ORDER BY ... LIMIT stays cheap at fleet size.
+HOST_SORTS = {
+    "name": SortColumn(Host.name),
+    "address": SortColumn(Host.address),
+    "status": SortColumn(Host.status),
+    "last_seen": SortColumn(Host.last_seen_at, descending_first=True),
+}
 
 
 @bp.get("")
@@ -30,17 +38,21 @@ def index() -> Any:
     filters = {k: v for k in ("status", "label", "gpu_model") if (v := request.args.get(k))}
     if filters.get("status") not in (None, *HOST_STATUSES):
         filters.pop("status")
-    page = min(max(request.args.get("page", 1, type=int), 1), 10**6)
-    query = service.hosts_query(**filters)
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    hosts = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    listing = list_page(
+        service.hosts_query(**filters),
+        sortable=HOST_SORTS,
+        default_sort="name",
+        tiebreak=Host.id,
+        searchable=(Host.name, Host.address),
+        filters=filters,
+        page_size=PAGE_SIZE,
+    )
     return render_template(
         "hosts/index.html",
-        hosts=hosts,
+        listing=listing,
+        hosts=listing.items,
         filters=filters,
         statuses=HOST_STATUSES,
-        page=page,
-        pages=max(1, -(-(total or 0) // PAGE_SIZE)),
     )
 
 

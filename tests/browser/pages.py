@@ -62,6 +62,12 @@ class Api:
             assert answer.status == status, f"POST {path}: {answer.status} {answer.text()}"
         return answer.json() if answer.text() else None
 
+    def delete(self, path: str) -> None:
+        answer = self.page.request.delete(
+            f"{self.portal.url}/api/v1{path}", headers=self._headers()
+        )
+        assert answer.ok, f"DELETE {path}: {answer.status} {answer.text()}"
+
     def patch(self, path: str, body: dict[str, Any]) -> Any:
         answer = self.page.request.patch(
             f"{self.portal.url}/api/v1{path}", data=body, headers=self._headers()

@@ -4,6 +4,7 @@ the portal's API and the real Docker engine."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -213,3 +214,49 @@ def test_a_followed_log_says_why_it_ended(api_as, run_container):
     rest = "".join(piece.decode() for piece in pieces)
     assert _events(rest)[-1] == ("end", {"reason": "removed", "container": removed.name,
                                          "message": "The container was removed."})  # fmt: skip
+
+
+def _wait_for_lines(viewer, path: str, count: int) -> list[dict]:
+    deadline, lines = time.monotonic() + 20, []
+    while len(lines) < count and time.monotonic() < deadline:
+        body = viewer.get(f"{path}?follow=0&tail=all").get_data(as_text=True)
+        lines = [data for kind, data in _events(body) if kind == "line"]
+    return lines
+
+
+def test_logs_download_as_a_log_file_with_or_without_timestamps(api_as, run_container):
+    script = "for i in 1 2 3 4 5; do echo line-$i; done; echo oops >&2; sleep 3600"
+    writer = run_container(script)
+    host = ensure_local_host()
+    viewer = api_as("viewer")
+    path = f"/api/v1/hosts/{host.id}/containers/{writer.name}/logs"
+    lines = _wait_for_lines(viewer, path, 6)
+
+    whole = viewer.get(f"{path}?download=1&tail=all")
+    assert whole.status_code == 200 and whole.mimetype == "text/plain"
+    disposition = whole.headers["Content-Disposition"]
+    assert re.fullmatch(rf'attachment; filename="{writer.name}-\d{{8}}T\d{{6}}Z\.log"', disposition)
+    # both streams, in the engine's order, as the container wrote them
+    assert whole.get_data(as_text=True) == "line-1\nline-2\nline-3\nline-4\nline-5\noops\n"
+
+    last = viewer.get(f"{path}?download=1&tail=2&timestamps=1").get_data(as_text=True)
+    assert last == "".join(f"{line['ts']} {line['data']}" for line in lines[-2:])
+    assert last.splitlines()[-1].endswith(" oops")
+
+    bad = viewer.get(f"{path}?download=1&tail=lots")
+    assert bad.status_code == 422 and "tail" in bad.get_json()["details"]
+    missing = viewer.get(f"/api/v1/hosts/{host.id}/containers/no-such-container/logs?download=1")
+    assert missing.status_code == 404
+    # reading is not a change: nothing is audited
+    assert db.session.query(AuditEvent).filter(AuditEvent.action.like("%log%")).count() == 0
+
+
+def test_the_tail_can_be_every_line(api_as, run_container):
+    writer = run_container("seq 1 1500; sleep 3600")
+    host = ensure_local_host()
+    viewer = api_as("viewer")
+    path = f"/api/v1/hosts/{host.id}/containers/{writer.name}/logs"
+    assert len(_wait_for_lines(viewer, path, 1500)) == 1500
+    body = viewer.get(f"{path}?follow=0&tail=1000").get_data(as_text=True)
+    assert _texts(_events(body))[0] == ("stdout", "501\n")
+    assert viewer.get(f"{path}?follow=0&tail=-1").status_code == 422

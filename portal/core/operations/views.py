@@ -5,35 +5,45 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
-from sqlalchemy import func, select
 
 from portal.core.errors import Conflict, ValidationFailed
 from portal.core.operations import service
 from portal.core.operations.builtin import validate_sleep
-from portal.core.operations.models import STATES
+from portal.core.operations.models import STATES, Operation
 from portal.core.security import current_principal
-from portal.extensions import db
 from portal.web.auth import page_role
+from portal.web.listing import SortColumn, StoredLowercase, list_page
 
 bp = Blueprint("operations_pages", __name__, url_prefix="/operations")
 PAGE_SIZE = 25
+# Sortable columns of the operations table: each is indexed, so a page is an index walk.
+OPERATION_SORTS = {
+    "created": SortColumn(Operation.created_at, descending_first=True),
+    "kind": SortColumn(Operation.kind, then=(Operation.created_at,)),
+    "target": SortColumn(Operation.target),
+    "state": SortColumn(Operation.state, then=(Operation.created_at,)),
+}
 
 
 @bp.get("")
 @page_role("viewer")
 def index() -> Any:
     filters = {k: v for k in ("state", "kind", "target") if (v := request.args.get(k))}
-    page = min(max(request.args.get("page", 1, type=int), 1), 10**6)
-    query = service.list_operations(**filters)
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    operations = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    listing = list_page(
+        service.list_operations(**filters),
+        sortable=OPERATION_SORTS,
+        default_sort="created",
+        tiebreak=Operation.id,
+        searchable=(StoredLowercase(Operation.kind), StoredLowercase(Operation.target)),
+        filters=filters,
+        page_size=PAGE_SIZE,
+    )
     return render_template(
         "operations/index.html",
-        operations=operations,
+        listing=listing,
+        operations=listing.items,
         filters=filters,
         states=STATES,
-        page=page,
-        pages=max(1, -(-(total or 0) // PAGE_SIZE)),
     )
 
 

@@ -1,5 +1,5 @@
-// Spectr's small amount of page behaviour: CSRF for htmx, live operation and container logs
-// and live application status over SSE.
+// Spectr's small amount of page behaviour: CSRF for htmx, live operation logs and live
+// application status over SSE (container logs: logviewer.js).
 (function () {
   "use strict";
   const csrf = document.querySelector('meta[name="csrf-token"]');
@@ -44,66 +44,6 @@
       if (cancel) cancel.remove();
       if (section.dataset.reloadWhenDone === "true") window.location.reload();
     });
-  }
-
-  // A container's log, followed for as long as the page is open. Each line's id is its
-  // timestamp: the browser reconnects by itself with Last-Event-ID after a broken connection,
-  // and after an `end` (the container stopped, was removed, has not started yet) the page asks
-  // again with since=, so a line is never shown twice. Why the stream ended is said, in the
-  // heading and once in the box, never an empty box.
-  function followContainerLog(log) {
-    const state = document.getElementById(log.dataset.state);
-    const firstRetryMs = 2000;
-    let lastId = "", retryMs = firstRetryMs, lastNote = "", source = null;
-    const say = (text, kind) => {
-      if (!state) return;
-      state.textContent = text;
-      state.dataset.kind = kind;
-    };
-    const note = (text) => {
-      if (text === lastNote) return;
-      lastNote = text;
-      const span = document.createElement("span");
-      span.className = "log-note";
-      span.textContent = "— " + text + " —\n";
-      log.appendChild(span);
-    };
-    const again = (why, kind) => {
-      source.close();
-      const seconds = Math.round(retryMs / 1000);
-      say(why + " Looking again in " + seconds + " s.", kind);
-      note(why);
-      window.setTimeout(open, retryMs);
-      retryMs = Math.min(retryMs * 2, 30000);
-    };
-    const open = () => {
-      const since = lastId ? "&since=" + encodeURIComponent(lastId) : "";
-      source = new EventSource(log.dataset.url + since);
-      source.addEventListener("open", () => say("live", "live"));
-      source.addEventListener("line", (event) => {
-        const line = JSON.parse(event.data);
-        if (event.lastEventId) lastId = event.lastEventId;
-        const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-        const span = document.createElement("span");
-        if (line.stream === "stderr") span.className = "log-stderr";
-        span.textContent = line.data;
-        log.appendChild(span);
-        if (atBottom) log.scrollTop = log.scrollHeight;
-        retryMs = firstRetryMs;
-        lastNote = "";
-        say("live", "live");
-      });
-      source.addEventListener("end", (event) => {
-        const end = JSON.parse(event.data);
-        again(end.message, end.reason);
-      });
-      source.addEventListener("error", () => {
-        // CONNECTING: the browser is already reconnecting, with Last-Event-ID.
-        if (source.readyState === EventSource.CONNECTING) say("connection lost; reconnecting…", "error");
-        else again("The log could not be opened.", "error");
-      });
-    };
-    open();
   }
 
   // An application page's status, ports and actions, replaced each time the server sends them
@@ -191,7 +131,6 @@
   document.addEventListener("DOMContentLoaded", () => {
     openTarget(window.location.hash);
     document.querySelectorAll("form[data-host-gpus]").forEach(followHostGpus);
-    document.querySelectorAll("[data-follow-log]").forEach(followContainerLog);
     document.querySelectorAll("[data-live-url]").forEach(followAppStatus);
     const section = document.getElementById("operation");
     if (section) followOperation(section);
