@@ -11,6 +11,7 @@ from flask_smorest import Api
 API_BLUEPRINTS = [
     "portal.core.operations.api",
     "portal.admin.api",
+    "portal.admin.sign_in_api",
     "portal.settings.api",
     "portal.proxy.api",
     "portal.monitoring.api",
@@ -28,6 +29,8 @@ PAGE_BLUEPRINTS = [
     "portal.core.operations.views",
     "portal.admin.views",
     "portal.admin.account_views",
+    "portal.admin.sign_in_views",
+    "portal.admin.sign_in_admin_views",
     "portal.settings.views",
     "portal.proxy.views",
     "portal.monitoring.views",

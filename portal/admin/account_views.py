@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from portal.admin import passwords, service, sessions
+from portal.admin import passwords, service, sessions, totp
 from portal.core.errors import SpectrError
 from portal.core.security import require_principal
 from portal.web.auth import page_role
@@ -26,6 +26,7 @@ def account() -> Any:
         sessions=sessions.open_sessions(user),
         current_session=_own_session_id(),
         min_length=passwords.MIN_LENGTH,
+        totp_link=totp.enrolment_link(user),
     )
 
 
@@ -56,3 +57,36 @@ def change_password() -> Any:
 
 def _own_session_id() -> int | None:
     return getattr(current_user, "session_row_id", None)
+
+
+@bp.post("/sessions/<id:session_id>/end")
+@page_role("viewer")
+def end_session(session_id: int) -> Any:
+    user = service.get_user(require_principal().user_id)
+    try:
+        sessions.end_session_of(user, session_id)
+    except SpectrError as exc:
+        flash_error(exc)
+    else:
+        flash("Session signed out.")
+    return redirect(url_for("account_pages.account"))
+
+
+@bp.post("/totp")
+@page_role("viewer")
+def totp_action() -> Any:
+    """Start, confirm or turn off the user's TOTP (`action` says which)."""
+    user = service.get_user(require_principal().user_id)
+    action, code = request.form.get("action"), request.form.get("code", "")
+    try:
+        if action == "start":
+            totp.start_enrolment(user)
+        elif action == "confirm":
+            totp.confirm_enrolment(user, code)
+            flash("Two-factor sign-in is on: sign-ins now ask for a code.")
+        elif action == "disable":
+            totp.disable(user, code)
+            flash("Two-factor sign-in is off.")
+    except SpectrError as exc:
+        flash_error(exc)
+    return redirect(url_for("account_pages.account") + "#two-factor")

@@ -15,7 +15,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from portal.admin import passwords, service
+from portal.admin import passwords, service, totp
 from portal.admin.models import ApiToken
 from portal.core.security import ROLES
 from portal.core.timeutil import utcnow
@@ -51,6 +51,14 @@ def user_set_role(username: str, role: str) -> None:
     """Change a user's role."""
     service.update_user(service.get_user_by_name(username), role=role)
     click.echo(f"'{username}' is now {role}.")
+
+
+@user_group.command("turn-off-totp")
+@click.argument("username")
+def user_turn_off_totp(username: str) -> None:
+    """Turn off a user's TOTP (a lost phone, the only admin): the password alone signs in."""
+    totp.disable(service.get_user_by_name(username), None, by_admin=True)
+    click.echo(f"Two-factor sign-in of '{username}' is off.")
 
 
 @user_group.command("set-password")

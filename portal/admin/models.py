@@ -26,6 +26,14 @@ class User(db.Model):
     session_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Where the user signs in: "local" (password here), "ldap" or "oidc". A directory user's
+    # password_hash is unusable; the directory or the provider decides, and its groups the role.
+    source: Mapped[str] = mapped_column(String(16), default="local")
+    # The LDAP entry's DN, or "<issuer>|<sub>" of an OpenID provider: names change, these don't.
+    external_id: Mapped[str | None] = mapped_column(String(512), unique=True)
+    # TOTP (RFC 6238) for local users: the base32 secret encrypted; on once a code was confirmed.
+    totp_secret: Mapped[str | None] = mapped_column(EncryptedText(256), deferred=True)
+    totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete")
 
@@ -77,3 +85,15 @@ class LoginThrottle(db.Model):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_failure_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class SignInState(db.Model):
+    """One OpenID Connect sign-in started here: its `state` (hashed) and whether the provider's
+    answer was already taken. The browser's cookie alone cannot show a replay: a copy of the
+    cookie and the callback URL would pass again."""
+
+    __tablename__ = "sign_in_states"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from portal.admin import sessions
 from portal.admin.models import User
 from portal.core.audit import record_audit
-from portal.core.errors import Forbidden, TooManyAttempts, ValidationFailed
+from portal.core.errors import Conflict, Forbidden, TooManyAttempts, ValidationFailed
 from portal.core.security import hash_password, verify_password
 from portal.extensions import db
 
@@ -34,6 +34,11 @@ def check_password_policy(password: str, username: str, field: str = "password")
 
 def replace_password(user: User, password: str, keep_session_id: int | None = None) -> int:
     """Store a new password hash and end the user's sessions but one; return how many ended."""
+    if user.source != "local":
+        raise Conflict(
+            f"{user.username} signs in through the {'directory' if user.source == 'ldap' else 'OpenID provider'}"
+            ", which keeps the password; change it there."
+        )
     user.password_hash = hash_password(password)
     user.session_version += 1
     return sessions.end_sessions_of(user, except_id=keep_session_id)
@@ -46,6 +51,8 @@ def change_own_password(
 
     The session the change comes from (`session_id`) stays open; every other one ends.
     """
+    if user.source != "local":
+        replace_password(user, new)  # refuses: the directory or provider keeps the password
     lock = sessions.sign_in_lock(user.username, address)
     if lock is not None:
         raise TooManyAttempts(

@@ -14,6 +14,10 @@ class UserSchema(ma.Schema):
     username = ma.fields.String()
     role = ma.fields.String()
     active = ma.fields.Boolean()
+    source = ma.fields.String(
+        dump_only=True, metadata={"description": "local, ldap (directory) or oidc (SSO)"}
+    )
+    totp_enabled = ma.fields.Boolean(dump_only=True)
     created_at = UtcDateTime()
     last_login_at = UtcDateTime(allow_none=True)
 

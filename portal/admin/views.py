@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from portal.admin import passwords, service
+from portal.admin import passwords, service, totp
 from portal.core.audit import AuditEvent, audit_events_query
 from portal.core.errors import SpectrError
 from portal.core.security import ROLES, check_role, require_principal
@@ -78,6 +78,15 @@ def reset_password(user_id: int) -> Any:
         flash_error(exc)
     else:
         flash(f"Password of {user.username} set; {ended} of {user.username}'s sessions signed out.")
+    return redirect(url_for("admin_pages.users"))
+
+
+@bp.post("/users/<id:user_id>/totp/disable")
+@page_role("admin")
+def disable_totp(user_id: int) -> Any:
+    user = service.get_user(user_id)
+    totp.disable(user, None, by_admin=True)
+    flash(f"Two-factor sign-in of {user.username} turned off.")
     return redirect(url_for("admin_pages.users"))
 
 

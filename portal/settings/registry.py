@@ -102,3 +102,92 @@ define_setting(
     "Days finished operations and their logs are kept.",
     group="operations",
 )
+
+
+# Sign-in: directory (LDAP / Active Directory) and OpenID Connect. Edited on the Sign-in page
+# (a CA certificate is several lines), read by portal.admin.directory and portal.admin.oidc.
+# A role's groups (or claim values) are separated by ";": DNs themselves hold commas.
+def _sign_in(name: str, field: ma.fields.Field, default: Any, text: str, **kw: Any) -> None:
+    group = "sso" if name == "sso_required" else name.split("_", 1)[0]
+    define_setting(name, field, default, text, group=group, **kw)
+
+
+_PEM = ma.validate.Regexp(r"^$|-----BEGIN CERTIFICATE-----", error="Paste a PEM certificate.")
+_LIST = ma.fields.String(validate=ma.validate.Length(max=4000))
+_sign_in(
+    "sso_required",
+    ma.fields.Boolean(),
+    False,
+    "Only admins may sign in with a local password (break-glass); everyone else uses the "
+    "directory or the OpenID provider.",
+)
+_sign_in("ldap_enabled", ma.fields.Boolean(), False, "Sign in with the LDAP / AD directory.")
+_sign_in(
+    "ldap_url",
+    ma.fields.String(
+        validate=ma.validate.Regexp(r"^$|^ldaps?://[^/\s]+/?$", error="ldap://host[:port]")
+    ),
+    "",
+    "ldap://host:389 (with StartTLS) or ldaps://host:636.",
+)
+_sign_in("ldap_start_tls", ma.fields.Boolean(), True, "Upgrade ldap:// with StartTLS.")
+_sign_in(
+    "ldap_ca_certificate",
+    ma.fields.String(validate=[ma.validate.Length(max=20000), _PEM]),
+    "",
+    "PEM of the CA that signed the directory's certificate (empty: the system's CAs).",
+)
+_sign_in("ldap_bind_dn", _LIST, "", "Service account that searches for users.")
+_sign_in(
+    "ldap_bind_password",
+    ma.fields.String(validate=ma.validate.Length(max=512)),
+    None,
+    "Service account's password (stored encrypted, never shown).",
+    secret=True,
+)
+_sign_in("ldap_user_base", _LIST, "", "Where users are searched, e.g. ou=people,dc=example,dc=org.")
+_sign_in(
+    "ldap_user_filter",
+    _LIST,
+    "(objectClass=person)",
+    "Users allowed to sign in; an entry outside it is disabled, e.g. for AD "
+    "(&(objectClass=user)(!(userAccountControl:1.2.840.113556.1.4.803:=2))).",
+)
+_sign_in("ldap_login_attribute", _LIST, "uid", "Attribute typed as user name (AD: sAMAccountName).")
+_sign_in(
+    "ldap_group_mode",
+    ma.fields.String(validate=ma.validate.OneOf(["memberof", "member", "ad_nested"])),
+    "member",
+    "memberof: the user's memberOf; member: groups naming the user, nested ones followed; "
+    "ad_nested: Active Directory's LDAP_MATCHING_RULE_IN_CHAIN.",
+)
+_sign_in("ldap_group_base", _LIST, "", "Where groups are searched (member and ad_nested modes).")
+for _role in ("admin", "operator", "viewer"):
+    _sign_in(f"ldap_{_role}_groups", _LIST, "", f"Group DNs whose members are {_role}s.")
+_sign_in("oidc_enabled", ma.fields.Boolean(), False, "Sign in with an OpenID Connect provider.")
+_sign_in(
+    "oidc_issuer",
+    ma.fields.String(validate=ma.validate.Regexp(r"^$|^https?://\S+$", error="an http(s) URL")),
+    "",
+    "Issuer URL; its /.well-known/openid-configuration is read.",
+)
+_sign_in("oidc_client_id", _LIST, "", "Client id registered at the provider.")
+_sign_in(
+    "oidc_client_secret",
+    ma.fields.String(validate=ma.validate.Length(max=512)),
+    None,
+    "Client secret (stored encrypted, never shown).",
+    secret=True,
+)
+_sign_in("oidc_scopes", _LIST, "openid profile email", "Scopes asked for.")
+_sign_in("oidc_username_claim", _LIST, "preferred_username", "Claim that names the user.")
+_sign_in("oidc_roles_claim", _LIST, "groups", "Claim holding groups or roles.")
+for _role in ("admin", "operator", "viewer"):
+    _sign_in(f"oidc_{_role}_values", _LIST, "", f"Claim values that make a user {_role}.")
+_sign_in(
+    "oidc_ca_certificate",
+    ma.fields.String(validate=[ma.validate.Length(max=20000), _PEM]),
+    "",
+    "PEM of the CA of an internal provider (empty: the system's CAs).",
+)
+_sign_in("oidc_button_label", _LIST, "Sign in with SSO", "Text of the login page's button.")

@@ -14,14 +14,20 @@ from portal.web.auth import page_role
 from portal.web.forms import flash_error
 
 bp = Blueprint("settings_pages", __name__, url_prefix="/settings")
+SIGN_IN_GROUPS = ("sso", "ldap", "oidc")
 
 
 @bp.get("")
 @page_role("viewer")
 def index() -> Any:
     return render_template(
-        "settings/index.html", settings=service.describe_settings(), typed=None, invalid=()
+        "settings/index.html", settings=_general_settings(), typed=None, invalid=()
     )
+
+
+def _general_settings() -> list[dict[str, Any]]:
+    """Sign-in settings have their own page (a CA certificate needs a text area)."""
+    return [s for s in service.describe_settings() if s["group"] not in SIGN_IN_GROUPS]
 
 
 @bp.post("")
@@ -35,7 +41,7 @@ def update() -> Any:
         # Shown again with what was typed (secrets aside), so one wrong value loses nothing.
         page = render_template(
             "settings/index.html",
-            settings=service.describe_settings(),
+            settings=_general_settings(),
             typed=request.form,
             invalid=set(exc.details),
         )

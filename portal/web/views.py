@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_user, logout_user
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user, logout_user
 from sqlalchemy import text
 
 from portal import __version__
-from portal.admin import service as admin_service
-from portal.admin import sessions
-from portal.admin.authentication import LoginUser
+from portal.admin import oidc, sessions, sign_in
+from portal.admin.sign_in_views import ask_for_code, complete_sign_in
 from portal.core.audit import record_audit
 from portal.extensions import db
 from portal.web.auth import page_role
@@ -47,43 +54,52 @@ def healthz() -> Any:
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     if request.method == "GET":
-        return render_template("login.html")
+        return _login_page()
     username = request.form.get("username", "")[:80]
     address = request.remote_addr
     lock = sessions.sign_in_lock(username, address)
     if lock is not None:
         return _refuse_sign_in(username, "throttled", lock.retry_after)
-    user = admin_service.authenticate_password(username, request.form.get("password", ""))
-    if user is None:
-        sessions.record_failure(username, address)
-        return _refuse_sign_in(username, "failed")
+    try:
+        user = sign_in.sign_in_with_password(username, request.form.get("password", ""))
+    except sign_in.SignInRefused as refusal:
+        sign_in.record_refusal(refusal, address)
+        flash(refusal.message, "error")
+        return _login_page(username=username), 401
+    if user.totp_enabled:
+        # The failure count stays until the code is right too: each right password must not
+        # buy a guesser another round of free codes.
+        return ask_for_code(user, request.args.get("next"))
     sessions.record_success(username, address)
-    token = sessions.start_session(user, address, request.user_agent.string)
-    login_user(LoginUser(user, token))
-    record_audit("session.login", f"user:{username}")
-    db.session.commit()
-    return redirect(_safe_next(request.args.get("next")))
+    return complete_sign_in(user, user.source, request.args.get("next"))
 
 
-def _refuse_sign_in(username: str, outcome: str, retry_after: int | None = None) -> Any:
+def _login_page(**values: Any) -> Any:
+    return render_template("login.html", sso=oidc.button_label(), **values)
+
+
+def _refuse_sign_in(username: str, outcome: str, retry_after: int) -> Any:
     record_audit("session.login", f"user:{username}", outcome)
     db.session.commit()
-    if retry_after is None:
-        flash("Wrong user name or password.", "error")
-        return render_template("login.html", username=username), 401
     flash(f"Too many failed sign-ins. Try again in {retry_after} s.", "error")
-    page = render_template("login.html", username=username)
+    page = _login_page(username=username)
     return page, 429, {"Retry-After": str(retry_after)}
 
 
 @bp.post("/logout")
 def logout() -> Any:
+    ending_provider_session = None
     if current_user.is_authenticated:
         sessions.end_session(current_user.session_token)
         record_audit("session.logout", f"user:{current_user.user.username}")
         db.session.commit()
+        ending_provider_session = oidc.end_session_url(
+            session.get(oidc.ID_TOKEN_KEY), url_for("web.login", _external=True)
+        )
     logout_user()
-    return redirect(url_for("web.login"))
+    session.pop(oidc.ID_TOKEN_KEY, None)
+    # Signed in through the OpenID provider: sign out there too, or the next click signs in again.
+    return redirect(ending_provider_session or url_for("web.login"))
 
 
 @bp.get("/")
@@ -92,15 +108,3 @@ def home() -> Any:
     from portal.monitoring.overview import fleet_overview
 
     return render_template("home.html", overview=fleet_overview())
-
-
-def _safe_next(target: str | None) -> str:
-    """Follow only a path on this site; anything a browser could read as another site goes home."""
-    if not target:
-        return url_for("web.home")
-    # Browsers drop tabs, newlines (all control characters here) and read backslashes as slashes.
-    cleaned = "".join(c for c in target if c >= " ").replace("\\", "/")
-    parts = urlsplit(cleaned)
-    if parts.scheme or parts.netloc or not cleaned.startswith("/") or cleaned.startswith("//"):
-        return url_for("web.home")
-    return cleaned

@@ -234,6 +234,7 @@ def test_name_patterns_compile_and_pages_log_no_errors(
 
 PAGES = ["/", "/hosts", "/hosts/new", "/catalog", "/apps", "/registry", "/gateway",
          "/monitoring", "/operations", "/admin/users", "/admin/audit", "/admin/tokens",
+         "/admin/sign-in",
          "/settings"]  # fmt: skip
 
 

@@ -28,8 +28,21 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
     ).decode()
 
 
-def _builder(subject: str, issuer: x509.Name, public_key: object) -> x509.CertificateBuilder:
+def _builder(
+    subject: str, issuer: x509.Name, public_key: object, expired: bool = False
+) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
+    if expired:  # valid from three days ago until yesterday
+        now -= datetime.timedelta(days=3)
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer)
+            .public_key(public_key)  # type: ignore[arg-type]
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=2))
+        )
     return (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
@@ -56,13 +69,16 @@ class TestCA:
         )
         self.cert_pem = self.cert.public_bytes(serialization.Encoding.PEM).decode()
 
-    def issue(self, common_name: str = "localhost", extra_ips: tuple[str, ...] = ()) -> Certificate:
-        """Return a server certificate for 127.0.0.1, localhost and `extra_ips` signed by this CA."""
+    def issue(
+        self, common_name: str = "localhost", extra_ips: tuple[str, ...] = (), expired: bool = False
+    ) -> Certificate:
+        """Return a server certificate for 127.0.0.1, localhost and `extra_ips` signed by this CA
+        (one whose validity ended yesterday when `expired`)."""
         key = ec.generate_private_key(ec.SECP256R1())
         names: list[x509.GeneralName] = [x509.DNSName("localhost")]
         names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", *extra_ips)]
         cert = (
-            _builder(common_name, self._name, key.public_key())
+            _builder(common_name, self._name, key.public_key(), expired)
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .sign(self._key, hashes.SHA256())

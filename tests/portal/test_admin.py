@@ -130,7 +130,7 @@ def test_wrong_password_login_is_refused_and_audited(client, create_user):
     assert response.status_code == 401
     assert b"Wrong user name or password." in response.data
     event = db.session.scalar(select(AuditEvent).filter_by(action="session.login"))
-    assert (event.target, event.outcome) == (f"user:{user.username}", "failed")
+    assert (event.target, event.outcome) == (f"user:{user.username}", "failed (wrong password)")
 
 
 def test_password_change_ends_other_sessions(client, create_user):

@@ -239,3 +239,22 @@ def test_token_list_shows_owners_and_prefixes_never_the_tokens(instance: Path) -
     assert "laptop" in only_dana and " ci " not in only_dana
     unknown = spectr(instance, "token", "list", "--user", "nobody")
     assert _error_line(unknown) == "Error: No user named 'nobody'."
+
+
+def test_turn_off_totp_for_an_admin_who_lost_the_phone(instance: Path) -> None:
+    app = create_app({"SPECTR_INSTANCE_PATH": str(instance)})
+    with app.app_context():
+        from portal.admin import service, totp
+
+        admin = service.get_user_by_name("admin")
+        totp.start_enrolment(admin)
+        admin.totp_enabled = True  # as if confirmed with the phone now lost
+        db.session.commit()
+    done = spectr(instance, "user", "turn-off-totp", "admin")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Two-factor sign-in of 'admin' is off.\n"
+    with app.app_context():
+        assert service.get_user_by_name("admin").totp_enabled is False
+        query = db.select(AuditEvent).filter_by(action="user.totp.disable")
+        assert [e.details for e in db.session.scalars(query)] == [{"by_admin": True}]
+    assert _signs_in(instance, "admin", ADMIN_PASSWORD)
