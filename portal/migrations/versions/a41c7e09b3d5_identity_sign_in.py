@@ -6,7 +6,7 @@
 - sign_in_states: the `state` of each OpenID Connect sign-in, so a replayed answer is refused.
 
 Revision ID: a41c7e09b3d5
-Revises: 5e8a61c0d2b4
+Revises: 228ce4659dcb
 Create Date: 2026-12-05 00:00:00
 
 """
@@ -17,7 +17,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "a41c7e09b3d5"
-down_revision = "5e8a61c0d2b4"
+down_revision = "228ce4659dcb"
 branch_labels = None
 depends_on = None
 
