@@ -66,7 +66,7 @@ def test_pull_reports_progress_and_remove(engine, registry):
 
 
 def test_pull_with_registry_credentials(engine, auth_registry, docker_client):
-    from tests.collection.registry_seed import push_tiny_image
+    from agent.tests.registry_seed import push_tiny_image
 
     tag = uuid.uuid4().hex[:8]
     with auth_registry.http() as client:

@@ -270,8 +270,8 @@ def portal_server(gateway_app):
 
 @pytest.mark.slow
 def test_proxy_follows_the_portal_keys_and_reports_usage(operator, portal_server, prefix, tmp_path):
-    from tests.proxy.llm_standin import StandInServer
-    from tests.proxy.proxy_harness import ProxyProcess, client, wait_until
+    from proxy.tests.llm_standin import StandInServer
+    from proxy.tests.proxy_harness import ProxyProcess, client, wait_until
 
     upstream = StandInServer(name="llm").start()
     operator.put("/api/v1/proxy/models", json={"name": "tiny", "replicas": [upstream.url]})
