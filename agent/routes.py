@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from agent import __version__
+from agent import CONTRACT, __version__
 from agent.containers import ContainerRoutes
 from agent.docker_api import DockerError
 from agent.facts import host_facts
@@ -39,7 +39,12 @@ def build_router(app: AgentApp) -> Router:
         except DockerError as error:
             engine = {"reachable": False, "error": error.message}
         status = "ok" if engine["reachable"] else "degraded"
-        return 200, {"status": status, "agent_version": __version__, "engine": engine}
+        return 200, {
+            "status": status,
+            "agent_version": __version__,
+            "contract": CONTRACT,
+            "engine": engine,
+        }
 
     router.add("GET", "/v1/health", health)
     router.add("GET", "/v1/facts", lambda request: (200, host_facts(docker)))

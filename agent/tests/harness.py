@@ -109,10 +109,24 @@ def client_context(ca_path: str, client_cert: tuple[str, str] | None = None) -> 
 
 
 class AgentProcess:
-    """One `python -m agent --config FILE` process and what a client needs to reach it."""
+    """One `python -m agent --config FILE` process and what a client needs to reach it.
 
-    def __init__(self, folder: Path, cert: tuple[str, str], **settings: Any) -> None:
+    `source` is the folder holding the `agent` package to run (this checkout by default; the
+    compatibility tests pass an older release's, extracted from git history), `launcher` the
+    command before `--config` (default: python -m agent).
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        cert: tuple[str, str],
+        source: Path = REPO_ROOT,
+        launcher: list[str] | None = None,
+        **settings: Any,
+    ) -> None:
         self.folder = folder
+        self.source = source
+        self.launcher = launcher or [sys.executable, "-m", "agent"]
         self.token = secrets.token_urlsafe(24)
         self.port = settings.pop("listen_port", None) or free_port()
         self.config = {
@@ -142,8 +156,8 @@ class AgentProcess:
         self.config_path.write_text(json.dumps(self.config))
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent", "--config", str(self.config_path)],
-            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+            [*self.launcher, "--config", str(self.config_path)],
+            cwd=self.source, stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},
         )  # fmt: skip
         log.close()

@@ -26,6 +26,17 @@ def test_health_reports_agent_and_engine(api, docker_client):
     assert body["engine"]["version"] == docker_client.version()["Version"]
 
 
+def test_every_answer_names_the_contract_it_serves(api):
+    from agent import CONTRACT
+
+    health = api.get("/v1/health")
+    assert health.json()["contract"] == CONTRACT == health.headers["Spectr-Agent-Contract"]
+    refused = api.get("/v1/containers/spectr-test-no-such-container")  # errors name it too
+    assert refused.status_code == 404 and refused.headers["Spectr-Agent-Contract"] == CONTRACT
+    spec = api.get("/v1/openapi.json").json()
+    assert spec["info"]["x-spectr-contract"] == CONTRACT
+
+
 def test_facts_report_the_host(api, docker_client):
     facts = api.get("/v1/facts").json()
     assert facts["cpu"]["logical"] == os.cpu_count()

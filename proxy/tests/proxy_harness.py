@@ -68,6 +68,8 @@ class ProxyProcess:
         default_factory=lambda: Path(tempfile.mkdtemp(prefix="spectr-proxy-test-"))
     )
     proc: subprocess.Popen | None = None
+    # The folder holding the `proxy` package to run: an older release's in compatibility tests.
+    source: Path = REPO_ROOT
 
     @property
     def url(self) -> str:
@@ -86,7 +88,7 @@ class ProxyProcess:
         ]  # fmt: skip
         with open(self.workdir / "out.log", "wb") as out:
             self.proc = subprocess.Popen(
-                command, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT
+                command, cwd=self.source, stdout=out, stderr=subprocess.STDOUT
             )
         try:
             wait_for_port(self.port)

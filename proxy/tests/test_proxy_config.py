@@ -135,3 +135,34 @@ def test_worker_command_replaces_workers_and_admin_port():
     command = worker_command(argv, 2, 9000)
     assert command[3:] == ["--config-file", "c.json", "--listen-port", "80", "--reuse-port",
                            "--admin-port", "9002", "--worker-index", "2"]  # fmt: skip
+
+
+def test_a_document_of_another_contract_major_is_refused_before_its_schema():
+    from proxy import CONFIG_CONTRACT
+
+    assert parse_config(document(contract=CONFIG_CONTRACT)).version == 3
+    assert parse_config(document(contract="1.7")).version == 3  # a newer minor only adds
+    # a 2.0 document may not even match this schema: the contract is what the error names
+    with pytest.raises(ConfigError, match=r"incompatible config document: contract 2\.0"):
+        parse_config(document(contract="2.0", surprise=1))
+
+
+def test_the_proxy_names_its_contract_and_refuses_a_portal_of_another_major():
+    import httpx
+
+    from proxy import CONFIG_CONTRACT
+    from proxy.sources import CONTRACT_HEADER, PortalSource
+
+    source = PortalSource("http://portal.invalid", "t", None, "c")
+    assert source.headers[CONTRACT_HEADER] == CONFIG_CONTRACT
+    request = httpx.Request("GET", "http://portal.invalid/api/v1/proxy/config")
+
+    def answer(status: int, headers: dict[str, str], body: dict) -> httpx.Response:
+        return httpx.Response(status, headers=headers, json=body, request=request)
+
+    # a portal from before contracts (no header) and one of this major are followed
+    assert source._accept(answer(200, {}, document())) is not None
+    assert source._accept(answer(200, {CONTRACT_HEADER: "1.1"}, document())) is not None
+    # a portal of another major, or one refusing this proxy (409), leaves the config as it is
+    assert source._accept(answer(200, {CONTRACT_HEADER: "2.0"}, document())) is None
+    assert source._accept(answer(409, {}, {"message": "Incompatible proxy"})) is None
