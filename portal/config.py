@@ -44,6 +44,11 @@ DEFAULTS: dict[str, Any] = {
     # one read from an engine's log may wait this long before the follower opens it again.
     "SSE_HEARTBEAT_SECONDS": 15.0,
     "LOG_READ_TIMEOUT_SECONDS": 60.0,
+    # Which ContainerEngine reaches a host, by host name: "gpu-7=podman,*=agent" (`*`: every
+    # SSH host not named). Unset: the Spectr node's local socket, the agent everywhere else.
+    # Names other than docker and agent come from installed packages (portal/core/plugins.py).
+    "HOST_ENGINES": "",
+    "PROVISIONER": "ansible-runner",  # runs the collection's playbooks
 }
 
 
