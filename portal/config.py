@@ -49,6 +49,14 @@ DEFAULTS: dict[str, Any] = {
     # Names other than docker and agent come from installed packages (portal/core/plugins.py).
     "HOST_ENGINES": "",
     "PROVISIONER": "ansible-runner",  # runs the collection's playbooks
+    # Where Spectr's registry (images and model artifacts) stores blobs: filesystem or s3, an
+    # S3-compatible bucket (AWS, MinIO, Ceph); read when the registry is deployed.
+    "REGISTRY_STORAGE": "filesystem",
+    "REGISTRY_S3_BUCKET": "",
+    "REGISTRY_S3_ENDPOINT": "",  # unset for AWS
+    "REGISTRY_S3_REGION": "us-east-1",
+    "REGISTRY_S3_ACCESS_KEY": "",
+    "REGISTRY_S3_SECRET_KEY": "",
 }
 
 
