@@ -1,4 +1,4 @@
-"""Replaceable modules found by entry point: container engines, provisioners, storage.
+"""Replaceable modules found by entry point: container engines and provisioners.
 
 A package offers one by declaring an entry point in its own metadata, for example
 
@@ -14,7 +14,9 @@ What each group's object is called with:
   settings are the package's own business, read from the environment or the app config);
   the suite in portal/engines/contract_suite.py says what an engine must do.
 - spectr.provisioners: `factory() -> Provisioner` (portal/automation/contract_suite.py).
-- spectr.storage: `factory(settings: Mapping[str, Any]) -> the store` of the context asking.
+
+Storage is not a group here: Spectr's registry (images and the model store) uses the storage
+drivers of the registry itself (filesystem, s3), chosen by SPECTR_REGISTRY_STORAGE.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from portal.core.errors import SpectrError
 GROUPS = {
     "engine": "spectr.engines",
     "provisioner": "spectr.provisioners",
-    "storage": "spectr.storage",
 }
 
 
