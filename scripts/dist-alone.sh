@@ -6,8 +6,9 @@
 #   scripts/dist-alone.sh proxy -m "not slow"
 #
 # Prints what `pip install ./DIST` brought (pip freeze) before the tests, then installs the
-# distribution's test extra and runs `pytest DIST/tests` with the venv's Python. The venv is
-# kept at $SPECTR_DIST_VENV (default /tmp/spectr-dist-DIST) so a rerun only tests.
+# distribution's test extra and runs `pytest DIST/tests` with the venv's Python, in a venv at
+# $SPECTR_DIST_VENV (default /tmp/spectr-dist-DIST), made anew each time. SPECTR_CONSTRAINTS:
+# a pip constraints file (default: the versions in the repository's .venv, when there is one).
 set -euo pipefail
 dist=${1:?usage: $0 agent|proxy [pytest arguments...]}
 shift
@@ -16,9 +17,20 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${SPECTR_DIST_VENV:-/tmp/spectr-dist-$dist}
 python=${PYTHON:-python3.11}
 
+# The versions the repository's own venv tested are the constraints (as deploy/build-images.sh
+# does): unconstrained, pip gives up on proxy[test] (mitmproxy 11.0 caps h11 at 0.14, the
+# newest httpcore needs 0.16, and the resolver does not backtrack out of it).
+constraints=${SPECTR_CONSTRAINTS:-}
+if [ -z "$constraints" ] && [ -x "$root/.venv/bin/pip" ]; then
+  constraints=$(mktemp /tmp/spectr-dist-constraints.XXXXXX)
+  "$root/.venv/bin/pip" freeze --exclude-editable --disable-pip-version-check |
+    grep -v ' @ file:' >"$constraints"
+fi
+pip_install=("$venv/bin/pip" install -q --disable-pip-version-check ${constraints:+-c "$constraints"})
+
 rm -rf "$venv"
 "$python" -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check "$root/$dist"
+"${pip_install[@]}" "$root/$dist"
 echo "== pip install ./$dist brought:"
 "$venv/bin/pip" freeze --disable-pip-version-check
 # The same check the packaging test makes: nothing the portal alone needs came along. (Flask is
@@ -30,6 +42,6 @@ for portal_only in flask-smorest flask-sqlalchemy sqlalchemy alembic psycopg hue
     exit 1
   fi
 done
-"$venv/bin/pip" install -q --disable-pip-version-check "$root/$dist[test]"
+"${pip_install[@]}" "$root/$dist[test]"
 cd "$root/$dist"
 exec "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"

@@ -6,6 +6,7 @@ suites of agent/ and proxy/ in such a venv run by scripts/dist-alone.sh (README)
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -31,9 +32,11 @@ def _venv(folder: Path) -> Path:
 
 
 def _pip(python: Path, *args: str) -> str:
+    # Without PYTHONPATH: the checkout on it (build metadata included) is no part of a clean venv.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     done = subprocess.run(
         [str(python), "-m", "pip", "--disable-pip-version-check", *args],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
