@@ -10,7 +10,7 @@ HOST   := 127.0.0.1
 endif
 export SPECTR_INSTANCE_PATH ?= $(CURDIR)/instance
 export PATH := $(CURDIR)/$(BIN):$(PATH)
-# Stamps: each install runs once, and again when pyproject.toml changes. `make run` installs
+# Stamps: each install runs once, and again when a pyproject.toml changes. `make run` installs
 # Spectr alone; the test toolchain (.[dev]: pytest, Playwright, ansible, Molecule...) only
 # comes with the targets that need it.
 RUNTIME_STAMP := $(VENV)/.spectr-runtime-installed
@@ -23,13 +23,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+# Three distributions live here: the portal (pyproject.toml), spectr-agent (agent/) and
+# spectr-proxy (proxy/). The portal depends on spectr-agent, which is on no index: pip takes it
+# from the folder named on the same command line.
+PROJECTS := pyproject.toml agent/pyproject.toml proxy/pyproject.toml
+
+$(RUNTIME_STAMP): $(PROJECTS) | $(BIN)/python
+	$(BIN)/pip install -q -e ./agent -e .
 	@touch $@
 
-# .[dev] holds Spectr too: both stamps are fresh afterwards.
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+# .[dev] holds the portal and both distributions (with their test extras): both stamps are
+# fresh afterwards.
+$(DEV_STAMP): $(PROJECTS) | $(BIN)/python
+	$(BIN)/pip install -q -e './agent[test]' -e './proxy[test]' -e '.[dev]'
 	@touch $(RUNTIME_STAMP) $@
 
 install: $(RUNTIME_STAMP)

@@ -1,7 +1,7 @@
 """Host facts in the shape of the spectr.core collection's host_facts module.
 
 The agent cannot import the collection (hosts do not install it as a Python package), so the
-same parsing lives here; tests/agent compare both on this machine.
+same parsing lives here; agent/tests compare both on this machine.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent import __version__
+from agent import CONTRACT, __version__
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _STR = {"type": "string"}
@@ -246,7 +246,8 @@ def openapi_document() -> dict[str, Any]:
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Spectr agent", "version": __version__},
+        # info.version is the package's; the contract a client checks is x-spectr-contract.
+        "info": {"title": "Spectr agent", "version": __version__, "x-spectr-contract": CONTRACT},
         "paths": _paths(),
         "security": [{"bearer": []}],
         "components": {

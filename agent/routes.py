@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from agent import __version__
+from agent import CONTRACT, __version__
 from agent.containers import ContainerRoutes
 from agent.docker_api import DockerError
 from agent.facts import gpu_telemetry, host_facts
@@ -42,8 +42,8 @@ def build_router(app: AgentApp) -> Router:
         status = "ok" if engine["reachable"] else "degraded"
         # GPU readings ride on the health check the portal makes every sweep: its host page
         # charts them over time. [] without nvidia-smi; one call of it when there is one.
-        body = {"status": status, "agent_version": __version__, "engine": engine}
-        return 200, {**body, "gpus": gpu_telemetry()}
+        body = {"status": status, "agent_version": __version__, "contract": CONTRACT}
+        return 200, {**body, "engine": engine, "gpus": gpu_telemetry()}
 
     router.add("GET", "/v1/health", health)
     router.add("GET", "/v1/facts", lambda request: (200, host_facts(docker)))

@@ -15,7 +15,7 @@ from dataclasses import fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from agent import __version__
+from agent import CONTRACT, __version__
 from agent.auth import FailureBackoff, TokenVerifier
 from agent.config import RELOADABLE, AgentConfig
 from agent.connections import ConnectionTracker, Slot
@@ -270,9 +270,11 @@ class AgentRequestHandler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
 
     def send_response(self, code: int, message: str | None = None) -> None:
-        """Start an answer (JSON or stream); every answer carries the request id."""
+        """Start an answer (JSON or stream); every answer carries the request id and the
+        contract version, so a client can refuse an agent it does not speak on any call."""
         super().send_response(code, message)
         self.send_header("X-Request-Id", self.request_id)
+        self.send_header("Spectr-Agent-Contract", CONTRACT)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Answer malformed HTTP in the API's JSON error shape, not HTML."""

@@ -13,7 +13,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.agent.harness import (  # noqa: E402
+from agent.tests.harness import (  # noqa: E402
     AgentProcess,
     CertificateAuthority,
     base_image,

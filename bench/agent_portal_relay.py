@@ -19,12 +19,12 @@ import httpx
 from flask_migrate import upgrade
 from werkzeug.serving import make_server
 
+from agent.tests.harness import AgentProcess
 from portal.admin import service as admin
 from portal.app import create_app
 from portal.core.pki import issue_server_certificate
 from portal.extensions import db
 from portal.hosts.models import READY, Host
-from tests.agent.harness import AgentProcess
 
 
 @contextlib.contextmanager

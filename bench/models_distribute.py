@@ -553,7 +553,7 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="spectr-bench-models-"))
     registry = None
     try:
-        from tests.agent.harness import CertificateAuthority
+        from agent.tests.harness import CertificateAuthority
 
         ca = CertificateAuthority.create("bench", folder)
         registry = start_bench_registry(folder, ca)
@@ -571,7 +571,7 @@ def main() -> int:
 
 def start_bench_registry(folder: Path, ca: Any) -> Any:
     """The registry on the bridge gateway (where hosts reach it), TLS from the run's CA."""
-    from tests.registry.registry_process import start_registry
+    from agent.tests.registry_process import start_registry
 
     gateway = bridge_gateway()
     cert_pem, key_pem = issue_registry_certificate(ca, [gateway, "127.0.0.1"])

@@ -3,7 +3,7 @@
 One run, bounded in count and time (the paths take turns in 4 rounds):
   .venv/bin/python bench/proxy_latency.py [--requests 2000] [--seconds 5] [--workers 1]
 
-Paths measured against the same stand-in model server (tests/proxy/llm_standin.py):
+Paths measured against the same stand-in model server (proxy/tests/llm_standin.py):
   direct        client -> upstream
   nginx         client -> nginx (Debian package, keepalive upstream) -> upstream
   route         client -> spectr-proxy, plain route (mitmproxy + routing, no gateway) -> upstream

@@ -70,8 +70,8 @@ def record_spectr_registry(instance: Path, env: dict[str, str], registry: object
 
 
 def start_registry(root: Path) -> object:
+    from agent.tests.registry_process import start_registry as start
     from portal.core.pki import ca_certificate_pem, issue_server_certificate
-    from tests.registry.registry_process import start_registry as start
 
     instance = str(root / "instance")
     cert, key = issue_server_certificate("bench", ["127.0.0.1"], instance_path=instance)

@@ -2,9 +2,12 @@
 # Build Spectr's images (portal, proxy, agent) from deploy/docker/Dockerfile.
 #
 # The wheelhouse is built here, on this machine, with `pip wheel` (PyPI, or whatever index pip is
-# configured with); `docker build` then needs no network at all. Everything is cached by content:
-# the spectr wheel by a hash of the sources, the dependencies by a hash of pyproject.toml and the
-# constraints, the images by a hash of all of that, the Dockerfile and the base image's id. A
+# configured with); `docker build` then needs no network at all. Three distributions are built:
+# spectr (the portal), spectr-agent (agent/) and spectr-proxy (proxy/); each image holds its own
+# distribution and exactly the dependencies it resolves to (the portal also holds spectr-agent,
+# whose model cache its local engine uses). Everything is cached by content:
+# the three wheels by a hash of the sources, the dependencies by a hash of the pyproject.toml
+# files and the constraints, the images by a hash of all of that, the Dockerfile and the base image's id. A
 # rerun with nothing changed prints the same references within a second or two.
 #
 # Settings (environment):
@@ -75,16 +78,17 @@ else
 fi
 python_version=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 pip_version=$("$PYTHON" -m pip --version | cut -d' ' -f2)
-deps_hash=$(cat pyproject.toml "$work/constraints.txt" <(echo "$python_version $pip_version") | hash_of)
+deps_hash=$(cat pyproject.toml agent/pyproject.toml proxy/pyproject.toml "$work/constraints.txt" \
+  <(echo "$python_version $pip_version") | hash_of)
 
-# --- the spectr wheel, by source hash ----------------------------------------------------------
+# --- the three wheels (spectr-*, spectr_agent-*, spectr_proxy-*), by source hash ---------------
 spectr_dir=$cache/spectr-$source_hash
 if [ ! -d "$spectr_dir" ]; then
-  say "building the spectr wheel"
+  say "building the spectr, spectr-agent and spectr-proxy wheels"
   mkdir -p "$work/src"
   xargs -0 tar -cf - <"$work/sources" | tar -C "$work/src" -xf -
   "$PYTHON" -m pip wheel -q --no-deps --disable-pip-version-check -w "$work/spectr" "$work/src" \
-    >"$work/wheel.log" 2>&1 || { cat "$work/wheel.log" >&2; exit 1; }
+    "$work/src/agent" "$work/src/proxy" >"$work/wheel.log" 2>&1 || { cat "$work/wheel.log" >&2; exit 1; }
   publish "$work/spectr" "$spectr_dir"
   # Keep the newest few spectr wheels; each source change makes one.
   ls -dt "$cache"/spectr-* | tail -n +6 | xargs -r rm -rf
@@ -122,18 +126,29 @@ wheelhouse_for_base() {
   if [ -d "$deps_dir" ]; then echo "$deps_dir"; return; fi
   say "building the dependency wheelhouse for Python $base_python"
   "$PYTHON" -m pip wheel -q --disable-pip-version-check -c "$work/constraints.txt" \
-    -w "$work/deps/deps" "$spectr_dir"/spectr-*.whl >"$work/deps.log" 2>&1 ||
+    --find-links "$spectr_dir" -w "$work/deps/deps" "$spectr_dir"/spectr-*.whl \
+    "$spectr_dir"/spectr_proxy-*.whl >"$work/deps.log" 2>&1 ||
     { grep -v '^WARNING: Location' "$work/deps.log" >&2; return 1; }
-  rm -f "$work/deps/deps"/spectr-*.whl
+  rm -f "$work/deps/deps"/spectr-*.whl "$work/deps/deps"/spectr_*.whl
   "$PYTHON" -m pip download -q --disable-pip-version-check --no-deps -d "$work/deps/tools" \
     "pip==$pip_version" >"$work/pip.log" 2>&1 ||
     { grep -v '^WARNING: Location' "$work/pip.log" >&2; return 1; }
   for attempt in 1 2 3 4 5 6 7 8; do
+    # Each image's own set (wheels/req/TARGET.txt, pinned) comes from the same dry runs.
+    mkdir -p "$work/deps/req"
     if docker run --rm --network none --entrypoint sh \
-      -v "$work/deps:/wheels:ro" -v "$spectr_dir:/spectr:ro" "$base" -c \
-      'set -- /wheels/tools/pip-*.whl && python3 -m venv --without-pip /tmp/check &&
-       /tmp/check/bin/python "$1/pip" install --dry-run --quiet --no-index --disable-pip-version-check \
-         --find-links /wheels/deps /spectr/spectr-*.whl' >"$work/check.log" 2>&1; then
+      -v "$work/deps:/wheels" -v "$spectr_dir:/spectr:ro" "$base" -c \
+      'set -e; set -- /wheels/tools/pip-*.whl && python3 -m venv --without-pip /tmp/check
+       for target in portal:spectr-0 proxy:spectr_proxy agent:spectr_agent; do
+         /tmp/check/bin/python "$1/pip" install --dry-run --quiet --no-index \
+           --disable-pip-version-check --find-links /wheels/deps --find-links /spectr \
+           --report /tmp/report.json /spectr/${target#*:}*.whl
+         python3 -c "import json, sys
+for item in json.load(open(\"/tmp/report.json\"))[\"install\"]:
+    name = item[\"metadata\"][\"name\"]
+    if not name.startswith(\"spectr\"):
+        print(name + \"==\" + item[\"metadata\"][\"version\"])" >/wheels/req/${target%%:*}.txt
+       done' >"$work/check.log" 2>&1; then
       publish "$work/deps" "$deps_dir"
       ls -dt "$cache"/deps-*/ | tail -n +3 | xargs -r rm -rf
       echo "$deps_dir"
@@ -173,7 +188,8 @@ if [ "$missing" = 1 ]; then
   mkdir -p "$context/wheels/spectr" "$context/wheels/tools"
   cp -rl "$deps_dir/deps" "$context/wheels/deps" 2>/dev/null || cp -r "$deps_dir/deps" "$context/wheels/deps"
   cp "$deps_dir"/tools/pip-*.whl "$context/wheels/tools/"
-  cp "$spectr_dir"/spectr-*.whl "$context/wheels/spectr/"
+  cp -r "$deps_dir/req" "$context/wheels/req"
+  cp "$spectr_dir"/*.whl "$context/wheels/spectr/"
   cp -r deploy/docker "$context/docker"
   for i in "${!targets[@]}"; do
     say "docker build --target ${targets[$i]} -> ${refs[$i]}"

@@ -46,6 +46,19 @@ DEFAULTS: dict[str, Any] = {
     "LOG_READ_TIMEOUT_SECONDS": 60.0,
     "CONSOLE_IDLE_SECONDS": 900.0,
     "GPU_HISTORY_HOURS": 24.0,  # GPU readings of each sweep kept this long for the host charts
+    # Which ContainerEngine reaches a host, by host name: "gpu-7=podman,*=agent" (`*`: every
+    # SSH host not named). Unset: the Spectr node's local socket, the agent everywhere else.
+    # Names other than docker and agent come from installed packages (portal/core/plugins.py).
+    "HOST_ENGINES": "",
+    "PROVISIONER": "ansible-runner",  # runs the collection's playbooks
+    # Where Spectr's registry (images and model artifacts) stores blobs: filesystem or s3, an
+    # S3-compatible bucket (AWS, MinIO, Ceph); read when the registry is deployed.
+    "REGISTRY_STORAGE": "filesystem",
+    "REGISTRY_S3_BUCKET": "",
+    "REGISTRY_S3_ENDPOINT": "",  # unset for AWS
+    "REGISTRY_S3_REGION": "us-east-1",
+    "REGISTRY_S3_ACCESS_KEY": "",
+    "REGISTRY_S3_SECRET_KEY": "",
 }
 
 

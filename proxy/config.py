@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import jsonschema
 
+from proxy import CONFIG_CONTRACT_MAJORS
+
 
 class ConfigError(ValueError):
     """The configuration document is invalid."""
@@ -135,8 +137,27 @@ def schema() -> dict[str, Any]:
     return json.loads(text)
 
 
+def contract_problem(contract: str | None, what: str = "config document") -> str | None:
+    """Why this proxy refuses a document (or a portal) of this contract; None when it speaks it.
+
+    No contract means 1.0: documents and portals from before contracts were versioned.
+    """
+    contract = contract or "1.0"
+    major, _, minor = contract.partition(".")
+    if major.isdigit() and minor.isdigit() and int(major) in CONFIG_CONTRACT_MAJORS:
+        return None
+    speaks = ", ".join(f"{m}.x" for m in CONFIG_CONTRACT_MAJORS)
+    return (
+        f"incompatible {what}: contract {contract[:20]}, this proxy speaks {speaks}; "
+        "install the proxy of the portal's version"
+    )
+
+
 def parse_config(document: dict[str, Any]) -> ProxyConfig:
     """Validate a configuration document and build its typed view."""
+    problem = contract_problem(document.get("contract"))
+    if problem:  # checked first: a document of another major may not match this schema at all
+        raise ConfigError(problem)
     errors = sorted(
         jsonschema.Draft202012Validator(schema()).iter_errors(document), key=lambda e: e.path
     )

@@ -16,7 +16,8 @@ import yaml
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from proxy.config import ConfigError
+from proxy import CONFIG_CONTRACT
+from proxy.config import ConfigError, contract_problem
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ Document = dict[str, Any]
 Apply = Callable[[Document], object]
 
 CONFIG_PATH = "/api/v1/proxy/config"
+CONTRACT_HEADER = "spectr-proxy-contract"
 FILE_POLL_S = 0.2
 
 
@@ -89,7 +91,12 @@ class PortalSource:
         poll_interval_s: float = 5.0,
     ) -> None:
         self.url = portal_url.rstrip("/") + CONFIG_PATH
-        self.headers = {"authorization": f"Bearer {token}", "accept": "application/json"}
+        # The contract this proxy speaks: the portal refuses (409) one it does not serve.
+        self.headers = {
+            "authorization": f"Bearer {token}",
+            "accept": "application/json",
+            CONTRACT_HEADER: CONFIG_CONTRACT,
+        }
         self.redis = redis
         self.channel = channel
         self.poll_interval_s = poll_interval_s
@@ -128,6 +135,9 @@ class PortalSource:
     def _accept(self, response: httpx.Response | None) -> Document | None:
         if response is None or response.status_code == 304:
             return None
+        if response.status_code == 409:  # the portal does not serve this proxy's contract
+            logger.error("the portal refuses this proxy: %s", _message(response))
+            return None
         if response.status_code != 200:
             logger.warning("portal config fetch answered %s", response.status_code)
             return None
@@ -138,6 +148,10 @@ class PortalSource:
             return None
         if not isinstance(document, dict):
             logger.error("portal config is not a JSON object")
+            return None
+        problem = contract_problem(response.headers.get(CONTRACT_HEADER), "portal")
+        if problem:  # kept on the last good document, as for any refused one
+            logger.error("portal config refused: %s", problem)
             return None
         self.etag = response.headers.get("etag", "") or str(document.get("etag", ""))
         return document
@@ -156,3 +170,11 @@ class PortalSource:
             except (RedisError, OSError) as exc:
                 logger.warning("config notifications lost (%s); polling until Redis is back", exc)
                 await asyncio.sleep(1.0)
+
+
+def _message(response: httpx.Response) -> str:
+    """The portal's error message, or the start of its body."""
+    try:
+        return str(response.json().get("message"))
+    except (ValueError, AttributeError):
+        return response.text[:200]

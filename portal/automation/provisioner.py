@@ -78,8 +78,21 @@ class Provisioner(Protocol):
 
 
 def run_playbook(playbook: str, hosts: list[InventoryHost], **options: Any) -> PlaybookResult:
-    """Run `playbook` with the real provisioner (ansible-runner)."""
-    return AnsibleRunnerProvisioner().run(playbook, hosts, **options)
+    """Run `playbook` with the configured provisioner (SPECTR_PROVISIONER, ansible-runner)."""
+    return provisioner().run(playbook, hosts, **options)
+
+
+def provisioner() -> Provisioner:
+    """The configured Provisioner: built in, or from the spectr.provisioners entry points."""
+    from flask import current_app, has_app_context
+
+    from portal.core import plugins
+
+    name = "ansible-runner"
+    if has_app_context():
+        name = current_app.config.get("SPECTR_PROVISIONER") or name
+    factory = plugins.load("provisioner", name, {"ansible-runner": AnsibleRunnerProvisioner})
+    return factory()  # type: ignore[no-any-return]
 
 
 def resolve_playbook(playbook: str) -> str:

@@ -18,7 +18,8 @@ from portal.engines.base import (
     ModelEventCallback,
     ProgressCallback,
 )
-from portal.engines.errors import EngineError, Unavailable
+from portal.engines.contracts import agent_contract_problem
+from portal.engines.errors import EngineError, Incompatible, Unavailable
 from portal.engines.models import (
     ContainerInfo,
     ContainerSpec,
@@ -95,8 +96,14 @@ class AgentEngine(ContainerEngine):
         """Report agent and engine reachability; never raises."""
         try:
             body = self._transport.call("GET", "/v1/health")
+        except Incompatible as error:
+            return EngineHealth(False, error=error.message, contract_problem=error.message)
         except EngineError as error:
             return EngineHealth(reachable=False, error=error.message)
+        problem = agent_contract_problem(body.get("contract"))
+        if problem:
+            return EngineHealth(False, agent_version=body.get("agent_version"), error=problem,
+                                contract_problem=problem)  # fmt: skip
         engine = body.get("engine") or {}
         return EngineHealth(
             reachable=bool(engine.get("reachable")),

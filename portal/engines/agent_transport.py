@@ -13,7 +13,15 @@ from urllib.parse import urlsplit
 import httpx
 
 from portal.core.logging import current_request_id
-from portal.engines.errors import BadRequest, Conflict, EngineError, NotFound, Unavailable
+from portal.engines.contracts import AGENT_CONTRACT_HEADER, agent_contract_problem
+from portal.engines.errors import (
+    BadRequest,
+    Conflict,
+    EngineError,
+    Incompatible,
+    NotFound,
+    Unavailable,
+)
 from portal.engines.resilience import CircuitBreaker, RetryPolicy, breaker_for
 
 _STATUS_ERRORS: dict[int, type[EngineError]] = {
@@ -205,6 +213,7 @@ class AgentTransport:
                     break
                 continue
             self.breaker.record_success()
+            _refuse_incompatible(response, self.host)
             if response.status_code < 500 or not idempotent:
                 return response
             if attempt == self.retry.attempts - 1:
@@ -273,3 +282,11 @@ class AgentTransport:
             ) from error
         finally:
             response.close()
+
+
+def _refuse_incompatible(response: httpx.Response, host: str) -> None:
+    """Refuse every answer of an agent whose contract major this portal does not speak."""
+    problem = agent_contract_problem(response.headers.get(AGENT_CONTRACT_HEADER))
+    if problem:
+        response.close()
+        raise Incompatible(problem, {"host": host})

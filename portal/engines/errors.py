@@ -38,3 +38,9 @@ class Unavailable(EngineError):
     """The host, its agent or its engine cannot be reached now (or its circuit is open)."""
 
     code = "unavailable"
+
+
+class Incompatible(EngineError):
+    """The agent speaks a contract major this portal does not (portal/engines/contracts.py)."""
+
+    code = "incompatible_agent"

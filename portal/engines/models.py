@@ -244,3 +244,5 @@ class EngineHealth:
     engine_version: str | None = None
     agent_version: str | None = None
     error: str | None = None
+    # Set when the agent speaks a contract this portal does not (portal/engines/contracts.py).
+    contract_problem: str | None = None

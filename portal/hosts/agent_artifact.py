@@ -38,7 +38,8 @@ def agent_artifact_path() -> Path:
 
 def _source_hash() -> str:
     digest = hashlib.sha256(BUILD_SCRIPT.read_bytes())
-    for path in sorted((REPO_ROOT / "agent").rglob("*.py")):
+    # agent/*.py only: the distribution's tests (agent/tests) are not in the zipapp.
+    for path in sorted((REPO_ROOT / "agent").glob("*.py")):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]

@@ -216,6 +216,8 @@ def _verify_agent(host: Host, ctx: OperationContext) -> HostFailure | None:
     try:
         while True:
             health = engine.health()
+            if health.contract_problem:
+                return HostFailure("agent", health.contract_problem)
             if health.agent_version is not None:
                 break
             if time.monotonic() > deadline:

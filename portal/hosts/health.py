@@ -30,6 +30,7 @@ from portal.core.secrets_box import secret_box
 from portal.core.ticker import periodic_job
 from portal.core.timeutil import utcnow
 from portal.engines import ContainerInfo
+from portal.engines.contracts import agent_contract_problem
 from portal.engines.shapes import container_info
 from portal.extensions import db
 from portal.hosts.container_sync import chunks, health_of, sync_containers
@@ -72,6 +73,7 @@ class Probe:
     facts: dict[str, Any] | None = None  # the Spectr node's, read from its engine each sweep
     local: bool = False  # the Spectr node: its engine answers on this machine's socket
     gpus: list[dict[str, Any]] = field(default_factory=list)  # readings (gpu_telemetry.py)
+    incompatible: str | None = None  # why the portal refuses this agent's contract
 
 
 @dataclass
@@ -115,6 +117,10 @@ class AgentProber:
             health = _json_object(answer, "/v1/health")
         except (ProbeFailed, ValueError) as exc:
             return Probe(target.host_id, answered=False, error=_describe(exc))
+        problem = agent_contract_problem(health.get("contract"))
+        if problem:  # nothing else is read from an agent the portal does not speak
+            return Probe(target.host_id, True, False, health.get("agent_version"), problem,
+                         incompatible=problem)  # fmt: skip
         engine = health.get("engine") or {}
         result = Probe(target.host_id, True, bool(engine.get("reachable")),
                        health.get("agent_version"), engine.get("error"),

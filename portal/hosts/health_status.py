@@ -66,6 +66,8 @@ def _problem(
 ) -> str | None:
     if result.refused:
         return "The agent refuses the portal's token; bootstrap the host again."
+    if result.incompatible:
+        return result.incompatible
     if not result.engine_ok and result.local:
         return f"This machine's Docker engine does not answer: {result.error}"
     if not result.engine_ok:

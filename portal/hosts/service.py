@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer, selectinload
 
 from portal.automation.inventory import InventoryHost
+from portal.core import plugins
 from portal.core.audit import record_audit
 from portal.core.errors import Conflict, NotFound, ValidationFailed
 from portal.core.timeutil import utcnow
@@ -284,12 +285,40 @@ def agent_url_for(host: Host) -> str:
 
 
 def engine_for(host: Host) -> ContainerEngine:
-    """The ContainerEngine that reaches `host`: the local socket or the host's agent."""
-    if host.is_local:
-        return LocalDockerEngine(models_dir=current_app.config["SPECTR_MODELS_DIR"])
+    """The ContainerEngine that reaches `host`, as configuration chooses (SPECTR_HOST_ENGINES):
+    by default the local socket for the Spectr node and the host's agent for the others."""
+    factory = plugins.load("engine", engine_name_for(host), BUILTIN_ENGINES)
+    return factory(host)  # type: ignore[no-any-return]
+
+
+def engine_name_for(host: Host) -> str:
+    """The engine configured for `host` (by its name, else `*` for SSH hosts), or the default."""
+    chosen = dict(
+        pair.split("=", 1)
+        for pair in str(current_app.config.get("SPECTR_HOST_ENGINES") or "")
+        .replace(" ", "")
+        .split(",")
+        if "=" in pair
+    )
+    if host.name in chosen:
+        return chosen[host.name]
+    if not host.is_local and "*" in chosen:
+        return chosen["*"]
+    return "docker" if host.is_local else "agent"
+
+
+def _local_engine(host: Host) -> ContainerEngine:
+    return LocalDockerEngine(models_dir=current_app.config["SPECTR_MODELS_DIR"])
+
+
+def _host_agent_engine(host: Host) -> ContainerEngine:
     if not host.agent_url or not host.agent_token:
         raise NotFound(f"Host '{host.name}' has no agent yet; bootstrap it first.")
     return agent_engine(host.agent_url, host.agent_token)
+
+
+# Spectr's own engines; others are found under the spectr.engines entry point group.
+BUILTIN_ENGINES = {"docker": _local_engine, "agent": _host_agent_engine}
 
 
 def agent_engine(agent_url: str, token: str, **options: Any) -> AgentEngine:

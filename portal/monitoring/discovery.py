@@ -24,6 +24,8 @@ from portal.extensions import db
 from portal.hosts.models import Host, HostGpu
 from portal.monitoring.models import ProxyInstance
 from portal.monitoring.settings import monitoring_setting
+from portal.proxy.config_document import CONTRACT_HEADER as PROXY_CONTRACT_HEADER
+from portal.proxy.config_document import proxy_contract_problem
 
 log = logging.getLogger(__name__)
 ROLES = ("portal", "agent", "proxy")
@@ -159,12 +161,19 @@ def proxy_metrics_address(announced: str, remote_addr: str | None) -> str | None
     return f"{host}:{match.group(2)}"
 
 
-def remember_proxy(address: str) -> None:
-    """Record that a proxy answering metrics at `address` is alive."""
+def remember_proxy(address: str, contract: str | None = None, refusal: str | None = None) -> None:
+    """Record that a proxy answering metrics at `address` is alive, the config contract it
+    speaks, and why the portal refused it (None when it did not)."""
     now = utcnow()
     proxy = db.session.scalar(select(ProxyInstance).filter_by(metrics_address=address))
     if proxy is None:
-        db.session.add(ProxyInstance(metrics_address=address, last_seen_at=now))
+        db.session.add(
+            ProxyInstance(
+                metrics_address=address, last_seen_at=now, contract=contract, refusal=refusal
+            )
+        )
+    elif (proxy.contract, proxy.refusal) != (contract, refusal):
+        proxy.last_seen_at, proxy.contract, proxy.refusal = now, contract, refusal
     elif now - proxy.last_seen_at >= _SEEN_WRITE_INTERVAL:
         proxy.last_seen_at = now
     else:
@@ -178,11 +187,14 @@ def init_proxy_discovery(app: Flask) -> None:
     @app.after_request
     def _note_proxy(response: Any) -> Any:
         announced = request.headers.get(PROXY_METRICS_HEADER)
-        fetched = request.endpoint == PROXY_CONFIG_ENDPOINT and response.status_code in (200, 304)
+        fetched = request.endpoint == PROXY_CONFIG_ENDPOINT and response.status_code in (
+            200, 304, 409,
+        )  # fmt: skip
         address = proxy_metrics_address(announced, request.remote_addr) if announced else None
         if fetched and address:
+            contract = request.headers.get(PROXY_CONTRACT_HEADER)
             try:
-                remember_proxy(address)
+                remember_proxy(address, contract, proxy_contract_problem(contract))
             except SQLAlchemyError:  # the proxy must get its config even if this write fails
                 db.session.rollback()
                 log.warning("could not record proxy %s for service discovery", address)

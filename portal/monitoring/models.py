@@ -87,3 +87,7 @@ class ProxyInstance(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     metrics_address: Mapped[str] = mapped_column(String(255), unique=True)  # host:port
     last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    # The config document contract it speaks (None: a proxy from before contracts, 1.0), and
+    # the portal's message when it refused that contract (portal/proxy/config_document.py).
+    contract: Mapped[str | None] = mapped_column(String(32))
+    refusal: Mapped[str | None] = mapped_column(Text)

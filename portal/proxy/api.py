@@ -8,10 +8,15 @@ from flask import request
 from flask.views import MethodView
 
 from portal.core.api_base import Blueprint
-from portal.core.errors import Forbidden
+from portal.core.errors import Conflict, Forbidden
 from portal.core.security import require_principal, require_role
 from portal.proxy import service
-from portal.proxy.config_document import config_document
+from portal.proxy.config_document import (
+    CONTRACT_HEADER,
+    PROXY_CONFIG_CONTRACT,
+    config_document,
+    proxy_contract_problem,
+)
 from portal.proxy.schemas import (
     GatewayKeyCreatedSchema,
     GatewayKeySchema,
@@ -32,12 +37,20 @@ class ProxyConfig(MethodView):
     @blp.response(200)
     @blp.alt_response(304, description="Unchanged since the ETag sent in If-None-Match")
     def get(self) -> Any:
-        """The config document spectr_proxy runs on (ETag / If-None-Match)."""
+        """The config document spectr_proxy runs on (ETag / If-None-Match).
+
+        A proxy names the contract it speaks in Spectr-Proxy-Contract; one this portal does not
+        serve gets 409 with the reason (and is listed so on the proxy page).
+        """
+        problem = proxy_contract_problem(request.headers.get(CONTRACT_HEADER))
+        if problem:
+            raise Conflict(problem, {"Spectr-Proxy-Contract": [problem]})
         document = config_document()
         etag = f'"{document["etag"]}"'
+        headers = {"ETag": etag, CONTRACT_HEADER: PROXY_CONFIG_CONTRACT}
         if request.headers.get("If-None-Match") in (etag, document["etag"]):
-            return "", 304, {"ETag": etag}
-        return document, 200, {"ETag": etag}
+            return "", 304, headers
+        return document, 200, headers
 
 
 @blp.route("/routes")

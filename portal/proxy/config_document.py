@@ -21,6 +21,27 @@ from portal.proxy.models import GatewayKey, GatewayModel, ProxyConfigRevision, P
 
 log = logging.getLogger(__name__)
 
+# The config document contract (MAJOR.MINOR) this portal serves, sent as the
+# Spectr-Proxy-Contract header of the document (a header, not a field: proxies from before
+# contracts refuse unknown fields). A proxy names the contract it speaks in the same header of
+# its fetch; one of a major not listed here is refused with 409 and shown on the proxy page.
+CONTRACT_HEADER = "Spectr-Proxy-Contract"
+PROXY_CONFIG_CONTRACT = "1.1"
+PROXY_CONTRACT_MAJORS = (1,)
+
+
+def proxy_contract_problem(reported: str | None) -> str | None:
+    """Why the portal refuses a proxy speaking this contract; None when it serves it."""
+    contract = reported or "1.0"  # proxies from before contracts send none
+    major, _, minor = contract.partition(".")
+    if major.isdigit() and minor.isdigit() and int(major) in PROXY_CONTRACT_MAJORS:
+        return None
+    serves = ", ".join(f"{m}.x" for m in PROXY_CONTRACT_MAJORS)
+    return (
+        f"Incompatible proxy: it speaks config document contract {contract[:20]}, this portal "
+        f"serves {serves}. Install the spectr-proxy of this portal's version."
+    )
+
 
 def config_document() -> dict[str, Any]:
     """Build the whole document, with its version and an ETag over its content."""

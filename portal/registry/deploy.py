@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from flask import current_app
 
 from portal.automation import InventoryHost, PlaybookEvent, run_playbook
 from portal.core.operations.kinds import OperationContext, PermanentError, TransientError
@@ -100,6 +103,31 @@ def _role_vars(params: dict[str, Any], cert: str, key: str, password: str) -> di
         "registry_users": [{"name": REGISTRY_USER, "password": password}],
         "registry_service_manager": params["service_manager"],
         "registry_gc_schedule": params.get("gc_schedule", "30 3 * * 0"),
+        **storage_vars(current_app.config),
+    }
+
+
+def storage_vars(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The role's storage variables from configuration alone: SPECTR_REGISTRY_STORAGE
+    (filesystem or s3) and, for s3, the SPECTR_REGISTRY_S3_* bucket settings. Images and model
+    artifacts alike then live in that bucket; nothing else in Spectr changes."""
+    driver = config.get("SPECTR_REGISTRY_STORAGE") or "filesystem"
+    if driver == "filesystem":
+        return {"registry_storage": "filesystem"}
+    if driver != "s3":
+        raise PermanentError(f"SPECTR_REGISTRY_STORAGE must be filesystem or s3, not '{driver}'.")
+    s3 = {
+        key: config.get(f"SPECTR_REGISTRY_S3_{key.upper()}")
+        for key in ("bucket", "access_key", "secret_key", "endpoint", "region")
+    }
+    missing = [f"SPECTR_REGISTRY_S3_{k.upper()}" for k in ("bucket", "access_key", "secret_key")
+               if not s3[k]]  # fmt: skip
+    if missing:
+        raise PermanentError(f"S3 storage for the registry needs {', '.join(missing)}.")
+    s3["secure"] = not str(s3["endpoint"] or "https:").startswith("http:")
+    return {
+        "registry_storage": "s3",
+        "registry_s3": {k: v for k, v in s3.items() if v not in (None, "")},
     }
 
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from agent.tests.registry_process import RegistryProcess
 from portal.artifacts.models import ModelRevision
 from portal.extensions import db
 from portal.hosts.service import ensure_local_host
 from portal.registry.models import Registry
-from tests.registry.registry_process import RegistryProcess
 
 pytestmark = [pytest.mark.slow]
 

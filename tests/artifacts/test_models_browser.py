@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from agent.tests.registry_process import RegistryProcess, start_registry
 from tests.browser.conftest import (  # noqa: F401 - the browser harness's fixtures
     ARTIFACTS,
     Portal,
@@ -25,7 +26,6 @@ from tests.browser.conftest import (  # noqa: F401 - the browser harness's fixtu
     playwright_driver,
     portal,
 )
-from tests.registry.registry_process import RegistryProcess, start_registry
 from tests.support.tiny_gguf import write_tiny_llama_gguf
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.registry.registry_process import RegistryProcess, start_registry
+from agent.tests.registry_process import RegistryProcess, start_registry
 from tests.support.tiny_gguf import write_tiny_llama_gguf
 
 pytestmark = [pytest.mark.slow]

@@ -14,12 +14,12 @@ import pytest
 from flask import Flask
 from sqlalchemy import text
 
+from agent.tests.registry_process import RegistryProcess, free_port
+from agent.tests.registry_seed import push_model
 from portal.extensions import db
 from portal.registry.models import Registry
 from tests.artifacts.hub_mirror import HubMirror
 from tests.artifacts.test_import_and_distribute import operation_of, sha256
-from tests.collection.registry_seed import push_model
-from tests.registry.registry_process import RegistryProcess, free_port
 
 pytestmark = [pytest.mark.slow]
 

@@ -18,11 +18,11 @@ import httpx
 import pytest
 from flask import Flask
 
+from agent.tests.registry_process import RegistryProcess, free_port
 from portal.core.audit import AuditEvent
 from portal.extensions import db
 from portal.registry.client import OCI_MANIFEST
 from portal.registry.models import Registry
-from tests.registry.registry_process import RegistryProcess, free_port
 from tests.registry.seed import (
     MANIFEST_V2,
     digest_of,

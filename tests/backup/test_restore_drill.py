@@ -29,6 +29,7 @@ from click.testing import CliRunner
 from flask import Flask
 from flask.cli import ScriptInfo
 
+from agent.tests.registry_process import RegistryProcess, start_registry
 from portal.app import create_app
 from portal.apps.models import AppRevision
 from portal.core.pki import ca_certificate_pem, issue_server_certificate
@@ -43,7 +44,6 @@ from tests.portal.conftest import (
     _test_config,
     new_postgres_database,
 )
-from tests.registry.registry_process import RegistryProcess, start_registry
 from tests.registry.seed import push_image, push_multiplatform
 from tests.support.tiny_gguf import write_tiny_llama_gguf
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Dialog, Page, expect
 
-from tests.agent.harness import free_port
+from agent.tests.harness import free_port
 from tests.browser.conftest import Portal
 from tests.browser.pages import console_errors, log_in, snap
 from tests.support import docker_objects

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from agent.tests.registry_process import RegistryProcess
 from portal.extensions import db
 from portal.registry.models import Registry
 from tests.portal.conftest import ApiClient
 from tests.registry.conftest import registry_server, start_test_registry  # noqa: F401
-from tests.registry.registry_process import RegistryProcess
 from tests.registry.seed import push_image
 
 pytestmark = pytest.mark.slow  # a docker-registry process

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from agent.tests.registry_process import RegistryProcess, start_registry
+from agent.tests.registry_seed import OCI_MANIFEST_TYPE, push_model
 from tests.collection.ansible_runs import AnsibleEnvironment, PlaybookRun
-from tests.collection.registry_seed import OCI_MANIFEST_TYPE, push_model
 from tests.collection.tls import TestCA
-from tests.registry.registry_process import RegistryProcess, start_registry
 from tests.support.testhosts import TestHost, cleanup_key_pair, free_local_port, start_test_host
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]

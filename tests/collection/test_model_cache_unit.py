@@ -9,6 +9,7 @@ from unittest import mock
 
 import pytest
 
+from agent.tests.registry_seed import model_manifest
 from ansible_collections.spectr.core.plugins.module_utils._model_cache import (
     ModelCache,
     ModelCacheError,
@@ -17,7 +18,6 @@ from ansible_collections.spectr.core.plugins.module_utils._model_cache import (
 )
 from ansible_collections.spectr.core.plugins.modules import model_cache
 from tests.collection.module_runner import run_module
-from tests.collection.registry_seed import model_manifest
 
 MODEL = "sha256:" + "ab" * 32
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agent.tests.registry_seed import push_tiny_image
 from tests.collection.ansible_runs import AnsibleEnvironment
-from tests.collection.registry_seed import push_tiny_image
 from tests.collection.tls import TestCA
 from tests.support.testhosts import TestHost, cleanup_key_pair, start_test_host
 

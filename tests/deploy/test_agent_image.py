@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.agent.harness import CertificateAuthority
+from agent.tests.harness import CertificateAuthority
 from tests.deploy.stack import free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]

@@ -37,9 +37,9 @@ from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
 from portal.registry.engine_images import CERTS_DIR
+from proxy.tests.proxy_harness import ProxyProcess
 from tests.e2e.conftest import SpectrProcess
 from tests.hosts.conftest import free_port, wait_for
-from tests.proxy.proxy_harness import ProxyProcess
 from tests.support import testhosts
 from tests.support.testhosts import TestHost, cleanup_key_pair, run_docker, start_test_host
 from tests.support.tiny_gguf import exact_count_logit_bias, write_tiny_llama_gguf

@@ -6,9 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from portal.engines import AgentEngine, ContainerEngine, LocalDockerEngine, RetryPolicy
-from portal.engines.resilience import CircuitBreaker
-from tests.agent.conftest import (  # noqa: F401  (fixtures shared with the agent's tests)
+from agent.tests.conftest import (  # noqa: F401  (fixtures shared with the agent's tests)
     agent,
     agent_factory,
     auth_registry,
@@ -19,6 +17,8 @@ from tests.agent.conftest import (  # noqa: F401  (fixtures shared with the agen
     registry,
     run_container,
 )
+from portal.engines import AgentEngine, ContainerEngine, LocalDockerEngine, RetryPolicy
+from portal.engines.resilience import CircuitBreaker
 from tests.support.docker_objects import made  # noqa: F401 - Docker objects a test makes
 
 

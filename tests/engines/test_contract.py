@@ -1,4 +1,6 @@
-"""One contract suite for every ContainerEngine, run on the real Docker engine."""
+"""The ContainerEngine contract on both of Spectr's engines, run on the real Docker engine: the
+suite anyone can run against their own engine (portal/engines/contract_suite.py), then what
+needs Docker itself beside the engine (a registry, credentials, GPUs, TTYs)."""
 
 from __future__ import annotations
 
@@ -8,20 +10,17 @@ import uuid
 import pytest
 
 from portal.engines import (
-    BadRequest,
-    Conflict,
     ContainerSpec,
     EngineError,
     ExecChunk,
-    ExecExit,
     GpuRequest,
     LogChunk,
     NotFound,
     PortBinding,
     RestartPolicy,
-    Unavailable,
     VolumeMount,
 )
+from portal.engines.contract_suite import ContainerEngineContract
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -66,7 +65,7 @@ def test_pull_reports_progress_and_remove(engine, registry):
 
 
 def test_pull_with_registry_credentials(engine, auth_registry, docker_client):
-    from tests.collection.registry_seed import push_tiny_image
+    from agent.tests.registry_seed import push_tiny_image
 
     tag = uuid.uuid4().hex[:8]
     with auth_registry.http() as client:
@@ -105,90 +104,6 @@ def test_gpu_request_reaches_the_engine(engine, image, container_names, docker_c
     assert request["Count"] == 1 and request["Capabilities"] == [["gpu"]]
 
 
-def test_lifecycle_and_label_listing(engine, image, container_names):
-    name, other = container_names("life"), container_names("life")
-    label = {"spectr.test": name}
-    created = engine.create_container(_spec(image, name, labels=label), start=False)
-    engine.create_container(_spec(image, other, labels={"spectr.test": other}))
-    assert created.state == "created"
-    assert [c.name for c in engine.list_containers(label)] == [name]
-    assert engine.list_containers(label, include_stopped=False) == []
-    assert [c.name for c in engine.list_containers({"spectr.test": None}) if c.name == name]
-    engine.start_container(name)
-    assert engine.inspect_container(name).state == "running"
-    engine.restart_container(name, timeout=0)
-    assert engine.inspect_container(name).restart_count == 0
-    engine.stop_container(name, timeout=0)
-    stopped = engine.inspect_container(name)
-    assert stopped.state == "exited" and stopped.exit_code == 137
-    engine.remove_container(name)
-    with pytest.raises(NotFound):
-        engine.inspect_container(name)
-
-
-def test_errors_map_to_the_exception_tree(engine, image, container_names):
-    name = container_names("errors")
-    engine.create_container(_spec(image, name))
-    with pytest.raises(Conflict):
-        engine.create_container(_spec(image, name))
-    with pytest.raises(Conflict):
-        engine.remove_container(name)
-    with pytest.raises(NotFound):
-        engine.create_container(_spec("spectr-test-no-such-image:1", None))
-    with pytest.raises(NotFound):
-        engine.stop_container("spectr-test-missing")
-    with pytest.raises(BadRequest):
-        engine.create_container(_spec(image, container_names("bad"), memory_bytes=1024))
-    engine.remove_container(name, force=True, volumes=True)
-
-
-def test_stats(engine, image, container_names):
-    name = container_names("stats")
-    engine.create_container(_spec(image, name))
-    stats = engine.container_stats(name)
-    assert stats.memory_usage_bytes and stats.memory_usage_bytes > 0 and stats.cpu_percent >= 0
-
-
-def test_logs_follow_and_close_early(engine, image, container_names):
-    name = container_names("logs")
-    engine.create_container(ContainerSpec(image=image, name=name, command=TICKER))
-    stream = engine.logs(name, follow=True, timestamps=True)
-    first = [next(stream) for _ in range(3)]
-    stream.close()
-    assert all(c.stream == "stdout" and c.data == "tick\n" and c.ts for c in first)
-    tail = list(engine.logs(name, tail=2))
-    assert tail == [LogChunk("stdout", "tick\n")] * 2
-    with pytest.raises(NotFound):
-        engine.logs("spectr-test-missing")
-
-
-def test_logs_follow_ends_with_the_container(engine, image, container_names):
-    name = container_names("short")
-    script = "echo one; echo two >&2; sleep 1"
-    engine.create_container(ContainerSpec(image=image, name=name, command=["sh", "-c", script]))
-    chunks = list(engine.logs(name, follow=True))
-    assert LogChunk("stdout", "one\n") in chunks and LogChunk("stderr", "two\n") in chunks
-
-
-def test_exec(engine, image, container_names):
-    name = container_names("exec")
-    engine.create_container(_spec(image, name))
-    result = engine.exec_run(name, ["sh", "-c", "echo out; echo err >&2; exit 5"])
-    assert (result.exit_code, result.stdout, result.stderr) == (5, "out\n", "err\n")
-    env_result = engine.exec_run(name, ["sh", "-c", 'echo "$A $(pwd) $(id -un)"'],
-                                 user="nobody", workdir="/tmp", env={"A": "x"})  # fmt: skip
-    assert env_result.stdout == "x /tmp nobody\n"
-    events = list(engine.exec_stream(name, ["echo", "$NOT;", "expanded"]))
-    assert events == [ExecChunk("stdout", "$NOT; expanded\n"), ExecExit(0)]
-    timed_out = engine.exec_run(name, ["sleep", "30"], timeout=0.5)
-    assert timed_out.timed_out and timed_out.exit_code is None
-    engine.stop_container(name, timeout=0)
-    with pytest.raises(Conflict):
-        engine.exec_run(name, ["true"])
-    with pytest.raises(NotFound):
-        engine.exec_run("spectr-test-missing", ["true"])
-
-
 def test_logs_of_a_tty_container(engine, image, docker_client, container_names):
     # The engine API has no tty field in specs; a tty container is made directly.
     name = container_names("tty")
@@ -220,11 +135,5 @@ def _processes(container) -> str:
     return container.exec_run(["ps", "-eo", "args"]).output.decode()
 
 
-def test_a_quiet_followed_log_gives_up_after_its_read_timeout(engine, image, container_names):
-    # Followers resume from the last line on Unavailable; any other error ended their stream.
-    name = container_names("quiet")
-    engine.create_container(ContainerSpec(image=image, name=name, command=["sleep", "3600"]))
-    started = time.monotonic()
-    with pytest.raises(Unavailable):
-        list(engine.logs(name, follow=True, read_timeout_s=1.0))
-    assert 0.9 <= time.monotonic() - started < 10
+class TestSpectrEngines(ContainerEngineContract):
+    """The product's suite, once per engine (the `engine` and `image` fixtures of conftest.py)."""

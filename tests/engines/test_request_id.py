@@ -10,13 +10,13 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask, g
 
+from agent.tests.harness import AgentProcess
 from portal.app import create_app
 from portal.core.logging import request_id_bound
 from portal.core.operations import kinds
 from portal.engines import AgentEngine, RetryPolicy
 from portal.engines.resilience import CircuitBreaker
 from portal.extensions import db, queue
-from tests.agent.harness import AgentProcess
 from tests.portal.conftest import (  # noqa: F401  (fixture)
     ApiClient,
     _test_config,

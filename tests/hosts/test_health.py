@@ -165,7 +165,7 @@ def test_hosts_being_bootstrapped_or_never_bootstrapped_are_left_alone(any_db_ap
 @pytest.mark.slow
 @pytest.mark.docker
 def test_sweep_over_a_real_agent_that_stops_and_starts(app: Flask, tmp_path: Path) -> None:
-    from tests.agent.harness import AgentProcess, base_image, unique_name
+    from agent.tests.harness import AgentProcess, base_image, unique_name
 
     cert_pem, key_pem = issue_server_certificate("agent", ["127.0.0.1"])
     (tmp_path / "tls.crt").write_text(cert_pem)

@@ -14,10 +14,10 @@ from typing import Any
 import docker
 import pytest
 
+from agent.tests.harness import free_port
 from portal.core.audit import AuditEvent
 from portal.extensions import db
 from portal.hosts.service import ensure_local_host
-from tests.agent.harness import free_port
 from tests.support.docker_objects import SLEEP, Made
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -280,10 +280,10 @@ def test_networks_list_users_and_refuse_builtin_or_attached(
 @pytest.fixture
 def agent_host(app: Any, tmp_path: Any) -> Iterator[Any]:
     """A host reached through a real agent: its certificate from the portal's CA, mutual TLS."""
+    from agent.tests.harness import AgentProcess
     from portal.core.pki import ca_certificate_path
     from portal.core.timeutil import utcnow
     from portal.hosts.models import Host
-    from tests.agent.harness import AgentProcess
     from tests.monitoring.fleet_setup import issue_agent_certificate
 
     instance = app.instance_path

@@ -26,8 +26,8 @@ from portal.core.timeutil import utcnow
 from portal.extensions import db
 from portal.hosts.models import Host, SweepWorker
 from portal.settings.service import update_settings
+from proxy.tests.redis_server import RedisServer
 from tests.portal.conftest import _test_config
-from tests.support.redis_server import RedisServer
 from tests.support.simulated_agents import SimulatedAgents
 from tests.support.workers import stop_workers
 

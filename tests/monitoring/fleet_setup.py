@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.agent.harness import AgentProcess
+from agent.tests.harness import AgentProcess
 
 
 def issue_agent_certificate(instance: Path) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tests.agent.harness import free_port
+from agent.tests.harness import free_port
 
 SPECTR = Path(sys.executable).parent / "spectr"
 

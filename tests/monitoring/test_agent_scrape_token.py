@@ -10,7 +10,7 @@ import pytest
 
 from agent.auth import hash_token
 from agent.config import AgentConfig, ConfigError
-from tests.agent.harness import AgentProcess, CertificateAuthority
+from agent.tests.harness import AgentProcess, CertificateAuthority
 
 
 def test_config_accepts_a_scrape_token_hash_and_normalises_it(tmp_path: Path) -> None:

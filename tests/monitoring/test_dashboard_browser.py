@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.agent.harness import AgentProcess
+from agent.tests.harness import AgentProcess
 from tests.monitoring.fleet_setup import issue_agent_certificate, register_hosts
 from tests.monitoring.processes import PortalProcess
 

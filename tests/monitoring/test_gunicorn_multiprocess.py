@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.agent.harness import free_port
+from agent.tests.harness import free_port
 from tests.monitoring.processes import PortalProcess, wait_for
 
 pytestmark = pytest.mark.slow

@@ -19,9 +19,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from flask import Flask
 
 from agent.auth import hash_token
+from agent.tests.harness import AgentProcess, client_context
 from portal.core.pki import ca_certificate_path, issue_server_certificate
 from portal.monitoring.cli import monitoring_group
-from tests.agent.harness import AgentProcess, client_context
 from tests.monitoring.promtool import ensure_prometheus
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import pytest
 
 from agent.auth import hash_token
+from agent.tests.harness import AgentProcess
 from portal.core.pki import ca_certificate_path, ca_certificate_pem
-from tests.agent.harness import AgentProcess
+from proxy.tests.proxy_harness import ProxyProcess
 from tests.monitoring.fleet_setup import issue_agent_certificate, register_hosts
 from tests.monitoring.processes import PortalProcess, PrometheusProcess, wait_for
 from tests.monitoring.promtool import DEPLOY, ensure_prometheus, render_config
-from tests.proxy.proxy_harness import ProxyProcess
 
 pytestmark = pytest.mark.slow
 REDIS_URL = "redis://127.0.0.1:6379/0"

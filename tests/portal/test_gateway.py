@@ -270,8 +270,8 @@ def portal_server(gateway_app):
 
 @pytest.mark.slow
 def test_proxy_follows_the_portal_keys_and_reports_usage(operator, portal_server, prefix, tmp_path):
-    from tests.proxy.llm_standin import StandInServer
-    from tests.proxy.proxy_harness import ProxyProcess, client, wait_until
+    from proxy.tests.llm_standin import StandInServer
+    from proxy.tests.proxy_harness import ProxyProcess, client, wait_until
 
     upstream = StandInServer(name="llm").start()
     operator.put("/api/v1/proxy/models", json={"name": "tiny", "replicas": [upstream.url]})
@@ -362,3 +362,69 @@ def test_routes_are_edited_and_deleted_from_the_gateway_page(gateway_app, operat
     with gateway_app.app_context():
         actions = set(db.session.scalars(select(AuditEvent.action)))
     assert {"proxy.route.update", "proxy.route.delete"} <= actions
+
+
+def test_a_proxy_of_another_contract_is_refused_and_shown_so(gateway_app, operator):
+    from portal.proxy.config_document import PROXY_CONFIG_CONTRACT
+
+    served = operator.get(
+        "/api/v1/proxy/config",
+        headers={"X-Spectr-Proxy-Metrics": "127.0.0.1:9182", "Spectr-Proxy-Contract": "1.1"},
+    )
+    assert served.status_code == 200
+    assert served.headers["Spectr-Proxy-Contract"] == PROXY_CONFIG_CONTRACT
+    assert "contract" not in served.get_json()  # proxies before contracts refuse unknown fields
+    # a proxy from before contracts sends none: it speaks 1.0, and is served
+    assert operator.get("/api/v1/proxy/config").status_code == 200
+
+    refused = operator.get(
+        "/api/v1/proxy/config",
+        headers={"X-Spectr-Proxy-Metrics": "127.0.0.1:9183", "Spectr-Proxy-Contract": "2.0"},
+    )
+    assert refused.status_code == 409
+    message = refused.get_json()["message"]
+    assert message.startswith("Incompatible proxy: it speaks config document contract 2.0")
+    assert "this portal serves 1.x" in message
+
+    _, page, _ = _signed_in_page(gateway_app)
+    assert f"<code>127.0.0.1:9183</code>: {message}" in page.replace("&#39;", "'")
+    assert "refused" in page
+
+
+@pytest.mark.slow
+def test_the_previous_proxy_release_follows_todays_portal(
+    operator, portal_server, prefix, tmp_path
+):
+    """Built from git history: the proxy of the last commit before contracts were versioned."""
+    import subprocess
+
+    from proxy.tests.llm_standin import StandInServer
+    from proxy.tests.proxy_harness import REPO_ROOT, ProxyProcess, client, wait_until
+    from tests.hosts.test_agent_contract import previous_release
+
+    source = tmp_path / "previous"
+    source.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "archive", previous_release(), "proxy"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    assert "CONFIG_CONTRACT" not in (source / "proxy" / "__init__.py").read_text()
+
+    upstream = StandInServer(name="llm").start()
+    operator.put("/api/v1/proxy/models", json={"name": "tiny", "replicas": [upstream.url]})
+    created = operator.post("/api/v1/proxy/keys", json={"name": "compat"}).get_json()
+    token_file = tmp_path / "portal-token"
+    token_file.write_text(operator.headers["Authorization"].split(" ", 1)[1])
+    proxy = ProxyProcess(
+        ["--portal-url", portal_server, "--portal-token-file", str(token_file),
+         "--redis-url", REDIS_URL],
+        redis_prefix=prefix, source=source,
+    ).start()  # fmt: skip
+    try:
+        with client(proxy, created["key"]) as http:
+            body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}
+            wait_until(lambda: http.post("/v1/chat/completions", json=body).status_code == 200, 15)
+    finally:
+        proxy.stop()
+        upstream.stop()

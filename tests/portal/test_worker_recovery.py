@@ -25,8 +25,8 @@ from portal.core.operations.callbacks import owed_callback_values
 from portal.core.operations.models import Operation
 from portal.core.timeutil import utcnow
 from portal.extensions import db
+from proxy.tests.redis_server import RedisServer
 from tests.portal.conftest import _test_config
-from tests.support.redis_server import RedisServer
 from tests.support.workers import stop_workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]

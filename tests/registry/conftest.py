@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from agent.tests.registry_process import RegistryProcess, free_port, start_registry
 from portal.core.pki import ca_certificate_pem, issue_server_certificate
 from portal.extensions import db
 from portal.registry.engine_images import CERTS_DIR
 from portal.registry.models import SPECTR, Registry
 from tests.portal import conftest as portal_fixtures
-from tests.registry.registry_process import RegistryProcess, free_port, start_registry
 
 # The portal's fixtures, shared with its tests (SQLite and Postgres apps, API clients).
 app = portal_fixtures.app

@@ -17,6 +17,7 @@ import docker
 import pytest
 from flask import Flask
 
+from agent.tests.registry_process import RegistryProcess
 from portal.registry import service
 from portal.registry.client import MANIFEST_V2, Credentials, RegistryClient
 from portal.registry.errors import RegistryReadOnly
@@ -25,7 +26,6 @@ from portal.registry.models import Registry
 from portal.settings.service import get_setting
 from tests.registry.docker_images import make_image, remove_image
 from tests.registry.gc_race import Attempt, Race, docker_pusher, http_puller, http_pusher
-from tests.registry.registry_process import RegistryProcess
 from tests.registry.seed import digest_of, image_parts, push_image
 
 pytestmark = pytest.mark.slow  # a registry deployed by the role, ansible runs

@@ -22,13 +22,13 @@ import docker
 import pytest
 from flask import Flask
 
+from agent.tests.registry_process import RegistryProcess, start_registry
 from portal.automation import InventoryHost, run_playbook
 from portal.core.pki import ca_certificate_pem, issue_server_certificate
 from portal.extensions import db
 from portal.registry.engine_images import CERTS_DIR
 from portal.registry.models import SPECTR, Registry
 from tests.registry.docker_images import make_runnable_image, remove_image, save_image
-from tests.registry.registry_process import RegistryProcess, start_registry
 from tests.support.testhosts import TestHost, cleanup_key_pair, start_test_host
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]

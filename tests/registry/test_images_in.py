@@ -11,9 +11,9 @@ import docker
 import pytest
 from flask import Flask
 
+from agent.tests.registry_process import RegistryProcess
 from portal.registry.models import Registry
 from tests.registry.docker_images import make_image, remove_image, save_image
-from tests.registry.registry_process import RegistryProcess
 from tests.registry.seed import push_multiplatform
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from agent.tests.registry_process import RegistryProcess
 from portal.extensions import db
 from portal.registry.models import Registry
 from tests.portal.conftest import PASSWORD
-from tests.registry.registry_process import RegistryProcess
 from tests.registry.seed import push_image
 
 pytestmark = pytest.mark.slow  # a docker-registry process

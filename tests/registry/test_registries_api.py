@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from agent.tests.registry_process import RegistryProcess, free_port
 from portal.extensions import db
 from portal.registry.models import Registry
-from tests.registry.registry_process import RegistryProcess, free_port
 from tests.registry.seed import push_image, push_multiplatform
 
 pytestmark = pytest.mark.slow  # starts docker-registry processes

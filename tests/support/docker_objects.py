@@ -13,7 +13,7 @@ from typing import Any
 import docker
 import pytest
 
-from tests.agent.harness import base_image
+from agent.tests.harness import base_image
 
 SLEEP = ["sleep", "infinity"]
 

@@ -33,12 +33,17 @@ def package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+# agent/ is also the spectr-agent distribution's folder: its tests, packaging files and build
+# leftovers stay out of the zipapp, which holds the package alone.
+NOT_PACKAGED = ("__pycache__", "*.pyc", "tests", "pyproject.toml", "*.md", "build", "*.egg-info")
+
+
 def copy_package(source: Path, target: Path) -> None:
     """Copy a pure-Python package, refusing compiled extensions (they cannot load from a zip)."""
     compiled = [path.name for path in source.rglob("*") if path.suffix in (".so", ".pyd")]
     if compiled:
         raise SystemExit(f"build_agent_zipapp: {source.name} is not pure Python: {compiled[:3]}")
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*NOT_PACKAGED))
 
 
 def build(source: Path, output: Path, dependencies: list[str]) -> None:
