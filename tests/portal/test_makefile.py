@@ -67,24 +67,29 @@ def test_make_run_installs_spectr_alone_and_the_test_targets_add_the_toolchain(
     venv: Path,
 ) -> None:
     run = _make(venv, "run")
-    assert f"{venv}/bin/pip install -q -e .\n" in run
+    # the portal and the agent distribution it imports (agent/ is a distribution of its own)
+    assert f"{venv}/bin/pip install -q -e ./agent -e .\n" in run
     assert "[dev]" not in run
     for target in ("test-fast", "lint", "test"):
-        assert f"{venv}/bin/pip install -q -e '.[dev]'" in _make(venv, target), target
+        dev = "install -q -e './agent[test]' -e './proxy[test]' -e '.[dev]'"
+        assert f"{venv}/bin/pip {dev}" in _make(venv, target), target
 
 
 def test_each_install_runs_once_and_again_when_pyproject_changes(venv: Path) -> None:
     _make(venv, "install-dev", dry=False)
-    assert _pip_calls(venv) == ["install -q -e .[dev]"]
+    assert _pip_calls(venv) == ["install -q -e ./agent[test] -e ./proxy[test] -e .[dev]"]
     _make(venv, "install", dry=False)  # .[dev] holds Spectr: nothing more to install
     _make(venv, "install-dev", dry=False)
-    assert _pip_calls(venv) == ["install -q -e .[dev]"]
+    assert _pip_calls(venv) == ["install -q -e ./agent[test] -e ./proxy[test] -e .[dev]"]
 
     _age(venv, ".spectr-runtime-installed", -60)  # as if pyproject.toml changed since
     _make(venv, "install", dry=False)
-    assert _pip_calls(venv) == ["install -q -e .[dev]", "install -q -e ."]
+    assert _pip_calls(venv) == [
+        "install -q -e ./agent[test] -e ./proxy[test] -e .[dev]",
+        "install -q -e ./agent -e .",
+    ]
     _age(venv, ".spectr-dev-installed", -60)
-    assert "pip install -q -e '.[dev]'" in _make(venv, "lint")
+    assert "-e '.[dev]'" in _make(venv, "lint")
 
 
 def test_the_port_and_address_come_from_makes_command_line(venv: Path) -> None:
