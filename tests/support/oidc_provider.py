@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -20,6 +19,8 @@ from typing import Any
 
 import httpx
 from joserfc.jwk import RSAKey
+
+from tests.support.process_group import stop_process_group
 
 HERE = Path(__file__).resolve().parent / "oidc"
 CLIENT_ID = "spectr-portal"
@@ -103,13 +104,7 @@ class OidcProvider:
         httpx.get(f"{self.issuer}/__test/tamper", params=what).raise_for_status()
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process_group(self.process)
         if self.process:
             self.log.close()
 

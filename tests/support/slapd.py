@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from ldap3 import MODIFY_REPLACE, Connection, Server
 
 from tests.collection.tls import TestCA
+from tests.support.process_group import stop_process_group
 
 HERE = Path(__file__).resolve().parent
 BASE = "dc=spectr,dc=test"
@@ -141,13 +141,7 @@ class Slapd:
             conn.unbind()
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process_group(self.process)
         if self.process:
             self.log.close()
         shutil.rmtree(self.folder / "data", ignore_errors=True)
