@@ -6,8 +6,10 @@
 #      sharing no database, queue or Redis prefix with the rest), then
 #      scripts/collection-test.sh: ansible-test sanity and units of spectr.core and its Galaxy
 #      tarball, left at dist/spectr-core-<version>.tar.gz (1.5-2 min, 5-7 min on a fresh
-#      machine). Stream 2 is the shortest (about 9 of CI's 21 minutes), so they fit in its wake.
-#   3. tests/collection/run-molecule.sh
+#      machine), in stream 2's wake.
+#   3. tests/collection/run-molecule.sh, then pytest tests/browser (Chromium against its own
+#      `spectr run` on SQLite: no database or Redis shared with stream 1; about 10 minutes that
+#      made stream 1 the longest by far when it ran them)
 # All three mostly wait (on containers, SSH, Ansible, sleeps), so side by side they keep CI inside
 # its budget on 2 cores; the suite has passed under heavier load than this. Streams 2 and 3 write
 # to logs printed after stream 1, so nothing interleaves. Exit status: non-zero when any failed.
@@ -17,6 +19,7 @@ cd "$root"
 logs=$(mktemp -d /tmp/spectr-tests.XXXXXX)
 pytest=(.venv/bin/pytest -q -p no:cacheprovider --durations=15)
 separate=(tests/collection tests/deploy)
+browser=(tests/browser)
 
 # Test hosts of every stream start from these images: build them once, before any stream starts.
 tests/images/build-host.sh plain >/dev/null || exit 1
@@ -38,13 +41,25 @@ stream2() {
   wait "$child"
   echo $? >"$logs/collection.status"
 }
+stream3() {
+  local child
+  trap 'kill "$child" 2>/dev/null; exit 143' TERM
+  tests/collection/run-molecule.sh >"$logs/molecule.log" 2>&1 &
+  child=$!
+  wait "$child"
+  echo $? >"$logs/molecule.status"
+  "${pytest[@]}" "${browser[@]}" >"$logs/pytest-browser.log" 2>&1 &
+  child=$!
+  wait "$child"
+  echo $? >"$logs/pytest-browser.status"
+}
 stream2 &
 ansible_pid=$!
-tests/collection/run-molecule.sh >"$logs/molecule.log" 2>&1 &
+stream3 &
 molecule_pid=$!
 trap 'kill "$ansible_pid" "$molecule_pid" 2>/dev/null' INT TERM
 
-"${pytest[@]}" "${separate[@]/#/--ignore=}"
+"${pytest[@]}" "${separate[@]/#/--ignore=}" "${browser[@]/#/--ignore=}"
 main_status=$?
 
 wait "$ansible_pid"
@@ -60,16 +75,20 @@ else
 fi
 
 wait "$molecule_pid"
-molecule_status=$?
+molecule_status=$(cat "$logs/molecule.status" 2>/dev/null || echo 1)
+browser_status=$(cat "$logs/pytest-browser.status" 2>/dev/null || echo 1)
 echo "=== Molecule (log: $logs/molecule.log)"
 grep -E '^=== |^molecule: ' "$logs/molecule.log"
 if [ "$molecule_status" -ne 0 ]; then
   tail -150 "$logs/molecule.log"
 fi
+echo "=== pytest ${browser[*]} (log: $logs/pytest-browser.log)"
+cat "$logs/pytest-browser.log"
 
 echo "=== llama.cpp runtime image (log: $logs/llama-server.log)"
 tail -3 "$logs/llama-server.log"
 echo "exit status: pytest $main_status, pytest ${separate[*]} $ansible_status," \
-  "spectr.core checks $collection_status, molecule $molecule_status"
+  "spectr.core checks $collection_status, molecule $molecule_status," \
+  "pytest ${browser[*]} $browser_status"
 [ "$main_status" -eq 0 ] && [ "$ansible_status" -eq 0 ] && [ "$collection_status" -eq 0 ] &&
-  [ "$molecule_status" -eq 0 ]
+  [ "$molecule_status" -eq 0 ] && [ "$browser_status" -eq 0 ]

@@ -16,11 +16,13 @@ from flask import (
 )
 from flask_login import current_user, logout_user
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from portal import __version__
 from portal.admin import oidc, sessions, sign_in
 from portal.admin.sign_in_views import ask_for_code, complete_sign_in
 from portal.core.audit import record_audit
+from portal.core.db_outage import database_unavailable
 from portal.extensions import db
 from portal.web.auth import page_role
 from portal.web.display import published_ports, when
@@ -75,7 +77,18 @@ def login() -> Any:
 
 
 def _login_page(**values: Any) -> Any:
-    return render_template("login.html", sso=oidc.button_label(), **values)
+    return render_template("login.html", sso=_single_sign_on_label(), **values)
+
+
+def _single_sign_on_label() -> str | None:
+    """The sign-on button, or none while the database is away: the page that says so renders."""
+    try:
+        return oidc.button_label()
+    except DBAPIError as error:
+        if not database_unavailable(error):
+            raise
+        db.session.rollback()
+        return None
 
 
 def _refuse_sign_in(username: str, outcome: str, retry_after: int) -> Any:
