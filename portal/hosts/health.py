@@ -1,10 +1,11 @@
 """Health checks: ask every bootstrapped host's agent how it is, and record what changed.
 
 A sweep probes all agents concurrently (one event loop over kept TLS connections, per-request
-timeouts, no retries: the next sweep is the retry), and the Spectr node's own engine beside
-them (local_node.py), then writes the results in one transaction: status transitions with
-their reasons, last-seen times, the containers of each host whose listing changed, and the
-status of the applications on those hosts. A host becomes `unreachable` after 2 missed sweeps
+timeouts, no retries: the next sweep is the retry), and beside them the Spectr node's own
+engine (local_node.py) and the engines of the hosts that configuration puts on an engine other
+than the agent (engine_probes.py, in threads), then writes the results in one transaction:
+status transitions with their reasons, last-seen times, the containers of each host whose
+listing changed, and the status of the applications on those hosts. A host becomes `unreachable` after 2 missed sweeps
 in a row and `ready` again by itself.
 
 Only Spectr's own applications make a host `degraded`: a crash-looping container that someone
@@ -45,7 +46,7 @@ from portal.hosts.probing import (
     ProbeFailed,
     bounded,
 )
-from portal.hosts.service import set_statuses
+from portal.hosts.service import on_the_agent_engine, set_statuses
 from portal.hosts.sharding import SweepRounds, heartbeat, heartbeat_period_s
 from portal.settings.service import get_setting
 
@@ -74,6 +75,7 @@ class Probe:
     local: bool = False  # the Spectr node: its engine answers on this machine's socket
     gpus: list[dict[str, Any]] = field(default_factory=list)  # readings (gpu_telemetry.py)
     incompatible: str | None = None  # why the portal refuses this agent's contract
+    engine: str | None = None  # the configured engine that was asked, where not the agent
 
 
 @dataclass
@@ -177,7 +179,8 @@ def prober(timeout_s: float, keepalive_s: float) -> AgentProber:
 
 
 def probe_targets(where: ColumnElement[bool] | None = None) -> list[ProbeTarget]:
-    """Every host with an installed agent that is not being bootstrapped right now.
+    """Every host with an installed agent that is not being bootstrapped right now, and that
+    configuration leaves on the agent engine (see engine_probes.py for the others).
 
     `where` narrows them down (a worker's shard of the fleet).
     """
@@ -187,6 +190,7 @@ def probe_targets(where: ColumnElement[bool] | None = None) -> list[ProbeTarget]
         Host.bootstrapped_at.is_not(None),
         Host.agent_url.is_not(None),
         Host.status != BOOTSTRAPPING,
+        on_the_agent_engine(),
     )
     rows = db.session.execute(query if where is None else query.where(where)).all()
     return [ProbeTarget(row[0], row[1], _token(row[2])) for row in rows if row[1] and row[2]]
@@ -209,18 +213,25 @@ def _token(sealed: str) -> str:
 def check_all_hosts(
     timeout_s: float = 5.0, keepalive_s: float = 120.0, where: ColumnElement[bool] | None = None
 ) -> SweepReport:
-    """Probe every agent (of `where`) and the Spectr node's engine (when `where` takes it in)
-    concurrently and record the results; return timings."""
+    """Probe every agent (of `where`), the Spectr node's engine (when `where` takes it in) and
+    the engines of the hosts on a configured engine concurrently and record the results;
+    return timings."""
+    from portal.hosts.engine_probes import ENGINE_PROBE_CALLS, engine_probes, engine_targets
+
     targets = probe_targets(where)
+    engine_hosts = engine_targets(where)
     node = _local_node_in(where)
     db.session.rollback()  # no transaction stays open while the probes run
     seen_at, started = utcnow(), time.perf_counter()
     probes: list[Probe] = []
+    engines = engine_probes().start(engine_hosts) if engine_hosts else []
     with ThreadPoolExecutor(1) as executor:
         local = executor.submit(_probe_local_node, node, timeout_s) if node else None
         if targets:
             probes = prober(timeout_s, keepalive_s).probe_all(targets)
         probes += [local.result()] if local else []
+    if engines:
+        probes += engine_probes().results(engines, ENGINE_PROBE_CALLS * timeout_s)
     probed = time.perf_counter()
     transitions = record_probes(probes, seen_at)
     written = time.perf_counter()

@@ -29,7 +29,8 @@ def decide(
     if not result.answered:
         missed += 1
         if missed >= MISSED_CHECKS_FOR_UNREACHABLE:
-            reason = f"Agent did not answer {missed} checks in a row: {result.error}"
+            who = f"Engine '{result.engine}'" if result.engine else "Agent"
+            reason = f"{who} did not answer {missed} checks in a row: {result.error}"
             return {"missed_checks": missed}, (UNREACHABLE, reason)
         return {"missed_checks": missed}, None
     row_values: dict[str, Any] = {"missed_checks": 0, "last_seen_at": now}
@@ -40,6 +41,8 @@ def decide(
         return row_values, (DEGRADED, problem)
     if result.local:
         return row_values, (READY, "This machine's Docker engine answers.")
+    if result.engine:
+        return row_values, (READY, f"Engine '{result.engine}' answers.")
     return row_values, (READY, "Agent and Docker engine answer.")
 
 

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ColumnElement, false, func, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer, selectinload
 
@@ -291,20 +291,36 @@ def engine_for(host: Host) -> ContainerEngine:
     return factory(host)  # type: ignore[no-any-return]
 
 
-def engine_name_for(host: Host) -> str:
-    """The engine configured for `host` (by its name, else `*` for SSH hosts), or the default."""
-    chosen = dict(
+def configured_engines() -> dict[str, str]:
+    """SPECTR_HOST_ENGINES as engine names by host name (`*`: every host but the Spectr node)."""
+    return dict(
         pair.split("=", 1)
         for pair in str(current_app.config.get("SPECTR_HOST_ENGINES") or "")
         .replace(" ", "")
         .split(",")
         if "=" in pair
     )
+
+
+def engine_name_for(host: Host) -> str:
+    """The engine configured for `host` (by its name, else `*` for SSH hosts), or the default."""
+    chosen = configured_engines()
     if host.name in chosen:
         return chosen[host.name]
     if not host.is_local and "*" in chosen:
         return chosen["*"]
     return "docker" if host.is_local else "agent"
+
+
+def on_the_agent_engine() -> ColumnElement[bool]:
+    """Which remote hosts engine_name_for gives the built-in agent engine, as a WHERE clause."""
+    chosen = configured_engines()
+    default = chosen.pop("*", "agent")
+    if default == "agent":
+        others = [name for name, engine in chosen.items() if engine != "agent"]
+        return Host.name.not_in(others) if others else true()
+    agents = [name for name, engine in chosen.items() if engine == "agent"]
+    return Host.name.in_(agents) if agents else false()
 
 
 def _local_engine(host: Host) -> ContainerEngine:
