@@ -48,8 +48,9 @@
 
   // A list's rows in the server's order, keyed by data-key: rows that went are removed, new
   // ones are put where the server lists them, changed ones replaced (a ticked box stays
-  // ticked). The "nothing here" row (data-empty) and what only makes sense with rows
-  // (data-shown-with="<tbody id>") follow; a sorted, searched, paged table is ordered again.
+  // ticked). The "nothing here" row (data-empty, from the list's template[data-empty-row]) and
+  // what only makes sense with rows (data-shown-with="<tbody id>") follow; a sorted, searched,
+  // paged table is ordered again.
   function syncRows(body, listed) {
     const have = new Map();
     body.querySelectorAll(":scope > tr[data-key]").forEach((row) => { have.set(row.dataset.key, row); });
@@ -85,7 +86,10 @@
       previous = row;
     });
     const count = listed.length;
-    body.querySelectorAll(":scope > tr[data-empty]").forEach((row) => { row.hidden = count > 0; });
+    const empty = body.querySelector(":scope > tr[data-empty]");
+    const emptyRow = body.querySelector(":scope > template[data-empty-row]");
+    if (count > 0 && empty) empty.remove();
+    if (count === 0 && !empty && emptyRow) body.appendChild(emptyRow.content.firstElementChild.cloneNode(true));
     document.querySelectorAll('[data-shown-with="' + body.id + '"]').forEach((element) => { element.hidden = count === 0; });
     const table = body.closest("table");
     if (table && table.spectrRefresh) table.spectrRefresh();
