@@ -97,6 +97,7 @@
       count.textContent = shown.length === rows.length
         ? rows.length + " " + name : shown.length + " of " + rows.length + " " + name;
       pager.replaceChildren();
+      pager.hidden = pages <= 1; // an empty pager would only add space under the table
       if (pages > 1) {
         const go = (text, target, disabled) => {
           const button = document.createElement("button");
