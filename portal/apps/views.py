@@ -108,20 +108,29 @@ def _index_page(values: Any, status: int) -> Any:
     ensure_local_host()  # the Spectr node is always a host to deploy to
     page = _page_number()
     hosts, apps, shown, total = _listed(page)
-    by_host = {host.id: [app for app in apps if app.host_id == host.id] for host in hosts}
     html = render_template(
         "apps/index.html",
-        hosts=hosts,
         choices=host_choices() if (total or 0) <= HOST_SELECT_LIMIT else None,
-        by_host=by_host,
-        busy_host_ids=[host_id for host_id, on_host in by_host.items() if on_host],
-        shown=shown,
-        containers=seen_containers(apps),
         values=values,
         page=page,
-        pages=max(1, -(-(total or 0) // PAGE_SIZE)),
+        **_sections(hosts, apps, shown, max(1, -(-(total or 0) // PAGE_SIZE))),
     )
     return html, status
+
+
+def _sections(
+    hosts: list[Any], apps: list[Application], shown: dict[int, Any], pages: int
+) -> dict[str, Any]:
+    """What the list's sections (apps/_sections.html) are drawn from."""
+    by_host = {host.id: [app for app in apps if app.host_id == host.id] for host in hosts}
+    return {
+        "hosts": hosts,
+        "by_host": by_host,
+        "busy_host_ids": [host_id for host_id, on_host in by_host.items() if on_host],
+        "shown": shown,
+        "containers": seen_containers(apps),
+        "pages": pages,
+    }
 
 
 def _page_number() -> int:
@@ -148,16 +157,32 @@ def _listed(
 @bp.get("/live")
 @page_role("viewer")
 def list_live() -> Any:
-    """The list's status cells, sent again whenever one changes (one stream for the page)."""
+    """The list's status cells and rows (keyed by application id, per host), sent again
+    whenever one changes (one stream for the page); the sections whole, for when a host gets
+    its first application or loses its last."""
     page = _page_number()
 
     def payload() -> dict[str, Any]:
-        _, apps, shown, _ = _listed(page, count=False)
+        hosts, apps, shown, total = _listed(page)
+        context = _sections(hosts, apps, shown, max(1, -(-total // PAGE_SIZE)))
         parts = {f"app-{app.id}-status": render_template(
             "apps/_list_status.html", app=app, status=shown[app.id]) for app in apps}  # fmt: skip
-        return {"parts": parts}
+        rows = {
+            f"apps-of-{host.id}": [
+                [str(app.id), render_template("apps/_row.html", app=app, host=host, **context)]
+                for app in context["by_host"][host.id]
+            ]
+            for host in hosts
+            if host.id in context["busy_host_ids"]
+        }
+        region = {"id": "apps-sections", "html": render_template("apps/_sections.html", **context)}
+        return {"parts": parts, "rows": rows, "region": region}
 
-    return sse_response(live_parts_events(payload, heartbeat_seconds()))
+    return sse_response(live_parts_events(payload, heartbeat_seconds(), fingerprint=_listed_rows))
+
+
+def _listed_rows(payload: dict[str, Any]) -> object:
+    return payload["parts"], payload["rows"], payload["region"]["html"]
 
 
 def _last_operations(apps: list[Application]) -> dict[str, Operation]:

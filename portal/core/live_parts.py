@@ -5,6 +5,12 @@ A page marks itself with data-live-url; the stream sends `parts` events whose `p
 parts again every poll, from the rows the health sweep and the workers commit, and sends them
 only when they differ from what it sent last; while nothing changes a heartbeat comment keeps
 the connection (and any proxy between) alive. The browser reconnects by itself.
+
+A list that gains and loses rows adds `rows`: {tbody id: [[row key, the row's <tr> HTML], ...]}
+in the list's order; the page removes the rows whose key went, puts new ones where the list has
+them and replaces changed ones (js/spectr.js syncRows). `region` ({"id", "html"}) is the list's
+region whole, for when its tables themselves change (a host's first application); such a stream
+passes a `fingerprint` that covers them.
 """
 
 from __future__ import annotations

@@ -8,10 +8,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from markupsafe import Markup
 
 from portal.core.errors import SpectrError
+from portal.core.live_parts import live_parts_events
+from portal.core.sse import heartbeat_seconds, sse_response
 from portal.hosts import container_detail, host_objects, resources
 from portal.hosts.models import Host
 from portal.hosts.resources_api import viewer_host
@@ -43,26 +45,70 @@ def _render(template: str, host: Host, load: Callable[[], Any], **context: Any) 
     return render_template(template, host=host, items=items, error=error, **context)
 
 
-@bp.get("/<id:host_id>/containers")
-@page_role("viewer")
-def containers(host_id: int) -> Any:
-    host = get_host(host_id)
+def _container_filters() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The list's filters from the query string: (for listing, for the page and its links)."""
     state = request.args.get("state") or None
     state = state if state in resources.CONTAINER_STATES else None
     search = (request.args.get("q") or "").strip()[:200] or None
     managed = MANAGED_CHOICES.get(request.args.get("managed", ""))
-    filters = {"state": state, "q": search, "managed": request.args.get("managed", "")}
+    shown = {"state": state, "q": search, "managed": request.args.get("managed", "")}
+    return {"state": state, "search": search, "managed": managed}, shown
+
+
+@bp.get("/<id:host_id>/containers")
+@page_role("viewer")
+def containers(host_id: int) -> Any:
+    host = get_host(host_id)
+    listing, filters = _container_filters()
     return _render(
         "hosts/containers.html",
         host,
         lambda: [
             container_detail.container_row(host, info, viewer_host())
-            for info in resources.list_containers(host, state, search, managed)
+            for info in resources.list_containers(host, **listing)
         ],
         filters=filters,
+        live_filters={key: value for key, value in filters.items() if value},
         states=resources.CONTAINER_STATES,
         managed_label=resources.MANAGED_LABEL,
+        operator=g.principal.has_role("operator"),
     )
+
+
+@bp.get("/<id:host_id>/containers/live")
+@page_role("viewer")
+def containers_live(host_id: int) -> Any:
+    """The list's rows (keyed by container id, in the list's order) and its count, sent again
+    whenever a container appears, goes or changes on the engine."""
+    host = get_host(host_id)
+    listing, filters = _container_filters()
+    seen_from, operator = viewer_host(), g.principal.has_role("operator")
+    last: dict[str, Any] = {"parts": {}}
+
+    def payload() -> dict[str, Any]:
+        try:
+            items = [
+                container_detail.container_row(host, info, seen_from)
+                for info in resources.list_containers(host, **listing)
+            ]
+        except SpectrError:
+            return last  # the engine did not answer this time: the page keeps what it shows
+        context = {"host": host, "filters": filters, "operator": operator, "items": items}
+        rows = [
+            [c["id"], render_template("hosts/_container_row.html", c=c, **context)] for c in items
+        ]
+        count = render_template("hosts/_containers_count.html", **context)
+        last.update(parts={"containers-count": count}, rows={"container-rows": rows})
+        return dict(last)
+
+    events = live_parts_events(
+        payload, heartbeat_seconds(), poll_s=2.0, fingerprint=_rows_and_parts
+    )
+    return sse_response(events)
+
+
+def _rows_and_parts(payload: dict[str, Any]) -> object:
+    return payload["parts"], payload.get("rows")
 
 
 @bp.post("/<id:host_id>/containers/actions")

@@ -92,3 +92,33 @@ def test_live_lists_need_a_signed_in_viewer(app: Flask, client: FlaskClient) -> 
     for path in ("/apps/live", "/hosts/live", "/monitoring/overview/live"):
         answer = client.get(path)
         assert answer.status_code in (302, 401) and answer.mimetype != "text/event-stream"
+
+
+def test_the_applications_list_streams_rows_and_sections_as_applications_come_and_go(
+    app: Flask, client: FlaskClient, create_user: Callable[..., Any]
+) -> None:
+    web = _running_app("web")
+    node = web.host_id
+    log_in(client, create_user, "viewer")
+    page = client.get("/apps").get_data(as_text=True)
+    assert f'<tbody id="apps-of-{node}" data-live-rows>' in page
+    assert f'data-key="{web.id}"' in page
+
+    response = client.get("/apps/live?page=1", buffered=False)
+    pieces = iter(response.response)
+    try:
+        shown = _next_event(pieces, "parts")
+        assert [key for key, _ in shown["rows"][f"apps-of-{node}"]] == [str(web.id)]
+        assert shown["region"]["id"] == "apps-sections"
+        assert f'id="apps-of-{node}"' in shown["region"]["html"]
+        worker = _running_app("worker")
+        shown = _next_event(pieces, "parts")
+        assert [key for key, _ in shown["rows"][f"apps-of-{node}"]] == [str(web.id), str(worker.id)]
+        assert f'href="/apps/{worker.id}"' in shown["rows"][f"apps-of-{node}"][1][1]
+        db.session.delete(web)
+        db.session.delete(worker)
+        db.session.commit()
+        shown = _next_event(pieces, "parts")
+        assert shown["rows"] == {} and 'id="no-apps"' in shown["region"]["html"]
+    finally:
+        response.close()

@@ -1,17 +1,27 @@
 """The container console in Chromium against a real `spectr run` and this machine's real Docker
 engine: connect from a container's page, type into xterm.js, read the shell's answer on the
-screen, resize with the window, disconnect; the shell ends with the page's socket.
+screen, resize with the window, disconnect; the shell ends with the page's socket. The same
+through a host's real spectr-agent over TLS: when the tab closes, the exec ends on the agent
+and the engine, and the session's start and end are audited.
 
 Screenshots go to tests/.artifacts/screens/ at 1440 x 900 and 390 x 844.
 """
 
 from __future__ import annotations
 
+import re
+import sqlite3
 import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import BrowserContext, Page, expect
 
+from agent.tests.harness import AgentProcess
+from portal.core.pki import ca_certificate_path, issue_server_certificate
+from portal.core.secrets_box import load_secret_box
 from tests.browser.conftest import Portal
 from tests.browser.pages import Api, console_errors, log_in, snap
 from tests.support import docker_objects
@@ -79,3 +89,89 @@ def test_typing_into_a_containers_console(page: Page, portal: Portal, made: Made
         page.set_viewport_size({"width": 1440, "height": 900})
         snap(page, "console-exited")
     assert errors == []
+
+
+@pytest.fixture
+def agent_host(page: Page, portal: Portal, tmp_path: Path) -> Iterator[tuple[int, AgentProcess]]:
+    """A real spectr-agent over TLS (a certificate of the portal's own CA, a bearer token), and
+    a host of the browser's portal that reaches this machine's engine through it, as bootstrap
+    leaves one: its agent's address and token (encrypted with the portal's key) recorded."""
+    assert portal.instance is not None
+    cert_pem, key_pem = issue_server_certificate("agent", ["127.0.0.1"], str(portal.instance))
+    (tmp_path / "agent.crt").write_text(cert_pem)
+    (tmp_path / "agent.key").write_text(key_pem)
+    agent = AgentProcess(tmp_path, (str(tmp_path / "agent.crt"), str(tmp_path / "agent.key")))
+    agent.start()
+    try:
+        log_in(page, portal)
+        name = f"relay-{uuid.uuid4().hex[:6]}"
+        host = Api(page, portal).post(
+            "/hosts", {"name": name, "address": "127.0.0.1", "ssh_password": "unused"}
+        )
+        token = load_secret_box(str(portal.instance), None).encrypt(agent.token)
+        with sqlite3.connect(portal.instance / "spectr.db", timeout=10) as database:
+            database.execute(
+                "UPDATE hosts SET agent_url = ?, agent_token = ?, status = 'ready',"
+                " bootstrapped_at = CURRENT_TIMESTAMP WHERE id = ?",
+                (agent.url, token, host["id"]),
+            )
+        yield host["id"], agent
+    finally:
+        agent.stop()
+
+
+def test_a_console_through_the_hosts_agent(
+    browser_context: BrowserContext,
+    page: Page,
+    portal: Portal,
+    agent_host: tuple[int, AgentProcess],
+    made: Made,
+) -> None:
+    host_id, agent = agent_host
+    box = made.container("console-agent")
+    with console_errors(page) as errors:
+        page.goto(f"{portal.url}/hosts/{host_id}/containers/{box.name}")
+        state = page.locator("#console-state")
+        expect(state).to_have_text("not connected")
+        page.get_by_role("button", name="Connect", exact=True).click()
+        expect(state).to_have_text(re.compile(r"^connected: /bin/"))
+        screen = page.locator("#console-screen .xterm-rows")
+        page.keyboard.type("echo via-agent-$((40+2)); hostname")
+        page.keyboard.press("Enter")
+        expect(screen).to_contain_text("via-agent-42")
+        expect(screen).to_contain_text(box.id[:12])  # the container's own hostname
+        snap(page, "console-through-agent")
+        page.keyboard.type("exec sleep 4343")
+        page.keyboard.press("Enter")
+        deadline = time.monotonic() + 30
+        while not sleeping(box, "sleep 4343"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    assert errors == []
+
+    other = browser_context.new_page()  # first: the last tab's end would end the browser's session
+    page.close()  # the tab goes, and with it the console's socket
+    deadline = time.monotonic() + 30
+    while sleeping(box, "sleep 4343"):
+        assert time.monotonic() < deadline, "the shell outlived the tab"
+        time.sleep(0.2)
+
+    other.goto(f"{portal.url}/")
+    api = Api(other, portal)
+    target = f"host:{api.get(f'/hosts/{host_id}')['name']}/container:{box.name}"
+
+    def audited() -> list[dict]:
+        return api.get(f"/audit?action=host.container.console&target={target}")
+
+    deadline = time.monotonic() + 30
+    while len(records := audited()) < 2:
+        assert time.monotonic() < deadline, f"no end of the session audited: {records}"
+        time.sleep(0.2)
+    end, start = records[0]["details"], records[1]["details"]
+    assert start["phase"] == "start" and end["phase"] == "end"
+    assert end["reason"] == "closed" and end["exec_id"] == start["exec_id"]
+    assert records[0]["actor"] == portal.username
+    # The agent ran the exec and says it is over; so does the engine itself.
+    with agent.http(str(ca_certificate_path(str(portal.instance)))) as client:
+        assert client.get(f"/v1/exec/{start['exec_id']}").json()["running"] is False
+    assert box.client.api.exec_inspect(start["exec_id"])["Running"] is False

@@ -12,6 +12,7 @@ from portal.core.audit import AuditEvent
 from portal.extensions import db
 from portal.hosts.models import Host
 from portal.hosts.service import ensure_local_host
+from tests.apps.test_live_status import _next_event
 from tests.hosts.test_hosts_pages import log_in
 from tests.support.docker_objects import Made
 
@@ -92,3 +93,32 @@ def test_engine_times_are_shown_to_the_second(app: Any) -> None:
 
     assert ">2026-12-05 20:21:16<" in engine_time("2026-12-05T20:21:16.123456789Z")
     assert engine_time("0001-01-01T00:00:00Z") == "—" and engine_time(None) == "—"
+
+
+def test_the_containers_list_streams_its_rows_as_containers_come_and_go(
+    app: Any, client: FlaskClient, create_user: Any, made: Made
+) -> None:
+    app.config["SPECTR_SSE_HEARTBEAT_SECONDS"] = 1
+    first = made.container("b-live")
+    log_in(client, create_user, "viewer")
+    node = ensure_local_host().id
+    page = client.get(f"/hosts/{node}/containers?q={made.run}").get_data(as_text=True)
+    live_url = f"/hosts/{node}/containers/live?q={made.run}"
+    assert f'data-live-url="{live_url}"' in page and f'data-key="{first.id}"' in page
+
+    response = client.get(live_url, buffered=False)
+    pieces = iter(response.response)
+    try:
+        shown = _next_event(pieces, "parts")
+        assert [key for key, _ in shown["rows"]["container-rows"]] == [first.id]
+        assert "1 container(s) shown" in shown["parts"]["containers-count"]
+        assert 'name="container_id"' not in shown["rows"]["container-rows"][0][1]  # a viewer's
+        second = made.container("a-live")
+        shown = _next_event(pieces, "parts")
+        assert [key for key, _ in shown["rows"]["container-rows"]] == [second.id, first.id]
+        first.remove(force=True)
+        shown = _next_event(pieces, "parts")
+        assert [key for key, _ in shown["rows"]["container-rows"]] == [second.id]
+    finally:
+        response.close()
+    assert client.get(f"/hosts/{node + 1000}/containers/live").status_code == 404

@@ -18,7 +18,8 @@
       if (term) return;
       term = new window.Terminal({ cursorBlink: true, fontSize: 14, scrollback: 5000,
         fontFamily: "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace",
-        theme: { background: "#11151c", foreground: "#d6dde9" } });
+        // brightBlack: the session's end notes (and a shell's grey) readable on the dark ground.
+        theme: { background: "#11151c", foreground: "#d6dde9", brightBlack: "#8f99ab" } });
       fit = new window.FitAddon.FitAddon();
       term.loadAddon(fit);
       screen.hidden = false;

@@ -46,17 +46,83 @@
     });
   }
 
-  // An application page's status, ports and actions, replaced each time the server sends them
-  // anew (the health sweep saw its containers change). The browser reconnects by itself.
+  // A list's rows in the server's order, keyed by data-key: rows that went are removed, new
+  // ones are put where the server lists them, changed ones replaced (a ticked box stays
+  // ticked). The "nothing here" row (data-empty, from the list's template[data-empty-row]) and
+  // what only makes sense with rows (data-shown-with="<tbody id>") follow; a sorted, searched,
+  // paged table is ordered again.
+  function syncRows(body, listed) {
+    const have = new Map();
+    body.querySelectorAll(":scope > tr[data-key]").forEach((row) => { have.set(row.dataset.key, row); });
+    const wanted = new Set(listed.map(([key]) => key));
+    let changed = false;
+    have.forEach((row, key) => { if (!wanted.has(key)) { row.remove(); changed = true; } });
+    const make = (html) => {
+      const template = document.createElement("template");
+      template.innerHTML = html.trim();
+      return template.content.firstElementChild;
+    };
+    let previous = null;
+    listed.forEach(([key, html]) => {
+      let row = have.get(key);
+      if (!row || row.dataset.html !== html) {
+        const fresh = make(html);
+        fresh.dataset.html = html;
+        if (!row) {
+          row = fresh;
+          changed = true;
+        } else if (row.dataset.html === undefined && row.innerHTML === fresh.innerHTML) {
+          row.dataset.html = html; // the row the page came with, as the server lists it now
+        } else {
+          const ticked = Array.from(row.querySelectorAll("input[type=checkbox]:checked")).map((box) => box.value);
+          fresh.querySelectorAll("input[type=checkbox]").forEach((box) => { box.checked = ticked.includes(box.value); });
+          fresh.hidden = row.hidden;
+          row.replaceWith(fresh);
+          row = fresh;
+        }
+      }
+      const next = previous ? previous.nextElementSibling : body.firstElementChild;
+      if (next !== row) body.insertBefore(row, next);
+      previous = row;
+    });
+    const count = listed.length;
+    const empty = body.querySelector(":scope > tr[data-empty]");
+    const emptyRow = body.querySelector(":scope > template[data-empty-row]");
+    if (count > 0 && empty) empty.remove();
+    if (count === 0 && !empty && emptyRow) body.appendChild(emptyRow.content.firstElementChild.cloneNode(true));
+    document.querySelectorAll('[data-shown-with="' + body.id + '"]').forEach((element) => { element.hidden = count === 0; });
+    const table = body.closest("table");
+    if (table && table.spectrRefresh) table.spectrRefresh();
+    if (changed) body.dispatchEvent(new Event("change", { bubbles: true }));
+  }
+
+  // A page's live parts, replaced each time the server sends them anew (the health sweep saw
+  // containers change): an application's status, ports and actions; a list's status cells and
+  // rows. When the list's tables themselves change (its first application on a host), its
+  // region is replaced whole. The browser reconnects by itself.
   function followAppStatus(section) {
     const source = new EventSource(section.dataset.liveUrl);
     const shown = {};
     source.addEventListener("parts", (event) => {
-      const parts = JSON.parse(event.data).parts;
-      Object.entries(parts).forEach(([id, html]) => {
+      const data = JSON.parse(event.data);
+      const region = data.region ? document.getElementById(data.region.id) : null;
+      if (region && data.rows) {
+        const onPage = Array.from(region.querySelectorAll("tbody[data-live-rows]")).map((body) => body.id).sort();
+        const sent = Object.keys(data.rows).sort();
+        if (onPage.join(" ") !== sent.join(" ")) {
+          region.innerHTML = data.region.html;
+          region.querySelectorAll("table[data-table]").forEach((table) => { window.spectrTables.enhance(table); });
+          Object.keys(shown).forEach((id) => { delete shown[id]; });
+        }
+      }
+      Object.entries(data.parts).forEach(([id, html]) => {
         const element = document.getElementById(id);
         if (element && shown[id] !== html) element.innerHTML = html;
         shown[id] = html;
+      });
+      Object.entries(data.rows || {}).forEach(([id, listed]) => {
+        const body = document.getElementById(id);
+        if (body) syncRows(body, listed);
       });
     });
     source.addEventListener("end", () => source.close());

@@ -53,14 +53,19 @@
   }
 
   // A short table: a search box above it, sort buttons in its headers, pages of data-page-size
-  // rows below it. Rows marked data-empty (the "nothing yet" row) are left alone.
-  function enhanceTable(table, index) {
+  // rows below it. Rows marked data-empty (the "nothing yet" row) are left alone. A live list
+  // that adds or removes rows calls table.spectrRefresh(): the search, the order and the page
+  // chosen still hold for the rows it has now.
+  let tables = 0;
+  function enhanceTable(table) {
+    const index = tables++;
     const body = table.tBodies[0];
     if (!body) return;
-    const rows = Array.from(body.rows).filter((row) => !row.hasAttribute("data-empty") && row.cells.length > 1);
+    const collect = () => Array.from(body.rows).filter((row) => !row.hasAttribute("data-empty") && row.cells.length > 1);
+    let rows = collect();
     const pageSize = Number(table.dataset.pageSize || 25);
     const name = table.dataset.table || "rows";
-    let shown = rows, page = 0, sortIndex = -1, descending = false;
+    let shown = rows, page = 0, sortIndex = -1, descending = false, sortable = false;
 
     const tools = document.createElement("div");
     tools.className = "table-tools";
@@ -79,7 +84,6 @@
     pager.setAttribute("aria-label", "Pages of " + name);
     table.before(tools);
     table.after(pager);
-    if (rows.length < 2) { tools.hidden = true; pager.hidden = true; return; }  // nothing to order
 
     const render = () => {
       const pages = Math.max(1, Math.ceil(shown.length / pageSize));
@@ -89,9 +93,11 @@
         row.hidden = i < page * pageSize || i >= (page + 1) * pageSize;
         body.appendChild(row);
       });
+      body.querySelectorAll(":scope > tr[data-empty]").forEach((row) => { body.appendChild(row); });
       count.textContent = shown.length === rows.length
         ? rows.length + " " + name : shown.length + " of " + rows.length + " " + name;
       pager.replaceChildren();
+      pager.hidden = pages <= 1; // an empty pager would only add space under the table
       if (pages > 1) {
         const go = (text, target, disabled) => {
           const button = document.createElement("button");
@@ -108,46 +114,64 @@
       }
     };
 
-    const filter = () => {
+    const sortRows = () => {
+      shown.sort((a, b) => compare(sortValue(a.cells[sortIndex]), sortValue(b.cells[sortIndex])) * (descending ? -1 : 1));
+    };
+    const select = () => {
       const words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
       shown = rows.filter((row) => {
         const text = row.textContent.toLowerCase();
         return words.every((word) => text.includes(word));
       });
       if (sortIndex >= 0) sortRows();
-      page = 0;
+    };
+    search.addEventListener("input", () => { select(); page = 0; render(); });
+
+    // Sort buttons once there is something to order.
+    const makeSortable = () => {
+      sortable = true;
+      Array.from(table.tHead ? table.tHead.rows[0].cells : []).forEach((th, column) => {
+        const text = th.textContent.trim();
+        if (!text || th.hasAttribute("data-nosort")) return;
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "sort";
+        button.innerHTML = '<span></span><span class="sort-mark" aria-hidden="true">↕</span>';
+        button.firstChild.textContent = text;
+        th.replaceChildren(button);
+        button.addEventListener("click", () => {
+          descending = sortIndex === column ? !descending : false;
+          sortIndex = column;
+          table.querySelectorAll("thead th").forEach((other) => {
+            other.removeAttribute("aria-sort");
+            const mark = other.querySelector(".sort-mark");
+            if (mark) mark.textContent = "↕";
+          });
+          th.setAttribute("aria-sort", descending ? "descending" : "ascending");
+          button.querySelector(".sort-mark").textContent = descending ? "▼" : "▲";
+          sortRows();
+          render();
+        });
+      });
+    };
+
+    const setUp = () => {
+      const few = rows.length < 2; // nothing to order
+      tools.hidden = few;
+      pager.hidden = few;
+      if (few) return false;
+      if (!sortable) makeSortable();
+      return true;
+    };
+    table.spectrRefresh = () => {
+      rows = collect();
+      if (!setUp()) { rows.forEach((row) => { row.hidden = false; }); return; }
+      select();
       render();
     };
-    const sortRows = () => {
-      shown.sort((a, b) => compare(sortValue(a.cells[sortIndex]), sortValue(b.cells[sortIndex])) * (descending ? -1 : 1));
-    };
-    search.addEventListener("input", filter);
-
-    Array.from(table.tHead ? table.tHead.rows[0].cells : []).forEach((th, column) => {
-      const text = th.textContent.trim();
-      if (!text || th.hasAttribute("data-nosort")) return;
-      const button = document.createElement("button");
-      button.type = "button";
-      button.className = "sort";
-      button.innerHTML = '<span></span><span class="sort-mark" aria-hidden="true">↕</span>';
-      button.firstChild.textContent = text;
-      th.replaceChildren(button);
-      button.addEventListener("click", () => {
-        descending = sortIndex === column ? !descending : false;
-        sortIndex = column;
-        table.querySelectorAll("thead th").forEach((other) => {
-          other.removeAttribute("aria-sort");
-          const mark = other.querySelector(".sort-mark");
-          if (mark) mark.textContent = "↕";
-        });
-        th.setAttribute("aria-sort", descending ? "descending" : "ascending");
-        button.querySelector(".sort-mark").textContent = descending ? "▼" : "▲";
-        sortRows();
-        render();
-      });
-    });
-    render();
+    if (setUp()) render();
   }
+  window.spectrTables = { enhance: enhanceTable };
 
   // A box that scrolls sideways (a wide table on a phone, a log) can be reached with the
   // keyboard, so its hidden part can be scrolled into view without a mouse.
