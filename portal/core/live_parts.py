@@ -31,6 +31,11 @@ def _parts(payload: Payload) -> object:
     return payload["parts"]
 
 
+def rows_and_parts(payload: Payload) -> object:
+    """The fingerprint of a list that gains and loses rows."""
+    return payload["parts"], payload.get("rows")
+
+
 def live_parts_events(
     render: Render,
     heartbeat_s: float,

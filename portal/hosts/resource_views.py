@@ -12,7 +12,7 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 from markupsafe import Markup
 
 from portal.core.errors import SpectrError
-from portal.core.live_parts import live_parts_events
+from portal.core.live_parts import live_parts_events, rows_and_parts
 from portal.core.sse import heartbeat_seconds, sse_response
 from portal.hosts import container_detail, host_objects, resources
 from portal.hosts.models import Host
@@ -101,14 +101,8 @@ def containers_live(host_id: int) -> Any:
         last.update(parts={"containers-count": count}, rows={"container-rows": rows})
         return dict(last)
 
-    events = live_parts_events(
-        payload, heartbeat_seconds(), poll_s=2.0, fingerprint=_rows_and_parts
-    )
+    events = live_parts_events(payload, heartbeat_seconds(), poll_s=2.0, fingerprint=rows_and_parts)
     return sse_response(events)
-
-
-def _rows_and_parts(payload: dict[str, Any]) -> object:
-    return payload["parts"], payload.get("rows")
 
 
 @bp.post("/<id:host_id>/containers/actions")

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 
 from portal.core.errors import SpectrError, ValidationFailed
-from portal.core.live_parts import live_parts_events
+from portal.core.live_parts import live_parts_events, rows_and_parts
 from portal.core.operations import service as operations
 from portal.core.security import current_principal
 from portal.core.sse import heartbeat_seconds, sse_response
@@ -72,16 +72,20 @@ def _host_listing() -> Listing:
 @bp.get("/live")
 @page_role("viewer")
 def live() -> Any:
-    """The list's status and last-seen cells, sent again whenever one changes."""
+    """The list's rows (keyed by host id, in the page's order: a host added or removed comes and
+    goes) and their status and last-seen cells, sent again whenever one changes."""
 
     def payload() -> dict[str, Any]:
-        parts = {}
-        for host in _host_listing().items:
+        listing = _host_listing()
+        parts, rows = {"hosts-total": f"{listing.total:,} hosts"}, []
+        for host in listing.items:
             parts[f"host-{host.id}-status"] = render_template("hosts/_status_cell.html", host=host)
             parts[f"host-{host.id}-seen"] = render_template("hosts/_seen_cell.html", host=host)
-        return {"parts": parts}
+            rows.append([str(host.id), render_template("hosts/_host_row.html", host=host)])
+        return {"parts": parts, "rows": {"host-rows": rows}}
 
-    return sse_response(live_parts_events(payload, heartbeat_seconds()))
+    events = live_parts_events(payload, heartbeat_seconds(), fingerprint=rows_and_parts)
+    return sse_response(events)
 
 
 @bp.route("/new", methods=["GET", "POST"])

@@ -64,8 +64,11 @@ def test_the_hosts_list_and_the_dashboard_follow_host_status_and_keep_alive(
 
     response = client.get("/hosts/live?page=1", buffered=False)
     pieces = iter(response.response)
-    first = _next_event(pieces, "parts")["parts"]
-    assert "state-ready" in first[f"host-{node.id}-status"]
+    first = _next_event(pieces, "parts")
+    assert "state-ready" in first["parts"][f"host-{node.id}-status"]
+    # the rows too, keyed by host id: a host added or deleted comes and goes without a reload
+    [(key, row)] = first["rows"]["host-rows"]
+    assert key == str(node.id) and f'data-key="{node.id}"' in row and "spectr-node" in row
     text = ""
     while ": heartbeat" not in text:  # nothing changed: the stream says it is alive
         text += next(pieces).decode()

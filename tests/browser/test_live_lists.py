@@ -2,7 +2,8 @@
 own and this machine's real Docker engine: a host's containers list gains the row of a container
 started while it is open and loses the row of one removed (filters, order, ticked boxes and the
 empty state hold); the Applications list gains and loses rows and host sections as applications
-are created and forgotten, its search, sort and count still true for the rows it has now.
+are created and forgotten, its search, sort and count still true for the rows it has now; the
+Hosts list gains and loses the rows of hosts added and deleted, in the order the page asked for.
 
 Screenshots go to tests/.artifacts/screens/ at 1440 x 900 and 390 x 844.
 """
@@ -168,5 +169,43 @@ def test_the_applications_list_adds_and_removes_rows_and_sections(
         expect(section).to_have_count(0)  # the host's last application went: so did its section
         expect(page.locator("#no-apps")).to_be_visible()
         snap(page, "live-apps-emptied")
+        assert not_reloaded(page)
+    assert errors == []
+
+
+def test_the_hosts_list_adds_and_removes_rows(page: Page, portal: Portal) -> None:
+    tag = uuid.uuid4().hex[:6]
+    with console_errors(page) as errors:
+        log_in(page, portal)
+        api = Api(page, portal)
+        page.goto(f"{portal.url}/hosts?q={tag}&sort=name&order=desc")
+        rows = "#host-rows > tr[data-key]"
+        empty = page.locator("#host-rows > tr[data-empty]")
+        expect(empty).to_contain_text("No hosts match these filters.")
+        bootstrap = page.get_by_role("button", name="Bootstrap selected")
+        expect(bootstrap).to_be_hidden()
+        mark_page(page)
+
+        added = {}
+        for name in (f"alpha-{tag}", f"gamma-{tag}", f"beta-{tag}"):
+            added[name] = api.post("/hosts", {"name": name, "address": "10.99.0.8",
+                                              "ssh_password": "not-used"})  # fmt: skip
+        listed = page.locator(f"{rows} td:nth-child(2) a")
+        expect(listed).to_have_text([f"gamma-{tag}", f"beta-{tag}", f"alpha-{tag}"])  # desc
+        expect(empty).to_have_count(0)
+        expect(page.locator("#hosts-total")).to_have_text("3 hosts")
+        expect(bootstrap).to_be_visible()
+        page.locator(f'{rows} input[value="{added[f"gamma-{tag}"]["id"]}"]').check()
+        snap(page, "live-hosts-added")
+
+        api.delete(f"/hosts/{added[f'beta-{tag}']['id']}")
+        expect(listed).to_have_text([f"gamma-{tag}", f"alpha-{tag}"])
+        expect(page.locator(f"{rows} input:checked")).to_have_count(1)  # the ticked box holds
+        expect(page.locator("#hosts-total")).to_have_text("2 hosts")
+        for name in (f"gamma-{tag}", f"alpha-{tag}"):
+            api.delete(f"/hosts/{added[name]['id']}")
+        expect(page.locator(rows)).to_have_count(0)
+        expect(empty).to_contain_text("No hosts match these filters.")
+        expect(bootstrap).to_be_hidden()
         assert not_reloaded(page)
     assert errors == []
