@@ -38,6 +38,9 @@ class Application(db.Model):
     # Container name (single container) or compose project name on the host.
     name: Mapped[str] = mapped_column(String(63))
     host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), index=True)
+    # The project that owns it (issue 16); a new row without one lands in `default`.
+    __project_owned__ = True
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     latest_revision: Mapped[int] = mapped_column(Integer, default=0)
     deployed_revision: Mapped[int | None] = mapped_column(Integer)

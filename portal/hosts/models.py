@@ -42,6 +42,9 @@ class Host(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
+    # The project that owns it (issue 16); a new row without one lands in `default`.
+    __project_owned__ = True
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
     address: Mapped[str] = mapped_column(String(255))
     ssh_port: Mapped[int] = mapped_column(Integer, default=22)
     ssh_user: Mapped[str] = mapped_column(String(64), default="root")

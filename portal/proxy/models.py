@@ -19,6 +19,9 @@ class ProxyRoute(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
+    # The project that owns it (issue 16); a new row without one lands in `default`.
+    __project_owned__ = True
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
     hosts: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["*"])
     path_prefix: Mapped[str] = mapped_column(String(255), default="/")
     strip_prefix: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -59,6 +62,9 @@ class GatewayKey(db.Model):
     public_id: Mapped[str] = mapped_column(String(40), unique=True)
     name: Mapped[str] = mapped_column(String(120))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The project that owns it (issue 16); a new row without one lands in `default`.
+    __project_owned__ = True
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(24))
     models: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["*"])
