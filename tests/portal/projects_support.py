@@ -6,13 +6,14 @@ import uuid
 from typing import Any
 
 from flask.testing import FlaskClient
-from sqlalchemy import delete
 
 from portal.admin import service as admin_service
+from portal.admin.models import User
 from portal.apps.models import Application, AppRevision
+from portal.core.security import hash_password
 from portal.extensions import db
 from portal.hosts.models import Host, HostGpu
-from portal.projects.models import DEFAULT_PROJECT, Project, ProjectMember
+from portal.projects.models import Project, ProjectMember
 from tests.portal.conftest import PASSWORD, ApiClient
 
 
@@ -23,6 +24,17 @@ def make_project(name: str, **quotas: Any) -> Project:
     return project
 
 
+_HASH = hash_password(PASSWORD)  # once: argon2 on every user would make the matrix slow
+
+
+def quick_user(role: str = "viewer") -> User:
+    """A user in no project, with the tests' password (hashed once for all of them)."""
+    user = User(username=f"u-{uuid.uuid4().hex[:8]}", password_hash=_HASH, role=role)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
 def member_api(
     client: FlaskClient,
     roles: dict[int, str],
@@ -30,14 +42,8 @@ def member_api(
     token_project: int | None = None,
     token_role: str | None = None,
 ) -> ApiClient:
-    """An API client of a new user with these project roles only (out of `default`)."""
-    user = admin_service.create_user(f"u-{uuid.uuid4().hex[:8]}", PASSWORD, global_role)
-    default = db.session.query(Project).filter_by(name=DEFAULT_PROJECT).one()
-    db.session.execute(
-        delete(ProjectMember).where(
-            ProjectMember.user_id == user.id, ProjectMember.project_id == default.id
-        )
-    )
+    """An API client of a new user with these project roles only (not even in `default`)."""
+    user = quick_user(global_role)
     for project_id, role in roles.items():
         db.session.add(ProjectMember(project_id=project_id, user_id=user.id, role=role))
     db.session.commit()
