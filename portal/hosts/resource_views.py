@@ -15,7 +15,7 @@ from portal.core.errors import SpectrError
 from portal.hosts import container_detail, host_objects, resources
 from portal.hosts.models import Host
 from portal.hosts.resources_api import viewer_host
-from portal.hosts.service import get_host
+from portal.hosts.service import visible_host
 from portal.web.auth import page_role
 from portal.web.display import when
 from portal.web.forms import flash_error
@@ -46,7 +46,7 @@ def _render(template: str, host: Host, load: Callable[[], Any], **context: Any) 
 @bp.get("/<id:host_id>/containers")
 @page_role("viewer")
 def containers(host_id: int) -> Any:
-    host = get_host(host_id)
+    host = visible_host(host_id, "viewer")
     state = request.args.get("state") or None
     state = state if state in resources.CONTAINER_STATES else None
     search = (request.args.get("q") or "").strip()[:200] or None
@@ -68,7 +68,7 @@ def containers(host_id: int) -> Any:
 @bp.post("/<id:host_id>/containers/actions")
 @page_role("operator")
 def container_actions(host_id: int) -> Any:
-    host = get_host(host_id)
+    host = visible_host(host_id, "operator")
     action = request.form.get("action", "")
     chosen = [value for value in request.form.getlist("container_id") if value][:100]
     back = request.form.get("next") or url_for(".containers", host_id=host.id)
@@ -103,7 +103,7 @@ def _local(target: str, host: Host) -> str:
 @bp.get("/<id:host_id>/containers/<string(maxlength=128):container_id>")
 @page_role("viewer")
 def container(host_id: int, container_id: str) -> Any:
-    host = get_host(host_id)
+    host = visible_host(host_id, "viewer")
     detail = container_detail.container_detail(host, container_id, viewer_host())
     return render_template("hosts/container.html", host=host, c=detail)
 
@@ -111,21 +111,21 @@ def container(host_id: int, container_id: str) -> Any:
 @bp.get("/<id:host_id>/images")
 @page_role("viewer")
 def images(host_id: int) -> Any:
-    host = get_host(host_id)
+    host = visible_host(host_id, "viewer")
     return _render("hosts/images.html", host, lambda: host_objects.list_images(host))
 
 
 @bp.get("/<id:host_id>/volumes")
 @page_role("viewer")
 def volumes(host_id: int) -> Any:
-    host = get_host(host_id)
+    host = visible_host(host_id, "viewer")
     return _render("hosts/volumes.html", host, lambda: host_objects.list_volumes(host))
 
 
 @bp.get("/<id:host_id>/networks")
 @page_role("viewer")
 def networks(host_id: int) -> Any:
-    host = get_host(host_id)
+    host = visible_host(host_id, "viewer")
     return _render("hosts/networks.html", host, lambda: host_objects.list_networks(host))
 
 
@@ -139,7 +139,7 @@ REMOVALS: dict[str, tuple[Callable[[Host, str], Any], str]] = {
 @bp.post("/<id:host_id>/<any(images, volumes, networks):kind>/remove")
 @page_role("operator")
 def remove(host_id: int, kind: str) -> Any:
-    host = get_host(host_id)
+    host = visible_host(host_id, "operator")
     name = request.form.get("name", "").strip()
     remover, noun = REMOVALS[kind]
     try:
@@ -155,7 +155,7 @@ def remove(host_id: int, kind: str) -> Any:
 @bp.post("/<id:host_id>/<any(images, volumes):kind>/prune")
 @page_role("operator")
 def prune(host_id: int, kind: str) -> Any:
-    host = get_host(host_id)
+    host = visible_host(host_id, "operator")
     try:
         result = host_objects.prune(host, kind, request.form.get("confirm"))
         freed, noun = result["space_reclaimed"], host_objects.PRUNABLE[kind]

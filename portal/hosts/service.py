@@ -91,12 +91,16 @@ def hosts_query(
     return query
 
 
-def host_choices(prefix: str = "", limit: int | None = None) -> list[Any]:
+def host_choices(
+    prefix: str = "", limit: int | None = None, project_ids: list[int] | None = None
+) -> list[Any]:
     """Hosts as light rows (id, name, address, status, is_local) for a form, by name.
 
     With `prefix`, only the hosts whose name starts with it; `limit` caps how many.
     """
     query = select(Host.id, Host.name, Host.address, Host.status, Host.is_local)
+    if project_ids is not None:
+        query = query.where(Host.project_id.in_(project_ids))
     if prefix:
         query = query.where(Host.name.startswith(prefix, autoescape=True))
     return list(db.session.execute(query.order_by(Host.name).limit(limit)).all())

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from portal.core.audit import AuditEvent
 from portal.extensions import db
 from portal.projects.models import DEFAULT_PROJECT, Project, ProjectMember
-from tests.portal.conftest import ApiClient
+from tests.portal.conftest import PASSWORD, ApiClient
 from tests.portal.projects_support import make_app, make_host, make_project, member_api
 
 KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n"
@@ -252,3 +252,18 @@ def test_audit_records_can_be_listed_by_project(
     assert api.delete(f"/api/v1/hosts/{host.id}/host-key").status_code == 200
     rows = api_as("admin").get(f"/api/v1/audit?project_id={alpha.id}").json
     assert rows and {row["project_id"] for row in rows} == {alpha.id}
+
+
+def test_pages_list_only_the_callers_projects_and_answer_404_for_others(client: Any) -> None:
+    alpha, beta = make_project("alpha"), make_project("beta")
+    mine, theirs = make_host(alpha.id), make_host(beta.id)
+    their_app = make_app(theirs)
+    member = member_api(client, {alpha.id: "viewer"})
+    client.post("/login", data={"username": member.username, "password": PASSWORD})
+    hosts_page = client.get("/hosts").get_data(as_text=True)
+    assert mine.name in hosts_page and theirs.name not in hosts_page
+    apps_page = client.get("/apps").get_data(as_text=True)
+    assert theirs.name not in apps_page and their_app.name not in apps_page
+    assert client.get(f"/hosts/{mine.id}").status_code == 200
+    assert client.get(f"/hosts/{theirs.id}").status_code == 404
+    assert client.get(f"/apps/{their_app.id}").status_code == 404
