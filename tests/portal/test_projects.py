@@ -267,3 +267,26 @@ def test_pages_list_only_the_callers_projects_and_answer_404_for_others(client: 
     assert client.get(f"/hosts/{mine.id}").status_code == 200
     assert client.get(f"/hosts/{theirs.id}").status_code == 404
     assert client.get(f"/apps/{their_app.id}").status_code == 404
+
+
+def test_metrics_show_each_projects_quota_use(api_as: Callable[[str], ApiClient]) -> None:
+    alpha = make_project("alpha", gpu_limit=4)
+    host = make_host(alpha.id, gpus=2)
+    make_app(host, gpus=[0, 1])
+    make_app(host)
+    text = api_as("admin").get("/metrics").get_data(as_text=True)
+    assert 'spectr_project_gpus{project="alpha"} 2.0' in text
+    assert 'spectr_project_gpu_limit{project="alpha"} 4.0' in text
+    assert 'spectr_project_applications{project="alpha"} 2.0' in text
+    assert 'spectr_project_application_limit{project="alpha"}' not in text
+
+
+def test_the_dashboard_shows_the_callers_projects_and_their_quota_use(client: Any) -> None:
+    alpha, beta = make_project("alpha", gpu_limit=2), make_project("beta")
+    make_app(make_host(alpha.id, gpus=1), gpus=[0])
+    member = member_api(client, {alpha.id: "operator"})
+    client.post("/login", data={"username": member.username, "password": PASSWORD})
+    page = client.get("/").get_data(as_text=True)
+    row = page.split('data-project="alpha"', 1)[1].split("</tr>", 1)[0]
+    assert "operator" in row and "1 / 2" in row and "1 / no limit" in row
+    assert f'data-project="{beta.name}"' not in page
