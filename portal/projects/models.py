@@ -13,11 +13,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    event,
     insert,
     select,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.core.timeutil import utcnow
 from portal.extensions import db
@@ -73,15 +72,7 @@ def default_project_id(connection: Connection) -> int:
     return connection.execute(insert(table).values(**values)).inserted_primary_key[0]
 
 
-@event.listens_for(Session, "before_flush")
-def _place_in_default_project(session: Session, _context: Any, _instances: Any) -> None:
-    """A host, application, gateway key or route added without a project lands in `default`."""
-    orphans = [
-        obj
-        for obj in session.new
-        if getattr(type(obj), "__project_owned__", False) and obj.project_id is None
-    ]
-    if orphans:
-        project_id = default_project_id(session.connection())
-        for obj in orphans:
-            obj.project_id = project_id
+def default_project_for_row(context: Any) -> int:
+    """Column default of `project_id`: a row inserted without one (by the ORM or in bulk)
+    lands in `default`."""
+    return default_project_id(context.connection)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.core.timeutil import utcnow
 from portal.extensions import db
+from portal.projects.models import default_project_for_row
 
 
 class ProxyRoute(db.Model):
@@ -20,8 +21,9 @@ class ProxyRoute(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     # The project that owns it (issue 16); a new row without one lands in `default`.
-    __project_owned__ = True
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id"), index=True, default=default_project_for_row
+    )
     hosts: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["*"])
     path_prefix: Mapped[str] = mapped_column(String(255), default="/")
     strip_prefix: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -63,8 +65,9 @@ class GatewayKey(db.Model):
     name: Mapped[str] = mapped_column(String(120))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     # The project that owns it (issue 16); a new row without one lands in `default`.
-    __project_owned__ = True
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id"), index=True, default=default_project_for_row
+    )
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(24))
     models: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["*"])
