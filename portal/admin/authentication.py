@@ -66,7 +66,7 @@ def identify_caller() -> None:
         return
     if current_user.is_authenticated:
         user = current_user.user
-        g.principal = Principal(user.id, user.username, user.role, "session")
+        g.principal = Principal(user.id, user.username, user.role, "session", user_role=user.role)
         if request.method in MUTATING and not _csrf_exempt():
             csrf.protect()
 

@@ -200,7 +200,9 @@ def principal_for_token(plaintext: str, now: datetime | None = None) -> Principa
     role = lower_role(user.role, token.role) if token.role else user.role
     if token.project_id is not None:  # a project's token is no global admin
         role = lower_role(role, "operator")
-    return Principal(user.id, user.username, role, "token", token.id, token.project_id, token.role)
+    return Principal(
+        user.id, user.username, role, "token", token.id, token.project_id, token.role, user.role
+    )
 
 
 def rotate_webhook_secret(user: User) -> str:

@@ -40,6 +40,8 @@ class Principal:
     # token's role, everywhere.
     project_id: int | None = None
     token_role: str | None = None
+    # The user's own global role (`role` may be a token's lower one): decides "sees everything".
+    user_role: str | None = None
 
     def has_role(self, needed: str) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[needed]

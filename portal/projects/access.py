@@ -57,8 +57,10 @@ def caller_scope() -> ProjectScope:
 
 def _scope_of_principal() -> ProjectScope:
     principal = require_principal()
-    user = db.session.get(User, principal.user_id)
-    global_role = user.role if user is not None else principal.role
+    global_role = principal.user_role
+    if global_role is None:  # a Principal made elsewhere (the CLI, a test): ask the database
+        user = db.session.get(User, principal.user_id)
+        global_role = user.role if user is not None else principal.role
     cap = principal.token_role
     if global_role == "admin":
         if principal.project_id is None and cap in (None, "admin"):

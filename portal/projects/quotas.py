@@ -78,24 +78,18 @@ def check_application_quota(project_id: int) -> None:
 
 
 def usage_by_project(project_ids: list[int] | None = None) -> list[tuple[Project, int, int]]:
-    """Projects (these, or all) with the GPUs and the applications each uses, in 3 queries."""
+    """Projects (these, or all) with the GPUs and the applications each uses, in 2 queries."""
     gpus: dict[int, int] = {}
+    apps: dict[int, int] = {}
     held = (
         select(Application.project_id, AppRevision.gpu_indexes)
         .join(Application, AppRevision.app_id == Application.id)
         .where(Application.status != REMOVED, AppRevision.number == Application.latest_revision)
     )
-    for project_id, indexes in db.session.execute(held).all():
+    for project_id, indexes in db.session.execute(held).all():  # one row per application
         gpus[project_id] = gpus.get(project_id, 0) + len(indexes or [])
-    apps = dict(
-        db.session.execute(
-            select(Application.project_id, func.count())
-            .where(Application.status != REMOVED)
-            .group_by(Application.project_id)
-        ).all()
-    )
+        apps[project_id] = apps.get(project_id, 0) + 1
     projects = select(Project).order_by(Project.name)
     if project_ids is not None:
         projects = projects.where(Project.id.in_(project_ids))
-    projects = db.session.scalars(projects)
-    return [(p, gpus.get(p.id, 0), apps.get(p.id, 0)) for p in projects]
+    return [(p, gpus.get(p.id, 0), apps.get(p.id, 0)) for p in db.session.scalars(projects)]
