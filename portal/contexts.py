@@ -12,6 +12,7 @@ API_BLUEPRINTS = [
     "portal.core.operations.api",
     "portal.admin.api",
     "portal.admin.sign_in_api",
+    "portal.projects.api",
     "portal.settings.api",
     "portal.proxy.api",
     "portal.monitoring.api",
@@ -43,6 +44,7 @@ PAGE_BLUEPRINTS = [
     "portal.registry.views",
 ]
 MODEL_MODULES = [
+    "portal.projects.models",
     "portal.monitoring.models",
     "portal.hosts.models",
     "portal.catalog.models",

@@ -30,6 +30,7 @@ from portal.core.audit import audit_events_query
 from portal.core.errors import Forbidden
 from portal.core.pagination import SelectPage
 from portal.core.security import check_role, require_principal, require_role
+from portal.projects.access import token_scope
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1", description="Users, tokens and audit")
 
@@ -187,7 +188,8 @@ class Tokens(MethodView):
         """Create an API token for yourself; the token is in this answer only."""
         user = service.get_user(require_principal().user_id)
         days = body["expires_in_days"] or current_app.config["SPECTR_TOKEN_DEFAULT_DAYS"]
-        token, plaintext = service.create_token(user, body["name"], days)
+        project_id, role = token_scope(body["project"], body["role"])
+        token, plaintext = service.create_token(user, body["name"], days, project_id, role)
         token.token = plaintext  # a plain attribute for this answer; never stored
         return token
 

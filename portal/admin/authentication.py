@@ -56,6 +56,8 @@ def identify_caller() -> None:
     # An app context can outlive one request (tests, CLI); start each request afresh.
     g.pop("_login_user", None)
     g.audited = False
+    g.pop("project_id", None)
+    g.pop("project_scope", None)
     g.request_id = _request_id(request.headers.get("X-Request-ID"))
     g.principal = None
     header = request.headers.get("Authorization", "")
@@ -64,7 +66,7 @@ def identify_caller() -> None:
         return
     if current_user.is_authenticated:
         user = current_user.user
-        g.principal = Principal(user.id, user.username, user.role, "session")
+        g.principal = Principal(user.id, user.username, user.role, "session", user_role=user.role)
         if request.method in MUTATING and not _csrf_exempt():
             csrf.protect()
 

@@ -50,6 +50,11 @@ class ApiToken(db.Model):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # A token scoped to one project acts only there, with `role` (at most its owner's there).
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str | None] = mapped_column(String(16))
 
     user: Mapped[User] = relationship(back_populates="tokens")
 

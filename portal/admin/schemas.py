@@ -77,6 +77,12 @@ class TokenSchema(ma.Schema):
     expires_at = UtcDateTime(allow_none=True)
     revoked_at = UtcDateTime(allow_none=True)
     last_used_at = UtcDateTime(allow_none=True)
+    project_id = ma.fields.Integer(
+        allow_none=True, metadata={"description": "The one project the token reaches; null: all"}
+    )
+    role = ma.fields.String(
+        allow_none=True, metadata={"description": "The most the token may do; null: as its owner"}
+    )
 
 
 class TokenCreatedSchema(TokenSchema):
@@ -87,6 +93,16 @@ class TokenCreateSchema(ma.Schema):
     name = ma.fields.String(required=True, validate=ma.validate.Length(1, 120))
     expires_in_days = ma.fields.Integer(
         load_default=None, allow_none=True, validate=ma.validate.Range(1, 3650)
+    )
+    project = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.Length(1, 63),
+        metadata={"description": "Scope the token to this project (by name)"},
+    )
+    role = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.OneOf(ROLES),
+        metadata={"description": "At most your own role (in the project, if one is given)"},
     )
 
 
@@ -117,6 +133,7 @@ class AuditEventSchema(ma.Schema):
     source_ip = ma.fields.String(allow_none=True)
     request_id = ma.fields.String(allow_none=True)
     details = ma.fields.Dict()
+    project_id = ma.fields.Integer(allow_none=True)
 
 
 class AuditQuerySchema(ma.Schema):
@@ -124,5 +141,6 @@ class AuditQuerySchema(ma.Schema):
     action = ma.fields.String()
     target = ma.fields.String()
     outcome = ma.fields.String()
+    project_id = ma.fields.Integer(validate=ma.validate.Range(1, 2**31 - 1))
     since = UtcDateTime()
     until = UtcDateTime()

@@ -16,11 +16,13 @@ from portal.core.security import (
     Principal,
     hash_password,
     hash_token,
+    lower_role,
     new_api_token,
     verify_password,
 )
 from portal.core.timeutil import utcnow
 from portal.extensions import db
+from portal.projects.service import join_default_project
 
 # Verifying against a throwaway hash keeps the time of a login with an unknown user name
 # close to that of a wrong password, so timing does not reveal which user names exist.
@@ -41,6 +43,7 @@ def create_user(username: str, password: str, role: str = "viewer") -> User:
     )
     db.session.add(user)
     db.session.flush()
+    join_default_project(user)
     record_audit("user.create", f"user:{username}", details={"role": role})
     db.session.commit()
     return user
@@ -124,8 +127,15 @@ def authenticate_password(username: str, password: str) -> User | None:
     return user
 
 
-def create_token(user: User, name: str, expires_in_days: int | None) -> tuple[ApiToken, str]:
-    """Create an API token; the plaintext is returned here once and never stored."""
+def create_token(
+    user: User,
+    name: str,
+    expires_in_days: int | None,
+    project_id: int | None = None,
+    role: str | None = None,
+) -> tuple[ApiToken, str]:
+    """Create an API token, optionally scoped to one project and a role (the caller checked
+    both against the owner's); the plaintext is returned here once and never stored."""
     plaintext = new_api_token()
     expires_at = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
     token = ApiToken(
@@ -134,11 +144,16 @@ def create_token(user: User, name: str, expires_in_days: int | None) -> tuple[Ap
         token_hash=hash_token(plaintext),
         prefix=plaintext[:12],
         expires_at=expires_at,
+        project_id=project_id,
+        role=role,
     )
     db.session.add(token)
     db.session.flush()
     record_audit(
-        "token.create", f"token:{token.id}", details={"owner": user.username, "name": name}
+        "token.create",
+        f"token:{token.id}",
+        details={"owner": user.username, "name": name, "role": role},
+        project_id=project_id,
     )
     db.session.commit()
     return token, plaintext
@@ -182,7 +197,12 @@ def principal_for_token(plaintext: str, now: datetime | None = None) -> Principa
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
         token.last_used_at = now  # written at most once a minute: no write per request
         db.session.commit()
-    return Principal(user.id, user.username, user.role, "token", token.id)
+    role = lower_role(user.role, token.role) if token.role else user.role
+    if token.project_id is not None:  # a project's token is no global admin
+        role = lower_role(role, "operator")
+    return Principal(
+        user.id, user.username, role, "token", token.id, token.project_id, token.role, user.role
+    )
 
 
 def rotate_webhook_secret(user: User) -> str:

@@ -21,6 +21,7 @@ from portal.core.audit import record_audit
 from portal.core.security import hash_password, verify_password
 from portal.core.timeutil import utcnow
 from portal.extensions import db
+from portal.projects.service import join_default_project
 from portal.settings.service import get_setting
 
 GENERIC = "Wrong user name or password."
@@ -152,6 +153,7 @@ def _create_external(identity: ExternalIdentity) -> User:
     )
     db.session.add(user)
     db.session.flush()
+    join_default_project(user)
     record_audit(
         "user.create",
         f"user:{identity.username}",

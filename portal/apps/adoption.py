@@ -20,6 +20,7 @@ from portal.engines import ContainerInfo, EngineError
 from portal.engines import errors as engine_errors
 from portal.extensions import db
 from portal.hosts.service import get_host
+from portal.projects.quotas import check_application_quota
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -82,9 +83,11 @@ def adopt(host_id: int, kind: str, name: str) -> Application:
                 )
             spec = _container_spec(members[0])
     status, detail = summarize(members)
+    check_application_quota(host.project_id)
     app = Application(
         name=members[0].name if kind == CONTAINER else name,
         host_id=host.id,
+        project_id=host.project_id,
         kind=kind,
         latest_revision=1,
         deployed_revision=1,

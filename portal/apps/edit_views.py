@@ -26,7 +26,7 @@ bp = Blueprint("app_edit_pages", __name__, url_prefix="/apps")
 @bp.get("/<id:app_id>/edit")
 @page_role("operator")
 def edit(app_id: int) -> Any:
-    app = service.get_app(app_id)
+    app = service.visible_app(app_id, "operator")
     return _edit_page(app, editing.form_values(app), 200)
 
 
@@ -47,7 +47,7 @@ def _edit_page(app: Application, values: Any, status: int) -> Any:
 @bp.post("/<id:app_id>/edit")
 @page_role("operator")
 def save(app_id: int) -> Any:
-    app = service.get_app(app_id)
+    app = service.visible_app(app_id, "operator")
     deployed_before = app.deployed_revision or app.latest_revision
     try:
         service.add_revision(app, {**_form_revision(app), "kind": app.kind})
@@ -56,7 +56,7 @@ def save(app_id: int) -> Any:
         flash_error(exc)
         values = {**request.form.to_dict(), "deploy": request.form.get("deploy", ""),
                   "gpus": ",".join(request.form.getlist("gpus"))}  # fmt: skip
-        return _edit_page(service.get_app(app_id), values, 422)
+        return _edit_page(service.visible_app(app_id, "operator"), values, 422)
     deploying = bool(request.form.get("deploy"))
     flash(f"Revision {app.latest_revision} saved" + ("; deploying it." if deploying else
           ". It is not deployed yet: deploy it below when ready."))  # fmt: skip
@@ -127,7 +127,7 @@ def compose_check() -> Any:
 @bp.post("/<id:app_id>/duplicate")
 @page_role("operator")
 def duplicate(app_id: int) -> Any:
-    source = service.get_app(app_id)
+    source = service.visible_app(app_id, "operator")
     try:
         body = load_form(DuplicateBodySchema(), {
             "name": request.form.get("name", "").strip(),

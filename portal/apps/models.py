@@ -21,6 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from portal.core.secrets_box import EncryptedText
 from portal.core.timeutil import utcnow
 from portal.extensions import db
+from portal.projects.models import default_project_for_row
 
 CONTAINER, COMPOSE = "container", "compose"
 APP_KINDS = (CONTAINER, COMPOSE)
@@ -38,6 +39,10 @@ class Application(db.Model):
     # Container name (single container) or compose project name on the host.
     name: Mapped[str] = mapped_column(String(63))
     host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), index=True)
+    # The project that owns it (issue 16); a new row without one lands in `default`.
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id"), index=True, default=default_project_for_row
+    )
     kind: Mapped[str] = mapped_column(String(16))
     latest_revision: Mapped[int] = mapped_column(Integer, default=0)
     deployed_revision: Mapped[int | None] = mapped_column(Integer)

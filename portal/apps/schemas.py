@@ -33,6 +33,7 @@ class AppSchema(ma.Schema):
     id = ma.fields.Integer()
     name = ma.fields.String()
     host_id = ma.fields.Integer(validate=validate.Range(1, MAX_DATABASE_ID))
+    project_id = ma.fields.Integer(dump_only=True)
     kind = ma.fields.String()
     latest_revision = ma.fields.Integer()
     deployed_revision = ma.fields.Integer(allow_none=True)

@@ -24,6 +24,8 @@ from portal.core.operations.service import create_operation
 from portal.core.security import current_principal
 from portal.extensions import db
 from portal.hosts.service import get_host
+from portal.projects import quotas
+from portal.projects.access import checked
 
 PENDING, REMOVED = "pending", "removed"
 CONTAINER_ACTIONS = ("start", "stop", "restart")
@@ -33,9 +35,16 @@ def list_apps(host_id: int | None = None) -> list[Application]:
     return list(db.session.scalars(apps_query(host_id)))
 
 
-def apps_query(host_id: int | None = None, host_ids: list[int] | None = None) -> Any:
-    """A select() of applications by name, of one host or of some hosts (a page of them)."""
+def apps_query(
+    host_id: int | None = None,
+    host_ids: list[int] | None = None,
+    project_ids: list[int] | None = None,
+) -> Any:
+    """A select() of applications by name, of one host or of some hosts (a page of them), of
+    some projects (None: of every project)."""
     query = select(Application).order_by(Application.name, Application.host_id)
+    if project_ids is not None:
+        query = query.where(Application.project_id.in_(project_ids))
     if host_id:
         query = query.where(Application.host_id == host_id)
     if host_ids is not None:
@@ -54,6 +63,12 @@ def get_app(app_id: int) -> Application:
     if app is None:
         raise NotFound(f"No application with id {app_id}.")
     return app
+
+
+def visible_app(app_id: int, needed: str = "viewer") -> Application:
+    """The application, if the caller has `needed` in its project: 404 like a missing one
+    when the caller cannot see that project, 403 when its role there is lower."""
+    return checked(get_app(app_id), needed, f"No application with id {app_id}.")
 
 
 def get_revision(app: Application, number: int) -> AppRevision:
@@ -121,6 +136,12 @@ def add_revision(
     gpus = revision_extra.pop("gpu_indexes", None)
     gpus = gpus if gpus is not None else list(spec.get("gpus") or [])
     host = get_host(app.host_id)
+    if app.project_id is None:  # a new application belongs to its host's project
+        app.project_id = host.project_id
+    if is_new:
+        quotas.check_application_quota(app.project_id)
+    # The latest revision's GPUs count against the project's quota, deployed yet or not.
+    quotas.check_gpu_quota(app.project_id, app.id, len(gpus))
     if body.get("deploy", True):
         rules.check_deployable(host, app, spec, gpus)
     else:
@@ -139,7 +160,10 @@ def add_revision(
     db.session.add(app)
     action = "app.create" if is_new else "app.revise"
     record_audit(
-        action, f"app:{app.name}", details={"revision": revision.number, "host": host.name}
+        action,
+        f"app:{app.name}",
+        details={"revision": revision.number, "host": host.name},
+        project_id=app.project_id,
     )
     _commit_unique(app, host.name)
     if body.get("deploy", True):
@@ -177,6 +201,7 @@ def deploy(app: Application, number: int | None = None) -> Operation:
     """Deploy a revision (the latest by default) after checking the rules."""
     revision = get_revision(app, number or app.latest_revision)
     rules.check_deployable(get_host(app.host_id), app, revision.spec, revision.gpu_indexes or [])
+    quotas.check_gpu_quota(app.project_id, app.id, len(revision.gpu_indexes or []))
     return start_operation(app, "app.deploy", {"revision": revision.number})
 
 
@@ -187,6 +212,7 @@ def rollback(app: Application, number: int) -> Operation:
         raise Conflict(f"Revision {number} is already the latest; nothing to roll back to.")
     host = get_host(app.host_id)
     rules.check_deployable(host, app, older.spec, older.gpu_indexes or [])
+    quotas.check_gpu_quota(app.project_id, app.id, len(older.gpu_indexes or []))
     app.latest_revision += 1
     app.revisions.append(
         AppRevision(

@@ -27,7 +27,9 @@ from portal.hosts.service import (
     host_choices,
     host_id_named,
     hosts_query,
+    visible_host,
 )
+from portal.projects.access import visible_project_ids
 from portal.web.auth import page_role
 from portal.web.forms import flash_error, load_form
 
@@ -110,7 +112,9 @@ def _index_page(values: Any, status: int) -> Any:
     hosts, apps, shown, total = _listed(page)
     html = render_template(
         "apps/index.html",
-        choices=host_choices() if (total or 0) <= HOST_SELECT_LIMIT else None,
+        choices=host_choices(project_ids=visible_project_ids())
+        if (total or 0) <= HOST_SELECT_LIMIT
+        else None,
         values=values,
         page=page,
         **_sections(hosts, apps, shown, max(1, -(-(total or 0) // PAGE_SIZE))),
@@ -142,7 +146,7 @@ def _listed(
 ) -> tuple[list[Any], list[Application], dict[int, Any], int]:
     """A page of hosts, their applications (status from the last sweep), the status each
     shows, and how many hosts there are in all (0 unless `count`: the live stream needs none)."""
-    query = hosts_query()
+    query = hosts_query(project_ids=visible_project_ids())
     total = 0
     if count:
         total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
@@ -198,7 +202,10 @@ def _last_operations(apps: list[Application]) -> dict[str, Operation]:
 def host_suggestions() -> Any:
     """<option>s of the first hosts whose name starts with what was typed (the form's datalist)."""
     typed = request.args.get("host_name", "").strip()[:120]
-    return render_template("apps/_host_suggestions.html", hosts=host_choices(typed, limit=20))
+    return render_template(
+        "apps/_host_suggestions.html",
+        hosts=host_choices(typed, limit=20, project_ids=visible_project_ids()),
+    )
 
 
 @bp.post("")
@@ -236,7 +243,7 @@ def refresh() -> Any:
 @bp.get("/<id:app_id>")
 @page_role("viewer")
 def detail(app_id: int) -> Any:
-    app = service.get_app(app_id)
+    app = service.visible_app(app_id, "viewer")
     diff = None
     old, new = request.args.get("from", type=int), request.args.get("to", type=int)
     if old and new:
@@ -270,7 +277,7 @@ def _detail_page(app: Application, **extra: Any) -> str:
         **values,
         lines=operations.read_log(operation.id) if operation else [],
         # A copy may go to any host: the form lists them (a large fleet's: the first ones).
-        copy_hosts=host_choices(limit=HOST_SELECT_LIMIT)
+        copy_hosts=host_choices(limit=HOST_SELECT_LIMIT, project_ids=visible_project_ids())
         if g.principal.has_role("operator")
         else [],
         **{"diff": None, "exec_result": None, **extra},
@@ -292,7 +299,7 @@ def _live_parts(app: Application) -> dict[str, str]:
 @page_role("viewer")
 def live(app_id: int) -> Any:
     """The page's status, ports and actions, sent again each time the health sweep changes them."""
-    service.get_app(app_id)
+    service.visible_app(app_id, "viewer")
     return sse_response(live_status_events(app_id, _live_parts, heartbeat_seconds()))
 
 
@@ -331,7 +338,7 @@ def _run(app_id: int, start: Any) -> Any:
 @bp.post("/<id:app_id>/exec")
 @page_role("operator")
 def run_command(app_id: int) -> Any:
-    app = service.get_app(app_id)
+    app = service.visible_app(app_id, "operator")
     body = {
         "command": request.form.get("command", ""),
         "container": request.form.get("container") or None,
@@ -349,7 +356,7 @@ def run_command(app_id: int) -> Any:
 @page_role("operator")
 def delete(app_id: int) -> Any:
     try:
-        service.delete_app(service.get_app(app_id))
+        service.delete_app(service.visible_app(app_id, "operator"))
     except SpectrError as exc:
         flash_error(exc)
         return redirect(url_for("apps_pages.detail", app_id=app_id))
@@ -360,7 +367,7 @@ def delete(app_id: int) -> Any:
 @bp.get("/adopt/<id:host_id>")
 @page_role("operator")
 def adoptable(host_id: int) -> Any:
-    host = get_host(host_id)
+    host = visible_host(host_id, "operator")
     try:
         found = adoption.adoptable(host_id)
     except SpectrError as exc:

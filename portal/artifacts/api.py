@@ -26,7 +26,7 @@ from portal.core.operations.api import accepted
 from portal.core.operations.schemas import OperationSchema
 from portal.core.request_input import request_body_limit
 from portal.core.security import require_principal, require_role
-from portal.hosts.service import get_host
+from portal.hosts.service import visible_host
 
 blp = Blueprint(
     "model_artifacts", __name__, url_prefix="/api/v1", description="Model files: import, hosts"
@@ -146,6 +146,8 @@ class ModelDistribute(MethodView):
     def post(self, body: dict, model_id: int) -> Any:
         """Put a revision (the latest by default) on hosts; 409 when a disk cannot hold it."""
         model = catalog.get_model(model_id)
+        for host_id in body["host_ids"]:
+            visible_host(host_id, "operator")
         return accepted(service.distribute(model, body["host_ids"], body["revision"]))
 
 
@@ -157,7 +159,9 @@ class ModelOnHost(MethodView):
     def delete(self, query: dict, model_id: int, host_id: int) -> Any:
         """Remove a revision from a host's cache; 409 while an application there uses it."""
         model = catalog.get_model(model_id)
-        return accepted(service.remove_from_host(model, get_host(host_id), query["revision"]))
+        return accepted(
+            service.remove_from_host(model, visible_host(host_id, "operator"), query["revision"])
+        )
 
 
 @blp.route("/hosts/<id:host_id>/models")
@@ -166,4 +170,4 @@ class HostModels(MethodView):
     @blp.response(200, HostModelSchema(many=True))
     def get(self, host_id: int) -> Any:
         """The model revisions in one host's cache, with sizes."""
-        return service.host_models(get_host(host_id))
+        return service.host_models(visible_host(host_id, "viewer"))

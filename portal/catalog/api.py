@@ -23,7 +23,7 @@ from portal.core.converters import MAX_DATABASE_ID
 from portal.core.operations.api import create_from_request
 from portal.core.operations.schemas import OperationSchema
 from portal.core.security import require_role
-from portal.hosts.service import get_host
+from portal.hosts.service import visible_host
 
 blp = Blueprint("catalog", __name__, url_prefix="/api/v1", description="Images, models, runtimes")
 
@@ -145,7 +145,7 @@ class ImagePull(MethodView):
     def post(self, body: dict, image_id: int) -> Any:
         """Pull the image onto a host (an operation)."""
         image = service.get_image(image_id)
-        get_host(body["host_id"])
+        visible_host(body["host_id"], "operator")
         params = {"image_id": image.id, "host_id": body["host_id"]}
         return create_from_request("catalog.pull_image", params, target=f"image:{image.reference}")
 
@@ -164,7 +164,7 @@ class ImageRemove(MethodView):
     def post(self, body: dict, image_id: int) -> Any:
         """Remove the image from a host (an operation)."""
         image = service.get_image(image_id)
-        get_host(body["host_id"])
+        visible_host(body["host_id"], "operator")
         params = {"image_id": image.id, "host_id": body["host_id"]}
         return create_from_request(
             "catalog.remove_image", params, target=f"image:{image.reference}"

@@ -31,6 +31,8 @@ class AuditEvent(db.Model):
     source_ip: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The project acted in; no foreign key: the record outlives a deleted project.
+    project_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
 def record_audit(
@@ -38,8 +40,15 @@ def record_audit(
     target: str | None,
     outcome: str = "success",
     details: dict[str, Any] | None = None,
+    project_id: int | None = None,
 ) -> AuditEvent:
-    """Add an audit record to the current transaction; the caller commits."""
+    """Add an audit record to the current transaction; the caller commits.
+
+    Without `project_id`, the record carries the project of the resource this request was
+    found to act on (portal.projects.access puts it on `g`).
+    """
+    if project_id is None and has_request_context():
+        project_id = g.get("project_id")
     event = AuditEvent(
         actor=_actor(),
         action=action,
@@ -48,6 +57,7 @@ def record_audit(
         source_ip=request.remote_addr if has_request_context() else None,
         request_id=g.get("request_id") if has_request_context() else None,
         details=details or {},
+        project_id=project_id,
     )
     db.session.add(event)
     g.audited = True if has_request_context() else None
@@ -81,7 +91,7 @@ def init_audit(app: Flask) -> None:
 def audit_events_query(**filters: Any) -> Select:
     """A select() of audit events matching the filters, newest first."""
     query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
-    for name in ("actor", "action", "target", "outcome"):
+    for name in ("actor", "action", "target", "outcome", "project_id"):
         if filters.get(name):
             query = query.where(getattr(AuditEvent, name) == filters[name])
     if filters.get("since"):

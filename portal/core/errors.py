@@ -40,6 +40,13 @@ class Conflict(SpectrError):
     code = "conflict"
 
 
+class QuotaExceeded(SpectrError):
+    """A project's quota refuses the action; details name the quota, its use and its limit."""
+
+    status = 409
+    code = "quota_exceeded"
+
+
 class PayloadTooLarge(SpectrError):
     status = 413
     code = "payload_too_large"

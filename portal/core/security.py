@@ -36,6 +36,12 @@ class Principal:
     role: str
     via: str  # "session", "token" or "system"
     token_id: int | None = None
+    # A project-scoped token acts only in this project; `role` is then already capped to the
+    # token's role, everywhere.
+    project_id: int | None = None
+    token_role: str | None = None
+    # The user's own global role (`role` may be a token's lower one): decides "sees everything".
+    user_role: str | None = None
 
     def has_role(self, needed: str) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[needed]
@@ -82,6 +88,11 @@ def require_principal() -> Principal:
             "Authentication required: log in or send 'Authorization: Bearer <token>'."
         )
     return principal
+
+
+def lower_role(first: str, second: str) -> str:
+    """The lower of two roles."""
+    return first if ROLE_RANK[first] <= ROLE_RANK[second] else second
 
 
 def check_role(needed: str) -> Principal:

@@ -30,48 +30,52 @@ from portal.hosts.schemas import (
     RotateCredentialsSchema,
     RotateOneSchema,
 )
+from portal.projects.access import project_role, target_project, visible_project_ids
 
 blp = Blueprint("hosts", __name__, url_prefix="/api/v1/hosts", description="Hosts")
 
 
 @blp.route("")
 class HostCollection(MethodView):
-    @require_role("viewer")
+    @project_role("viewer")
     @blp.arguments(HostQuerySchema, location="query")
     @blp.response(200, HostSchema(many=True))
     @blp.paginate(SelectPage)
     def get(self, filters: dict) -> Any:
         """List hosts, filtered by status, label (KEY or KEY=VALUE) or GPU model."""
-        return service.hosts_query(**filters)
+        return service.hosts_query(**filters, project_ids=visible_project_ids())
 
-    @require_role("operator")
+    @project_role("operator")
     @blp.arguments(HostWriteSchema)
     @blp.response(201, HostDetailSchema)
     def post(self, body: dict) -> Any:
         """Add a host with an SSH private key or a password (stored encrypted, never shown)."""
-        return service.create_host(body)
+        project = target_project(body.pop("project"), "operator")
+        return service.create_host({**body, "project_id": project.id})
 
 
 @blp.route("/import")
 class HostImport(MethodView):
-    @require_role("operator")
+    @project_role("operator")
     @blp.arguments(ImportSchema)
     @blp.response(201, HostSchema(many=True))
     def post(self, body: dict) -> Any:
         """Add many hosts from an Ansible inventory (INI or YAML) or CSV; all or none."""
-        return service.import_hosts(body.pop("content"), body.pop("format"), body)
+        project = target_project(body.pop("project"), "operator")
+        content, file_format = body.pop("content"), body.pop("format")
+        return service.import_hosts(content, file_format, body, project.id)
 
 
 @blp.route("/bootstrap")
 class HostBootstrapMany(MethodView):
-    @require_role("operator")
+    @project_role("operator")
     @blp.arguments(BootstrapManySchema)
     @blp.response(202, OperationSchema)
     def post(self, body: dict) -> Any:
         """Bootstrap many hosts in one operation (Ansible forks, per-host progress)."""
         host_ids = list(dict.fromkeys(body["host_ids"]))
         for host_id in host_ids:
-            service.require_idle(service.get_host(host_id))
+            service.require_idle(service.visible_host(host_id, "operator"))
         params = {"host_ids": host_ids, "forks": body["forks"]}
         answer = create_from_request("bootstrap_hosts", params, target="hosts")
         service.assign_operation(host_ids, answer[0].id)
@@ -112,38 +116,38 @@ class HostItemCredentialRotation(MethodView):
 
 @blp.route("/<id:host_id>/gpu-samples")
 class HostGpuSamples(MethodView):
-    @require_role("viewer")
+    @project_role("viewer")
     @blp.arguments(GpuSamplesQuerySchema, location="query")
     @blp.response(200, GpuSeriesSchema(many=True))
     def get(self, query: dict, host_id: int) -> Any:
         """Each GPU's readings (utilisation, memory, temperature, power) of the health sweeps."""
-        service.get_host(host_id)
+        service.visible_host(host_id, "viewer")
         since = utcnow() - timedelta(minutes=query["minutes"])
         return [{"index": i, "samples": s} for i, s in history(host_id, since).items()]
 
 
 @blp.route("/<id:host_id>")
 class HostItem(MethodView):
-    @require_role("viewer")
+    @project_role("viewer")
     @blp.response(200, HostDetailSchema)
     def get(self, host_id: int) -> Any:
         """Show a host with its facts, GPUs, status history and containers."""
-        return service.get_host(host_id)
+        return service.visible_host(host_id, "viewer")
 
-    @require_role("operator")
+    @project_role("operator")
     @blp.arguments(HostPatchSchema(partial=True))
     @blp.response(200, HostDetailSchema)
     def patch(self, body: dict, host_id: int) -> Any:
         """Change a host; a new address or SSH port forgets the recorded host key."""
-        return service.update_host(service.get_host(host_id), body)
+        return service.update_host(service.visible_host(host_id, "operator"), body)
 
-    @require_role("operator")
+    @project_role("operator")
     @blp.arguments(DeleteQuerySchema, location="query")
     @blp.response(204)
     @blp.alt_response(202, schema=OperationSchema, description="cleanup=1: an operation")
     def delete(self, query: dict, host_id: int) -> Any:
         """Delete a host; with cleanup=1, first stop Spectr's containers and remove the agent."""
-        host = service.get_host(host_id)
+        host = service.visible_host(host_id, "operator")
         service.require_idle(host)
         if query["cleanup"]:
             operation, status, headers = create_from_request(
@@ -158,12 +162,12 @@ class HostItem(MethodView):
 
 @blp.route("/<id:host_id>/bootstrap")
 class HostBootstrap(MethodView):
-    @require_role("operator")
+    @project_role("operator")
     @blp.arguments(BootstrapOneSchema)
     @blp.response(202, OperationSchema)
     def post(self, body: dict, host_id: int) -> Any:
         """Bootstrap (or re-bootstrap, idempotently) one host: Docker, agent, facts."""
-        host = service.get_host(host_id)
+        host = service.visible_host(host_id, "operator")
         service.require_idle(host)
         params = {"host_ids": [host.id], "forks": 1}
         answer = create_from_request("bootstrap_hosts", params, target=f"host:{host.id}")
@@ -173,10 +177,10 @@ class HostBootstrap(MethodView):
 
 @blp.route("/<id:host_id>/host-key")
 class HostKey(MethodView):
-    @require_role("operator")
+    @project_role("operator")
     @blp.response(200, HostDetailSchema)
     def delete(self, host_id: int) -> Any:
         """Forget the recorded SSH host key; the next bootstrap records the key it meets."""
-        host = service.get_host(host_id)
+        host = service.visible_host(host_id, "operator")
         service.forget_host_key(host)
         return host

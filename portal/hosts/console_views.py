@@ -20,7 +20,7 @@ from simple_websocket import ConnectionClosed, Server
 from portal.core.errors import Forbidden, SpectrError
 from portal.core.security import require_principal
 from portal.hosts import console
-from portal.hosts.service import get_host
+from portal.hosts.service import visible_host
 
 bp = Blueprint("host_console", __name__, url_prefix="/hosts")
 WEBSOCKET_OPTIONS = {"ping_interval": 20, "max_message_size": 64 * 1024}
@@ -33,7 +33,7 @@ def console_socket(host_id: int, container_id: str) -> Any:
     if not principal.has_role("operator"):
         raise Forbidden("A console needs the 'operator' role.")
     _same_site()
-    host = get_host(host_id)
+    host = visible_host(host_id, "operator")
     shell = console.valid_shell(request.args.get("shell", "sh"))
     size = console.parse_size(request.args.get("cols"), request.args.get("rows"))
     ws = Server(request.environ, **WEBSOCKET_OPTIONS)

@@ -10,11 +10,11 @@ from flask.views import MethodView
 
 from portal.core.api_base import Blueprint
 from portal.core.command_line import split_command
-from portal.core.security import require_role
 from portal.core.sse import sse_alt_response, sse_response
 from portal.hosts import relay
 from portal.hosts.log_follow import LOG_EVENTS, TailField, resume_point, validate_since
-from portal.hosts.service import get_host
+from portal.hosts.service import visible_host
+from portal.projects.access import project_role
 
 blp = Blueprint(
     "host_containers", __name__, url_prefix="/api/v1/hosts", description="Container relay"
@@ -57,7 +57,7 @@ class ContainerExecBody(ma.Schema):
 
 @blp.route(f"{CONTAINER}/logs")
 class ContainerLogs(MethodView):
-    @require_role("viewer")
+    @project_role("viewer")
     @blp.arguments(ContainerLogsQuery, location="query")
     @blp.response(200, description="text/event-stream of line events, then end")
     @sse_alt_response(blp, LOG_EVENTS)
@@ -73,7 +73,7 @@ class ContainerLogs(MethodView):
 
         follow=0 ends after the tail; download=1 answers text/plain as an attachment.
         """
-        host = get_host(host_id)
+        host = visible_host(host_id, "viewer")
         if query["download"]:
             engine = relay.open_engine(host)
             return relay.download_logs(engine, container_id, query["tail"], query["timestamps"])
@@ -85,7 +85,7 @@ class ContainerLogs(MethodView):
 
 @blp.route(f"{CONTAINER}/exec")
 class ContainerExec(MethodView):
-    @require_role("operator")
+    @project_role("operator")
     @blp.arguments(ContainerExecBody)
     @blp.response(200, description="text/event-stream of stdout/stderr events, then exit")
     @sse_alt_response(blp, "`stdout` and `stderr` events, then `exit` with the exit code")
@@ -93,4 +93,6 @@ class ContainerExec(MethodView):
         """Run a command in a container (argv, never a shell); the output streams back."""
         argv = body["argv"] or split_command(body["command"])
         options = {k: body[k] for k in ("user", "workdir", "env", "timeout") if body[k] is not None}
-        return sse_response(relay.stream_exec(get_host(host_id), container_id, argv, options))
+        return sse_response(
+            relay.stream_exec(visible_host(host_id, "operator"), container_id, argv, options)
+        )

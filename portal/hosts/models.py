@@ -23,6 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from portal.core.secrets_box import EncryptedText
 from portal.core.timeutil import utcnow
 from portal.extensions import db
+from portal.projects.models import default_project_for_row
 
 NEW, BOOTSTRAPPING, READY, DEGRADED, UNREACHABLE = (
     "new",
@@ -42,6 +43,10 @@ class Host(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
+    # The project that owns it (issue 16); a new row without one lands in `default`.
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id"), index=True, default=default_project_for_row
+    )
     address: Mapped[str] = mapped_column(String(255))
     ssh_port: Mapped[int] = mapped_column(Integer, default=22)
     ssh_user: Mapped[str] = mapped_column(String(64), default="root")

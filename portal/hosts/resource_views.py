@@ -17,7 +17,7 @@ from portal.core.sse import heartbeat_seconds, sse_response
 from portal.hosts import container_detail, host_objects, resources
 from portal.hosts.models import Host
 from portal.hosts.resources_api import viewer_host
-from portal.hosts.service import get_host
+from portal.hosts.service import visible_host
 from portal.web.auth import page_role
 from portal.web.display import when
 from portal.web.forms import flash_error
@@ -58,7 +58,7 @@ def _container_filters() -> tuple[dict[str, Any], dict[str, Any]]:
 @bp.get("/<id:host_id>/containers")
 @page_role("viewer")
 def containers(host_id: int) -> Any:
-    host = get_host(host_id)
+    host = visible_host(host_id, "viewer")
     listing, filters = _container_filters()
     return _render(
         "hosts/containers.html",
@@ -80,7 +80,7 @@ def containers(host_id: int) -> Any:
 def containers_live(host_id: int) -> Any:
     """The list's rows (keyed by container id, in the list's order) and its count, sent again
     whenever a container appears, goes or changes on the engine."""
-    host = get_host(host_id)
+    host = visible_host(host_id, "viewer")
     listing, filters = _container_filters()
     seen_from, operator = viewer_host(), g.principal.has_role("operator")
     last: dict[str, Any] = {"parts": {}}
@@ -108,7 +108,7 @@ def containers_live(host_id: int) -> Any:
 @bp.post("/<id:host_id>/containers/actions")
 @page_role("operator")
 def container_actions(host_id: int) -> Any:
-    host = get_host(host_id)
+    host = visible_host(host_id, "operator")
     action = request.form.get("action", "")
     chosen = [value for value in request.form.getlist("container_id") if value][:100]
     back = request.form.get("next") or url_for(".containers", host_id=host.id)
@@ -143,7 +143,7 @@ def _local(target: str, host: Host) -> str:
 @bp.get("/<id:host_id>/containers/<string(maxlength=128):container_id>")
 @page_role("viewer")
 def container(host_id: int, container_id: str) -> Any:
-    host = get_host(host_id)
+    host = visible_host(host_id, "viewer")
     detail = container_detail.container_detail(host, container_id, viewer_host())
     return render_template("hosts/container.html", host=host, c=detail)
 
@@ -151,21 +151,21 @@ def container(host_id: int, container_id: str) -> Any:
 @bp.get("/<id:host_id>/images")
 @page_role("viewer")
 def images(host_id: int) -> Any:
-    host = get_host(host_id)
+    host = visible_host(host_id, "viewer")
     return _render("hosts/images.html", host, lambda: host_objects.list_images(host))
 
 
 @bp.get("/<id:host_id>/volumes")
 @page_role("viewer")
 def volumes(host_id: int) -> Any:
-    host = get_host(host_id)
+    host = visible_host(host_id, "viewer")
     return _render("hosts/volumes.html", host, lambda: host_objects.list_volumes(host))
 
 
 @bp.get("/<id:host_id>/networks")
 @page_role("viewer")
 def networks(host_id: int) -> Any:
-    host = get_host(host_id)
+    host = visible_host(host_id, "viewer")
     return _render("hosts/networks.html", host, lambda: host_objects.list_networks(host))
 
 
@@ -179,7 +179,7 @@ REMOVALS: dict[str, tuple[Callable[[Host, str], Any], str]] = {
 @bp.post("/<id:host_id>/<any(images, volumes, networks):kind>/remove")
 @page_role("operator")
 def remove(host_id: int, kind: str) -> Any:
-    host = get_host(host_id)
+    host = visible_host(host_id, "operator")
     name = request.form.get("name", "").strip()
     remover, noun = REMOVALS[kind]
     try:
@@ -195,7 +195,7 @@ def remove(host_id: int, kind: str) -> Any:
 @bp.post("/<id:host_id>/<any(images, volumes):kind>/prune")
 @page_role("operator")
 def prune(host_id: int, kind: str) -> Any:
-    host = get_host(host_id)
+    host = visible_host(host_id, "operator")
     try:
         result = host_objects.prune(host, kind, request.form.get("confirm"))
         freed, noun = result["space_reclaimed"], host_objects.PRUNABLE[kind]

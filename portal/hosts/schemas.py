@@ -10,6 +10,7 @@ from portal.core.fields import UtcDateTime
 from portal.core.pki import certificate_summary
 from portal.hosts.facts import summary
 from portal.hosts.models import HOST_STATUSES
+from portal.projects.schemas import project_field
 
 ADDRESS = validate_host_address
 NAME = ma.validate.Regexp(
@@ -43,10 +44,15 @@ class HostWriteSchema(ma.Schema):
     become_method = ma.fields.String(validate=ma.validate.OneOf(BECOME_METHODS))
     labels = ma.fields.Dict(keys=ma.fields.String(), validate=_labels)
     agent_port = ma.fields.Integer(validate=PORT)
+    project = project_field()
 
 
 class HostPatchSchema(HostWriteSchema):
-    """Every field optional: use it as HostPatchSchema(partial=True)."""
+    """Every field optional: use it as HostPatchSchema(partial=True). A host stays in its
+    project."""
+
+    class Meta:
+        exclude = ("project",)
 
 
 class GpuSchema(ma.Schema):
@@ -81,6 +87,7 @@ class ContainerSchema(ma.Schema):
 class HostSchema(ma.Schema):
     id = ma.fields.Integer()
     name = ma.fields.String()
+    project_id = ma.fields.Integer()
     address = ma.fields.String()
     ssh_port = ma.fields.Integer()
     ssh_user = ma.fields.String()
@@ -181,6 +188,7 @@ class ImportSchema(ma.Schema):
     ssh_user = ma.fields.String(validate=USER)
     become_method = ma.fields.String(validate=ma.validate.OneOf(BECOME_METHODS))
     labels = ma.fields.Dict(keys=ma.fields.String(), validate=_labels, load_default=dict)
+    project = project_field()
 
 
 class GpuSamplesQuerySchema(ma.Schema):

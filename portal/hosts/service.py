@@ -26,6 +26,7 @@ from portal.hosts.models import (
     HostGpu,
     HostStatusChange,
 )
+from portal.projects.access import checked
 from portal.settings.service import get_setting
 
 EDITABLE_FIELDS = (
@@ -50,12 +51,22 @@ def get_host(host_id: int) -> Host:
     return host
 
 
+def visible_host(host_id: int, needed: str = "viewer") -> Host:
+    """The host, if the caller has `needed` in its project: 404 like a missing one when the
+    caller cannot see that project, 403 when its role there is lower."""
+    return checked(get_host(host_id), needed, f"No host with id {host_id}.")
+
+
 def list_hosts(status: str | None = None) -> list[Host]:
     return list(db.session.scalars(hosts_query(status=status)))
 
 
 def hosts_query(
-    *, status: str | None = None, label: str | None = None, gpu_model: str | None = None
+    *,
+    status: str | None = None,
+    label: str | None = None,
+    gpu_model: str | None = None,
+    project_ids: list[int] | None = None,
 ) -> Any:
     """A select() of hosts by name, filtered by status, a label (KEY or KEY=VALUE), GPU model.
 
@@ -66,6 +77,8 @@ def hosts_query(
     query = select(Host).options(selectinload(Host.gpus), *_SECRETS_DEFERRED).order_by(Host.name)
     if status:
         query = query.where(Host.status == status)
+    if project_ids is not None:
+        query = query.where(Host.project_id.in_(project_ids))
     if label:
         key, has_value, value = label.partition("=")
         text = Host.labels[key.strip()].as_string()
@@ -78,12 +91,16 @@ def hosts_query(
     return query
 
 
-def host_choices(prefix: str = "", limit: int | None = None) -> list[Any]:
+def host_choices(
+    prefix: str = "", limit: int | None = None, project_ids: list[int] | None = None
+) -> list[Any]:
     """Hosts as light rows (id, name, address, status, is_local) for a form, by name.
 
     With `prefix`, only the hosts whose name starts with it; `limit` caps how many.
     """
     query = select(Host.id, Host.name, Host.address, Host.status, Host.is_local)
+    if project_ids is not None:
+        query = query.where(Host.project_id.in_(project_ids))
     if prefix:
         query = query.where(Host.name.startswith(prefix, autoescape=True))
     return list(db.session.execute(query.order_by(Host.name).limit(limit)).all())
@@ -100,6 +117,7 @@ def host_id_named(name: str) -> int:
 def create_host(values: dict[str, Any]) -> Host:
     """Add a host (status `new`); exactly one of a private key or a password is required."""
     values = _with_defaults(values)
+    values.pop("project", None)  # resolved to project_id by the API; pages add to `default`
     _require_one_credential(values.get("ssh_private_key"), values.get("ssh_password"))
     host = Host(
         status=NEW,
@@ -382,7 +400,9 @@ def _commit_unique_name(host: Host | None, action: str, details: dict | None = N
         ) from None
 
 
-def import_hosts(content: str, file_format: str | None, defaults: dict[str, Any]) -> list[Host]:
+def import_hosts(
+    content: str, file_format: str | None, defaults: dict[str, Any], project_id: int | None = None
+) -> list[Host]:
     """Bulk add from an inventory or CSV; `defaults` (credential, user, labels) fill the gaps."""
     from portal.hosts.inventory_import import InventoryError, guess_format, parse_hosts_file
     from portal.hosts.schemas import HostWriteSchema
@@ -403,7 +423,7 @@ def import_hosts(content: str, file_format: str | None, defaults: dict[str, Any]
     if errors:
         names = ", ".join(sorted(errors)[:10])
         raise ValidationFailed(f"Some hosts in the file are not valid: {names}.", errors)
-    return create_hosts(merged)
+    return create_hosts([{**values, "project_id": project_id} for values in merged])
 
 
 def _merge_import_row(row: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:

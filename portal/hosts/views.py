@@ -21,6 +21,7 @@ from portal.hosts.gpu_charts import (
 )
 from portal.hosts.models import HOST_STATUSES, Host
 from portal.hosts.schemas import BECOME_METHODS, HostPatchSchema, HostWriteSchema
+from portal.projects.access import visible_project_ids
 from portal.web.auth import page_role
 from portal.web.forms import flash_error
 from portal.web.listing import Listing, SortColumn, list_page
@@ -59,7 +60,7 @@ def _host_listing() -> Listing:
     if filters.get("status") not in (None, *HOST_STATUSES):
         filters.pop("status")
     return list_page(
-        service.hosts_query(**filters),
+        service.hosts_query(**filters, project_ids=visible_project_ids()),
         sortable=HOST_SORTS,
         default_sort="name",
         tiebreak=Host.id,
@@ -108,7 +109,7 @@ def new() -> Any:
 @bp.route("/<id:host_id>/edit", methods=["GET", "POST"])
 @page_role("operator")
 def edit(host_id: int) -> Any:
-    host = service.get_host(host_id)
+    host = service.visible_host(host_id, "operator")
     if request.method == "GET":
         return render_template("hosts/form.html", host=host, values={}, methods=BECOME_METHODS)
     try:
@@ -150,7 +151,7 @@ def import_hosts() -> Any:
 @bp.get("/<id:host_id>")
 @page_role("viewer")
 def detail(host_id: int) -> Any:
-    host = service.get_host(host_id)
+    host = service.visible_host(host_id, "viewer")
     operation, lines = None, []
     if host.last_operation_id:
         try:
@@ -171,7 +172,7 @@ def detail(host_id: int) -> Any:
 @page_role("viewer")
 def gpu_charts_live(host_id: int) -> Any:
     """The host page's GPU charts, sent again each time a sweep adds samples."""
-    service.get_host(host_id)
+    service.visible_host(host_id, "viewer")
     minutes = window_minutes(request.args.get("minutes"))
     sent: dict[str, Any] = {"newest": "never", "payload": None}
 
@@ -194,7 +195,7 @@ def gpu_charts_live(host_id: int) -> Any:
 @bp.post("/<id:host_id>/bootstrap")
 @page_role("operator")
 def bootstrap(host_id: int) -> Any:
-    host = service.get_host(host_id)
+    host = service.visible_host(host_id, "operator")
     try:
         service.require_idle(host)
         _start("bootstrap_hosts", {"host_ids": [host.id], "forks": 1}, f"host:{host.id}")
@@ -212,7 +213,7 @@ def bootstrap_many() -> Any:
         return redirect(url_for("hosts_pages.index"))
     try:
         for host_id in host_ids:
-            service.require_idle(service.get_host(host_id))
+            service.require_idle(service.visible_host(host_id, "operator"))
     except SpectrError as exc:
         flash(exc.message, "error")
         return redirect(url_for("hosts_pages.index"))
@@ -224,7 +225,7 @@ def bootstrap_many() -> Any:
 @bp.post("/<id:host_id>/forget-host-key")
 @page_role("operator")
 def forget_host_key(host_id: int) -> Any:
-    host = service.get_host(host_id)
+    host = service.visible_host(host_id, "operator")
     service.forget_host_key(host)
     flash("Recorded host key forgotten; the next bootstrap records the key it meets.")
     return redirect(url_for("hosts_pages.detail", host_id=host.id))
@@ -233,7 +234,7 @@ def forget_host_key(host_id: int) -> Any:
 @bp.post("/<id:host_id>/delete")
 @page_role("operator")
 def delete(host_id: int) -> Any:
-    host = service.get_host(host_id)
+    host = service.visible_host(host_id, "operator")
     if request.form.get("cleanup") == "on":
         operation = _start("delete_host", {"host_id": host.id}, f"host:{host.id}")
         return redirect(url_for("operations_pages.detail", operation_id=operation.id))

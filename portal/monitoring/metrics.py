@@ -98,6 +98,7 @@ class FleetCollector:
         yield queue_metric()
         yield from host_metrics()
         yield from application_metrics()
+        yield from project_metrics()
         yield open_event_metric()
 
 
@@ -268,6 +269,34 @@ def application_metrics() -> Iterator[Metric]:
     for status, count in rows.all():
         family.add_metric([str(status)], count)
     yield family
+
+
+def project_metrics() -> Iterator[Metric]:
+    """Each project's use of its quotas (GPUs its applications hold, applications), and the
+    limits that are set, when the projects table exists."""
+    if not inspect(db.engine).has_table("projects"):
+        return
+    from portal.projects.quotas import usage_by_project
+
+    label = ["project"]
+    gpus = GaugeMetricFamily(
+        "spectr_project_gpus", "GPUs a project's applications hold", labels=label
+    )
+    gpu_limit = GaugeMetricFamily("spectr_project_gpu_limit", "A project's GPU quota", labels=label)
+    apps = GaugeMetricFamily(
+        "spectr_project_applications", "A project's applications", labels=label
+    )
+    app_limit = GaugeMetricFamily(
+        "spectr_project_application_limit", "A project's application quota", labels=label
+    )
+    for project, gpus_used, apps_used in usage_by_project():
+        gpus.add_metric([project.name], gpus_used)
+        apps.add_metric([project.name], apps_used)
+        if project.gpu_limit is not None:
+            gpu_limit.add_metric([project.name], project.gpu_limit)
+        if project.application_limit is not None:
+            app_limit.add_metric([project.name], project.application_limit)
+    yield from (gpus, gpu_limit, apps, app_limit)
 
 
 def open_event_metric() -> GaugeMetricFamily:

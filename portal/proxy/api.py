@@ -10,6 +10,7 @@ from flask.views import MethodView
 from portal.core.api_base import Blueprint
 from portal.core.errors import Conflict, Forbidden
 from portal.core.security import require_principal, require_role
+from portal.projects.access import checked, project_role, target_project, visible_project_ids
 from portal.proxy import service
 from portal.proxy.config_document import (
     CONTRACT_HEADER,
@@ -53,42 +54,48 @@ class ProxyConfig(MethodView):
         return document, 200, headers
 
 
+def _route(route_id: int, needed: str) -> Any:
+    """The route, if the caller has `needed` in its project; 404 like a missing one if not."""
+    return checked(service.get_route(route_id), needed, f"No route with id {route_id}.")
+
+
 @blp.route("/routes")
 class Routes(MethodView):
-    @require_role("viewer")
+    @project_role("viewer")
     @blp.response(200, RouteSchema(many=True))
     def get(self) -> Any:
-        """List routes."""
-        return service.list_routes()
+        """List routes (of your projects)."""
+        return service.list_routes(visible_project_ids())
 
-    @require_role("operator")
+    @project_role("operator")
     @blp.arguments(RouteSchema)
     @blp.response(201, RouteSchema)
     def post(self, body: dict) -> Any:
         """Create a route: host names and a path prefix to a pool of upstreams."""
-        return service.create_route(body)
+        project = target_project(body.pop("project"), "operator")
+        return service.create_route({**body, "project_id": project.id})
 
 
 @blp.route("/routes/<id:route_id>")
 class RouteItem(MethodView):
-    @require_role("viewer")
+    @project_role("viewer")
     @blp.response(200, RouteSchema)
     def get(self, route_id: int) -> Any:
         """Show a route."""
-        return service.get_route(route_id)
+        return _route(route_id, "viewer")
 
-    @require_role("operator")
+    @project_role("operator")
     @blp.arguments(RouteUpdateSchema)
     @blp.response(200, RouteSchema)
     def patch(self, body: dict, route_id: int) -> Any:
         """Change a route."""
-        return service.update_route(service.get_route(route_id), body)
+        return service.update_route(_route(route_id, "operator"), body)
 
-    @require_role("operator")
+    @project_role("operator")
     @blp.response(204)
     def delete(self, route_id: int) -> None:
         """Delete a route."""
-        service.delete_route(service.get_route(route_id))
+        service.delete_route(_route(route_id, "operator"))
 
 
 @blp.route("/models")
@@ -118,29 +125,30 @@ class ModelItem(MethodView):
 
 @blp.route("/keys")
 class Keys(MethodView):
-    @require_role("viewer")
+    @project_role("viewer")
     @blp.response(200, GatewayKeySchema(many=True))
     def get(self) -> Any:
-        """List gateway keys (yours; admins see all)."""
-        return service.list_keys(require_principal())
+        """List gateway keys (yours; admins see all) of your projects."""
+        return service.list_keys(require_principal(), visible_project_ids())
 
-    @require_role("operator")
+    @project_role("operator")
     @blp.arguments(GatewayKeySchema)
     @blp.response(201, GatewayKeyCreatedSchema)
     def post(self, body: dict) -> Any:
-        """Create a gateway key; the secret is in this answer only."""
-        key, secret = service.create_key(require_principal(), body)
+        """Create a gateway key in a project; the secret is in this answer only."""
+        project = target_project(body.pop("project"), "operator")
+        key, secret = service.create_key(require_principal(), {**body, "project_id": project.id})
         key.key = secret  # a plain attribute for this answer; never stored
         return key
 
 
 @blp.route("/keys/<id:key_id>")
 class KeyItem(MethodView):
-    @require_role("operator")
+    @project_role("operator")
     @blp.response(200, GatewayKeySchema)
     def delete(self, key_id: int) -> Any:
         """Revoke a gateway key; proxies refuse it within a second."""
-        key = service.get_key(key_id)
+        key = checked(service.get_key(key_id), "operator", f"No gateway key with id {key_id}.")
         principal = require_principal()
         if key.user_id != principal.user_id and not principal.has_role("admin"):
             raise Forbidden("Only the key's owner or an admin can revoke it.")

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.core.timeutil import utcnow
 from portal.extensions import db
+from portal.projects.models import default_project_for_row
 
 
 class ProxyRoute(db.Model):
@@ -19,6 +20,10 @@ class ProxyRoute(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
+    # The project that owns it (issue 16); a new row without one lands in `default`.
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id"), index=True, default=default_project_for_row
+    )
     hosts: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["*"])
     path_prefix: Mapped[str] = mapped_column(String(255), default="/")
     strip_prefix: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -59,6 +64,10 @@ class GatewayKey(db.Model):
     public_id: Mapped[str] = mapped_column(String(40), unique=True)
     name: Mapped[str] = mapped_column(String(120))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The project that owns it (issue 16); a new row without one lands in `default`.
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id"), index=True, default=default_project_for_row
+    )
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(24))
     models: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["*"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 
 from portal.core.fields import PartialLoad, UtcDateTime
+from portal.projects.schemas import project_field
 
 NAME = ma.validate.Regexp(
     r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$", error="Letters, digits and ._:/@- only."
@@ -33,12 +34,17 @@ class RouteSchema(ma.Schema):
     )
     timeout_s = ma.fields.Float(load_default=60.0, validate=ma.validate.Range(0.1, 3600))
     retries = ma.fields.Integer(load_default=1, validate=ma.validate.Range(0, 10))
+    project = project_field()
+    project_id = ma.fields.Integer(dump_only=True)
     created_at = UtcDateTime(dump_only=True)
     updated_at = UtcDateTime(dump_only=True)
 
 
 class RouteUpdateSchema(PartialLoad, RouteSchema):
-    """Every field optional: a PATCH changes only what it names."""
+    """Every field optional: a PATCH changes only what it names. A route stays in its project."""
+
+    class Meta:
+        exclude = ("project",)
 
 
 class GatewayModelSchema(ma.Schema):
@@ -80,6 +86,8 @@ class GatewayKeySchema(ma.Schema):
     expires_in_days = ma.fields.Integer(
         load_only=True, load_default=None, allow_none=True, validate=ma.validate.Range(1, 3650)
     )
+    project = project_field()
+    project_id = ma.fields.Integer(dump_only=True)
     expires_at = UtcDateTime(dump_only=True, allow_none=True)
     revoked_at = UtcDateTime(dump_only=True, allow_none=True)
     created_at = UtcDateTime(dump_only=True)

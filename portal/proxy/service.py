@@ -40,8 +40,12 @@ def _unique_name(model: type, name: str, what: str, exclude_id: int | None = Non
         raise Conflict(f"A {what} named '{name}' already exists.", {"name": ["taken"]})
 
 
-def list_routes() -> list[ProxyRoute]:
-    return list(db.session.scalars(select(ProxyRoute).order_by(ProxyRoute.name)))
+def list_routes(project_ids: list[int] | None = None) -> list[ProxyRoute]:
+    """Routes by name, of these projects (None: of every project)."""
+    query = select(ProxyRoute).order_by(ProxyRoute.name)
+    if project_ids is not None:
+        query = query.where(ProxyRoute.project_id.in_(project_ids))
+    return list(db.session.scalars(query))
 
 
 def get_route(route_id: int) -> ProxyRoute:
@@ -50,6 +54,7 @@ def get_route(route_id: int) -> ProxyRoute:
 
 def create_route(fields: dict[str, Any]) -> ProxyRoute:
     _unique_name(ProxyRoute, fields["name"], "route")
+    fields.pop("project", None)  # resolved to project_id by the API; pages add to `default`
     route = ProxyRoute(**fields)
     db.session.add(route)
     db.session.flush()
@@ -144,10 +149,13 @@ def _path_back(name: str, fallbacks: list[str], graph: dict[str, list[str]]) -> 
     return []
 
 
-def list_keys(principal: Principal) -> list[GatewayKey]:
+def list_keys(principal: Principal, project_ids: list[int] | None = None) -> list[GatewayKey]:
+    """Gateway keys, newest first: the caller's own (admins: everyone's), of these projects."""
     query = select(GatewayKey).order_by(GatewayKey.created_at.desc())
     if not principal.has_role("admin"):
         query = query.where(GatewayKey.user_id == principal.user_id)
+    if project_ids is not None:
+        query = query.where(GatewayKey.project_id.in_(project_ids))
     return list(db.session.scalars(query))
 
 
@@ -159,6 +167,7 @@ def create_key(principal: Principal, fields: dict[str, Any]) -> tuple[GatewayKey
     """Create a gateway key; the secret is returned this once and only its hash is kept."""
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     days = fields.pop("expires_in_days", None)
+    fields.pop("project", None)  # resolved to project_id by the API; pages add to `default`
     key = GatewayKey(
         public_id="key_" + secrets.token_hex(8),
         user_id=principal.user_id,

@@ -172,11 +172,11 @@ class SpectrRegistryAccess(MethodView):
     def post(self, body: dict) -> Any:
         """Make hosts trust and log in to Spectr's registry (an operation; bootstrap's part)."""
         service.require_spectr_registry()
-        from portal.hosts.service import get_host
+        from portal.hosts.service import visible_host
 
         host_ids = list(dict.fromkeys(body["host_ids"]))
         for host_id in host_ids:
-            get_host(host_id)
+            visible_host(host_id, "operator")
         return create_from_request("registry_access", {"host_ids": host_ids}, target="hosts")
 
 

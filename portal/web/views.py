@@ -24,6 +24,7 @@ from portal.admin.sign_in_views import ask_for_code, complete_sign_in
 from portal.core.audit import record_audit
 from portal.core.db_outage import database_unavailable
 from portal.extensions import db
+from portal.projects.access import caller_scope, visible_project_ids
 from portal.web.auth import page_role
 from portal.web.display import published_ports, when
 
@@ -119,5 +120,11 @@ def logout() -> Any:
 @page_role("viewer")
 def home() -> Any:
     from portal.monitoring.overview import fleet_overview
+    from portal.projects.quotas import usage_by_project
 
-    return render_template("home.html", overview=fleet_overview())
+    return render_template(
+        "home.html",
+        overview=fleet_overview(),
+        projects=usage_by_project(visible_project_ids()),
+        roles=caller_scope(),
+    )

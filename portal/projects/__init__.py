@@ -1,0 +1,1 @@
+"""Projects: who may see and act on which hosts, applications, gateway keys and routes."""

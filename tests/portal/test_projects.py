@@ -1,0 +1,292 @@
+"""Projects: the API, what each member sees and may do, scoped tokens, quotas, audit records.
+
+Hosts here are rows (SSH to 127.0.0.1:1, no agent): nothing reaches an engine or a network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+
+from portal.core.audit import AuditEvent
+from portal.extensions import db
+from portal.projects.models import DEFAULT_PROJECT, Project, ProjectMember
+from tests.portal.conftest import PASSWORD, ApiClient
+from tests.portal.projects_support import make_app, make_host, make_project, member_api
+
+KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def _audit(action: str) -> AuditEvent:
+    query = select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id.desc())
+    return db.session.scalars(query).first()
+
+
+def test_admins_create_projects_and_project_admins_manage_members(
+    client: Any, api_as: Callable[[str], ApiClient]
+) -> None:
+    admin = api_as("admin")
+    created = admin.post("/api/v1/projects", json={"name": "alpha", "gpu_limit": 4})
+    assert created.status_code == 201
+    alpha = created.json
+    assert alpha["usage"] == {
+        "gpus": {"used": 0, "limit": 4},
+        "applications": {"used": 0, "limit": None},
+    }
+    assert _audit("project.create").project_id == alpha["id"]
+    assert admin.post("/api/v1/projects", json={"name": "alpha"}).status_code == 409
+    bad = admin.post("/api/v1/projects", json={"name": "Not Valid", "gpu_limit": -1})
+    assert bad.status_code == 422 and set(bad.json["details"]) == {"name", "gpu_limit"}
+
+    lead = member_api(client, {alpha["id"]: "admin"}, global_role="viewer")
+    worker = member_api(client, {alpha["id"]: "operator"}, global_role="operator")
+    assert lead.post("/api/v1/projects", json={"name": "beta"}).status_code == 403
+    assert [p["name"] for p in lead.get("/api/v1/projects").json] == ["alpha"]
+    assert lead.get(f"/api/v1/projects/{alpha['id']}").json["role"] == "admin"
+
+    added = lead.post(
+        f"/api/v1/projects/{alpha['id']}/members", json={"username": "nobody", "role": "viewer"}
+    )
+    assert added.status_code == 404 and added.json["details"] == {"username": ["no such user"]}
+    outsider = member_api(client, {})
+    body = {"username": outsider.username, "role": "viewer"}
+    assert worker.post(f"/api/v1/projects/{alpha['id']}/members", json=body).status_code == 403
+    assert lead.post(f"/api/v1/projects/{alpha['id']}/members", json=body).status_code == 201
+    assert _audit("project.member.add").project_id == alpha["id"]
+    assert outsider.get(f"/api/v1/projects/{alpha['id']}").json["role"] == "viewer"
+    item = f"/api/v1/projects/{alpha['id']}/members/{outsider.user_id}"
+    assert lead.patch(item, json={"role": "operator"}).json["role"] == "operator"
+    assert lead.patch(item, json={"role": "owner"}).status_code == 422
+    assert lead.delete(item).status_code == 204
+    assert outsider.get(f"/api/v1/projects/{alpha['id']}").status_code == 404
+
+    # A project admin changes the description, not the quotas (those are the fleet's).
+    project = f"/api/v1/projects/{alpha['id']}"
+    assert lead.patch(project, json={"description": "team a"}).status_code == 200
+    assert lead.patch(project, json={"gpu_limit": 100}).status_code == 403
+    assert admin.patch(project, json={"gpu_limit": 8}).json["gpu_limit"] == 8
+
+
+def test_a_project_is_deleted_only_when_empty_and_default_stays(
+    api_as: Callable[[str], ApiClient],
+) -> None:
+    admin = api_as("admin")
+    alpha = make_project("alpha")
+    make_host(alpha.id)
+    refused = admin.delete(f"/api/v1/projects/{alpha.id}")
+    assert refused.status_code == 409 and refused.json["details"] == {"hosts": 1}
+    default = db.session.scalar(select(Project).where(Project.name == DEFAULT_PROJECT))
+    assert admin.delete(f"/api/v1/projects/{default.id}").status_code == 409
+    empty = make_project("empty")
+    assert admin.delete(f"/api/v1/projects/{empty.id}").status_code == 204
+    assert admin.get(f"/api/v1/projects/{empty.id}").status_code == 404
+    assert _audit("project.delete").project_id == empty.id
+
+
+def test_new_users_join_default_with_their_global_role(create_user: Callable[..., Any]) -> None:
+    user = create_user("operator")
+    rows = db.session.scalars(select(ProjectMember).where(ProjectMember.user_id == user.id)).all()
+    assert [(row.project.name, row.role) for row in rows] == [(DEFAULT_PROJECT, "operator")]
+
+
+def test_hosts_of_other_projects_are_not_listed_and_answer_404(client: Any) -> None:
+    alpha, beta = make_project("alpha"), make_project("beta")
+    mine, theirs = make_host(alpha.id), make_host(beta.id)
+    api = member_api(client, {alpha.id: "operator"})
+    assert [h["name"] for h in api.get("/api/v1/hosts").json] == [mine.name]
+    assert api.get(f"/api/v1/hosts/{mine.id}").json["project_id"] == alpha.id
+    for method in ("get", "patch", "delete"):
+        kwargs = {"json": {"labels": {"a": "b"}}} if method == "patch" else {}
+        answer = getattr(api, method)(f"/api/v1/hosts/{theirs.id}", **kwargs)
+        assert answer.status_code == 404
+        assert answer.json["message"] == f"No host with id {theirs.id}."
+    assert api.get(f"/api/v1/hosts/{theirs.id}/containers").status_code == 404
+
+
+def test_a_role_counts_in_its_own_project_only(client: Any) -> None:
+    alpha, beta = make_project("alpha"), make_project("beta")
+    in_alpha, in_beta = make_host(alpha.id), make_host(beta.id)
+    api = member_api(client, {alpha.id: "viewer", beta.id: "operator"}, global_role="viewer")
+    change = {"labels": {"team": "x"}}
+    assert api.patch(f"/api/v1/hosts/{in_alpha.id}", json=change).status_code == 403
+    patched = api.patch(f"/api/v1/hosts/{in_beta.id}", json=change)
+    assert patched.status_code == 200, patched.json
+    assert _audit("host.update").project_id == beta.id
+
+    new = {"name": "n1", "address": "127.0.0.1", "ssh_private_key": KEY}
+    assert api.post("/api/v1/hosts", json={**new, "project": "alpha"}).status_code == 403
+    assert api.post("/api/v1/hosts", json={**new, "project": "gamma"}).status_code == 404
+    created = api.post("/api/v1/hosts", json={**new, "project": "beta"})
+    assert created.status_code == 201 and created.json["project_id"] == beta.id
+    assert _audit("host.create").project_id == beta.id
+
+    app_body = {"name": "web", "host_id": in_alpha.id, "deploy": False,
+                "container": {"image": "registry.local/web:1"}}  # fmt: skip
+    assert api.post("/api/v1/apps", json=app_body).status_code == 403
+    made = api.post("/api/v1/apps", json={**app_body, "host_id": in_beta.id})
+    assert made.status_code == 201 and made.json["project_id"] == beta.id
+
+
+def test_a_new_resource_goes_to_the_callers_only_project(client: Any) -> None:
+    alpha = make_project("alpha")
+    api = member_api(client, {alpha.id: "operator"})
+    new = {"name": "solo", "address": "127.0.0.1", "ssh_private_key": KEY}
+    assert api.post("/api/v1/hosts", json=new).json["project_id"] == alpha.id
+    route = {"name": "r1", "upstreams": ["http://127.0.0.1:9"]}
+    assert api.post("/api/v1/proxy/routes", json=route).json["project_id"] == alpha.id
+
+
+def test_applications_of_other_projects_are_not_listed_and_answer_404(client: Any) -> None:
+    alpha, beta = make_project("alpha"), make_project("beta")
+    mine, theirs = make_app(make_host(alpha.id)), make_app(make_host(beta.id))
+    api = member_api(client, {alpha.id: "operator"})
+    assert [a["name"] for a in api.get("/api/v1/apps").json] == [mine.name]
+    for path in ("", "/revisions", "/logs"):
+        assert api.get(f"/api/v1/apps/{theirs.id}{path}").status_code == 404
+    for action in ("deploy", "stop", "remove", "exec"):
+        body = {"argv": ["true"]} if action == "exec" else {}
+        assert api.post(f"/api/v1/apps/{theirs.id}/{action}", json=body).status_code == 404
+    assert api.delete(f"/api/v1/apps/{theirs.id}").status_code == 404
+    assert api.delete(f"/api/v1/apps/{mine.id}").status_code == 204
+    assert _audit("app.delete").project_id == alpha.id
+
+
+def test_the_last_gpu_of_the_quota_fits_and_the_next_is_refused(client: Any) -> None:
+    alpha = make_project("alpha", gpu_limit=3)
+    host = make_host(alpha.id, gpus=4, status="ready")
+    api = member_api(client, {alpha.id: "operator"})
+
+    def new_app(name: str, gpus: list[int]) -> Any:
+        container = {"image": "registry.local/llm:1", "gpus": gpus}
+        return api.post(
+            "/api/v1/apps",
+            json={"name": name, "host_id": host.id, "container": container, "deploy": False},
+        )
+
+    assert new_app("two", [0, 1]).status_code == 201
+    assert new_app("last", [2]).status_code == 201  # the third GPU of three fits
+    over = new_app("over", [3])
+    assert over.status_code == 409 and over.json["code"] == "quota_exceeded"
+    assert over.json["details"] == {"quota": "gpus", "used": 3, "requested": 1, "limit": 3}
+    assert "'gpus' quota" in over.json["message"]
+    usage = api.get(f"/api/v1/projects/{alpha.id}").json["usage"]
+    assert usage["gpus"] == {"used": 3, "limit": 3}
+
+
+def test_the_application_quota_refuses_one_too_many(client: Any) -> None:
+    alpha = make_project("alpha", application_limit=1)
+    host = make_host(alpha.id, status="ready")
+    api = member_api(client, {alpha.id: "operator"})
+    body = {"host_id": host.id, "deploy": False, "container": {"image": "registry.local/w:1"}}
+    assert api.post("/api/v1/apps", json={**body, "name": "one"}).status_code == 201
+    two = api.post("/api/v1/apps", json={**body, "name": "two"})
+    assert two.status_code == 409 and two.json["details"]["quota"] == "applications"
+
+
+def test_a_project_token_cannot_reach_another_projects_logs_exec_or_gateway_key(
+    client: Any, api_as: Callable[[str], ApiClient]
+) -> None:
+    alpha, beta = make_project("alpha"), make_project("beta")
+    theirs_host = make_host(beta.id)
+    theirs_app = make_app(theirs_host)
+    # The owner is operator in both; the token reaches alpha only.
+    owner_roles = {alpha.id: "operator", beta.id: "operator"}
+    scoped = member_api(client, owner_roles, token_project=alpha.id)
+    key = api_as("admin").post("/api/v1/proxy/keys", json={"name": "k", "project": "beta"})
+    assert key.status_code == 201
+
+    container = f"/api/v1/hosts/{theirs_host.id}/containers/abc"
+    assert client.get(f"{container}/logs", headers=scoped.headers).status_code == 404
+    exec_body = {"argv": ["id"]}
+    assert scoped.post(f"{container}/exec", json=exec_body).status_code == 404
+    assert scoped.get(f"/api/v1/apps/{theirs_app.id}/logs").status_code == 404
+    assert scoped.post(f"/api/v1/apps/{theirs_app.id}/exec", json=exec_body).status_code == 404
+    assert scoped.delete(f"/api/v1/proxy/keys/{key.json['id']}").status_code == 404
+    assert scoped.get("/api/v1/proxy/keys").json == []
+    assert [p["name"] for p in scoped.get("/api/v1/projects").json] == ["alpha"]
+    # Nor can it mint itself a wider token.
+    wider = scoped.post("/api/v1/tokens", json={"name": "w", "project": "beta"})
+    assert wider.status_code == 404
+    same = scoped.post("/api/v1/tokens", json={"name": "s"})
+    assert same.status_code == 201 and same.json["project_id"] == alpha.id
+
+
+def test_a_token_role_is_at_most_its_owners(client: Any) -> None:
+    alpha = make_project("alpha")
+    host = make_host(alpha.id)
+    owner = member_api(client, {alpha.id: "operator"})
+    too_high = owner.post("/api/v1/tokens", json={"name": "t", "project": "alpha", "role": "admin"})
+    assert too_high.status_code == 403
+    made = owner.post("/api/v1/tokens", json={"name": "t", "project": "alpha", "role": "viewer"})
+    assert made.status_code == 201 and made.json["role"] == "viewer"
+    assert _audit("token.create").project_id == alpha.id
+    viewer = ApiClient(client, made.json["token"])
+    assert viewer.get(f"/api/v1/hosts/{host.id}").status_code == 200
+    assert viewer.patch(f"/api/v1/hosts/{host.id}", json={"labels": {}}).status_code == 403
+    bad = owner.post("/api/v1/tokens", json={"name": "t", "role": "root"})
+    assert bad.status_code == 422 and "role" in bad.json["details"]
+
+
+def test_a_project_token_of_a_global_admin_is_no_global_admin(
+    client: Any, api_as: Callable[[str], ApiClient]
+) -> None:
+    alpha, beta = make_project("alpha"), make_project("beta")
+    make_host(beta.id)
+    admin = api_as("admin")
+    scoped = admin.post("/api/v1/tokens", json={"name": "a", "project": "alpha"})
+    api = ApiClient(client, scoped.json["token"])
+    assert api.get("/api/v1/hosts").json == []
+    assert api.get("/api/v1/users").status_code == 403
+    assert api.post("/api/v1/projects", json={"name": "gamma"}).status_code == 403
+    assert api.get(f"/api/v1/projects/{alpha.id}").json["role"] == "admin"
+
+
+def test_audit_records_can_be_listed_by_project(
+    client: Any, api_as: Callable[[str], ApiClient]
+) -> None:
+    alpha = make_project("alpha")
+    host = make_host(alpha.id)
+    api = member_api(client, {alpha.id: "operator"})
+    assert api.delete(f"/api/v1/hosts/{host.id}/host-key").status_code == 200
+    rows = api_as("admin").get(f"/api/v1/audit?project_id={alpha.id}").json
+    assert rows and {row["project_id"] for row in rows} == {alpha.id}
+
+
+def test_pages_list_only_the_callers_projects_and_answer_404_for_others(client: Any) -> None:
+    alpha, beta = make_project("alpha"), make_project("beta")
+    mine, theirs = make_host(alpha.id), make_host(beta.id)
+    their_app = make_app(theirs)
+    member = member_api(client, {alpha.id: "viewer"})
+    client.post("/login", data={"username": member.username, "password": PASSWORD})
+    hosts_page = client.get("/hosts").get_data(as_text=True)
+    assert mine.name in hosts_page and theirs.name not in hosts_page
+    apps_page = client.get("/apps").get_data(as_text=True)
+    assert theirs.name not in apps_page and their_app.name not in apps_page
+    assert client.get(f"/hosts/{mine.id}").status_code == 200
+    assert client.get(f"/hosts/{theirs.id}").status_code == 404
+    assert client.get(f"/apps/{their_app.id}").status_code == 404
+
+
+def test_metrics_show_each_projects_quota_use(api_as: Callable[[str], ApiClient]) -> None:
+    alpha = make_project("alpha", gpu_limit=4)
+    host = make_host(alpha.id, gpus=2)
+    make_app(host, gpus=[0, 1])
+    make_app(host)
+    text = api_as("admin").get("/metrics").get_data(as_text=True)
+    assert 'spectr_project_gpus{project="alpha"} 2.0' in text
+    assert 'spectr_project_gpu_limit{project="alpha"} 4.0' in text
+    assert 'spectr_project_applications{project="alpha"} 2.0' in text
+    assert 'spectr_project_application_limit{project="alpha"}' not in text
+
+
+def test_the_dashboard_shows_the_callers_projects_and_their_quota_use(client: Any) -> None:
+    alpha, beta = make_project("alpha", gpu_limit=2), make_project("beta")
+    make_app(make_host(alpha.id, gpus=1), gpus=[0])
+    member = member_api(client, {alpha.id: "operator"})
+    client.post("/login", data={"username": member.username, "password": PASSWORD})
+    page = client.get("/").get_data(as_text=True)
+    row = page.split('data-project="alpha"', 1)[1].split("</tr>", 1)[0]
+    assert "operator" in row and "1 / 2" in row and "1 / no limit" in row
+    assert f'data-project="{beta.name}"' not in page
