@@ -222,8 +222,11 @@ def _failures(attempts: list[Attempt]) -> list[str]:
 
 def _docker_refusal(message: str) -> bool:
     # What the Docker client prints for distribution's read-only 405 (a plain-text body), or
-    # for an upload cut by a restart of the registry.
-    known = ("405", "Method not allowed", "connection refused", "EOF", "connection reset")
+    # for an upload cut by a restart of the registry. The engine treats 127.0.0.0/8 registries
+    # as insecure: when its HTTPS try meets the restart it falls back to plain HTTP, which the
+    # registry, up again, refuses ("Client sent an HTTP request to an HTTPS server").
+    known = ("405", "Method not allowed", "connection refused", "EOF", "connection reset",
+             "HTTP request to an HTTPS server")  # fmt: skip
     return any(text in message for text in known)
 
 
