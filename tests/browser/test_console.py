@@ -13,7 +13,7 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,6 +33,13 @@ made = docker_objects.made
 
 def sleeping(container, marker: str) -> bool:  # type: ignore[no-untyped-def]
     return any(marker in " ".join(process) for process in container.top()["Processes"])
+
+
+def wait_until(done: Callable[[], bool], failure: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.2)
 
 
 def test_typing_into_a_containers_console(page: Page, portal: Portal, made: Made) -> None:
@@ -64,17 +71,12 @@ def test_typing_into_a_containers_console(page: Page, portal: Portal, made: Made
 
         page.keyboard.type("exec sleep 4242")
         page.keyboard.press("Enter")
-        deadline = time.monotonic() + 30
-        while not sleeping(box, "sleep 4242"):
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_until(lambda: sleeping(box, "sleep 4242"), "the shell never ran sleep")
         page.get_by_role("button", name="Disconnect").click()
         expect(state).to_have_text("Disconnected; the shell was ended.")
         expect(page.get_by_role("button", name="Connect", exact=True)).to_be_visible()
-        deadline = time.monotonic() + 30
-        while sleeping(box, "sleep 4242"):  # the portal killed it when the socket closed
-            assert time.monotonic() < deadline, "the shell outlived the console"
-            time.sleep(0.2)
+        # the portal killed it when the socket closed
+        wait_until(lambda: not sleeping(box, "sleep 4242"), "the shell outlived the console")
 
         # The shell exits by itself: the page says so, with its exit code.
         page.get_by_role("button", name="Connect", exact=True).click()
@@ -143,18 +145,12 @@ def test_a_console_through_the_hosts_agent(
         snap(page, "console-through-agent")
         page.keyboard.type("exec sleep 4343")
         page.keyboard.press("Enter")
-        deadline = time.monotonic() + 30
-        while not sleeping(box, "sleep 4343"):
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_until(lambda: sleeping(box, "sleep 4343"), "the shell never ran sleep")
     assert errors == []
 
     other = browser_context.new_page()  # first: the last tab's end would end the browser's session
     page.close()  # the tab goes, and with it the console's socket
-    deadline = time.monotonic() + 30
-    while sleeping(box, "sleep 4343"):
-        assert time.monotonic() < deadline, "the shell outlived the tab"
-        time.sleep(0.2)
+    wait_until(lambda: not sleeping(box, "sleep 4343"), "the shell outlived the tab")
 
     other.goto(f"{portal.url}/")
     api = Api(other, portal)
