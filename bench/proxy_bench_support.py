@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STANDIN = REPO_ROOT / "tests" / "proxy" / "llm_standin.py"
+STANDIN = REPO_ROOT / "proxy" / "tests" / "llm_standin.py"
 
 
 @dataclass
