@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from proxy.addons.auth import DEFAULT_MAX_BODY_MB
 from proxy.app import ProxySettings, serve
 from proxy.config import ConfigError
 from proxy.spool import SpoolLocked
@@ -105,6 +106,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="who serves gateway requests: the lean HTTP/1.1 path (mitmproxy serves the rest) "
         "or mitmproxy, like everything else",
     )
+    parser.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=env("SPECTR_PROXY_MAX_BODY_MB", str(DEFAULT_MAX_BODY_MB)),
+        help="largest body of a gateway request (413 above it; read only after the key check)",
+    )
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--log-level", default=env("SPECTR_PROXY_LOG_LEVEL", "INFO"))
@@ -142,6 +149,7 @@ def settings_from(args: argparse.Namespace) -> ProxySettings:
         usage_queue=args.usage_queue,
         usage_spool_max_bytes=int(args.usage_spool_max_mb * 1024 * 1024),
         gateway_path=args.gateway_path,
+        max_body_mb=args.max_body_mb,
     )
 
 

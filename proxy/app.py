@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from proxy import error_hook
 from proxy.addons.access_log import AccessLog
-from proxy.addons.auth import GatewayAuth
+from proxy.addons.auth import DEFAULT_MAX_BODY_MB, GatewayAuth
 from proxy.addons.config_loader import ConfigLoader
 from proxy.addons.health import HealthChecks
 from proxy.addons.limits import Limits
@@ -63,6 +63,7 @@ class ProxySettings:
     # "lean": gateway requests are served by proxy/lean (the listening socket is its), every other
     # connection by mitmproxy; "mitmproxy": mitmproxy listens and serves everything.
     gateway_path: str = "lean"
+    max_body_mb: float = DEFAULT_MAX_BODY_MB  # a gateway request's body, at most
 
 
 def config_source(settings: ProxySettings, redis: Redis) -> ConfigSource:
@@ -149,7 +150,7 @@ async def serve(settings: ProxySettings) -> None:
         RequestIds(),
         HealthChecks(state),
         TlsTermination(state, settings.confdir / "routes"),
-        GatewayAuth(state),
+        GatewayAuth(state, settings.max_body_mb),
         GatewayModels(state),
         Limits(limiter),
         Routing(state),

@@ -162,14 +162,24 @@ async def read_response_head(wire: Wire) -> ResponseHead:
             return head
 
 
-async def read_request_body(wire: Wire, head: RequestHead) -> bytes:
-    """Read a request's whole body (the gateway needs it before choosing a replica)."""
+class BodyTooLarge(Exception):
+    """A chunked request body grew past the limit while it was read."""
+
+
+async def read_request_body(wire: Wire, head: RequestHead, limit: int) -> bytes:
+    """Read a request's whole body (the gateway needs it before choosing a replica), at most
+    `limit` bytes: a longer chunked body raises BodyTooLarge once it passes it (a declared
+    length is checked before this is called)."""
     if head.expect_continue:
         wire.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     if head.chunked:
         reader = ChunkedReader(wire)
         pieces = []
+        size = 0
         while (piece := await reader.read()) is not None:
+            size += len(piece)
+            if size > limit:
+                raise BodyTooLarge(size)
             pieces.append(piece)
         return b"".join(pieces)
     return await wire.read_exactly(head.length) if head.length else b""

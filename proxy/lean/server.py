@@ -6,13 +6,21 @@ import asyncio
 import logging
 import time
 
-from mitmproxy import connection, ctx
+from mitmproxy import connection, ctx, http
 from mitmproxy.proxy.mode_servers import ServerInstance
 
+from proxy.addons.auth import BodyVerdict, GatewayAuth, too_large_response
 from proxy.errors import error_response
 from proxy.lean.exchange import Exchange
 from proxy.lean.flows import HookChains, client_of, new_flow
-from proxy.lean.http1 import MAX_HEAD, RequestHead, parse_request_head, read_request_body
+from proxy.lean.http1 import (
+    MAX_HEAD,
+    BodyTooLarge,
+    RequestHead,
+    parse_request_head,
+    read_request_body,
+    response_head,
+)
 from proxy.lean.upstream import UpstreamPool
 from proxy.lean.wire import PeerClosed, Wire
 from proxy.state import GATEWAY_PREFIX, ProxyState, host_matches, host_of
@@ -46,6 +54,8 @@ class LeanGateway:
     ) -> None:
         self.state = state
         self.hooks = HookChains(addons)
+        # Whether a body may be read is the key check's decision, made on the head.
+        self.auth = next((a for a in addons if isinstance(a, GatewayAuth)), GatewayAuth(state))
         self.pool = UpstreamPool(upstream_insecure)
         self.mode, self.host, self.port = mode, host, port
         self._server: asyncio.Server | None = None
@@ -111,16 +121,17 @@ class LeanGateway:
                     return
                 del wire.buffer[:size]
                 started = time.time()
-                try:
-                    body = await read_request_body(wire, head)
-                except ValueError as exc:  # a malformed chunked body
-                    refuse(wire, f"Malformed request body: {exc}.")
+                body, unread = await self._read_body(wire, head)
+                if body is None:
                     return
                 if client is None:
                     client = client_of(wire.peername, wire.sockname)
                 flow = new_flow(client, head, body, started)
                 if not await Exchange(self.hooks, self.pool, wire, flow, head.keep_alive).run():
-                    wire.close()
+                    if unread:
+                        await wire.linger_close()
+                    else:
+                        wire.close()
                     return
         except PeerClosed:
             wire.close()
@@ -129,6 +140,29 @@ class LeanGateway:
             wire.abort(ConnectionAbortedError())
         finally:
             self._clients.discard(wire)
+
+    async def _read_body(self, wire: ClientWire, head: RequestHead) -> tuple[bytes | None, bool]:
+        """The request's body, and whether it was left unread: a request without a valid key
+        gets b"" (the key check answers 401, then the connection closes, its body still on
+        it). None when the request was refused here (and the connection closed)."""
+        authorization = b", ".join(v for n, v in head.fields if n.lower() == b"authorization")
+        verdict = self.auth.body_verdict(
+            authorization.decode("latin-1"), None if head.chunked else head.length
+        )
+        if verdict is BodyVerdict.TOO_LARGE:
+            await answer_and_close(wire, too_large_response(self.auth.max_body_bytes))
+            return None, False
+        if verdict is BodyVerdict.UNAUTHENTICATED:
+            head.keep_alive = False
+            head.expect_continue = False
+            return b"", True
+        try:
+            return await read_request_body(wire, head, self.auth.max_body_bytes), False
+        except BodyTooLarge:
+            await answer_and_close(wire, too_large_response(self.auth.max_body_bytes))
+        except ValueError as exc:  # a malformed chunked body
+            refuse(wire, f"Malformed request body: {exc}.")
+        return None, False
 
     def _is_gateway(self, head: RequestHead) -> bool:
         hosts = self.state.config.gateway.hosts
@@ -183,10 +217,22 @@ async def head_length(wire: Wire) -> int | None:
 
 def refuse(wire: Wire, message: str) -> None:
     """Answer 400 and close: the request cannot be read."""
-    response = error_response(400, message, "invalid_request")
+    answer(wire, error_response(400, message, "invalid_request"))
+    wire.close()
+
+
+async def answer_and_close(wire: Wire, response: http.Response) -> None:
+    """Answer a request whose body is not (wholly) read, then close the connection once the
+    client stopped sending it."""
+    answer(wire, response)
+    await wire.linger_close()
+
+
+def answer(wire: Wire, response: http.Response) -> None:
+    """Write a whole answer that closes the connection."""
     content = response.raw_content or b""
     wire.write(
-        b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
-        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(content), content)
-    )
-    wire.close()
+        response_head(response.status_code, response.data.reason, response.headers.fields,
+                      len(content), keep_alive=False)
+        + content
+    )  # fmt: skip

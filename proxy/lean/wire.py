@@ -12,6 +12,11 @@ from collections.abc import Callable
 # Reading pauses while this much is buffered and unread (a client uploading faster than the
 # proxy forwards, a replica streaming faster than the client reads).
 HIGH_WATER = 1 << 20
+# A connection closed with a request body still coming is drained this long, at most this much,
+# after its answer (nginx's lingering close): closing a socket with unread data resets it, and a
+# reset destroys the answer not yet read in the client's receive buffer.
+LINGER_S = 2.0
+LINGER_BYTES = 8 << 20
 
 
 class PeerClosed(ConnectionError):
@@ -139,6 +144,23 @@ class Wire(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+    async def linger_close(self) -> None:
+        """Close after an answer sent before the request's body was read: send FIN, then drop
+        what the client still sends (LINGER_S, LINGER_BYTES at most), then close."""
+        if self.transport is not None and not self.closed and self.transport.can_write_eof():
+            self.transport.write_eof()
+        dropped = 0
+        try:
+            async with asyncio.timeout(LINGER_S):
+                while dropped < LINGER_BYTES:
+                    dropped += len(self.buffer)
+                    self.buffer.clear()
+                    if not await self.fill():
+                        break
+        except (TimeoutError, ConnectionError):
+            pass
+        self.close()
 
     def abort(self, failure: BaseException) -> None:
         """Drop the connection; whoever waits to read gets `failure` raised."""

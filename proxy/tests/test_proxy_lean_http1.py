@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from proxy.lean.http1 import (
+    BodyTooLarge,
     ChunkedReader,
     ProtocolError,
     ResponseBody,
@@ -139,16 +140,20 @@ async def test_request_body_by_length_and_chunked_and_a_bad_chunk():
     wire.data_received(b'{"a": 1}rest')
     by_length = parse_request_head(head(b"Content-Length: 8"))
     assert by_length is not None
-    assert await read_request_body(wire, by_length) == b'{"a": 1}'
+    assert await read_request_body(wire, by_length, 1024) == b'{"a": 1}'
     chunked = parse_request_head(head(b"Transfer-Encoding: chunked"))
     assert chunked is not None
     wire = Wire()
     wire.data_received(CHUNKED)
-    assert await read_request_body(wire, chunked) == b"hello world!"
+    assert await read_request_body(wire, chunked, 1024) == b"hello world!"
     wire = Wire()
     wire.data_received(b"zz\r\n")
     with pytest.raises(ProtocolError):
-        await read_request_body(wire, chunked)
+        await read_request_body(wire, chunked, 1024)
+    wire = Wire()
+    wire.data_received(CHUNKED)  # 12 bytes of body
+    with pytest.raises(BodyTooLarge):
+        await read_request_body(wire, chunked, 11)
 
 
 @pytest.mark.anyio
