@@ -129,6 +129,51 @@ def start_nginx(workdir: Path, upstream_port: int) -> Service:
     return Service("nginx", port, proc)
 
 
+LITELLM_VENV = Path.home() / ".cache" / "spectr-bench" / "litellm-venv"
+LITELLM_CONF = """model_list:
+  - model_name: bench
+    litellm_params:
+      model: openai/bench
+      api_base: http://127.0.0.1:{upstream}/v1
+      api_key: stand-in
+general_settings:
+  master_key: {secret}
+litellm_settings:
+  telemetry: false
+"""
+
+
+def litellm_binary() -> Path:
+    """LiteLLM's proxy from PyPI in a venv of its own (its pins clash with Spectr's), made once."""
+    binary = LITELLM_VENV / "bin" / "litellm"
+    if not binary.exists():
+        print("installing litellm[proxy] from PyPI into", LITELLM_VENV, "...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"],
+                       check=True)  # fmt: skip
+    return binary
+
+
+def start_litellm(workdir: Path, upstream_port: int, secret: str) -> Service:
+    """Run LiteLLM's proxy (one uvicorn worker, master key only: no database, so no per-key
+    limits or spend tracking, less work than Spectr's gateway does) in front of the upstream."""
+    folder = workdir / "litellm"
+    folder.mkdir()
+    conf = folder / "config.yaml"
+    conf.write_text(LITELLM_CONF.format(upstream=upstream_port, secret=secret))
+    port = free_port()
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
+           "NO_PROXY": "127.0.0.1,localhost"}  # fmt: skip
+    with open(folder / "out.log", "wb") as out:  # the child keeps its own copy of the file
+        proc = subprocess.Popen(
+            [str(litellm_binary()), "--config", str(conf), "--host", "127.0.0.1", "--port",
+             str(port), "--num_workers", "1"],
+            cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    wait_for_port(port, proc, timeout_s=180)
+    return Service("litellm", port, proc)
+
+
 def start_proxy(
     workdir: Path,
     config: Path,

@@ -2,6 +2,7 @@
 
 One run, bounded in count and time (the paths take turns in 4 rounds):
   .venv/bin/python bench/proxy_latency.py [--requests 2000] [--seconds 5] [--workers 1]
+                                          [--peers litellm]
 
 Paths measured against the same stand-in model server (proxy/tests/llm_standin.py):
   direct        client -> upstream
@@ -11,6 +12,8 @@ Paths measured against the same stand-in model server (proxy/tests/llm_standin.p
                 gateway; key check, Redis limit check, usage record) -> upstream
   gateway-lean  client -> spectr-proxy (after, the default: the lean path serves the gateway,
                 same addons: key check, Redis limit check, usage record) -> upstream
+  litellm       client -> LiteLLM's proxy (--peers litellm; PyPI's litellm[proxy] in a venv of
+                its own under ~/.cache/spectr-bench, master key only, no database) -> upstream
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from proxy_bench_support import (
     http_request,
     percentile,
     run_concurrent,
+    start_litellm,
     start_nginx,
     start_proxy,
     start_upstream,
@@ -183,6 +187,11 @@ def main() -> int:
         "--workers", type=int, default=1, help="spectr-proxy processes (SO_REUSEPORT)"
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument(
+        "--peers",
+        default="",
+        help="peer gateways measured in the same run: 'litellm' (installed from PyPI on first use)",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="spectr-bench-proxy-"))
@@ -205,6 +214,9 @@ def main() -> int:
         route = Service("route", before.port, before.proc, host="plain")
         paths = {"direct": upstream, "nginx": nginx, "route": route, "gateway-mitm": before,
                  "gateway-lean": after}  # fmt: skip
+        if "litellm" in args.peers.split(","):
+            paths["litellm"] = start_litellm(workdir, upstream.port, SECRET)
+            started.append(paths["litellm"])
         results = measure(paths, args)
         print(f"\nload average (1 min) before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f}"
               f" on {os.cpu_count()} CPUs, shared with other work")  # fmt: skip
