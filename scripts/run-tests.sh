@@ -6,7 +6,9 @@
 #      sharing no database, queue or Redis prefix with the rest), then
 #      scripts/collection-test.sh: ansible-test sanity and units of spectr.core and its Galaxy
 #      tarball, left at dist/spectr-core-<version>.tar.gz (1.5-2 min, 5-7 min on a fresh
-#      machine), in stream 2's wake.
+#      machine), then pytest agent/tests and proxy/tests: the two components' own suites (their
+#      own processes, free ports and Redis prefixes; ~590 tests, 6-8 minutes that stream 1, the
+#      longest by far, no longer carries).
 #   3. tests/collection/run-molecule.sh, then pytest tests/browser (Chromium against its own
 #      `spectr run` on SQLite: no database or Redis shared with stream 1; about 10 minutes that
 #      made stream 1 the longest by far when it ran them)
@@ -19,6 +21,7 @@ cd "$root"
 logs=$(mktemp -d /tmp/spectr-tests.XXXXXX)
 pytest=(.venv/bin/pytest -q -p no:cacheprovider --durations=15)
 separate=(tests/collection tests/deploy)
+components=(agent/tests proxy/tests)
 browser=(tests/browser)
 
 # Test hosts of every stream start from these images: build them once, before any stream starts.
@@ -40,6 +43,10 @@ stream2() {
   child=$!
   wait "$child"
   echo $? >"$logs/collection.status"
+  "${pytest[@]}" "${components[@]}" >"$logs/pytest-components.log" 2>&1 &
+  child=$!
+  wait "$child"
+  echo $? >"$logs/pytest-components.status"
 }
 stream3() {
   local child
@@ -59,12 +66,14 @@ stream3 &
 molecule_pid=$!
 trap 'kill "$ansible_pid" "$molecule_pid" 2>/dev/null' INT TERM
 
-"${pytest[@]}" "${separate[@]/#/--ignore=}" "${browser[@]/#/--ignore=}"
+"${pytest[@]}" "${separate[@]/#/--ignore=}" "${components[@]/#/--ignore=}" \
+  "${browser[@]/#/--ignore=}"
 main_status=$?
 
 wait "$ansible_pid"
 ansible_status=$(cat "$logs/pytest-ansible.status" 2>/dev/null || echo 1)
 collection_status=$(cat "$logs/collection.status" 2>/dev/null || echo 1)
+components_status=$(cat "$logs/pytest-components.status" 2>/dev/null || echo 1)
 echo "=== pytest ${separate[*]} (log: $logs/pytest-ansible.log)"
 cat "$logs/pytest-ansible.log"
 echo "=== spectr.core: ansible-test sanity, units, tarball (log: $logs/collection.log)"
@@ -77,6 +86,9 @@ fi
 wait "$molecule_pid"
 molecule_status=$(cat "$logs/molecule.status" 2>/dev/null || echo 1)
 browser_status=$(cat "$logs/pytest-browser.status" 2>/dev/null || echo 1)
+echo "=== pytest ${components[*]} (log: $logs/pytest-components.log)"
+cat "$logs/pytest-components.log"
+
 echo "=== Molecule (log: $logs/molecule.log)"
 grep -E '^=== |^molecule: ' "$logs/molecule.log"
 if [ "$molecule_status" -ne 0 ]; then
@@ -88,7 +100,7 @@ cat "$logs/pytest-browser.log"
 echo "=== llama.cpp runtime image (log: $logs/llama-server.log)"
 tail -3 "$logs/llama-server.log"
 echo "exit status: pytest $main_status, pytest ${separate[*]} $ansible_status," \
-  "spectr.core checks $collection_status, molecule $molecule_status," \
-  "pytest ${browser[*]} $browser_status"
+  "spectr.core checks $collection_status, pytest ${components[*]} $components_status," \
+  "molecule $molecule_status, pytest ${browser[*]} $browser_status"
 [ "$main_status" -eq 0 ] && [ "$ansible_status" -eq 0 ] && [ "$collection_status" -eq 0 ] &&
-  [ "$molecule_status" -eq 0 ] && [ "$browser_status" -eq 0 ]
+  [ "$components_status" -eq 0 ] && [ "$molecule_status" -eq 0 ] && [ "$browser_status" -eq 0 ]
