@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 
 from portal.core.fields import UtcDateTime
@@ -61,7 +63,7 @@ LIMITS = {
 QUOTA_FIELDS = frozenset({*LIMITS, "gpu_model_limits"})
 
 
-def _limit(name: str, **extra: object) -> ma.fields.Integer:
+def _limit(name: str, **extra: Any) -> ma.fields.Integer:
     description, maximum = LIMITS[name]
     return ma.fields.Integer(
         allow_none=True,
@@ -71,7 +73,7 @@ def _limit(name: str, **extra: object) -> ma.fields.Integer:
     )
 
 
-def _model_limits(**extra: object) -> ma.fields.Dict:
+def _model_limits(**extra: Any) -> ma.fields.Dict:
     return ma.fields.Dict(
         keys=ma.fields.String(validate=ma.validate.Length(1, 128)),
         values=ma.fields.Integer(required=True, validate=ma.validate.Range(0, 1_000_000)),
