@@ -207,12 +207,6 @@ def check_application_quota(project_id: int) -> None:
         )  # fmt: skip
 
 
-def usage_by_project(project_ids: list[int] | None = None) -> list[tuple[Project, int, int]]:
-    """Projects (these, or all) with the GPUs and the applications each uses, in 3 queries."""
-    gpus, apps = held_gpus(project_ids)
-    return [(p, gpus.get(p.id, GpuUse()).count, apps.get(p.id, 0)) for p in _projects(project_ids)]
-
-
 def usage_documents(project_ids: list[int] | None = None) -> list[tuple[Project, dict]]:
     """Projects (these, or all) with their whole usage document, in 4 queries."""
     gpus, apps = held_gpus(project_ids)

@@ -451,4 +451,5 @@ def test_the_dashboard_shows_the_callers_projects_and_their_quota_use(client: An
     page = client.get("/").get_data(as_text=True)
     row = page.split('data-project="alpha"', 1)[1].split("</tr>", 1)[0]
     assert "operator" in row and "1 / 2" in row and "1 / no limit" in row
+    assert '<td data-quota="gpu_memory_mib">23,028 MiB / no limit</td>' in row
     assert f'data-project="{beta.name}"' not in page
