@@ -6,5 +6,5 @@ __version__ = "0.2.0"
 # step only adds, a major one breaks. The proxy sends it when it fetches the document and
 # refuses a document (or a portal) of a major it does not speak. A portal or a file from before
 # contracts were versioned names none: it serves 1.0.
-CONFIG_CONTRACT = "1.1"
+CONFIG_CONTRACT = "1.2"
 CONFIG_CONTRACT_MAJORS = (1,)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
@@ -88,6 +88,41 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class Quota:
+    """Limits counted together in Redis: a key's own, or a project's that all its keys share.
+
+    None is no limit; 0 (a project's) allows nothing.
+    """
+
+    counter: str  # the counters' name under the prefix: "limit:<key id>", "limit-project:<id>"
+    rpm: int | None = None
+    tpm: int | None = None
+    budgets: tuple[Budget, ...] = ()
+    project: str = ""  # the project's name, when this is a project's quota
+
+    @property
+    def limited(self) -> bool:
+        return self.rpm is not None or self.tpm is not None or bool(self.budgets)
+
+
+@dataclass(frozen=True)
+class Project:
+    """A project owning keys, with the gateway quotas its keys share."""
+
+    id: str
+    name: str = ""
+    rpm: int | None = None
+    tokens_per_day: int | None = None
+    tokens_per_month: int | None = None
+
+    @cached_property
+    def quota(self) -> Quota:
+        tokens = ((self.tokens_per_day, "day"), (self.tokens_per_month, "month"))
+        budgets = tuple(Budget(limit, period) for limit, period in tokens if limit is not None)
+        return Quota(f"limit-project:{self.id}", self.rpm, None, budgets, self.name or self.id)
+
+
+@dataclass(frozen=True)
 class GatewayKey:
     id: str
     sha256: str
@@ -97,12 +132,24 @@ class GatewayKey:
     rpm: int | None = None
     tpm: int | None = None
     budget: Budget | None = None
+    project: Project | None = None
 
     def allows(self, model: str) -> bool:
         return "*" in self.models or model in self.models
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
+
+    @cached_property
+    def own_quota(self) -> Quota:
+        budgets = (self.budget,) if self.budget else ()
+        return Quota(f"limit:{self.id}", self.rpm, self.tpm, budgets)
+
+    @cached_property
+    def quotas(self) -> tuple[Quota, ...]:
+        """The limits a request of this key counts against: its own, then its project's."""
+        found = (self.own_quota, self.project.quota if self.project else Quota(""))
+        return tuple(quota for quota in found if quota.limited)
 
 
 @dataclass(frozen=True)
@@ -174,7 +221,8 @@ def parse_config(document: dict[str, Any]) -> ProxyConfig:
     for route in routes:
         if route.pool not in pools:
             raise ConfigError(f"routes/{route.name}: unknown pool {route.pool!r}")
-    keys = [_key(k) for k in document.get("keys", [])]
+    projects = _projects(document.get("projects", []))
+    keys = [_key(k, projects) for k in document.get("keys", [])]
     return ProxyConfig(
         version=document["version"],
         etag=document.get("etag", ""),
@@ -299,9 +347,21 @@ def _by_specificity(routes: tuple[Route, ...]) -> tuple[Route, ...]:
     return tuple(sorted(routes, key=lambda r: ("*" in r.hosts, -len(r.path_prefix))))
 
 
-def _key(raw: dict[str, Any]) -> GatewayKey:
+def _projects(raw_projects: list[dict[str, Any]]) -> dict[str, Project]:
+    projects: dict[str, Project] = {}
+    for raw in raw_projects:
+        if raw["id"] in projects:
+            raise ConfigError(f"projects/{raw['id']}: the id is used twice")
+        projects[raw["id"]] = Project(**raw)
+    return projects
+
+
+def _key(raw: dict[str, Any], projects: dict[str, Project]) -> GatewayKey:
     budget = raw.get("budget")
     expires = raw.get("expires_at")
+    project = raw.get("project")
+    if project is not None and project not in projects:
+        raise ConfigError(f"keys/{raw['id']}/project: unknown project {project!r}")
     return GatewayKey(
         id=raw["id"],
         sha256=raw["sha256"],
@@ -311,6 +371,7 @@ def _key(raw: dict[str, Any]) -> GatewayKey:
         rpm=raw.get("rpm"),
         tpm=raw.get("tpm"),
         budget=Budget(**budget) if budget else None,
+        project=projects[project] if project is not None else None,
     )
 
 

@@ -104,6 +104,8 @@ class UsageRecord:
         }
         if self.fallback_from:
             entry["fallback_from"] = self.fallback_from
+        if self.key.project is not None:
+            entry["project"] = self.key.project.id
         return entry
 
 

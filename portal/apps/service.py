@@ -141,7 +141,7 @@ def add_revision(
     if is_new:
         quotas.check_application_quota(app.project_id)
     # The latest revision's GPUs count against the project's quota, deployed yet or not.
-    quotas.check_gpu_quota(app.project_id, app.id, len(gpus))
+    quotas.check_gpu_quotas(app.project_id, app.id, host.id, gpus)
     if body.get("deploy", True):
         rules.check_deployable(host, app, spec, gpus)
     else:
@@ -201,7 +201,7 @@ def deploy(app: Application, number: int | None = None) -> Operation:
     """Deploy a revision (the latest by default) after checking the rules."""
     revision = get_revision(app, number or app.latest_revision)
     rules.check_deployable(get_host(app.host_id), app, revision.spec, revision.gpu_indexes or [])
-    quotas.check_gpu_quota(app.project_id, app.id, len(revision.gpu_indexes or []))
+    quotas.check_gpu_quotas(app.project_id, app.id, app.host_id, revision.gpu_indexes or [])
     return start_operation(app, "app.deploy", {"revision": revision.number})
 
 
@@ -212,7 +212,7 @@ def rollback(app: Application, number: int) -> Operation:
         raise Conflict(f"Revision {number} is already the latest; nothing to roll back to.")
     host = get_host(app.host_id)
     rules.check_deployable(host, app, older.spec, older.gpu_indexes or [])
-    quotas.check_gpu_quota(app.project_id, app.id, len(older.gpu_indexes or []))
+    quotas.check_gpu_quotas(app.project_id, app.id, host.id, older.gpu_indexes or [])
     app.latest_revision += 1
     app.revisions.append(
         AppRevision(

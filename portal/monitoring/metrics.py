@@ -272,31 +272,62 @@ def application_metrics() -> Iterator[Metric]:
 
 
 def project_metrics() -> Iterator[Metric]:
-    """Each project's use of its quotas (GPUs its applications hold, applications), and the
-    limits that are set, when the projects table exists."""
+    """Each project's use of its quotas (GPUs its applications hold, of each model, their
+    memory, applications, gateway requests and tokens), and the limits that are set, when the
+    projects table exists."""
     if not inspect(db.engine).has_table("projects"):
         return
-    from portal.projects.quotas import usage_by_project
+    from portal.projects.quotas import usage_documents
 
-    label = ["project"]
-    gpus = GaugeMetricFamily(
-        "spectr_project_gpus", "GPUs a project's applications hold", labels=label
+    families = _project_families()
+    for project, usage in usage_documents():
+        for quota, (used, limit, _) in PROJECT_GAUGES.items():
+            families[used].add_metric([project.name], usage[quota]["used"])
+            if usage[quota]["limit"] is not None:
+                families[limit].add_metric([project.name], usage[quota]["limit"])
+        for model, use in usage["gpus_per_model"].items():
+            families["spectr_project_model_gpus"].add_metric([project.name, model], use["used"])
+            if use["limit"] is not None:
+                families["spectr_project_model_gpu_limit"].add_metric(
+                    [project.name, model], use["limit"]
+                )
+    yield from families.values()
+
+
+# Usage quota -> (gauge of its use, gauge of its limit, what they count).
+PROJECT_GAUGES = {
+    "gpus": ("spectr_project_gpus", "spectr_project_gpu_limit", "GPUs its applications hold"),
+    "applications": (
+        "spectr_project_applications", "spectr_project_application_limit", "applications"
+    ),
+    "gpu_memory_mib": ("spectr_project_gpu_memory_mib", "spectr_project_gpu_memory_limit_mib",
+                       "MiB of memory of the GPUs its applications hold"),
+    "gateway_rpm": ("spectr_project_gateway_requests_minute", "spectr_project_gateway_rpm_limit",
+                    "gateway requests this UTC minute"),
+    "gateway_tokens_per_day": ("spectr_project_gateway_tokens_day",
+                               "spectr_project_gateway_tokens_day_limit",
+                               "gateway tokens today (UTC)"),
+    "gateway_tokens_per_month": ("spectr_project_gateway_tokens_month",
+                                 "spectr_project_gateway_tokens_month_limit",
+                                 "gateway tokens this month (UTC)"),
+}  # fmt: skip
+
+
+def _project_families() -> dict[str, GaugeMetricFamily]:
+    families: dict[str, GaugeMetricFamily] = {}
+    for used, limit, what in PROJECT_GAUGES.values():
+        families[used] = GaugeMetricFamily(used, f"A project's {what}", labels=["project"])
+        families[limit] = GaugeMetricFamily(
+            limit, f"A project's quota of {what}", labels=["project"]
+        )
+    labels = ["project", "model"]
+    families["spectr_project_model_gpus"] = GaugeMetricFamily(
+        "spectr_project_model_gpus", "GPUs of a model a project's applications hold", labels=labels
     )
-    gpu_limit = GaugeMetricFamily("spectr_project_gpu_limit", "A project's GPU quota", labels=label)
-    apps = GaugeMetricFamily(
-        "spectr_project_applications", "A project's applications", labels=label
+    families["spectr_project_model_gpu_limit"] = GaugeMetricFamily(
+        "spectr_project_model_gpu_limit", "A project's quota of GPUs of a model", labels=labels
     )
-    app_limit = GaugeMetricFamily(
-        "spectr_project_application_limit", "A project's application quota", labels=label
-    )
-    for project, gpus_used, apps_used in usage_by_project():
-        gpus.add_metric([project.name], gpus_used)
-        apps.add_metric([project.name], apps_used)
-        if project.gpu_limit is not None:
-            gpu_limit.add_metric([project.name], project.gpu_limit)
-        if project.application_limit is not None:
-            app_limit.add_metric([project.name], project.application_limit)
-    yield from (gpus, gpu_limit, apps, app_limit)
+    return families
 
 
 def open_event_metric() -> GaugeMetricFamily:

@@ -13,6 +13,7 @@ from portal.extensions import db
 from portal.projects import access, quotas, service
 from portal.projects.models import Project
 from portal.projects.schemas import (
+    QUOTA_FIELDS,
     MemberAddSchema,
     MemberRoleSchema,
     MemberSchema,
@@ -70,7 +71,7 @@ class ProjectItem(MethodView):
     def patch(self, body: dict, project_id: int) -> Any:
         """Change a project's description (project admins) or quotas (global admins)."""
         project = _project(project_id, "admin")
-        if {"gpu_limit", "application_limit"} & set(body):
+        if QUOTA_FIELDS & set(body):
             check_role("admin")
         return _shown(service.update_project(project, body))
 

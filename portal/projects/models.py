@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
+    BigInteger,
     Connection,
     DateTime,
     ForeignKey,
@@ -37,6 +39,16 @@ class Project(db.Model):
     # Quotas; None is no limit. GPUs count the devices the project's applications hold.
     gpu_limit: Mapped[int | None] = mapped_column(Integer)
     application_limit: Mapped[int | None] = mapped_column(Integer)
+    # GPU model (as the host's facts name it) -> devices of that model; a model not named here
+    # is limited by `gpu_limit` alone.
+    gpu_model_limits: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    # The memory of the devices the project's applications hold (whole devices: a GPU is held
+    # by one application at a time).
+    gpu_memory_limit_mib: Mapped[int | None] = mapped_column(Integer)
+    # Gateway quotas, shared by all the project's keys and enforced by the proxy (in Redis).
+    gateway_rpm_limit: Mapped[int | None] = mapped_column(Integer)
+    gateway_tokens_per_day_limit: Mapped[int | None] = mapped_column(BigInteger)
+    gateway_tokens_per_month_limit: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     members: Mapped[list[ProjectMember]] = relationship(

@@ -13,6 +13,7 @@ from portal.core.errors import Conflict, NotFound
 from portal.extensions import db
 from portal.hosts.models import Host
 from portal.projects.models import DEFAULT_PROJECT, Project, ProjectMember, default_project_id
+from portal.proxy.config_document import notify_proxies, record_config_change
 from portal.proxy.models import GatewayKey, ProxyRoute
 
 OWNED = {"hosts": Host, "applications": Application, "gateway_keys": GatewayKey,
@@ -45,13 +46,23 @@ def create_project(fields: dict[str, Any]) -> Project:
     return project
 
 
+# Quotas the proxies enforce: a change of one is a change of their config document.
+GATEWAY_QUOTAS = {"gateway_rpm_limit", "gateway_tokens_per_day_limit",
+                  "gateway_tokens_per_month_limit"}  # fmt: skip
+
+
 def update_project(project: Project, changes: dict[str, Any]) -> Project:
     for name, value in changes.items():
         setattr(project, name, value)
     record_audit(
         "project.update", f"project:{project.name}", details=changes, project_id=project.id
     )
+    gateway = GATEWAY_QUOTAS & set(changes)
+    if gateway:
+        record_config_change(f"project {project.name}: {', '.join(sorted(gateway))}")
     db.session.commit()
+    if gateway:
+        notify_proxies()
     return project
 
 

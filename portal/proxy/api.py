@@ -43,10 +43,11 @@ class ProxyConfig(MethodView):
         A proxy names the contract it speaks in Spectr-Proxy-Contract; one this portal does not
         serve gets 409 with the reason (and is listed so on the proxy page).
         """
-        problem = proxy_contract_problem(request.headers.get(CONTRACT_HEADER))
+        contract = request.headers.get(CONTRACT_HEADER)
+        problem = proxy_contract_problem(contract)
         if problem:
             raise Conflict(problem, {"Spectr-Proxy-Contract": [problem]})
-        document = config_document()
+        document = config_document(contract)
         etag = f'"{document["etag"]}"'
         headers = {"ETag": etag, CONTRACT_HEADER: PROXY_CONFIG_CONTRACT}
         if request.headers.get("If-None-Match") in (etag, document["etag"]):

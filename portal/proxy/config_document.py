@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from portal.core.timeutil import isoformat, utcnow
 from portal.extensions import db
+from portal.projects.models import Project
 from portal.proxy.models import GatewayKey, GatewayModel, ProxyConfigRevision, ProxyRoute
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,12 @@ log = logging.getLogger(__name__)
 # contracts refuse unknown fields). A proxy names the contract it speaks in the same header of
 # its fetch; one of a major not listed here is refused with 409 and shown on the proxy page.
 CONTRACT_HEADER = "Spectr-Proxy-Contract"
-PROXY_CONFIG_CONTRACT = "1.1"
+PROXY_CONFIG_CONTRACT = "1.2"
 PROXY_CONTRACT_MAJORS = (1,)
+# Projects (their gateway quotas, and each key's project) came with contract 1.2: a proxy of an
+# earlier minor refuses unknown fields, so it gets the document without them (and enforces no
+# project quota).
+PROJECTS_SINCE = (1, 2)
 
 
 def proxy_contract_problem(reported: str | None) -> str | None:
@@ -43,17 +48,27 @@ def proxy_contract_problem(reported: str | None) -> str | None:
     )
 
 
-def config_document() -> dict[str, Any]:
-    """Build the whole document, with its version and an ETag over its content."""
+def _contract(reported: str | None) -> tuple[int, int]:
+    major, _, minor = (reported or "1.0").partition(".")
+    return (int(major), int(minor)) if major.isdigit() and minor.isdigit() else (1, 0)
+
+
+def config_document(contract: str | None = None) -> dict[str, Any]:
+    """Build the whole document for a proxy speaking `contract` (None: 1.0), with its version
+    and an ETag over its content."""
     models = [model for model in _all(GatewayModel) if model.replicas]
     fallbacks = _served_fallbacks(models)
+    keys = [key for key in _all(GatewayKey) if key.is_active(utcnow())]
+    with_projects = _contract(contract) >= PROJECTS_SINCE
     document: dict[str, Any] = {
         "version": db.session.scalar(select(func.max(ProxyConfigRevision.id))) or 0,
         "pools": [_route_pool(route) for route in _all(ProxyRoute)],
         "routes": [_route(route) for route in _all(ProxyRoute)],
         "models": [_model(model, fallbacks[model.name]) for model in models],
-        "keys": [_key(key) for key in _all(GatewayKey) if key.is_active(utcnow())],
+        "keys": [_key(key, with_projects) for key in keys],
     }
+    if with_projects:
+        document["projects"] = _projects({key.project_id for key in keys})
     document["etag"] = content_etag(document)
     return document
 
@@ -136,7 +151,22 @@ def _reaches(start: str, goal: str, fallbacks: dict[str, list[str]]) -> bool:
     return False
 
 
-def _key(key: GatewayKey) -> dict[str, Any]:
+def _projects(project_ids: set[int]) -> list[dict[str, Any]]:
+    """The projects of the keys, with the gateway quotas all of a project's keys share."""
+    query = select(Project).where(Project.id.in_(project_ids)).order_by(Project.id)
+    return [
+        {
+            "id": str(project.id),
+            "name": project.name,
+            "rpm": project.gateway_rpm_limit,
+            "tokens_per_day": project.gateway_tokens_per_day_limit,
+            "tokens_per_month": project.gateway_tokens_per_month_limit,
+        }
+        for project in db.session.scalars(query)
+    ]
+
+
+def _key(key: GatewayKey, with_project: bool) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "id": key.public_id,
         "sha256": key.sha256,
@@ -149,6 +179,8 @@ def _key(key: GatewayKey) -> dict[str, Any]:
     }
     if key.budget_tokens and key.budget_period:
         entry["budget"] = {"tokens": key.budget_tokens, "period": key.budget_period}
+    if with_project:
+        entry["project"] = str(key.project_id)
     return entry
 
 

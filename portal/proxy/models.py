@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.core.timeutil import utcnow
@@ -89,6 +89,8 @@ class UsageRecord(db.Model):
     """One gateway request, ingested in batches from the proxies' Redis stream."""
 
     __tablename__ = "gateway_usage"
+    # A project's tokens today / this month: its quota use, summed by (project_id, at).
+    __table_args__ = (Index("ix_gateway_usage_project_id_at", "project_id", "at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     request_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -107,6 +109,9 @@ class UsageRecord(db.Model):
     stream: Mapped[bool] = mapped_column(Boolean, default=False)
     proxy: Mapped[str] = mapped_column(String(128), default="")
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The project whose gateway quota the request counted against (no foreign key: records
+    # outlive the project, as audit records do).
+    project_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class ProxyConfigRevision(db.Model):

@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from portal.core.ticker import periodic_job
 from portal.extensions import db
-from portal.proxy.models import UsageRecord
+from portal.proxy.models import GatewayKey, UsageRecord
 
 log = logging.getLogger(__name__)
 GROUP = "spectr-portal"
@@ -98,7 +98,26 @@ def _row(fields: dict[str, str]) -> dict[str, Any]:
         "stream": fields.get("stream") == "1",
         "proxy": fields.get("proxy", ""),
         "extra": _extra(fields),
+        # The project the proxy counted it against (proxies of contract 1.2 on): its id.
+        "project_id": _project_id(fields.get("project", "")),
     }
+
+
+def _project_id(text: str) -> int | None:
+    """A project id as proxies write it; None for none (or what no project id can be)."""
+    return int(text) if text.isdigit() and len(text) <= 9 else None
+
+
+def _fill_projects(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Give rows that name no project (from older proxies) their key's project."""
+    missing = {row["key_id"] for row in rows if row["project_id"] is None}
+    if not missing:
+        return
+    query = select(GatewayKey.public_id, GatewayKey.project_id)
+    projects = dict(conn.execute(query.where(GatewayKey.public_id.in_(missing))).all())
+    for row in rows:
+        if row["project_id"] is None:
+            row["project_id"] = projects.get(row["key_id"])
 
 
 def _extra(fields: dict[str, str]) -> dict[str, Any]:
@@ -115,6 +134,7 @@ def _insert(rows: list[dict[str, Any]]) -> int:
         from sqlalchemy.dialects.sqlite import insert
     statement = insert(UsageRecord).on_conflict_do_nothing(index_elements=["request_id"])
     with db.engine.begin() as conn:
+        _fill_projects(conn, rows)
         return conn.execute(statement, rows).rowcount or 0
 
 

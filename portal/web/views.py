@@ -120,11 +120,11 @@ def logout() -> Any:
 @page_role("viewer")
 def home() -> Any:
     from portal.monitoring.overview import fleet_overview
-    from portal.projects.quotas import usage_by_project
+    from portal.projects.quotas import usage_documents
 
     return render_template(
         "home.html",
         overview=fleet_overview(),
-        projects=usage_by_project(visible_project_ids()),
+        projects=usage_documents(visible_project_ids()),
         roles=caller_scope(),
     )

@@ -1,4 +1,5 @@
-"""Rate limits and budgets of gateway keys, checked in Redis before a request goes upstream."""
+"""Rate limits and budgets of gateway keys and the quotas of their projects, checked in Redis
+before a request goes upstream."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ logger = logging.getLogger(__name__)
 
 
 class Limits:
-    """Answer 429 with Retry-After when a key is over its RPM, TPM or token budget."""
+    """Answer 429 with Retry-After when a key is over its RPM, TPM or token budget, or its
+    project over its RPM or tokens per day or month."""
 
     def __init__(self, limiter: RateLimiter) -> None:
         self.limiter = limiter
@@ -28,7 +30,7 @@ class Limits:
         gateway: GatewayRequest | None = flow.metadata.get(GATEWAY)
         if flow.response or gateway is None or gateway.model is None or gateway.key is None:
             return None
-        if not (gateway.key.rpm or gateway.key.tpm or gateway.key.budget):
+        if not gateway.key.quotas:
             return None
         return self._check(flow, gateway.key)
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from redis.asyncio import Redis
 
-from proxy.config import Budget, GatewayKey
+from proxy.config import Budget, GatewayKey, Project
 from proxy.ratelimit import RateLimiter, budget_window, lease_size
 from proxy.resp import RespClient, RespError
 from proxy.spool import SpoolLocked, UsageQueue
@@ -184,6 +184,83 @@ async def test_tokens_fill_tpm_and_budget(limiter):
     spent = await limiter.check(key, now + 120)
     assert spent is not None and spent.code == "budget_exceeded"
     assert spent.retry_after_s > 3600
+
+
+def project_keys(**quotas: int | None) -> tuple[GatewayKey, GatewayKey]:
+    """Two keys of one project with these quotas (rpm, tokens_per_day, tokens_per_month)."""
+    team = Project(id="7", name="team-a", **quotas)
+    return (GatewayKey(id="a", sha256="0" * 64, project=team),
+            GatewayKey(id="b", sha256="1" * 64, project=team))  # fmt: skip
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_two_keys_of_a_project_share_its_rpm(limiter):
+    a, b = project_keys(rpm=3)
+    now = 1_800_000_010.0
+    assert [await limiter.check(key, now) for key in (a, b, a)] == [None, None, None]
+    refused = await limiter.check(b, now + 1)  # the project's fourth request this minute
+    assert refused is not None and refused.code == "project_quota_exceeded"
+    assert refused.message == (
+        "Project 'team-a' is over its gateway quota of 3 requests per minute (rpm)."
+    )
+    assert refused.retry_after_s == 49
+    assert await limiter.check(a, now + 60) is None  # next minute, fresh count
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_key_over_its_own_limit_spends_none_of_its_projects_requests(limiter, redis):
+    team = Project(id="7", name="team-a", rpm=2)
+    tight = GatewayKey(id="tight", sha256="0" * 64, rpm=1, project=team)
+    other = GatewayKey(id="other", sha256="1" * 64, project=team)
+    now = 1_800_000_000.0
+    assert await limiter.check(tight, now) is None
+    own = await limiter.check(tight, now)
+    assert own is not None and own.code == "rate_limit_exceeded"  # the key's, not the project's
+    assert await limiter.check(other, now) is None  # the project's second request fits
+    assert await redis.get(limiter.windows(team.quota, now).rpm) == b"2"
+    last = await limiter.check(other, now)
+    assert last is not None and last.code == "project_quota_exceeded"
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_projects_tokens_per_day_are_spent_by_all_its_keys(limiter):
+    a, b = project_keys(tokens_per_day=100, tokens_per_month=1000)
+    now = 1_800_000_000.0  # 2027-01-15 08:00 UTC
+    commands = limiter.token_commands(a, 60, now)
+    assert {command[1] for command in commands} == {
+        f"{limiter.prefix}limit-project:7:budget:d20270115",
+        f"{limiter.prefix}limit-project:7:budget:m202701",
+    }
+    await limiter.redis.pipeline(commands)
+    assert await limiter.check(b, now) is None  # 60 of 100
+    await limiter.redis.pipeline(limiter.token_commands(b, 40, now))
+    spent = await limiter.check(a, now)  # 100 of 100: the day is spent, by both keys
+    assert spent is not None and spent.code == "project_quota_exceeded"
+    assert "100 tokens per day (tokens_per_day)" in spent.message
+    end_of_day = datetime(2027, 1, 16, tzinfo=UTC).timestamp()
+    assert spent.retry_after_s == end_of_day - now
+    assert await limiter.check(b, now + 86400) is None  # a new day; 100 of 1000 this month
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_project_quota_of_zero_allows_nothing(limiter):
+    (no_requests, _), (no_tokens, _) = project_keys(rpm=0), project_keys(tokens_per_month=0)
+    now = 1_800_000_000.0
+    refused = await limiter.check(no_requests, now)
+    assert refused is not None and "0 requests per minute" in refused.message
+    refused = await limiter.check(no_tokens, now)
+    assert refused is not None and "0 tokens per month" in refused.message
+
+
+def test_keys_without_limits_or_projects_without_quotas_count_nothing():
+    (free, _), (quota_less, _) = project_keys(), project_keys(rpm=None)
+    assert free.quotas == quota_less.quotas == ()
+    assert GatewayKey(id="k", sha256="0" * 64).quotas == ()
+    assert [q.counter for q in project_keys(rpm=5)[0].quotas] == ["limit-project:7"]
 
 
 @pytest.fixture

@@ -102,6 +102,9 @@ def test_document_becomes_typed_config():
             },
             "models/1/fallbacks",
         ),
+        ({"keys": [{"id": "k", "sha256": HASH, "project": "7"}]}, "keys/k/project: unknown"),
+        ({"projects": [{"id": "7"}, {"id": "7", "rpm": 1}]}, "projects/7: the id is used twice"),
+        ({"projects": [{"id": "7", "rpm": -1}]}, "projects/0/rpm"),
         ({"surprise": 1}, "Additional properties"),
         ({"version": "one"}, "version"),
     ],
@@ -109,6 +112,19 @@ def test_document_becomes_typed_config():
 def test_invalid_documents_say_what_is_wrong(change, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(document(**change))
+
+
+def test_keys_name_their_project_and_its_quotas():
+    keys = [{"id": "k1", "sha256": HASH, "rpm": 5, "project": "7"},
+            {"id": "k2", "sha256": "b" * 64, "project": "7"}]  # fmt: skip
+    projects = [{"id": "7", "name": "team-a", "rpm": 60, "tokens_per_day": 1000}]
+    config = parse_config(document(keys=keys, projects=projects))
+    one, two = config.keys_by_hash[HASH], config.keys_by_hash["b" * 64]
+    assert one.project is two.project and one.project.name == "team-a"
+    assert [q.counter for q in one.quotas] == ["limit:k1", "limit-project:7"]
+    team = two.quotas[0]
+    assert (team.rpm, team.tpm, team.project) == (60, None, "team-a")
+    assert [(b.tokens, b.period) for b in team.budgets] == [(1000, "day")]
 
 
 def test_fallbacks_are_kept_in_order():

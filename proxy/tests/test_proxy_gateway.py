@@ -177,6 +177,68 @@ def test_tpm_limit_refuses_after_tokens_used(upstream, start_proxy, redis_client
     assert "tokens per minute" in refused.json()["error"]["message"]
 
 
+def team_config(servers: list, keys: list[dict], **quotas: int) -> dict:
+    """Keys of project '7' (team-a) with these gateway quotas."""
+    config = gateway_config(servers, [{**k, "project": "7"} for k in keys])
+    return {**config, "projects": [{"id": "7", "name": "team-a", **quotas}]}
+
+
+@pytest.mark.parametrize("path", ["lean", "mitmproxy"])
+def test_two_keys_of_a_project_share_its_rpm(
+    upstream, start_proxy, redis_client, redis_prefix, path
+):
+    a = upstream("a")
+    (one, one_hash), (two, two_hash) = new_key(), new_key()
+    config = team_config([a], [key("k1", one_hash), key("k2", two_hash)], rpm=3)
+    proxy = start_proxy(config, args=["--gateway-path", path])
+    wait_for_next_minute_if_close()
+    with client(proxy, one) as first, client(proxy, two) as second:
+        statuses = [http.post(CHAT, json=HELLO).status_code for http in (first, second, first)]
+        refused = second.post(CHAT, json=HELLO)  # k2's second request, the project's fourth
+    assert statuses == [200, 200, 200]
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert (error["code"], error["type"]) == ("project_quota_exceeded", "rate_limit_error")
+    assert error["message"] == (
+        "Project 'team-a' is over its gateway quota of 3 requests per minute (rpm)."
+    )
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert len(a.models_seen) == 3  # the refused request never reached the model
+
+    stream = f"{redis_prefix}usage"
+    wait_until(lambda: redis_client.xlen(stream) == 4)
+    records = [fields for _, fields in redis_client.xrange(stream)]
+    assert [(r["key_id"], r["project"], r["status"]) for r in records] == [
+        ("k1", "7", "200"), ("k2", "7", "200"), ("k1", "7", "200"), ("k2", "7", "429"),
+    ]  # fmt: skip
+
+
+def test_two_keys_of_a_project_spend_its_tokens_per_day(
+    upstream, start_proxy, redis_client, redis_prefix
+):
+    a = upstream("a")
+    (one, one_hash), (two, two_hash) = new_key(), new_key()
+    config = team_config([a], [key("k1", one_hash), key("k2", two_hash)], tokens_per_day=20)
+    proxy = start_proxy(config)
+    with client(proxy, one) as first, client(proxy, two) as second:
+        spend = first.post(CHAT, json={**HELLO, "max_tokens": 25})
+        # The usage record and the project's counters are written by one script call.
+        wait_until(lambda: redis_client.xlen(f"{redis_prefix}usage") == 1)
+        refused = second.post(CHAT, json=HELLO)  # k2 used nothing itself
+    assert spend.status_code == 200
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert error["code"] == "project_quota_exceeded"
+    assert error["message"] == (
+        "Project 'team-a' has spent its gateway quota of 20 tokens per day (tokens_per_day)."
+    )
+    assert 1 <= int(refused.headers["retry-after"]) <= 86400
+    (_, record), *_ = redis_client.xrange(f"{redis_prefix}usage")
+    day = time.strftime("d%Y%m%d", time.gmtime(float(record["ts"])))  # the request's UTC day
+    spent = redis_client.get(f"{redis_prefix}limit-project:7:budget:{day}")
+    assert int(spent) == spend.json()["usage"]["total_tokens"]
+
+
 def test_workers_share_one_port_and_one_usage_stream(
     upstream, start_proxy, redis_client, redis_prefix
 ):

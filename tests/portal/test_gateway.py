@@ -90,6 +90,71 @@ def test_config_document_follows_the_proxy_schema(operator):
     assert unchanged.status_code == 304
 
 
+@pytest.fixture
+def admin(gateway_app):
+    from portal.admin import service
+
+    user = service.create_user("gw-admin", "correct horse battery", "admin")
+    _, token = service.create_token(user, "t", 1)
+    return ApiClient(gateway_app.test_client(), token)
+
+
+def _team(admin, **quotas):
+    """A project 'team-a' with these quotas, and two gateway keys of it."""
+    project = admin.post("/api/v1/projects", json={"name": "team-a", **quotas}).get_json()
+    keys = [
+        admin.post("/api/v1/proxy/keys", json={"name": n, "project": "team-a"}).get_json()
+        for n in ("one", "two")
+    ]
+    return project, keys
+
+
+def test_config_document_gives_proxies_of_contract_1_2_each_keys_project(admin):
+    project, (one, _) = _team(admin, gateway_rpm_limit=60, gateway_tokens_per_day_limit=1000)
+    admin.post("/api/v1/proxy/keys", json={"name": "plain"})  # in `default`
+    served = admin.get("/api/v1/proxy/config", headers={"Spectr-Proxy-Contract": "1.2"})
+    document = served.get_json()
+    jsonschema.validate(document, SCHEMA)
+    team = {"id": str(project["id"]), "name": "team-a", "rpm": 60, "tokens_per_day": 1000,
+            "tokens_per_month": None}  # fmt: skip
+    assert team in document["projects"]
+    assert [p["name"] for p in document["projects"]] == ["default", "team-a"]  # by id
+    keys = {key["id"]: key for key in document["keys"]}
+    assert keys[one["public_id"]]["project"] == str(project["id"])
+
+    # A proxy of contract 1.1 (or before) refuses unknown fields: it gets none of them.
+    for contract in ("1.1", None):
+        headers = {"Spectr-Proxy-Contract": contract} if contract else {}
+        older = admin.get("/api/v1/proxy/config", headers=headers).get_json()
+        assert "projects" not in older and all("project" not in k for k in older["keys"])
+
+    # A change of a gateway quota is a change of the document; of another quota, not.
+    item = f"/api/v1/projects/{project['id']}"
+    admin.patch(item, json={"gpu_limit": 2})
+    assert admin.get("/api/v1/proxy/config").get_json()["version"] == document["version"]
+    admin.patch(item, json={"gateway_tokens_per_month_limit": 30000})
+    changed = admin.get("/api/v1/proxy/config", headers={"Spectr-Proxy-Contract": "1.2"})
+    assert changed.get_json()["version"] == document["version"] + 1
+    assert {**team, "tokens_per_month": 30000} in changed.get_json()["projects"]
+
+
+def test_usage_records_land_in_their_project(gateway_app, admin, prefix):
+    project, (one, two) = _team(admin)
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    stream = f"{prefix}usage"
+    named = {**_usage_entry("r-1", "llama", 10), "key_id": one["public_id"]}
+    client.xadd(stream, {**named, "project": str(project["id"])})
+    # A proxy of contract 1.1 names no project: the key's is taken.
+    client.xadd(stream, {**_usage_entry("r-2", "llama", 4), "key_id": two["public_id"]})
+    client.xadd(stream, _usage_entry("r-3", "llama", 1))  # a key the portal does not know
+    client.close()
+    assert ingest_usage() == 3
+    rows = db.session.query(UsageRecord).order_by(UsageRecord.request_id).all()
+    assert [row.project_id for row in rows] == [project["id"], project["id"], None]
+    usage = admin.get(f"/api/v1/projects/{project['id']}").get_json()["usage"]
+    assert usage["gateway_tokens_per_day"] == {"used": 28, "limit": None}
+
+
 def test_a_route_patch_changes_only_what_it_names(operator):
     created = operator.post(
         "/api/v1/proxy/routes",
@@ -296,6 +361,47 @@ def test_proxy_follows_the_portal_keys_and_reports_usage(operator, portal_server
         record = db.session.query(UsageRecord).first()
         assert (record.model, record.status, record.key_id) == ("tiny", 200, created["public_id"])
         assert record.total_tokens > 0
+    finally:
+        proxy.stop()
+        upstream.stop()
+
+
+@pytest.mark.slow
+def test_a_projects_rpm_set_in_the_portal_is_shared_by_its_keys_in_the_proxy(
+    admin, portal_server, prefix, tmp_path
+):
+    from proxy.tests.llm_standin import StandInServer
+    from proxy.tests.proxy_harness import ProxyProcess, client, wait_until
+
+    upstream = StandInServer(name="llm").start()
+    admin.put("/api/v1/proxy/models", json={"name": "tiny", "replicas": [upstream.url]})
+    project, (one, two) = _team(admin, gateway_rpm_limit=0)  # nothing at first
+    token_file = tmp_path / "portal-token"
+    token_file.write_text(admin.headers["Authorization"].split(" ", 1)[1])
+    proxy = ProxyProcess(
+        ["--portal-url", portal_server, "--portal-token-file", str(token_file),
+         "--poll-interval", "30", "--redis-url", REDIS_URL],
+        redis_prefix=prefix,
+    ).start()  # fmt: skip
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        with client(proxy, one["key"]) as first, client(proxy, two["key"]) as second:
+            wait_until(lambda: first.post("/v1/chat/completions", json=body).status_code == 429)
+            refused = second.post("/v1/chat/completions", json=body)
+            assert refused.json()["error"]["code"] == "project_quota_exceeded"
+            assert "'team-a'" in refused.json()["error"]["message"]
+            if 60 - time.time() % 60 < 10:  # the two requests below in one minute
+                time.sleep(60 - time.time() % 60 + 0.1)
+            admin.patch(f"/api/v1/projects/{project['id']}", json={"gateway_rpm_limit": 2})
+            # Redis pub/sub tells the proxy at once (the poll is every 30 s).
+            wait_until(lambda: first.post("/v1/chat/completions", json=body).status_code == 200)
+            last = second.post("/v1/chat/completions", json=body)
+            over = first.post("/v1/chat/completions", json=body)
+        assert last.status_code == 200  # the project's second request this minute
+        assert over.status_code == 429
+        assert over.json()["error"]["message"] == (
+            "Project 'team-a' is over its gateway quota of 2 requests per minute (rpm)."
+        )
     finally:
         proxy.stop()
         upstream.stop()

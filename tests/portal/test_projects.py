@@ -5,14 +5,19 @@ Hosts here are rows (SSH to 127.0.0.1:1, no agent): nothing reaches an engine or
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 
 from portal.core.audit import AuditEvent
+from portal.core.timeutil import utcnow
 from portal.extensions import db
+from portal.hosts.models import HostGpu
 from portal.projects.models import DEFAULT_PROJECT, Project, ProjectMember
+from portal.proxy.models import UsageRecord
 from tests.portal.conftest import PASSWORD, ApiClient
 from tests.portal.projects_support import make_app, make_host, make_project, member_api
 
@@ -34,6 +39,11 @@ def test_admins_create_projects_and_project_admins_manage_members(
     assert alpha["usage"] == {
         "gpus": {"used": 0, "limit": 4},
         "applications": {"used": 0, "limit": None},
+        "gpus_per_model": {},
+        "gpu_memory_mib": {"used": 0, "limit": None},
+        "gateway_rpm": {"used": 0, "limit": None},
+        "gateway_tokens_per_day": {"used": 0, "limit": None},
+        "gateway_tokens_per_month": {"used": 0, "limit": None},
     }
     assert _audit("project.create").project_id == alpha["id"]
     assert admin.post("/api/v1/projects", json={"name": "alpha"}).status_code == 409
@@ -175,6 +185,130 @@ def test_the_last_gpu_of_the_quota_fits_and_the_next_is_refused(client: Any) -> 
     assert usage["gpus"] == {"used": 3, "limit": 3}
 
 
+H100 = "NVIDIA H100 80GB HBM3"
+
+
+def _gpu_api(client: Any, project: Project, host: Any) -> Callable[..., Any]:
+    """A function that creates an application (not deployed) on `host` with some GPUs."""
+    api = member_api(client, {project.id: "operator"})
+
+    def new_app(name: str, gpus: list[int]) -> Any:
+        container = {"image": "registry.local/llm:1", "gpus": gpus}
+        body = {"name": name, "host_id": host.id, "container": container, "deploy": False}
+        return api.post("/api/v1/apps", json=body)
+
+    new_app.api = api  # type: ignore[attr-defined]
+    return new_app
+
+
+def test_the_last_gpu_of_a_model_fits_and_the_next_is_refused(client: Any) -> None:
+    alpha = make_project("alpha", gpu_model_limits={H100: 2})
+    host = make_host(alpha.id, gpus=2, status="ready")  # GPUs 0 and 1: NVIDIA A10
+    host.gpus += [HostGpu(index=i, model=H100, memory_total_mib=81559) for i in (2, 3, 4)]
+    db.session.commit()
+    new_app = _gpu_api(client, alpha, host)
+
+    first = new_app("first", [2])
+    assert first.status_code == 201
+    assert new_app("last", [3]).status_code == 201  # the second H100 of two fits
+    over = new_app("over", [4])
+    assert over.status_code == 409 and over.json["code"] == "quota_exceeded"
+    assert over.json["details"] == {
+        "quota": "gpus_per_model", "model": H100, "used": 2, "requested": 1, "limit": 2
+    }  # fmt: skip
+    assert f"'gpus_per_model' quota for '{H100}'" in over.json["message"]
+    mixed = new_app("mixed", [0, 4])  # one A10 (no limit) does not carry an H100 through
+    assert mixed.status_code == 409 and mixed.json["details"]["model"] == H100
+    assert new_app("a10s", [0, 1]).status_code == 201  # another model: gpu_limit alone
+    # A new revision of an application holding an H100 keeps it: not counted twice.
+    again = {"container": {"image": "registry.local/llm:2", "gpus": [2]}, "deploy": False}
+    revised = new_app.api.post(f"/api/v1/apps/{first.json['id']}/revisions", json=again)
+    assert revised.status_code == 201
+
+    usage = new_app.api.get(f"/api/v1/projects/{alpha.id}").json["usage"]
+    assert usage["gpus_per_model"] == {
+        "NVIDIA A10": {"used": 2, "limit": None}, H100: {"used": 2, "limit": 2}
+    }  # fmt: skip
+    assert usage["gpus"] == {"used": 4, "limit": None}
+    assert usage["gpu_memory_mib"] == {"used": 2 * 23028 + 2 * 81559, "limit": None}
+
+
+def test_the_last_mib_of_gpu_memory_fits_and_the_next_gpu_is_refused(client: Any) -> None:
+    alpha = make_project("alpha", gpu_memory_limit_mib=2 * 23028)  # two A10s' memory
+    host = make_host(alpha.id, gpus=3, status="ready")
+    new_app = _gpu_api(client, alpha, host)
+    assert new_app("pair", [0, 1]).status_code == 201  # exactly the limit
+    over = new_app("over", [2])
+    assert over.status_code == 409 and over.json["code"] == "quota_exceeded"
+    assert over.json["details"] == {
+        "quota": "gpu_memory_mib", "used": 46056, "requested": 23028, "limit": 46056
+    }  # fmt: skip
+    assert (
+        "'gpu_memory_mib' quota: 46056 of 46056 MiB in use, 23028 more asked"
+        in (over.json["message"])
+    )
+    assert new_app("cpu-only", []).status_code == 201  # no GPU, no memory asked
+
+
+def test_quota_fields_are_validated_by_name_and_set_by_global_admins(
+    client: Any, api_as: Callable[[str], ApiClient]
+) -> None:
+    admin = api_as("admin")
+    bad = admin.post("/api/v1/projects", json={
+        "name": "beta", "gpu_model_limits": {H100: -1}, "gpu_memory_limit_mib": "lots",
+        "gateway_rpm_limit": -5, "gateway_tokens_per_day_limit": "a lot",
+        "gateway_tokens_per_month_limit": 10**16,
+    })  # fmt: skip
+    assert bad.status_code == 422
+    assert set(bad.json["details"]) == {
+        "gpu_model_limits", "gpu_memory_limit_mib", "gateway_rpm_limit",
+        "gateway_tokens_per_day_limit", "gateway_tokens_per_month_limit",
+    }  # fmt: skip
+    quotas = {"gpu_model_limits": {H100: 4}, "gpu_memory_limit_mib": 327680,
+              "gateway_rpm_limit": 600, "gateway_tokens_per_day_limit": 10**6,
+              "gateway_tokens_per_month_limit": 3 * 10**10}  # fmt: skip
+    created = admin.post("/api/v1/projects", json={"name": "beta", **quotas})
+    assert created.status_code == 201
+    assert {name: created.json[name] for name in quotas} == quotas
+    usage = created.json["usage"]
+    assert usage["gpus_per_model"] == {H100: {"used": 0, "limit": 4}}
+    assert usage["gateway_tokens_per_month"] == {"used": 0, "limit": 3 * 10**10}
+
+    item = f"/api/v1/projects/{created.json['id']}"
+    lead = member_api(client, {created.json["id"]: "admin"})
+    for name in quotas:
+        assert lead.patch(item, json={name: None}).status_code == 403  # the fleet's to set
+    changed = admin.patch(item, json={"gpu_model_limits": None, "gateway_rpm_limit": 0})
+    assert changed.status_code == 200
+    assert (changed.json["gpu_model_limits"], changed.json["gateway_rpm_limit"]) == (None, 0)
+    assert _audit("project.update").details == {"gpu_model_limits": None, "gateway_rpm_limit": 0}
+
+
+def test_gateway_usage_counts_the_projects_requests_and_tokens(
+    api_as: Callable[[str], ApiClient],
+) -> None:
+    alpha = make_project("alpha", gateway_rpm_limit=60, gateway_tokens_per_day_limit=1000)
+    if 60 - time.time() % 60 < 5:  # keep the records and the question in one minute
+        time.sleep(60 - time.time() % 60 + 0.1)
+    now = utcnow()
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    for i, (at, tokens, project) in enumerate([
+        (now, 30, alpha.id), (now, 12, alpha.id), (day, 100, alpha.id),
+        (now - timedelta(days=40), 500, alpha.id),  # last month (or earlier): not counted
+        (now, 7, alpha.id + 1000),  # another project's
+    ]):  # fmt: skip
+        db.session.add(UsageRecord(request_id=f"r{i}", at=at, key_id="k", user="u", model="m",
+                                   endpoint="/v1/chat/completions", replica="r", status=200,
+                                   total_tokens=tokens, project_id=project))  # fmt: skip
+    db.session.commit()
+    usage = api_as("admin").get(f"/api/v1/projects/{alpha.id}").json["usage"]
+    assert usage["gateway_tokens_per_day"] == {"used": 142, "limit": 1000}
+    assert usage["gateway_tokens_per_month"] == {"used": 142, "limit": None}
+    assert usage["gateway_rpm"]["limit"] == 60
+    this_minute = 3 if day == now.replace(second=0, microsecond=0) else 2  # 00:00 holds `day`
+    assert usage["gateway_rpm"]["used"] == this_minute
+
+
 def test_the_application_quota_refuses_one_too_many(client: Any) -> None:
     alpha = make_project("alpha", application_limit=1)
     host = make_host(alpha.id, status="ready")
@@ -281,6 +415,34 @@ def test_metrics_show_each_projects_quota_use(api_as: Callable[[str], ApiClient]
     assert 'spectr_project_application_limit{project="alpha"}' not in text
 
 
+def test_metrics_show_each_projects_gpu_models_memory_and_gateway_quotas(
+    api_as: Callable[[str], ApiClient],
+) -> None:
+    alpha = make_project("alpha", gpu_model_limits={"NVIDIA A10": 3, H100: 1},
+                         gpu_memory_limit_mib=100000, gateway_rpm_limit=60,
+                         gateway_tokens_per_day_limit=5000)  # fmt: skip
+    make_app(make_host(alpha.id, gpus=2), gpus=[0, 1])
+    db.session.add(UsageRecord(request_id="r1", at=utcnow(), key_id="k", user="u", model="m",
+                               endpoint="/v1/embeddings", replica="r", status=200,
+                               total_tokens=77, project_id=alpha.id))  # fmt: skip
+    db.session.commit()
+    text = api_as("admin").get("/metrics").get_data(as_text=True)
+    for line in (
+        'spectr_project_model_gpus{model="NVIDIA A10",project="alpha"} 2.0',
+        'spectr_project_model_gpu_limit{model="NVIDIA A10",project="alpha"} 3.0',
+        f'spectr_project_model_gpus{{model="{H100}",project="alpha"}} 0.0',
+        f'spectr_project_model_gpu_limit{{model="{H100}",project="alpha"}} 1.0',
+        'spectr_project_gpu_memory_mib{project="alpha"} 46056.0',
+        'spectr_project_gpu_memory_limit_mib{project="alpha"} 100000.0',
+        'spectr_project_gateway_tokens_day{project="alpha"} 77.0',
+        'spectr_project_gateway_tokens_day_limit{project="alpha"} 5000.0',
+        'spectr_project_gateway_tokens_month{project="alpha"} 77.0',
+        'spectr_project_gateway_rpm_limit{project="alpha"} 60.0',
+    ):
+        assert line in text
+    assert 'spectr_project_gateway_tokens_month_limit{project="alpha"}' not in text
+
+
 def test_the_dashboard_shows_the_callers_projects_and_their_quota_use(client: Any) -> None:
     alpha, beta = make_project("alpha", gpu_limit=2), make_project("beta")
     make_app(make_host(alpha.id, gpus=1), gpus=[0])
@@ -289,4 +451,5 @@ def test_the_dashboard_shows_the_callers_projects_and_their_quota_use(client: An
     page = client.get("/").get_data(as_text=True)
     row = page.split('data-project="alpha"', 1)[1].split("</tr>", 1)[0]
     assert "operator" in row and "1 / 2" in row and "1 / no limit" in row
+    assert '<td data-quota="gpu_memory_mib">23,028 MiB / no limit</td>' in row
     assert f'data-project="{beta.name}"' not in page

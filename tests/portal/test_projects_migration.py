@@ -86,3 +86,49 @@ def test_everything_existing_lands_in_the_default_project(
         db.session.commit()
         db.session.remove()
         db.engine.dispose()
+
+
+QUOTAS = "111d3c14c507"
+
+
+def test_usage_records_get_their_keys_project_and_projects_get_no_new_limit(
+    database_url: str, tmp_path: Path
+) -> None:
+    app = create_app(_test_config(tmp_path, database_url))
+    with app.app_context():
+        directory = app.extensions["migrate"].directory
+        upgrade(directory=directory, revision=BEFORE)
+        _rows_before_projects()
+        upgrade(directory=directory, revision=PROJECTS)
+        for request_id, key_id in (("r1", "key_1"), ("r2", "key_gone")):
+            db.session.execute(text(
+                "INSERT INTO gateway_usage (request_id, at, key_id, \"user\", model, endpoint, "
+                "replica, status, prompt_tokens, completion_tokens, total_tokens, latency_ms, "
+                "ttfb_ms, stream, proxy, extra) VALUES (:r, CURRENT_TIMESTAMP, :k, 'bob', 'm', "
+                "'/v1/completions', 'x', 200, 1, 1, 2, 1.0, 1.0, false, 'p', '{}')"
+            ), {"r": request_id, "k": key_id})  # fmt: skip
+        db.session.commit()
+        upgrade(directory=directory, revision=QUOTAS)
+
+        def rows(sql: str) -> list:
+            return [tuple(row) for row in db.session.execute(text(sql)).all()]
+
+        (default_id,) = rows("SELECT id FROM projects WHERE name = 'default'")[0]
+        assert rows("SELECT request_id, project_id FROM gateway_usage ORDER BY request_id") == [
+            ("r1", default_id), ("r2", None),  # a key deleted since: no project
+        ]  # fmt: skip
+        limits = rows(
+            "SELECT gpu_model_limits, gpu_memory_limit_mib, gateway_rpm_limit, "
+            "gateway_tokens_per_day_limit, gateway_tokens_per_month_limit FROM projects"
+        )
+        assert limits == [(None, None, None, None, None)]
+        db.session.commit()
+
+        downgrade(directory=directory, revision=PROJECTS)
+        assert rows("SELECT request_id FROM gateway_usage ORDER BY request_id") == [
+            ("r1",),
+            ("r2",),
+        ]
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
