@@ -4,13 +4,11 @@ shell and tokens listed without their secrets. Real processes on real instance f
 
 from __future__ import annotations
 
-import fcntl
 import os
 import pty
 import re
 import select
 import subprocess
-import termios
 import time
 from pathlib import Path
 
@@ -200,10 +198,11 @@ def test_set_password_at_a_terminal_asks_twice(instance: Path) -> None:
     env.update(PYTHONPATH=str(ROOT), SPECTR_INSTANCE_PATH=str(instance))
     # The pty is the command's controlling terminal, as at a person's shell: getpass reads and
     # writes /dev/tty when there is one, and the session that runs the tests may have its own.
-    process = subprocess.Popen([SPECTR, "user", "set-password", "admin"], env=env,
-                               stdin=terminal, stdout=terminal, stderr=terminal,
-                               start_new_session=True,
-                               preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))  # fmt: skip
+    # util-linux's `setsid --ctty` makes it so (a new session, stdin its terminal). Not a
+    # preexec_fn: Python code in a child forked from this threaded process can deadlock before
+    # exec (it did, now and then, under load: the command never printed its prompt).
+    process = subprocess.Popen(["setsid", "--ctty", SPECTR, "user", "set-password", "admin"],
+                               env=env, stdin=terminal, stdout=terminal, stderr=terminal)  # fmt: skip
     os.close(terminal)
     try:
         _read_until(controller, "New password:")
