@@ -112,7 +112,7 @@ def _index_page(values: Any, status: int) -> Any:
     hosts, apps, shown, total = _listed(page)
     html = render_template(
         "apps/index.html",
-        choices=host_choices(project_ids=visible_project_ids())
+        choices=host_choices(project_ids=visible_project_ids("operator"))
         if (total or 0) <= HOST_SELECT_LIMIT
         else None,
         values=values,
@@ -204,7 +204,7 @@ def host_suggestions() -> Any:
     typed = request.args.get("host_name", "").strip()[:120]
     return render_template(
         "apps/_host_suggestions.html",
-        hosts=host_choices(typed, limit=20, project_ids=visible_project_ids()),
+        hosts=host_choices(typed, limit=20, project_ids=visible_project_ids("operator")),
     )
 
 

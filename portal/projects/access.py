@@ -239,3 +239,9 @@ def project_names() -> dict[int, str]:
     if "project_names" not in g:
         g.project_names = {project.id: project.name for project in projects_with("viewer")}
     return g.project_names
+
+
+def audit_scope(column: Any) -> ColumnElement[bool]:
+    """The ProjectFilter of audit records: those of the projects the caller administers; a
+    record of no project (users, settings, sign-in) is for global admins only."""
+    return project_clause(column, "admin", unowned_in_default=False)
