@@ -136,7 +136,14 @@ def acted_project_id() -> int | None:
 def owning_project_id(project_id: int | None) -> int:
     """The project a row belongs to: its own, or `default` for one without a project (an
     operation or event of the whole fleet), as everything without a project lands there."""
-    return project_id if project_id is not None else default_project_id(db.session.connection())
+    return project_id if project_id is not None else _default_id()
+
+
+def _default_id() -> int:
+    """`default`'s id, looked up once a request (a page filters a dozen queries by it)."""
+    if "default_project_id" not in g:
+        g.default_project_id = default_project_id(db.session.connection())
+    return g.default_project_id
 
 
 def checked_in_project(resource: Any, project_id: int | None, needed: str, missing: str) -> Any:
@@ -154,7 +161,7 @@ def project_clause(
     ids = visible_project_ids(needed)
     if ids is None:
         return true()
-    sees_unowned = unowned_in_default and default_project_id(db.session.connection()) in ids
+    sees_unowned = unowned_in_default and _default_id() in ids
     if column is None:  # asked of rows that have no project at all
         return true() if sees_unowned else false()
     if not ids:
