@@ -132,6 +132,16 @@ def test_operations_are_listed_and_shown_only_in_the_callers_projects(world: Any
             assert answer.get_json()["message"] == f"No operation with id '{other}'."
 
 
+def test_whoever_started_an_operation_reads_it_whatever_its_project(world: Any) -> None:
+    starter = member_api(world.client, {world.alpha.id: "operator"}, global_role="operator")
+    started = starter.post("/api/v1/operations", json={"kind": "noop"})
+    assert started.status_code == 202 and started.get_json()["project_id"] is None
+    assert starter.get(f"/api/v1/operations/{started.get_json()['id']}").status_code == 200
+    listed = _ids(starter.get("/api/v1/operations"))
+    assert listed == {world.a.operation.id, started.get_json()["id"]}
+    assert world.viewer.get(f"/api/v1/operations/{started.get_json()['id']}").status_code == 404
+
+
 def test_operations_are_cancelled_with_the_role_in_their_project(world: Any) -> None:
     a, b = world.a.operation, world.b.operation
     assert world.mixed.post(f"/api/v1/operations/{a.id}/cancel").status_code == 403

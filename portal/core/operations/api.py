@@ -26,7 +26,7 @@ from portal.core.request_input import header_integer, header_text
 from portal.core.security import current_principal, require_role
 from portal.core.sse import sse_alt_response, sse_event, sse_response
 from portal.extensions import db
-from portal.projects.access import project_clause, project_role
+from portal.projects.access import project_role
 
 blp = Blueprint(
     "operations", __name__, url_prefix="/api/v1/operations", description="Long-running actions"
@@ -63,7 +63,7 @@ class OperationCollection(MethodView):
     @blp.paginate(SelectPage)
     def get(self, filters: dict) -> Any:
         """List operations (of your projects), newest first."""
-        return service.list_operations(**filters, within=project_clause)
+        return service.list_operations(**filters, within=service.visible_operations)
 
     @require_role("operator")
     @blp.arguments(OperationCreateSchema)

@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app, has_request_context
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import True_
 
 from portal.core.audit import record_audit
 from portal.core.errors import Conflict, NotFound, ValidationFailed
@@ -28,7 +29,7 @@ from portal.core.operations.models import (
     Operation,
     OperationLogLine,
 )
-from portal.core.security import Principal
+from portal.core.security import Principal, current_principal
 from portal.core.timeutil import utcnow
 from portal.extensions import commit_keeping_loaded, db, queue
 from portal.projects.access import (
@@ -36,6 +37,7 @@ from portal.projects.access import (
     acted_project_id,
     checked_in_project,
     every_project,
+    project_clause,
 )
 
 log = logging.getLogger(__name__)
@@ -157,10 +159,24 @@ def get_operation(operation_id: str) -> Operation:
 
 def visible_operation(operation_id: str, needed: str = "viewer") -> Operation:
     """The operation, if the caller has `needed` in its project (none: `default`): 404 like a
-    missing one when the caller cannot see that project, 403 when its role there is lower."""
+    missing one when the caller cannot see that project, 403 when its role there is lower.
+    Whoever started an operation may always read it (a sleep started outside `default`)."""
     operation = get_operation(operation_id)
+    principal = current_principal()
+    if needed == "viewer" and principal and operation.requested_by_id == principal.user_id:
+        return operation
     missing = f"No operation with id '{operation_id}'."
     return checked_in_project(operation, operation.project_id, needed, missing)
+
+
+def visible_operations(column: Any) -> Any:
+    """The ProjectFilter of operation lists: those of the caller's projects, and those the
+    caller started."""
+    clause = project_clause(column)
+    principal = current_principal()
+    if isinstance(clause, True_) or principal is None:
+        return clause
+    return or_(clause, Operation.requested_by_id == principal.user_id)
 
 
 def list_operations(

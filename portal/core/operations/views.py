@@ -11,7 +11,6 @@ from portal.core.operations import service
 from portal.core.operations.builtin import validate_sleep
 from portal.core.operations.models import STATES, Operation
 from portal.core.security import current_principal
-from portal.projects.access import project_clause
 from portal.web.auth import page_project_role, page_role
 from portal.web.listing import SortColumn, StoredLowercase, list_page
 
@@ -31,7 +30,7 @@ OPERATION_SORTS = {
 def index() -> Any:
     filters = {k: v for k in ("state", "kind", "target") if (v := request.args.get(k))}
     listing = list_page(
-        service.list_operations(**filters, within=project_clause),
+        service.list_operations(**filters, within=service.visible_operations),
         sortable=OPERATION_SORTS,
         default_sort="created",
         tiebreak=Operation.id,
