@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Portal
-from tests.browser.pages import Api, console_errors, log_in, snap
+from tests.browser.pages import Api, console_errors, snap
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 def test_an_admin_creates_a_project_adds_a_member_and_sets_quotas(
     page: Page, portal: Portal, api: Api
 ) -> None:
-    log_in(page, portal)
+    page.goto(portal.url)  # signed in as the admin by the `api` fixture
     member = f"member-{uuid.uuid4().hex[:6]}"
     api.post("/users", {"username": member, "password": "member password 1", "role": "viewer"})
     name = f"team-{uuid.uuid4().hex[:6]}"
