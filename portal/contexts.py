@@ -32,6 +32,7 @@ PAGE_BLUEPRINTS = [
     "portal.admin.account_views",
     "portal.admin.sign_in_views",
     "portal.admin.sign_in_admin_views",
+    "portal.projects.views",
     "portal.settings.views",
     "portal.proxy.views",
     "portal.monitoring.views",

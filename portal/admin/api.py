@@ -30,7 +30,7 @@ from portal.core.audit import audit_events_query
 from portal.core.errors import Forbidden
 from portal.core.pagination import SelectPage
 from portal.core.security import check_role, require_principal, require_role
-from portal.projects.access import token_scope
+from portal.projects.access import audit_scope, project_role, token_scope
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1", description="Users, tokens and audit")
 
@@ -208,10 +208,11 @@ class TokenItem(MethodView):
 
 @blp.route("/audit")
 class AuditLog(MethodView):
-    @require_role("admin")
+    @project_role("admin")
     @blp.arguments(AuditQuerySchema, location="query")
     @blp.response(200, AuditEventSchema(many=True))
     @blp.paginate(SelectPage)
     def get(self, filters: dict) -> Any:
-        """List audit records, newest first."""
-        return audit_events_query(**filters)
+        """List audit records, newest first: global admins all of them, a project admin
+        those of the projects they administer."""
+        return audit_events_query(within=audit_scope, **filters)

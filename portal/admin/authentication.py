@@ -56,8 +56,14 @@ def identify_caller() -> None:
     # An app context can outlive one request (tests, CLI); start each request afresh.
     g.pop("_login_user", None)
     g.audited = False
-    g.pop("project_id", None)
-    g.pop("project_scope", None)
+    for name in (
+        "project_id",
+        "project_scope",
+        "acted_projects",
+        "project_names",
+        "default_project_id",
+    ):
+        g.pop(name, None)  # portal.projects.access: what this request may see and acted in
     g.request_id = _request_id(request.headers.get("X-Request-ID"))
     g.principal = None
     header = request.headers.get("Authorization", "")

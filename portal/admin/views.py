@@ -11,7 +11,8 @@ from portal.admin import passwords, service, totp
 from portal.core.audit import AuditEvent, audit_events_query
 from portal.core.errors import SpectrError
 from portal.core.security import ROLES, check_role, require_principal
-from portal.web.auth import page_role
+from portal.projects.access import audit_scope
+from portal.web.auth import page_project_role, page_role
 from portal.web.forms import NO_STORE, flash_error, keep_secret, take_secret
 from portal.web.listing import SortColumn, list_page
 
@@ -130,11 +131,11 @@ def revoke_token(token_id: int) -> Any:
 
 
 @bp.get("/audit")
-@page_role("admin")
+@page_project_role("admin")
 def audit() -> Any:
     filters = {k: v for k in ("actor", "action", "target", "outcome") if (v := request.args.get(k))}
     listing = list_page(
-        audit_events_query(**filters),
+        audit_events_query(within=audit_scope, **filters),
         sortable=AUDIT_SORTS,
         default_sort="at",
         tiebreak=AuditEvent.id,

@@ -16,15 +16,15 @@ from portal.apps.spec import RESTART_POLICIES, AppInputSchema
 from portal.core.command_line import split_command
 from portal.core.errors import SpectrError, ValidationFailed
 from portal.extensions import db
-from portal.hosts.service import get_host
-from portal.web.auth import page_role
+from portal.hosts.service import get_host, visible_host
+from portal.web.auth import page_project_role
 from portal.web.forms import flash_error, load_form
 
 bp = Blueprint("app_edit_pages", __name__, url_prefix="/apps")
 
 
 @bp.get("/<id:app_id>/edit")
-@page_role("operator")
+@page_project_role("operator")
 def edit(app_id: int) -> Any:
     app = service.visible_app(app_id, "operator")
     return _edit_page(app, editing.form_values(app), 200)
@@ -45,7 +45,7 @@ def _edit_page(app: Application, values: Any, status: int) -> Any:
 
 
 @bp.post("/<id:app_id>/edit")
-@page_role("operator")
+@page_project_role("operator")
 def save(app_id: int) -> Any:
     app = service.visible_app(app_id, "operator")
     deployed_before = app.deployed_revision or app.latest_revision
@@ -117,7 +117,7 @@ def _gpus(text: str) -> list[int]:
 
 
 @bp.post("/compose-check")
-@page_role("operator")
+@page_project_role("operator")
 def compose_check() -> Any:
     """The editor's problems list, checked on the server as a deploy would check it."""
     return render_template("apps/_compose_check.html", check=check_compose_text(
@@ -125,7 +125,7 @@ def compose_check() -> Any:
 
 
 @bp.post("/<id:app_id>/duplicate")
-@page_role("operator")
+@page_project_role("operator")
 def duplicate(app_id: int) -> Any:
     source = service.visible_app(app_id, "operator")
     try:
@@ -134,6 +134,7 @@ def duplicate(app_id: int) -> Any:
             "host_id": request.form.get("host_id") or source.host_id,
             "deploy": bool(request.form.get("deploy")),
         })  # fmt: skip
+        visible_host(body["host_id"], "operator")  # the copy goes to that host's project
         copy = editing.duplicate_app(source, body["name"], body["host_id"], body["deploy"])
     except SpectrError as exc:
         db.session.rollback()

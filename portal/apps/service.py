@@ -188,6 +188,7 @@ def start_operation(app: Application, kind: str, params: dict[str, Any] | None =
         kind,
         {"app_id": app.id, **(params or {})},
         target=f"app:{app.name}@{host.name}",
+        project_id=app.project_id,
         requested_by=current_principal() if has_request_context() else None,
         request_id=g.get("request_id") if has_request_context() else None,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
 from portal.apps import adoption, relay, service
@@ -29,8 +29,8 @@ from portal.hosts.service import (
     hosts_query,
     visible_host,
 )
-from portal.projects.access import visible_project_ids
-from portal.web.auth import page_role
+from portal.projects.access import can, visible_project_ids
+from portal.web.auth import page_project_role, page_role
 from portal.web.forms import flash_error, load_form
 
 bp = Blueprint("apps_pages", __name__, url_prefix="/apps")
@@ -112,7 +112,7 @@ def _index_page(values: Any, status: int) -> Any:
     hosts, apps, shown, total = _listed(page)
     html = render_template(
         "apps/index.html",
-        choices=host_choices(project_ids=visible_project_ids())
+        choices=host_choices(project_ids=visible_project_ids("operator"))
         if (total or 0) <= HOST_SELECT_LIMIT
         else None,
         values=values,
@@ -198,21 +198,24 @@ def _last_operations(apps: list[Application]) -> dict[str, Operation]:
 
 
 @bp.get("/host-suggestions")
-@page_role("operator")
+@page_project_role("operator")
 def host_suggestions() -> Any:
     """<option>s of the first hosts whose name starts with what was typed (the form's datalist)."""
     typed = request.args.get("host_name", "").strip()[:120]
     return render_template(
         "apps/_host_suggestions.html",
-        hosts=host_choices(typed, limit=20, project_ids=visible_project_ids()),
+        hosts=host_choices(typed, limit=20, project_ids=visible_project_ids("operator")),
     )
 
 
 @bp.post("")
-@page_role("operator")
+@page_project_role("operator")
 def create() -> Any:
     try:
-        app = service.create_app(_form_app())
+        values = _form_app()
+        if values.get("host_id"):  # it belongs to its host's project: an operator there
+            visible_host(values["host_id"], "operator")
+        app = service.create_app(values)
     except SpectrError as exc:
         flash_error(exc)
         return _index_page(request.form, 422)  # the form keeps what was typed
@@ -221,7 +224,7 @@ def create() -> Any:
 
 
 @bp.get("/argv")
-@page_role("operator")
+@page_project_role("operator")
 def argv_preview() -> Any:
     """The argv the Command field splits into, shown under it before anything is deployed."""
     argv, error = [], None
@@ -235,7 +238,7 @@ def argv_preview() -> Any:
 @bp.post("/refresh")
 @page_role("viewer")
 def refresh() -> Any:
-    for app in service.list_apps():
+    for app in db.session.scalars(service.apps_query(project_ids=visible_project_ids())):
         refresh_status(app)
     return redirect(url_for("apps_pages.index"))
 
@@ -277,8 +280,10 @@ def _detail_page(app: Application, **extra: Any) -> str:
         **values,
         lines=operations.read_log(operation.id) if operation else [],
         # A copy may go to any host: the form lists them (a large fleet's: the first ones).
-        copy_hosts=host_choices(limit=HOST_SELECT_LIMIT, project_ids=visible_project_ids())
-        if g.principal.has_role("operator")
+        copy_hosts=host_choices(
+            limit=HOST_SELECT_LIMIT, project_ids=visible_project_ids("operator")
+        )
+        if can(app.project_id, "operator")
         else [],
         **{"diff": None, "exec_result": None, **extra},
     )
@@ -290,7 +295,7 @@ def _live_parts(app: Application) -> dict[str, str]:
         "app-status": render_template("apps/_status.html", **values),
         "app-ports": render_template("apps/_ports.html", **values),
     }
-    if g.principal.has_role("operator"):
+    if can(app.project_id, "operator"):
         parts["app-actions"] = render_template("apps/_actions.html", **values)
     return parts
 
@@ -304,7 +309,7 @@ def live(app_id: int) -> Any:
 
 
 @bp.post("/<id:app_id>/action/<action>")
-@page_role("operator")
+@page_project_role("operator")
 def act(app_id: int, action: str) -> Any:
     if action not in ACTIONS:
         flash(f"Unknown action {action}.", "error")
@@ -313,13 +318,13 @@ def act(app_id: int, action: str) -> Any:
 
 
 @bp.post("/<id:app_id>/deploy")
-@page_role("operator")
+@page_project_role("operator")
 def deploy(app_id: int) -> Any:
     return _run(app_id, lambda app: service.deploy(app, request.form.get("revision", type=int)))
 
 
 @bp.post("/<id:app_id>/rollback")
-@page_role("operator")
+@page_project_role("operator")
 def rollback(app_id: int) -> Any:
     return _run(
         app_id, lambda app: service.rollback(app, request.form.get("revision", type=int) or 0)
@@ -327,8 +332,9 @@ def rollback(app_id: int) -> Any:
 
 
 def _run(app_id: int, start: Any) -> Any:
+    app = service.visible_app(app_id, "operator")  # 404 in another project, 403 below operator
     try:
-        operation = start(service.get_app(app_id))
+        operation = start(app)
     except SpectrError as exc:
         flash_error(exc)
         return redirect(url_for("apps_pages.detail", app_id=app_id))
@@ -336,7 +342,7 @@ def _run(app_id: int, start: Any) -> Any:
 
 
 @bp.post("/<id:app_id>/exec")
-@page_role("operator")
+@page_project_role("operator")
 def run_command(app_id: int) -> Any:
     app = service.visible_app(app_id, "operator")
     body = {
@@ -353,7 +359,7 @@ def run_command(app_id: int) -> Any:
 
 
 @bp.post("/<id:app_id>/delete")
-@page_role("operator")
+@page_project_role("operator")
 def delete(app_id: int) -> Any:
     try:
         service.delete_app(service.visible_app(app_id, "operator"))
@@ -365,7 +371,7 @@ def delete(app_id: int) -> Any:
 
 
 @bp.get("/adopt/<id:host_id>")
-@page_role("operator")
+@page_project_role("operator")
 def adoptable(host_id: int) -> Any:
     host = visible_host(host_id, "operator")
     try:
@@ -377,8 +383,9 @@ def adoptable(host_id: int) -> Any:
 
 
 @bp.post("/adopt/<id:host_id>")
-@page_role("operator")
+@page_project_role("operator")
 def adopt(host_id: int) -> Any:
+    visible_host(host_id, "operator")
     try:
         app = adoption.adopt(
             host_id, request.form.get("kind", "container"), request.form.get("name", "")

@@ -27,6 +27,7 @@ from portal.core.operations.schemas import OperationSchema
 from portal.core.request_input import request_body_limit
 from portal.core.security import require_principal, require_role
 from portal.hosts.service import visible_host
+from portal.projects.access import visible_project_ids
 
 blp = Blueprint(
     "model_artifacts", __name__, url_prefix="/api/v1", description="Model files: import, hosts"
@@ -135,7 +136,7 @@ class ModelHosts(MethodView):
     @blp.response(200, HostModelSchema(many=True))
     def get(self, model_id: int) -> Any:
         """The hosts whose model cache holds (or failed to take) a revision of the model."""
-        return service.holders(catalog.get_model(model_id))
+        return service.holders(catalog.get_model(model_id), visible_project_ids())
 
 
 @blp.route("/models/<id:model_id>/distribute")

@@ -56,14 +56,18 @@ def get_revision(model: LlmModel, number: int | None = None) -> ModelRevision:
     return revision
 
 
-def holders(model: LlmModel) -> list[HostModel]:
-    """Every host cache entry of any revision of the model."""
+def holders(model: LlmModel, project_ids: list[int] | None = None) -> list[HostModel]:
+    """Every host cache entry of any revision of the model, on hosts of these projects (None:
+    of every project)."""
     query = (
         select(HostModel)
         .join(ModelRevision, ModelRevision.id == HostModel.revision_id)
         .where(ModelRevision.model_id == model.id)
         .order_by(HostModel.host_id, ModelRevision.number.desc())
     )
+    if project_ids is not None:
+        query = query.join(Host, Host.id == HostModel.host_id)
+        query = query.where(Host.project_id.in_(project_ids))
     return list(db.session.scalars(query))
 
 

@@ -24,6 +24,7 @@ from portal.core.operations.api import create_from_request
 from portal.core.operations.schemas import OperationSchema
 from portal.core.security import require_role
 from portal.hosts.service import visible_host
+from portal.projects.access import visible_project_ids
 
 blp = Blueprint("catalog", __name__, url_prefix="/api/v1", description="Images, models, runtimes")
 
@@ -127,9 +128,14 @@ class ModelPlacement(MethodView):
     @blp.arguments(EstimateQuerySchema, location="query")
     @blp.response(200, PlacementSchema)
     def get(self, query: dict, model_id: int) -> Any:
-        """Rank ready hosts whose free GPU memory fits the model; say why others do not."""
+        """Rank ready hosts (of your projects) whose free GPU memory fits the model; say why
+        others do not."""
         return service.placement(
-            model_id, query["runtime_id"], query["context_length"], query["concurrent_sequences"]
+            model_id,
+            query["runtime_id"],
+            query["context_length"],
+            query["concurrent_sequences"],
+            visible_project_ids(),
         )
 
 
@@ -183,8 +189,8 @@ class ImageUsage(MethodView):
     @require_role("viewer")
     @blp.response(200, ImageUsageSchema)
     def get(self, image_id: int) -> Any:
-        """Which applications use the image and which ready hosts have it."""
-        return service.image_usage(image_id)
+        """Which applications use the image and which ready hosts have it (of your projects)."""
+        return service.image_usage(image_id, visible_project_ids())
 
 
 class SyncSchema(ma.Schema):

@@ -217,16 +217,19 @@ def estimate_for(
     )
 
 
-def host_capacities(model: LlmModel | None = None) -> list[HostCapacity]:
-    """Every host with each GPU's free memory (reported use or Spectr's reservations), and
-    for a model: whether the host holds its files and how much its model disk has free."""
+def host_capacities(
+    model: LlmModel | None = None, project_ids: list[int] | None = None
+) -> list[HostCapacity]:
+    """Every host (of these projects; None: of all) with each GPU's free memory (reported use
+    or Spectr's reservations), and for a model: whether the host holds its files and how much
+    its model disk has free."""
     from portal.apps.service import gpu_reservations_mib
     from portal.artifacts.service import cache_disk_free_bytes, hosts_holding_latest
-    from portal.hosts.service import list_hosts
+    from portal.hosts.service import hosts_query
 
     holding = hosts_holding_latest(model) if model else set()
     capacities = []
-    for host in list_hosts():
+    for host in db.session.scalars(hosts_query(project_ids=project_ids)):
         reserved = gpu_reservations_mib(host.id)
         gpus = [
             GpuCapacity(
@@ -251,14 +254,19 @@ def host_capacities(model: LlmModel | None = None) -> list[HostCapacity]:
 
 
 def placement(
-    model_id: int, runtime_id: int | None, context_length: int | None, sequences: int = 1
+    model_id: int,
+    runtime_id: int | None,
+    context_length: int | None,
+    sequences: int = 1,
+    project_ids: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Rank ready hosts for a model and say why the others do not fit."""
+    """Rank ready hosts (of these projects; None: of all) for a model and say why the others
+    do not fit."""
     model = get_model(model_id)
     runtime = get_runtime(runtime_id) if runtime_id else None
     estimate = estimate_for(model, runtime, context_length, sequences)
     candidates, refused = rank_hosts(
-        host_capacities(model),
+        host_capacities(model, project_ids),
         estimate,
         bool(runtime and runtime.multi_gpu),
         needs_gpu=runtime.requires_gpu if runtime else True,
@@ -286,19 +294,20 @@ def _same_image(reference: str, candidate: str) -> bool:
         return False
 
 
-def image_usage(image_id: int) -> dict[str, Any]:
-    """Which applications use the image, and which ready hosts have it (asked live)."""
-    from portal.apps.service import list_apps, revision_images
-    from portal.hosts.service import engine_for, list_hosts
+def image_usage(image_id: int, project_ids: list[int] | None = None) -> dict[str, Any]:
+    """Which applications use the image, and which ready hosts have it (asked live), of these
+    projects (None: of all)."""
+    from portal.apps.service import apps_query, revision_images
+    from portal.hosts.service import engine_for, hosts_query
 
     image = get_image(image_id)
     apps = [
         {"app_id": app.id, "name": app.name, "host_id": app.host_id}
-        for app in list_apps()
+        for app in db.session.scalars(apps_query(project_ids=project_ids))
         if any(_same_image(image.reference, used) for used in revision_images(app))
     ]
     hosts = []
-    for host in list_hosts(status="ready"):
+    for host in db.session.scalars(hosts_query(status="ready", project_ids=project_ids)):
         entry: dict[str, Any] = {"host_id": host.id, "name": host.name, "present": False}
         try:
             with engine_for(host) as engine:

@@ -16,7 +16,10 @@ from portal.catalog import seeding, service
 from portal.catalog.schemas import FORMATS, RUNTIME_KINDS, SOURCE_KINDS, ModelSchema
 from portal.catalog.vram import QUANTIZATIONS
 from portal.core.errors import SpectrError, ValidationFailed
-from portal.web.auth import page_role
+from portal.extensions import db
+from portal.hosts.service import visible_host
+from portal.projects.access import visible_project_ids
+from portal.web.auth import page_project_role, page_role
 from portal.web.forms import flash_error, load_form
 
 bp = Blueprint("catalog_pages", __name__, url_prefix="/catalog")
@@ -147,25 +150,26 @@ def create_model() -> Any:
 @bp.get("/models/<id:model_id>")
 @page_role("viewer")
 def model(model_id: int) -> Any:
-    from portal.hosts.service import ensure_local_host, list_hosts
+    from portal.hosts.service import ensure_local_host, hosts_query
 
     ensure_local_host()  # the Spectr node is always a host to deploy to
     entry = service.get_model(model_id)
     runtime_id = request.args.get("runtime_id", type=int)
     context = request.args.get("context_length", type=int)
-    placement = service.placement(model_id, runtime_id, context)
+    project_ids = visible_project_ids()  # where it is cached or could go: hosts you can see
+    placement = service.placement(model_id, runtime_id, context, project_ids=project_ids)
     revisions = artifacts.revisions(entry)
     return render_template(
         "catalog/model.html",
         model=entry,
         revisions=revisions,
         revision=revisions[0] if revisions else None,
-        holders=artifacts.holders(entry),
+        holders=artifacts.holders(entry, project_ids),
         runtimes=service.list_runtimes(),
         runtime_id=runtime_id,
         context_length=context or entry.context_length,
         placement=placement,
-        hosts=list_hosts(),
+        hosts=list(db.session.scalars(hosts_query(project_ids=project_ids))),
         quantizations=QUANTIZATIONS,
         formats=FORMATS,
         source_kinds=SOURCE_KINDS,
@@ -179,6 +183,8 @@ def distribute_model(model_id: int) -> Any:
     if not host_ids:
         flash("Choose at least one host.", "error")
         return redirect(url_for("catalog_pages.model", model_id=model_id) + "#distribute-model")
+    for host_id in host_ids:
+        visible_host(host_id, "operator")
     try:
         operation = artifacts.distribute(service.get_model(model_id), host_ids)
     except SpectrError as exc:
@@ -190,11 +196,10 @@ def distribute_model(model_id: int) -> Any:
 @bp.post("/models/<id:model_id>/hosts/<id:host_id>/remove")
 @page_role("operator")
 def remove_model_from_host(model_id: int, host_id: int) -> Any:
-    from portal.hosts.service import get_host
-
+    host = visible_host(host_id, "operator")
     try:
         operation = artifacts.remove_from_host(
-            service.get_model(model_id), get_host(host_id), request.form.get("revision", type=int)
+            service.get_model(model_id), host, request.form.get("revision", type=int)
         )
     except SpectrError as exc:
         flash_error(exc)
@@ -222,7 +227,7 @@ def delete_model(model_id: int) -> Any:
 
 
 @bp.post("/models/<id:model_id>/deploy")
-@page_role("operator")
+@page_project_role("operator")
 def deploy_model(model_id: int) -> Any:
     from portal.apps.model_deploy import deploy_model as deploy
     from portal.apps.schemas import DeployModelSchema
@@ -236,6 +241,8 @@ def deploy_model(model_id: int) -> Any:
     raw["gpus"] = [int(i) for i in form.getlist("gpus") if i.isdigit()]
     try:
         body = DeployModelSchema().load(raw)
+        if body.get("host_id"):  # the application goes to the host's project: an operator there
+            visible_host(body["host_id"], "operator")
         app = deploy(model_id, body)
     except ma.ValidationError as exc:
         flash_error(ValidationFailed("Some fields are invalid.", exc.normalized_messages()))

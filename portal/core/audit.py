@@ -88,9 +88,12 @@ def init_audit(app: Flask) -> None:
     app.after_request(audit_mutating_request)
 
 
-def audit_events_query(**filters: Any) -> Select:
-    """A select() of audit events matching the filters, newest first."""
+def audit_events_query(within: Any = None, **filters: Any) -> Select:
+    """A select() of audit events matching the filters, newest first; with `within` (a
+    ProjectFilter), only those of the projects it lets by."""
     query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+    if within is not None:
+        query = query.where(within(AuditEvent.project_id))
     for name in ("actor", "action", "target", "outcome", "project_id"):
         if filters.get(name):
             query = query.where(getattr(AuditEvent, name) == filters[name])

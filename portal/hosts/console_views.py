@@ -21,6 +21,7 @@ from portal.core.errors import Forbidden, SpectrError
 from portal.core.security import require_principal
 from portal.hosts import console
 from portal.hosts.service import visible_host
+from portal.projects.access import can_somewhere
 
 bp = Blueprint("host_console", __name__, url_prefix="/hosts")
 WEBSOCKET_OPTIONS = {"ping_interval": 20, "max_message_size": 64 * 1024}
@@ -29,8 +30,8 @@ CLOSE_WAIT_S = 2.0
 
 @bp.route("/<id:host_id>/containers/<string(maxlength=128):container_id>/console", websocket=True)
 def console_socket(host_id: int, container_id: str) -> Any:
-    principal = require_principal()
-    if not principal.has_role("operator"):
+    require_principal()
+    if not can_somewhere("operator"):  # then the host's own project, below
         raise Forbidden("A console needs the 'operator' role.")
     _same_site()
     host = visible_host(host_id, "operator")

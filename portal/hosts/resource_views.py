@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from markupsafe import Markup
 
 from portal.core.errors import SpectrError
@@ -18,7 +18,8 @@ from portal.hosts import container_detail, host_objects, resources
 from portal.hosts.models import Host
 from portal.hosts.resources_api import viewer_host
 from portal.hosts.service import visible_host
-from portal.web.auth import page_role
+from portal.projects.access import can
+from portal.web.auth import page_project_role, page_role
 from portal.web.display import when
 from portal.web.forms import flash_error
 
@@ -71,7 +72,7 @@ def containers(host_id: int) -> Any:
         live_filters={key: value for key, value in filters.items() if value},
         states=resources.CONTAINER_STATES,
         managed_label=resources.MANAGED_LABEL,
-        operator=g.principal.has_role("operator"),
+        operator=can(host.project_id, "operator"),
     )
 
 
@@ -82,7 +83,7 @@ def containers_live(host_id: int) -> Any:
     whenever a container appears, goes or changes on the engine."""
     host = visible_host(host_id, "viewer")
     listing, filters = _container_filters()
-    seen_from, operator = viewer_host(), g.principal.has_role("operator")
+    seen_from, operator = viewer_host(), can(host.project_id, "operator")
     last: dict[str, Any] = {"parts": {}}
 
     def payload() -> dict[str, Any]:
@@ -106,7 +107,7 @@ def containers_live(host_id: int) -> Any:
 
 
 @bp.post("/<id:host_id>/containers/actions")
-@page_role("operator")
+@page_project_role("operator")
 def container_actions(host_id: int) -> Any:
     host = visible_host(host_id, "operator")
     action = request.form.get("action", "")
@@ -177,7 +178,7 @@ REMOVALS: dict[str, tuple[Callable[[Host, str], Any], str]] = {
 
 
 @bp.post("/<id:host_id>/<any(images, volumes, networks):kind>/remove")
-@page_role("operator")
+@page_project_role("operator")
 def remove(host_id: int, kind: str) -> Any:
     host = visible_host(host_id, "operator")
     name = request.form.get("name", "").strip()
@@ -193,7 +194,7 @@ def remove(host_id: int, kind: str) -> Any:
 
 
 @bp.post("/<id:host_id>/<any(images, volumes):kind>/prune")
-@page_role("operator")
+@page_project_role("operator")
 def prune(host_id: int, kind: str) -> Any:
     host = visible_host(host_id, "operator")
     try:

@@ -21,8 +21,8 @@ from portal.hosts.gpu_charts import (
 )
 from portal.hosts.models import HOST_STATUSES, Host
 from portal.hosts.schemas import BECOME_METHODS, HostPatchSchema, HostWriteSchema
-from portal.projects.access import visible_project_ids
-from portal.web.auth import page_role
+from portal.projects.access import projects_with, target_project, visible_project_ids
+from portal.web.auth import page_project_role, page_role
 from portal.web.forms import flash_error
 from portal.web.listing import Listing, SortColumn, list_page
 
@@ -90,24 +90,29 @@ def live() -> Any:
 
 
 @bp.route("/new", methods=["GET", "POST"])
-@page_role("operator")
+@page_project_role("operator")
 def new() -> Any:
+    projects = projects_with("operator")
     if request.method == "GET":
-        return render_template("hosts/form.html", host=None, values={}, methods=BECOME_METHODS)
+        return render_template("hosts/form.html", host=None, values={}, methods=BECOME_METHODS,
+                               projects=projects)  # fmt: skip
     try:
-        host = service.create_host(_form_values(HostWriteSchema()))
+        project = target_project(request.form.get("project") or None, "operator")
+        values = {**_form_values(HostWriteSchema()), "project_id": project.id}
+        host = service.create_host(values)
     except SpectrError as exc:
         flash_error(exc)
         page = render_template(
-            "hosts/form.html", host=None, values=request.form, methods=BECOME_METHODS
-        )
+            "hosts/form.html", host=None, values=request.form, methods=BECOME_METHODS,
+            projects=projects,
+        )  # fmt: skip
         return page, 422
     flash(f"Host {host.name} added. Bootstrap it to install Docker and the agent.")
     return redirect(url_for("hosts_pages.detail", host_id=host.id))
 
 
 @bp.route("/<id:host_id>/edit", methods=["GET", "POST"])
-@page_role("operator")
+@page_project_role("operator")
 def edit(host_id: int) -> Any:
     host = service.visible_host(host_id, "operator")
     if request.method == "GET":
@@ -126,7 +131,7 @@ def edit(host_id: int) -> Any:
 
 
 @bp.post("/import")
-@page_role("operator")
+@page_project_role("operator")
 def import_hosts() -> Any:
     upload = request.files.get("file")
     content = (
@@ -141,7 +146,8 @@ def import_hosts() -> Any:
 
         file_format = guess_format(upload.filename or "", content)
     try:
-        hosts = service.import_hosts(content, file_format, defaults)
+        project = target_project(request.form.get("project") or None, "operator")
+        hosts = service.import_hosts(content, file_format, defaults, project.id)
         flash(f"Added {len(hosts)} host(s).")
     except SpectrError as exc:
         flash_error(exc)
@@ -193,7 +199,7 @@ def gpu_charts_live(host_id: int) -> Any:
 
 
 @bp.post("/<id:host_id>/bootstrap")
-@page_role("operator")
+@page_project_role("operator")
 def bootstrap(host_id: int) -> Any:
     host = service.visible_host(host_id, "operator")
     try:
@@ -205,7 +211,7 @@ def bootstrap(host_id: int) -> Any:
 
 
 @bp.post("/bootstrap")
-@page_role("operator")
+@page_project_role("operator")
 def bootstrap_many() -> Any:
     host_ids = [int(i) for i in request.form.getlist("host_id") if i.isdigit()]
     if not host_ids:
@@ -223,7 +229,7 @@ def bootstrap_many() -> Any:
 
 
 @bp.post("/<id:host_id>/forget-host-key")
-@page_role("operator")
+@page_project_role("operator")
 def forget_host_key(host_id: int) -> Any:
     host = service.visible_host(host_id, "operator")
     service.forget_host_key(host)
@@ -232,7 +238,7 @@ def forget_host_key(host_id: int) -> Any:
 
 
 @bp.post("/<id:host_id>/delete")
-@page_role("operator")
+@page_project_role("operator")
 def delete(host_id: int) -> Any:
     host = service.visible_host(host_id, "operator")
     if request.form.get("cleanup") == "on":

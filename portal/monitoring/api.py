@@ -8,12 +8,9 @@ from flask import Response, request
 from flask.views import MethodView
 
 from portal.core.api_base import Blueprint
-from portal.core.errors import NotFound
 from portal.core.security import require_role
-from portal.extensions import db
 from portal.monitoring import events, webhooks
 from portal.monitoring.discovery import scrape_targets_json
-from portal.monitoring.models import Event
 from portal.monitoring.schemas import (
     DeliverySchema,
     EventQuerySchema,
@@ -24,6 +21,7 @@ from portal.monitoring.schemas import (
     WebhookSchema,
 )
 from portal.monitoring.settings import monitoring_setting
+from portal.projects.access import project_clause, project_role
 
 blp = Blueprint(
     "monitoring", __name__, url_prefix="/api/v1/monitoring", description="Monitoring and alerts"
@@ -51,19 +49,18 @@ class Events(MethodView):
     @blp.response(200, EventSchema(many=True))
     def get(self, query: dict) -> Any:
         """The event log, newest first."""
-        return events.list_events(query.get("state"), query.get("kind"), query["limit"])
+        return events.list_events(
+            query.get("state"), query.get("kind"), query["limit"], within=project_clause
+        )
 
 
 @blp.route("/events/<id:event_id>/resolve")
 class EventResolve(MethodView):
-    @require_role("operator")
+    @project_role("operator")
     @blp.response(200, EventSchema)
     def post(self, event_id: int) -> Any:
         """Resolve an open event (acknowledge it)."""
-        event = db.session.get(Event, event_id)
-        if event is None:
-            raise NotFound(f"No event {event_id}.")
-        return events.resolve_event(event)
+        return events.resolve_event(events.visible_event(event_id, "operator"))
 
 
 @blp.route("/webhooks")

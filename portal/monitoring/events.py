@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import and_, exists, literal, or_, select
 
 from portal.apps.lifecycle import applications_by_host
+from portal.core.errors import NotFound
 from portal.core.operations.models import FAILED, Operation
 from portal.core.timeutil import utcnow
 from portal.extensions import commit_keeping_loaded, db
@@ -29,6 +30,7 @@ from portal.monitoring.models import (
     Event,
 )
 from portal.monitoring.settings import monitoring_setting
+from portal.projects.access import ProjectFilter, checked_in_project, every_project
 
 # Failed operations of these kinds (or kinds containing "deploy") raise deployment.failed.
 DEPLOY_KIND_WORDS = ("deploy",)
@@ -46,11 +48,12 @@ class Condition:
     message: str
     severity: str = "warning"
     details: dict[str, Any] = field(default_factory=dict)
+    project_id: int | None = None  # of the host or operation it is about
 
 
 def unreachable_hosts() -> list[Condition]:
     hosts = db.session.execute(
-        select(Host.id, Host.name, Host.status_reason, Host.address).where(
+        select(Host.id, Host.name, Host.status_reason, Host.address, Host.project_id).where(
             Host.status == UNREACHABLE
         )
     ).all()
@@ -62,8 +65,9 @@ def unreachable_hosts() -> list[Condition]:
             reason or f"Host {name} does not answer.",
             "critical",
             {"host_id": host_id, "address": address},
+            project_id,
         )
-        for host_id, name, reason, address in hosts
+        for host_id, name, reason, address, project_id in hosts
     ]
 
 
@@ -91,14 +95,14 @@ def restarting_containers() -> list[Condition]:
         and_(HostContainer.state != "running", HostContainer.updated_at > since),
     )
     rows = db.session.execute(
-        select(HostContainer, Host.name)
+        select(HostContainer, Host.name, Host.project_id)
         .join(Host, Host.id == HostContainer.host_id)
         .where(or_(HostContainer.state == "restarting", settling))
     ).all()
-    owned = applications_by_host({row.host_id for row, _ in rows})
+    owned = applications_by_host({row.host_id for row, _, _ in rows})
     rows = [
-        (row, host_name)
-        for row, host_name in rows
+        (row, host_name, project_id)
+        for row, host_name, project_id in rows
         if row.host_id in owned
         and owned[row.host_id].own(row.name, row.labels)
         and (row.state == "restarting" or _container_key(row) in open_keys)
@@ -112,8 +116,9 @@ def restarting_containers() -> list[Condition]:
             # engines' container lists carry no restart count; inspect fills it in
             + (f" (restarted {row.restart_count} times)." if row.restart_count else "."),
             details={"host": host_name, "container": row.name, "restarts": row.restart_count},
+            project_id=project_id,
         )
-        for row, host_name in rows
+        for row, host_name, project_id in rows
     ]
 
 
@@ -124,7 +129,7 @@ def _container_key(row: HostContainer) -> str:
 def high_gpu_memory() -> list[Condition]:
     ratio = float(monitoring_setting("MONITORING_GPU_MEMORY_RATIO"))
     rows = db.session.execute(
-        select(HostGpu, Host.name)
+        select(HostGpu, Host.name, Host.project_id)
         .join(Host, Host.id == HostGpu.host_id)
         .where(HostGpu.memory_total_mib > 0)
         .where(HostGpu.memory_used_mib > HostGpu.memory_total_mib * ratio)
@@ -137,8 +142,9 @@ def high_gpu_memory() -> list[Condition]:
             f"GPU {gpu.index} ({gpu.model}) on {host_name} uses "
             f"{gpu.memory_used_mib} of {gpu.memory_total_mib} MiB.",
             details={"host": host_name, "model": gpu.model, "used_mib": gpu.memory_used_mib},
+            project_id=project_id,
         )
-        for gpu, host_name in rows
+        for gpu, host_name, project_id in rows
     ]
 
 
@@ -147,7 +153,9 @@ def failed_deployments() -> list[Condition]:
     since = utcnow() - DEPLOY_FAILURE_WINDOW
     has_event = exists().where(Event.key == literal("operation:") + Operation.id)
     rows = db.session.execute(
-        select(Operation.id, Operation.kind, Operation.target, Operation.error).where(
+        select(
+            Operation.id, Operation.kind, Operation.target, Operation.error, Operation.project_id
+        ).where(
             Operation.state == FAILED,
             Operation.finished_at >= since,
             or_(*(Operation.kind.contains(word) for word in DEPLOY_KIND_WORDS)),
@@ -162,8 +170,9 @@ def failed_deployments() -> list[Condition]:
             f"{kind} of {target or 'an application'} failed: {error or 'no reason given'}",
             "critical",
             {"operation_id": op_id, "kind": kind},
+            project_id,
         )
-        for op_id, kind, target, error in rows
+        for op_id, kind, target, error, project_id in rows
     ]
 
 
@@ -215,6 +224,7 @@ def _open(condition: Condition) -> Event:
         subject=condition.subject,
         message=condition.message,
         details=condition.details,
+        project_id=condition.project_id,
     )
     db.session.add(event)
     return event
@@ -233,9 +243,20 @@ def resolve_event(event: Event) -> Event:
     return event
 
 
-def list_events(state: str | None, kind: str | None, limit: int) -> list[Event]:
-    """Newest events first, optionally only one state or kind."""
-    query = select(Event).order_by(Event.opened_at.desc(), Event.id.desc()).limit(limit)
+def visible_event(event_id: int, needed: str = "viewer") -> Event:
+    """The event, if the caller has `needed` in its project (none: `default`); 404 if not."""
+    event = db.session.get(Event, event_id)
+    if event is None:
+        raise NotFound(f"No event {event_id}.")
+    return checked_in_project(event, event.project_id, needed, f"No event {event_id}.")
+
+
+def list_events(
+    state: str | None, kind: str | None, limit: int, within: ProjectFilter = every_project
+) -> list[Event]:
+    """Newest events first, optionally only one state or kind, of the projects `within` lets by."""
+    query = select(Event).where(within(Event.project_id))
+    query = query.order_by(Event.opened_at.desc(), Event.id.desc()).limit(limit)
     if state:
         query = query.where(Event.state == state)
     if kind:

@@ -32,6 +32,10 @@ class Event(db.Model):
     severity: Mapped[str] = mapped_column(String(16), default="warning")
     state: Mapped[str] = mapped_column(String(16), default=OPEN, index=True)
     subject: Mapped[str] = mapped_column(String(255))
+    # The project of the host or operation it is about (issue 16); None counts as `default`'s.
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="SET NULL"), index=True
+    )
     message: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     opened_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, inspect, select, text
+from sqlalchemy import case, func, inspect, select
 
 from portal.core.operations.models import FAILED, Operation
 from portal.core.timeutil import utcnow
@@ -14,7 +14,9 @@ from portal.extensions import db
 from portal.hosts.models import HOST_STATUSES, Host, HostContainer, HostGpu
 from portal.monitoring.events import list_events
 from portal.monitoring.models import OPEN
+from portal.projects.access import ProjectFilter, every_project
 from portal.proxy.models import UsageRecord
+from portal.proxy.usage import usage_within
 
 # A GPU holding more memory than a driver and an idle context does is counted as in use.
 _IDLE_GPU_MIB = 512
@@ -64,35 +66,36 @@ class FleetOverview:
     generated_at: datetime
 
 
-def fleet_overview(now: datetime | None = None) -> FleetOverview:
-    """Collect everything the dashboard shows, as of `now`."""
+def fleet_overview(
+    now: datetime | None = None, within: ProjectFilter = every_project
+) -> FleetOverview:
+    """Collect everything the dashboard shows, as of `now`, of the projects `within` lets by."""
     now = now or utcnow()
+    by_state = select(Operation.state, func.count()).where(within(Operation.project_id))
     return FleetOverview(
-        hosts_by_status=_hosts_by_status(),
-        hosts=_host_rows(),
-        gpus=_gpus_by_model(),
-        applications_by_status=_applications_by_status(),
-        gateway=_gateway_today(now),
-        operations_by_state=dict(
-            db.session.execute(
-                select(Operation.state, func.count()).group_by(Operation.state)
-            ).all()
-        ),
-        recent_operations=_operations(None),
-        failed_operations=_operations(FAILED),
-        open_events=list_events(OPEN, None, 20),
+        hosts_by_status=_hosts_by_status(within),
+        hosts=_host_rows(within),
+        gpus=_gpus_by_model(within),
+        applications_by_status=_applications_by_status(within),
+        gateway=_gateway_today(now, within),
+        operations_by_state=dict(db.session.execute(by_state.group_by(Operation.state)).all()),
+        recent_operations=_operations(None, within),
+        failed_operations=_operations(FAILED, within),
+        open_events=list_events(OPEN, None, 20, within),
         generated_at=now,
     )
 
 
-def _hosts_by_status() -> dict[str, int]:
-    found = dict(db.session.execute(select(Host.status, func.count()).group_by(Host.status)).all())
+def _hosts_by_status(within: ProjectFilter) -> dict[str, int]:
+    query = select(Host.status, func.count()).where(within(Host.project_id)).group_by(Host.status)
+    found = dict(db.session.execute(query).all())
     return {status: found.get(status, 0) for status in HOST_STATUSES}
 
 
-def _host_rows(limit: int = 50) -> list[dict[str, Any]]:
+def _host_rows(within: ProjectFilter, limit: int = 50) -> list[dict[str, Any]]:
     """The first hosts by name, with GPU and running-container counts of those hosts only."""
-    hosts = db.session.scalars(select(Host).order_by(Host.name).limit(limit)).all()
+    query = select(Host).where(within(Host.project_id)).order_by(Host.name).limit(limit)
+    hosts = db.session.scalars(query).all()
     ids = [host.id for host in hosts]
     gpus = dict(
         db.session.execute(
@@ -123,7 +126,7 @@ def _host_rows(limit: int = 50) -> list[dict[str, Any]]:
     ]
 
 
-def _gpus_by_model() -> list[GpuModelUse]:
+def _gpus_by_model(within: ProjectFilter) -> list[GpuModelUse]:
     query = (
         select(
             HostGpu.model,
@@ -132,6 +135,8 @@ def _gpus_by_model() -> list[GpuModelUse]:
             func.coalesce(func.sum(HostGpu.memory_used_mib), 0),
             func.sum(case((HostGpu.memory_used_mib > _IDLE_GPU_MIB, 1), else_=0)),
         )
+        .join(Host, Host.id == HostGpu.host_id)
+        .where(within(Host.project_id))
         .group_by(HostGpu.model)
         .order_by(HostGpu.model)
     )
@@ -141,17 +146,24 @@ def _gpus_by_model() -> list[GpuModelUse]:
     ]
 
 
-def _applications_by_status() -> dict[str, int] | None:
+def _applications_by_status(within: ProjectFilter) -> dict[str, int] | None:
     """Applications by status; None until the applications context has its table."""
     if not inspect(db.engine).has_table("applications"):
         return None
-    rows = db.session.execute(text("SELECT status, count(*) FROM applications GROUP BY status"))
+    from portal.apps.models import Application
+
+    query = select(Application.status, func.count()).where(within(Application.project_id))
+    rows = db.session.execute(query.group_by(Application.status))
     return {str(status): int(count) for status, count in rows.all()}
 
 
-def _gateway_today(now: datetime) -> GatewayToday:
+def _gateway_today(now: datetime, within: ProjectFilter) -> GatewayToday:
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    window = (UsageRecord.at >= midnight, UsageRecord.at < midnight + timedelta(days=1))
+    window = (
+        UsageRecord.at >= midnight,
+        UsageRecord.at < midnight + timedelta(days=1),
+        usage_within(within),
+    )
     requests, tokens, errors = db.session.execute(
         select(
             func.count(),
@@ -173,8 +185,9 @@ def _hour_of(column: Any) -> Any:
     return func.strftime("%H", column)
 
 
-def _operations(state: str | None, limit: int = 8) -> list[Operation]:
-    query = select(Operation).order_by(Operation.created_at.desc()).limit(limit)
+def _operations(state: str | None, within: ProjectFilter, limit: int = 8) -> list[Operation]:
+    query = select(Operation).where(within(Operation.project_id))
+    query = query.order_by(Operation.created_at.desc()).limit(limit)
     if state:
         query = query.where(Operation.state == state)
     return list(db.session.scalars(query))

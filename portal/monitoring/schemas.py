@@ -33,6 +33,7 @@ class EventSchema(ma.Schema):
     severity = ma.fields.String()
     state = ma.fields.String()
     subject = ma.fields.String()
+    project_id = ma.fields.Integer(allow_none=True)
     message = ma.fields.String()
     details = ma.fields.Dict()
     opened_at = UtcDateTime()

@@ -8,18 +8,18 @@ from typing import Any
 from flask import Blueprint, Flask, Response, flash, redirect, render_template, request, url_for
 from flask.blueprints import BlueprintSetupState
 
-from portal.core.errors import NotFound, SpectrError
+from portal.core.errors import SpectrError
 from portal.core.live_parts import live_parts_events
 from portal.core.security import check_role, current_principal
 from portal.core.sse import heartbeat_seconds, sse_response
-from portal.extensions import db
 from portal.monitoring import events, webhooks
 from portal.monitoring.discovery import init_proxy_discovery, scrape_targets
 from portal.monitoring.metrics import init_request_metrics, render_metrics
-from portal.monitoring.models import EVENT_KINDS, Event
+from portal.monitoring.models import EVENT_KINDS
 from portal.monitoring.overview import fleet_overview
 from portal.monitoring.schemas import WebhookSchema
-from portal.web.auth import page_role
+from portal.projects.access import project_clause
+from portal.web.auth import page_project_role, page_role
 from portal.web.forms import NO_STORE, flash_error, keep_secret, load_form, take_secret
 
 bp = Blueprint("monitoring_pages", __name__)
@@ -48,8 +48,8 @@ def index() -> Any:
     is_admin = principal is not None and principal.has_role("admin")
     return render_template(
         "monitoring/index.html",
-        open_events=events.list_events("open", None, 100),
-        recent_events=events.list_events(None, None, 50),
+        open_events=events.list_events("open", None, 100, project_clause),
+        recent_events=events.list_events(None, None, 50, project_clause),
         webhooks=webhooks.list_webhooks() if is_admin else None,
         targets=scrape_targets(None, "(this portal)", "http"),
         event_kinds=EVENT_KINDS,
@@ -60,7 +60,9 @@ def index() -> Any:
 @page_role("viewer")
 def overview() -> Any:
     """The dashboard's live part, fetched again every few seconds by the home page."""
-    return render_template("monitoring/_overview.html", overview=fleet_overview())
+    return render_template(
+        "monitoring/_overview.html", overview=fleet_overview(within=project_clause)
+    )
 
 
 # The overview's "Updated …" stamp changes every time it is rendered; a change elsewhere is news.
@@ -74,7 +76,9 @@ def overview_live() -> Any:
     """The dashboard's live part as Server-Sent Events, sent when anything in it changes."""
 
     def payload() -> dict[str, Any]:
-        html = render_template("monitoring/_overview.html", overview=fleet_overview())
+        html = render_template(
+            "monitoring/_overview.html", overview=fleet_overview(within=project_clause)
+        )
         return {"parts": {"fleet-overview": html}}
 
     return sse_response(live_parts_events(
@@ -83,12 +87,9 @@ def overview_live() -> Any:
 
 
 @bp.post("/monitoring/events/<id:event_id>/resolve")
-@page_role("operator")
+@page_project_role("operator")
 def resolve_event(event_id: int) -> Any:
-    event = db.session.get(Event, event_id)
-    if event is None:
-        raise NotFound(f"No event {event_id}.")
-    events.resolve_event(event)
+    event = events.resolve_event(events.visible_event(event_id, "operator"))
     flash(f"Event '{event.subject}' resolved.")
     return redirect(url_for("monitoring_pages.index"))
 

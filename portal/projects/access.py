@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from flask import g
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, false, or_, select, true
 
 from portal.admin.models import User
 from portal.core.errors import Forbidden, NotFound
@@ -23,6 +23,13 @@ from portal.extensions import db
 from portal.projects.models import DEFAULT_PROJECT, Project, ProjectMember, default_project_id
 
 F = TypeVar("F", bound=Callable[..., Any])
+# What services take to filter rows by project: a project-id column -> a WHERE clause.
+ProjectFilter = Callable[[Any], ColumnElement[bool]]
+
+
+def every_project(column: Any) -> ColumnElement[bool]:
+    """The ProjectFilter of a caller that sees everything (the CLI, workers)."""
+    return true()
 
 
 @dataclass(frozen=True)
@@ -114,7 +121,63 @@ def checked(resource: Any, needed: str, missing: str) -> Any:
     if ROLE_RANK[role] < ROLE_RANK[needed]:
         raise Forbidden(f"This action needs the '{needed}' role in this project; you are '{role}'.")
     g.project_id = resource.project_id
+    # Every project this request acted in: an operation over hosts of several projects
+    # belongs to none of them (see `acted_project_id`).
+    g.acted_projects = g.get("acted_projects", frozenset()) | {resource.project_id}
     return resource
+
+
+def acted_project_id() -> int | None:
+    """The one project this request acted in (None: none, or several)."""
+    acted = g.get("acted_projects", frozenset())
+    return next(iter(acted)) if len(acted) == 1 else None
+
+
+def owning_project_id(project_id: int | None) -> int:
+    """The project a row belongs to: its own, or `default` for one without a project (an
+    operation or event of the whole fleet), as everything without a project lands there."""
+    return project_id if project_id is not None else _default_id()
+
+
+def _default_id() -> int:
+    """`default`'s id, looked up once a request (a page filters a dozen queries by it)."""
+    if "default_project_id" not in g:
+        g.default_project_id = default_project_id(db.session.connection())
+    return g.default_project_id
+
+
+def checked_in_project(resource: Any, project_id: int | None, needed: str, missing: str) -> Any:
+    """`checked` for a row whose project may be None (counted as `default`'s)."""
+    checked(_ProjectRef(owning_project_id(project_id)), needed, missing)
+    return resource
+
+
+def project_clause(
+    column: Any, needed: str = "viewer", unowned_in_default: bool = True
+) -> ColumnElement[bool]:
+    """A WHERE clause: `column` (a project id) is one of the caller's projects (with `needed`).
+    Rows without a project count as `default`'s, unless `unowned_in_default` is off (audit
+    records of users and settings: global admins only). `column` None: rows of no project."""
+    ids = visible_project_ids(needed)
+    if ids is None:
+        return true()
+    sees_unowned = unowned_in_default and _default_id() in ids
+    if column is None:  # asked of rows that have no project at all
+        return true() if sees_unowned else false()
+    if not ids:
+        return false()
+    clause = column.in_(ids)
+    return or_(clause, column.is_(None)) if sees_unowned else clause
+
+
+def can(project_id: int | None, needed: str) -> bool:
+    """Whether the caller has `needed` in the project (None: `default`); for pages' buttons."""
+    return caller_scope().can(owning_project_id(project_id), needed)
+
+
+def can_somewhere(needed: str) -> bool:
+    """Whether the caller has `needed` in any project (a page's "add" form)."""
+    return caller_scope().project_ids(needed) != []
 
 
 def visible_project_ids(needed: str = "viewer") -> list[int] | None:
@@ -167,3 +230,25 @@ def token_scope(project: str | None, role: str | None) -> tuple[int | None, str 
     if role is not None and ROLE_RANK[role] > ROLE_RANK[own]:
         raise Forbidden(f"A token's role is at most yours in '{found.name}': '{own}'.")
     return found.id, role or principal.token_role
+
+
+def projects_with(needed: str) -> list[Project]:
+    """The projects where the caller has `needed`, by name (a form's project choice)."""
+    ids = visible_project_ids(needed)
+    query = select(Project).order_by(Project.name)
+    if ids is not None:
+        query = query.where(Project.id.in_(ids))
+    return list(db.session.scalars(query))
+
+
+def project_names() -> dict[int, str]:
+    """Names of the caller's projects by id, once a request (pages show a row's project)."""
+    if "project_names" not in g:
+        g.project_names = {project.id: project.name for project in projects_with("viewer")}
+    return g.project_names
+
+
+def audit_scope(column: Any) -> ColumnElement[bool]:
+    """The ProjectFilter of audit records: those of the projects the caller administers; a
+    record of no project (users, settings, sign-in) is for global admins only."""
+    return project_clause(column, "admin", unowned_in_default=False)

@@ -10,7 +10,13 @@ from flask.views import MethodView
 from portal.core.api_base import Blueprint
 from portal.core.errors import Conflict, Forbidden
 from portal.core.security import require_principal, require_role
-from portal.projects.access import checked, project_role, target_project, visible_project_ids
+from portal.projects.access import (
+    checked,
+    project_clause,
+    project_role,
+    target_project,
+    visible_project_ids,
+)
 from portal.proxy import service
 from portal.proxy.config_document import (
     CONTRACT_HEADER,
@@ -104,8 +110,8 @@ class Models(MethodView):
     @require_role("viewer")
     @blp.response(200, GatewayModelSchema(many=True))
     def get(self) -> Any:
-        """List models the gateway serves."""
-        return service.list_models()
+        """List models the gateway serves (by applications of your projects)."""
+        return service.list_models(project_clause)
 
     @require_role("operator")
     @blp.arguments(GatewayModelSchema)
@@ -121,7 +127,7 @@ class ModelItem(MethodView):
     @blp.response(204)
     def delete(self, model_id: int) -> None:
         """Stop serving a model through the gateway."""
-        service.delete_model(service.get_model(model_id))
+        service.delete_model(service.visible_model(model_id, "operator"))
 
 
 @blp.route("/keys")
@@ -162,5 +168,7 @@ class Usage(MethodView):
     @blp.arguments(UsageQuerySchema, location="query")
     @blp.response(200, UsageAggregateSchema(many=True))
     def get(self, query: dict) -> Any:
-        """Requests and tokens aggregated per day, key, model or user."""
-        return usage_aggregates(query["group_by"], query.get("since"), query.get("until"))
+        """Requests and tokens aggregated per day, key, model or user (keys of your projects)."""
+        return usage_aggregates(
+            query["group_by"], query.get("since"), query.get("until"), within=project_clause
+        )

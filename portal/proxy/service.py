@@ -7,13 +7,14 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from portal.core.audit import record_audit
 from portal.core.errors import Conflict, NotFound, ValidationFailed
 from portal.core.security import Principal
 from portal.core.timeutil import utcnow
 from portal.extensions import db
+from portal.projects.access import ProjectFilter, checked_in_project, every_project
 from portal.proxy.config_document import notify_proxies, record_config_change
 from portal.proxy.models import GatewayKey, GatewayModel, ProxyRoute
 
@@ -76,8 +77,28 @@ def delete_route(route: ProxyRoute) -> None:
     _commit_change("proxy.route.delete", f"route:{route.name}")
 
 
-def list_models() -> list[GatewayModel]:
-    return list(db.session.scalars(select(GatewayModel).order_by(GatewayModel.name)))
+def list_models(within: ProjectFilter = every_project) -> list[GatewayModel]:
+    """Gateway models by name: those served by applications of the projects `within` lets
+    by; one an operator put by hand (no application) counts as `default`'s."""
+    from portal.apps.models import Application
+
+    query = select(GatewayModel).order_by(GatewayModel.name)
+    served = GatewayModel.application_id.in_(
+        select(Application.id).where(within(Application.project_id))
+    )
+    query = query.where(or_(served, GatewayModel.application_id.is_(None) & within(None)))
+    return list(db.session.scalars(query))
+
+
+def visible_model(model_id: int, needed: str) -> GatewayModel:
+    """The gateway model, if the caller has `needed` in the project of the application that
+    serves it (none: `default`); 404 like a missing one if it cannot see that project."""
+    from portal.apps.models import Application
+
+    model = get_model(model_id)
+    app = db.session.get(Application, model.application_id) if model.application_id else None
+    missing = f"No gateway model with id {model_id}."
+    return checked_in_project(model, app.project_id if app else None, needed, missing)
 
 
 def get_model(model_id: int) -> GatewayModel:

@@ -15,10 +15,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, or_, select
+from sqlalchemy.sql.elements import True_
 
 from portal.core.ticker import periodic_job
 from portal.extensions import db
+from portal.projects.access import ProjectFilter, every_project
 from portal.proxy.models import GatewayKey, UsageRecord
 
 log = logging.getLogger(__name__)
@@ -138,10 +140,27 @@ def _insert(rows: list[dict[str, Any]]) -> int:
         return conn.execute(statement, rows).rowcount or 0
 
 
+def usage_within(within: ProjectFilter) -> Any:
+    """A clause on usage records: those of the gateway keys `within` lets by; a record of a
+    key Spectr does not know counts as `default`'s, as any row without a project."""
+    owned = within(GatewayKey.project_id)
+    if isinstance(owned, True_):  # a caller who sees everything: no subquery to scan
+        return owned
+    known = select(GatewayKey.public_id)
+    return or_(
+        UsageRecord.key_id.in_(known.where(owned)),
+        (~UsageRecord.key_id.in_(known)) & within(None),
+    )
+
+
 def usage_aggregates(
-    group_by: str, since: datetime | None = None, until: datetime | None = None
+    group_by: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    within: ProjectFilter = every_project,
 ) -> list[dict[str, Any]]:
-    """Requests and tokens per key, model, user or day, optionally within a time window."""
+    """Requests and tokens per key, model, user or day, optionally within a time window, of
+    the keys of the projects `within` lets by."""
     column = GROUPINGS.get(group_by, func.date(UsageRecord.at))
     query = select(
         column.label("group"),
@@ -152,6 +171,7 @@ def usage_aggregates(
         func.sum(func.cast(UsageRecord.status >= 400, db.Integer)).label("errors"),
         func.avg(UsageRecord.latency_ms).label("avg_latency_ms"),
     ).group_by(column)
+    query = query.where(usage_within(within))
     if since:
         query = query.where(UsageRecord.at >= since)
     if until:

@@ -8,14 +8,21 @@ from typing import Any
 import marshmallow as ma
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from portal.core.errors import SpectrError, ValidationFailed
+from portal.core.errors import Forbidden, SpectrError, ValidationFailed
 from portal.core.security import require_principal
 from portal.core.timeutil import utcnow
 from portal.monitoring.discovery import proxy_stale_seconds, recent_proxies
+from portal.projects.access import (
+    checked,
+    project_clause,
+    projects_with,
+    target_project,
+    visible_project_ids,
+)
 from portal.proxy import service
 from portal.proxy.schemas import GatewayKeySchema, RouteSchema, RouteUpdateSchema
 from portal.proxy.usage import usage_aggregates
-from portal.web.auth import page_role
+from portal.web.auth import page_project_role, page_role
 from portal.web.forms import NO_STORE, flash_error, keep_secret, take_secret
 
 bp = Blueprint("proxy_pages", __name__, url_prefix="/gateway")
@@ -24,14 +31,16 @@ bp = Blueprint("proxy_pages", __name__, url_prefix="/gateway")
 @bp.get("")
 @page_role("viewer")
 def index() -> Any:
-    daily = usage_aggregates("day", since=utcnow() - timedelta(days=14))
+    daily = usage_aggregates("day", since=utcnow() - timedelta(days=14), within=project_clause)
+    day_ago = utcnow() - timedelta(days=1)
     return render_template(
         "proxy/index.html",
-        routes=service.list_routes(),
-        models=service.list_models(),
-        keys=service.list_keys(require_principal()),
+        routes=service.list_routes(visible_project_ids()),
+        models=service.list_models(project_clause),
+        keys=service.list_keys(require_principal(), visible_project_ids()),
+        operator_projects=projects_with("operator"),
         daily=daily,
-        per_model=usage_aggregates("model", since=utcnow() - timedelta(days=1)),
+        per_model=usage_aggregates("model", since=day_ago, within=project_clause),
         chart=bar_chart(daily),
         proxies=recent_proxies(),
         proxy_stale_s=int(proxy_stale_seconds()),
@@ -39,11 +48,12 @@ def index() -> Any:
 
 
 @bp.post("/routes")
-@page_role("operator")
+@page_project_role("operator")
 def create_route() -> Any:
     body = _route_form()
     try:
-        service.create_route(_load(RouteSchema(), body))
+        project = target_project(request.form.get("project") or None, "operator")
+        service.create_route({**_load(RouteSchema(), body), "project_id": project.id})
         flash(f"Route {body['name']} created.")
     except SpectrError as exc:
         flash_error(exc)
@@ -51,9 +61,9 @@ def create_route() -> Any:
 
 
 @bp.post("/routes/<id:route_id>")
-@page_role("operator")
+@page_project_role("operator")
 def update_route(route_id: int) -> Any:
-    route = service.get_route(route_id)
+    route = _route(route_id)
     body = _route_form()
     try:
         service.update_route(route, _load(RouteUpdateSchema(), body))
@@ -64,13 +74,18 @@ def update_route(route_id: int) -> Any:
 
 
 @bp.post("/routes/<id:route_id>/delete")
-@page_role("operator")
+@page_project_role("operator")
 def delete_route(route_id: int) -> Any:
-    route = service.get_route(route_id)
+    route = _route(route_id)
     name = route.name
     service.delete_route(route)
     flash(f"Route {name} deleted.")
     return redirect(url_for("proxy_pages.index"))
+
+
+def _route(route_id: int) -> Any:
+    """The route, if the caller is an operator in its project; 404 like a missing one."""
+    return checked(service.get_route(route_id), "operator", f"No route with id {route_id}.")
 
 
 def _route_form() -> dict[str, Any]:
@@ -88,7 +103,7 @@ def _route_form() -> dict[str, Any]:
 
 
 @bp.post("/keys")
-@page_role("operator")
+@page_project_role("operator")
 def create_key() -> Any:
     form = request.form
     body = {
@@ -99,7 +114,9 @@ def create_key() -> Any:
         "expires_in_days": form.get("expires_in_days", type=int),
     }
     try:
-        _, secret = service.create_key(require_principal(), _load(GatewayKeySchema(), body))
+        project = target_project(form.get("project") or None, "operator")
+        fields = {**_load(GatewayKeySchema(), body), "project_id": project.id}
+        _, secret = service.create_key(require_principal(), fields)
     except SpectrError as exc:
         flash_error(exc)
         return redirect(url_for("proxy_pages.index"))
@@ -109,7 +126,7 @@ def create_key() -> Any:
 
 
 @bp.get("/keys/created")
-@page_role("operator")
+@page_project_role("operator")
 def key_created() -> Any:
     created = take_secret("gateway-key")
     if created is None:
@@ -119,9 +136,13 @@ def key_created() -> Any:
 
 
 @bp.post("/keys/<id:key_id>/revoke")
-@page_role("operator")
+@page_project_role("operator")
 def revoke_key(key_id: int) -> Any:
-    service.revoke_key(service.get_key(key_id))
+    key = checked(service.get_key(key_id), "operator", f"No gateway key with id {key_id}.")
+    principal = require_principal()
+    if key.user_id != principal.user_id and not principal.has_role("admin"):
+        raise Forbidden("Only the key's owner or an admin can revoke it.")
+    service.revoke_key(key)
     flash("Key revoked; proxies refuse it within a second.")
     return redirect(url_for("proxy_pages.index"))
 

@@ -10,6 +10,7 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 from portal.core.errors import SpectrError
 from portal.core.operations import service as operations
 from portal.core.security import current_principal
+from portal.extensions import db
 from portal.registry import deploy, service
 from portal.registry.models import SPECTR
 from portal.registry.schemas import DeploySchema, MirrorSchema, RegistryWriteSchema
@@ -23,14 +24,16 @@ PAGE_SIZE = 50
 @bp.get("")
 @page_role("viewer")
 def index() -> Any:
-    from portal.hosts.service import ensure_local_host, list_hosts
+    from portal.hosts.service import ensure_local_host, hosts_query
+    from portal.projects.access import visible_project_ids
 
     ensure_local_host()  # the Spectr node is always a host to deploy the registry on
+    hosts = db.session.scalars(hosts_query(project_ids=visible_project_ids()))
     return render_template(
         "registry/index.html",
         registries=service.list_registries(),
         spectr=service.spectr_registry(),
-        hosts=list_hosts(),
+        hosts=list(hosts),
     )
 
 

@@ -24,13 +24,26 @@ from portal.admin.sign_in_views import ask_for_code, complete_sign_in
 from portal.core.audit import record_audit
 from portal.core.db_outage import database_unavailable
 from portal.extensions import db
-from portal.projects.access import caller_scope, visible_project_ids
+from portal.projects.access import (
+    caller_scope,
+    can,
+    can_somewhere,
+    project_clause,
+    project_names,
+    projects_with,
+    visible_project_ids,
+)
 from portal.web.auth import page_role
 from portal.web.display import published_ports, when
 
 bp = Blueprint("web", __name__)
 bp.add_app_template_filter(when, "when")
 bp.add_app_template_global(published_ports, "published_ports")
+# Pages' buttons: can(resource.project_id, "operator") is the role in that resource's project.
+bp.add_app_template_global(can, "can")
+bp.add_app_template_global(can_somewhere, "can_somewhere")
+bp.add_app_template_global(project_names, "project_names")
+bp.add_app_template_global(projects_with, "projects_with")
 
 
 @bp.get("/favicon.ico")
@@ -124,7 +137,7 @@ def home() -> Any:
 
     return render_template(
         "home.html",
-        overview=fleet_overview(),
+        overview=fleet_overview(within=project_clause),
         projects=usage_documents(visible_project_ids()),
         roles=caller_scope(),
     )

@@ -26,6 +26,7 @@ from portal.core.request_input import header_integer, header_text
 from portal.core.security import current_principal, require_role
 from portal.core.sse import sse_alt_response, sse_event, sse_response
 from portal.extensions import db
+from portal.projects.access import project_role
 
 blp = Blueprint(
     "operations", __name__, url_prefix="/api/v1/operations", description="Long-running actions"
@@ -61,8 +62,8 @@ class OperationCollection(MethodView):
     @blp.response(200, OperationSchema(many=True))
     @blp.paginate(SelectPage)
     def get(self, filters: dict) -> Any:
-        """List operations, newest first."""
-        return service.list_operations(**filters)
+        """List operations (of your projects), newest first."""
+        return service.list_operations(**filters, within=service.visible_operations)
 
     @require_role("operator")
     @blp.arguments(OperationCreateSchema)
@@ -86,15 +87,16 @@ class OperationItem(MethodView):
     @blp.response(200, OperationSchema)
     def get(self, operation_id: str) -> Any:
         """Show one operation."""
-        return service.get_operation(operation_id)
+        return service.visible_operation(operation_id)
 
 
 @blp.route("/<operation_id>/cancel")
 class OperationCancel(MethodView):
-    @require_role("operator")
+    @project_role("operator")
     @blp.response(202, OperationSchema)
     def post(self, operation_id: str) -> Any:
         """Cancel an operation (at once if waiting; a running one is asked to stop)."""
+        service.visible_operation(operation_id, "operator")
         return service.cancel_operation(operation_id)
 
 
@@ -106,7 +108,7 @@ class OperationLog(MethodView):
     @sse_alt_response(blp, "with follow=1: `line` and `state` events, then `end`")
     def get(self, query: dict, operation_id: str) -> Any:
         """Read the log; with follow=1, stream it as Server-Sent Events until the end."""
-        operation = service.get_operation(operation_id)
+        operation = service.visible_operation(operation_id)
         if query["follow"]:
             last_seen = header_integer("Last-Event-ID", MAX_DATABASE_ID)
             after = query["after"] if last_seen is None else last_seen

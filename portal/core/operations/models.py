@@ -43,6 +43,11 @@ class Operation(db.Model):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(64), index=True)
     target: Mapped[str | None] = mapped_column(String(255), index=True)
+    # The project of the host, application, route or key it acts on (issue 16); None for the
+    # fleet's own work (registry, catalog, backups), which counts as `default`'s.
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="SET NULL"), index=True
+    )
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     state: Mapped[str] = mapped_column(String(16), default=ACCEPTED, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -16,6 +16,9 @@ class OperationSchema(ma.Schema):
     id = ma.fields.String(dump_only=True)
     kind = ma.fields.String()
     target = ma.fields.String(allow_none=True)
+    project_id = ma.fields.Integer(
+        dump_only=True, allow_none=True, metadata={"description": "None: the fleet's own work"}
+    )
     state = ma.fields.String()
     attempts = ma.fields.Integer()
     max_attempts = ma.fields.Integer()

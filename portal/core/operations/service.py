@@ -11,9 +11,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from flask import current_app
-from sqlalchemy import insert, select, update
+from flask import current_app, has_request_context
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import True_
 
 from portal.core.audit import record_audit
 from portal.core.errors import Conflict, NotFound, ValidationFailed
@@ -28,9 +29,16 @@ from portal.core.operations.models import (
     Operation,
     OperationLogLine,
 )
-from portal.core.security import Principal
+from portal.core.security import Principal, current_principal
 from portal.core.timeutil import utcnow
 from portal.extensions import commit_keeping_loaded, db, queue
+from portal.projects.access import (
+    ProjectFilter,
+    acted_project_id,
+    checked_in_project,
+    every_project,
+    project_clause,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +53,12 @@ def create_operation(
     callback_url: str | None = None,
     max_attempts: int | None = None,
     request_id: str | None = None,
+    project_id: int | None = None,
 ) -> tuple[Operation, bool]:
-    """Record an operation and hand it to the queue; return it and whether it is new."""
+    """Record an operation and hand it to the queue; return it and whether it is new.
+
+    Without `project_id`, it belongs to the one project this request was found to act in
+    (`checked` notes it), or to none: the fleet's own work."""
     operation_kind = get_kind(kind)
     params = operation_kind.validate(params or {}) if operation_kind.validate else (params or {})
     user_id = requested_by.user_id if requested_by else None
@@ -55,10 +67,13 @@ def create_operation(
         existing = _find_by_idempotency_key(user_id, idempotency_key)
         if existing is not None:
             return _same_request_or_conflict(existing, kind, params), False
+    if project_id is None and has_request_context():
+        project_id = acted_project_id()
     operation = Operation(
         id=str(uuid.uuid4()),
         kind=kind,
         target=target,
+        project_id=project_id,
         requested_by_id=user_id,
         params=params,
         idempotency_key=idempotency_key,
@@ -74,7 +89,10 @@ def create_operation(
     operation.requester_name_hint = requested_by.username if requested_by else None
     db.session.add(operation)
     record_audit(
-        "operation.create", f"operation:{operation.id}", details={"kind": kind, "target": target}
+        "operation.create",
+        f"operation:{operation.id}",
+        details={"kind": kind, "target": target},
+        project_id=project_id,
     )
     try:
         commit_keeping_loaded()
@@ -139,15 +157,40 @@ def get_operation(operation_id: str) -> Operation:
     return operation
 
 
+def visible_operation(operation_id: str, needed: str = "viewer") -> Operation:
+    """The operation, if the caller has `needed` in its project (none: `default`): 404 like a
+    missing one when the caller cannot see that project, 403 when its role there is lower.
+    Whoever started an operation may always read it (a sleep started outside `default`)."""
+    operation = get_operation(operation_id)
+    principal = current_principal()
+    if needed == "viewer" and principal and operation.requested_by_id == principal.user_id:
+        return operation
+    missing = f"No operation with id '{operation_id}'."
+    return checked_in_project(operation, operation.project_id, needed, missing)
+
+
+def visible_operations(column: Any) -> Any:
+    """The ProjectFilter of operation lists: those of the caller's projects, and those the
+    caller started."""
+    clause = project_clause(column)
+    principal = current_principal()
+    if isinstance(clause, True_) or principal is None:
+        return clause
+    return or_(clause, Operation.requested_by_id == principal.user_id)
+
+
 def list_operations(
     *,
     state: str | None = None,
     kind: str | None = None,
     target: str | None = None,
     since: datetime | None = None,
+    within: ProjectFilter = every_project,
 ) -> Any:
-    """Return a select() of operations, newest first, filtered as asked."""
+    """Return a select() of operations, newest first, filtered as asked, of the projects
+    `within` lets by."""
     query = select(Operation).order_by(Operation.created_at.desc(), Operation.id)
+    query = query.where(within(Operation.project_id))
     if state:
         query = query.where(Operation.state == state)
     if kind:

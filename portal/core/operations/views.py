@@ -11,7 +11,7 @@ from portal.core.operations import service
 from portal.core.operations.builtin import validate_sleep
 from portal.core.operations.models import STATES, Operation
 from portal.core.security import current_principal
-from portal.web.auth import page_role
+from portal.web.auth import page_project_role, page_role
 from portal.web.listing import SortColumn, StoredLowercase, list_page
 
 bp = Blueprint("operations_pages", __name__, url_prefix="/operations")
@@ -30,7 +30,7 @@ OPERATION_SORTS = {
 def index() -> Any:
     filters = {k: v for k in ("state", "kind", "target") if (v := request.args.get(k))}
     listing = list_page(
-        service.list_operations(**filters),
+        service.list_operations(**filters, within=service.visible_operations),
         sortable=OPERATION_SORTS,
         default_sort="created",
         tiebreak=Operation.id,
@@ -68,14 +68,15 @@ def start_sleep() -> Any:
 @bp.get("/<operation_id>")
 @page_role("viewer")
 def detail(operation_id: str) -> Any:
-    operation = service.get_operation(operation_id)
+    operation = service.visible_operation(operation_id)
     lines = service.read_log(operation_id)
     return render_template("operations/detail.html", op=operation, lines=lines)
 
 
 @bp.post("/<operation_id>/cancel")
-@page_role("operator")
+@page_project_role("operator")
 def cancel(operation_id: str) -> Any:
+    service.visible_operation(operation_id, "operator")
     try:
         operation = service.cancel_operation(operation_id)
     except Conflict:  # it ended while the page was open: say so on the page, no error page
