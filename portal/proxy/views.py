@@ -12,6 +12,7 @@ from portal.core.errors import SpectrError, ValidationFailed
 from portal.core.security import require_principal
 from portal.core.timeutil import utcnow
 from portal.monitoring.discovery import proxy_stale_seconds, recent_proxies
+from portal.projects.access import visible_project_ids
 from portal.proxy import service
 from portal.proxy.schemas import GatewayKeySchema, RouteSchema, RouteUpdateSchema
 from portal.proxy.usage import usage_aggregates
@@ -27,9 +28,11 @@ def index() -> Any:
     daily = usage_aggregates("day", since=utcnow() - timedelta(days=14))
     return render_template(
         "proxy/index.html",
-        routes=service.list_routes(),
+        routes=service.list_routes(visible_project_ids()),
         models=service.list_models(),
-        keys=service.list_keys(require_principal()),
+        keys=service.list_keys(
+            require_principal(), visible_project_ids(), visible_project_ids("admin")
+        ),
         daily=daily,
         per_model=usage_aggregates("model", since=utcnow() - timedelta(days=1)),
         chart=bar_chart(daily),
