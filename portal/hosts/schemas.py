@@ -92,7 +92,7 @@ class _OwnersContainers(ma.fields.List):
     through a share sees its applications, not the owner's containers."""
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        if seen_through_share(obj.project_id):
+        if seen_through_share(getattr(obj, "project_id", None)):
             return []
         return super()._serialize(value, attr, obj, **kwargs)
 
@@ -102,7 +102,7 @@ class HostSchema(ma.Schema):
     name = ma.fields.String()
     project_id = ma.fields.Integer()
     shared = ma.fields.Function(
-        lambda host: seen_through_share(host.project_id),
+        lambda host: seen_through_share(getattr(host, "project_id", None)),
         metadata={"description": "You see this host through a share of its project's"},
     )
     address = ma.fields.String()

@@ -57,10 +57,10 @@ def callers_share(host: Host) -> HostShare | None:
     return best
 
 
-def seen_through_share(project_id: int) -> bool:
+def seen_through_share(project_id: int | None) -> bool:
     """Whether the caller of this request sees a resource of `project_id` only through a share
     (no role in that project itself)."""
-    if not has_request_context() or current_principal() is None:
+    if project_id is None or not has_request_context() or current_principal() is None:
         return False
     return caller_scope().role_in(project_id) is None
 
