@@ -22,7 +22,7 @@ from portal.hosts.gpu_charts import (
 from portal.hosts.models import HOST_STATUSES, Host
 from portal.hosts.schemas import BECOME_METHODS, HostPatchSchema, HostWriteSchema
 from portal.projects.access import visible_project_ids
-from portal.projects.sharing import seen_through_share
+from portal.projects.sharing import seen_through_share, shares_of
 from portal.web.auth import page_role
 from portal.web.forms import flash_error
 from portal.web.listing import Listing, SortColumn, list_page
@@ -172,7 +172,7 @@ def detail(host_id: int) -> Any:
     minutes = window_minutes(request.args.get("minutes"))
     return render_template(
         "hosts/detail.html", host=host, op=operation, lines=lines, models=host_models(host),
-        shared=shared,
+        shared=shared, shares=[] if shared else shares_of(host.id),
         gpu_charts=host_gpu_charts(host, minutes), minutes=minutes, windows=WINDOWS_MINUTES,
     )  # fmt: skip
 
