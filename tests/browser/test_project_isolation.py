@@ -122,7 +122,7 @@ def _sees_only(page: Page, portal: Portal, mine: str, theirs: str, other_host: i
     """The signed-in person's pages and API show project `mine`, nothing of `theirs` (nor of
     `default`); the other project's host page answers 404."""
     page.goto(f"{portal.url}/hosts")
-    hosts = page.locator("table").first
+    hosts = page.locator("#hosts")
     expect(hosts).to_contain_text(f"{mine}-gpu-1")
     expect(hosts).not_to_contain_text(f"{theirs}-gpu-1")
     expect(hosts).not_to_contain_text("default-box")
