@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, inspect, select, text
+from sqlalchemy import case, func, inspect, or_, select, text, true
 
 from portal.core.operations.models import FAILED, Operation
 from portal.core.timeutil import utcnow
@@ -14,7 +14,8 @@ from portal.extensions import db
 from portal.hosts.models import HOST_STATUSES, Host, HostContainer, HostGpu
 from portal.monitoring.events import list_events
 from portal.monitoring.models import OPEN
-from portal.proxy.models import UsageRecord
+from portal.projects.sharing import shared_host_ids
+from portal.proxy.models import GatewayKey, UsageRecord
 
 # A GPU holding more memory than a driver and an idle context does is counted as in use.
 _IDLE_GPU_MIB = 512
@@ -64,35 +65,73 @@ class FleetOverview:
     generated_at: datetime
 
 
-def fleet_overview(now: datetime | None = None) -> FleetOverview:
-    """Collect everything the dashboard shows, as of `now`."""
+@dataclass(frozen=True)
+class Viewer:
+    """Whose dashboard: the projects it sees (None: every one) and, for a caller confined to
+    projects, its user id (its own operations only)."""
+
+    project_ids: list[int] | None = None
+    user_id: int | None = None
+
+    def hosts(self) -> Any:
+        """A condition on hosts: the projects' own and those shared with them."""
+        if self.project_ids is None:
+            return true()
+        ids = self.project_ids
+        return or_(Host.project_id.in_(ids), Host.id.in_(shared_host_ids(ids)))
+
+    def operations(self) -> Any:
+        return true() if self.project_ids is None else Operation.requested_by_id == self.user_id
+
+
+def fleet_overview(now: datetime | None = None, viewer: Viewer | None = None) -> FleetOverview:
+    """Collect everything the dashboard shows, as of `now`, of what `viewer` may see."""
     now = now or utcnow()
+    viewer = viewer or Viewer()
     return FleetOverview(
-        hosts_by_status=_hosts_by_status(),
-        hosts=_host_rows(),
-        gpus=_gpus_by_model(),
-        applications_by_status=_applications_by_status(),
-        gateway=_gateway_today(now),
+        hosts_by_status=_hosts_by_status(viewer),
+        hosts=_host_rows(viewer),
+        gpus=_gpus_by_model(viewer),
+        applications_by_status=_applications_by_status(viewer),
+        gateway=_gateway_today(now, viewer),
         operations_by_state=dict(
             db.session.execute(
-                select(Operation.state, func.count()).group_by(Operation.state)
+                select(Operation.state, func.count())
+                .where(viewer.operations())
+                .group_by(Operation.state)
             ).all()
         ),
-        recent_operations=_operations(None),
-        failed_operations=_operations(FAILED),
-        open_events=list_events(OPEN, None, 20),
+        recent_operations=_operations(None, viewer),
+        failed_operations=_operations(FAILED, viewer),
+        open_events=_open_events(viewer),
         generated_at=now,
     )
 
 
-def _hosts_by_status() -> dict[str, int]:
-    found = dict(db.session.execute(select(Host.status, func.count()).group_by(Host.status)).all())
+def _open_events(viewer: Viewer, limit: int = 20) -> list[Any]:
+    """Open alerts; for a caller confined to projects, those about its hosts (keys name them:
+    host:<id>, container:<host id>:..., gpu:<host id>:...)."""
+    if viewer.project_ids is None:
+        return list_events(OPEN, None, limit)
+    ids = set(db.session.scalars(select(Host.id).where(viewer.hosts())))
+    return [event for event in list_events(OPEN, None, 500) if _host_of(event.key) in ids][:limit]
+
+
+def _host_of(key: str) -> int | None:
+    parts = key.split(":")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
+def _hosts_by_status(viewer: Viewer) -> dict[str, int]:
+    query = select(Host.status, func.count()).where(viewer.hosts()).group_by(Host.status)
+    found = dict(db.session.execute(query).all())
     return {status: found.get(status, 0) for status in HOST_STATUSES}
 
 
-def _host_rows(limit: int = 50) -> list[dict[str, Any]]:
+def _host_rows(viewer: Viewer, limit: int = 50) -> list[dict[str, Any]]:
     """The first hosts by name, with GPU and running-container counts of those hosts only."""
-    hosts = db.session.scalars(select(Host).order_by(Host.name).limit(limit)).all()
+    query = select(Host).where(viewer.hosts()).order_by(Host.name).limit(limit)
+    hosts = db.session.scalars(query).all()
     ids = [host.id for host in hosts]
     gpus = dict(
         db.session.execute(
@@ -123,7 +162,7 @@ def _host_rows(limit: int = 50) -> list[dict[str, Any]]:
     ]
 
 
-def _gpus_by_model() -> list[GpuModelUse]:
+def _gpus_by_model(viewer: Viewer) -> list[GpuModelUse]:
     query = (
         select(
             HostGpu.model,
@@ -132,6 +171,8 @@ def _gpus_by_model() -> list[GpuModelUse]:
             func.coalesce(func.sum(HostGpu.memory_used_mib), 0),
             func.sum(case((HostGpu.memory_used_mib > _IDLE_GPU_MIB, 1), else_=0)),
         )
+        .join(Host, HostGpu.host_id == Host.id)
+        .where(viewer.hosts())
         .group_by(HostGpu.model)
         .order_by(HostGpu.model)
     )
@@ -141,17 +182,31 @@ def _gpus_by_model() -> list[GpuModelUse]:
     ]
 
 
-def _applications_by_status() -> dict[str, int] | None:
-    """Applications by status; None until the applications context has its table."""
+def _applications_by_status(viewer: Viewer) -> dict[str, int] | None:
+    """Applications (of the viewer's projects) by status; None until the applications context
+    has its table."""
     if not inspect(db.engine).has_table("applications"):
         return None
-    rows = db.session.execute(text("SELECT status, count(*) FROM applications GROUP BY status"))
+    if viewer.project_ids is None:
+        query = text("SELECT status, count(*) FROM applications GROUP BY status")
+    else:
+        ids = ", ".join(str(int(project_id)) for project_id in viewer.project_ids) or "NULL"
+        query = text(
+            f"SELECT status, count(*) FROM applications WHERE project_id IN ({ids}) GROUP BY status"
+        )
+    rows = db.session.execute(query)
     return {str(status): int(count) for status, count in rows.all()}
 
 
-def _gateway_today(now: datetime) -> GatewayToday:
+def _gateway_today(now: datetime, viewer: Viewer) -> GatewayToday:
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    window = (UsageRecord.at >= midnight, UsageRecord.at < midnight + timedelta(days=1))
+    window: tuple[Any, ...] = (
+        UsageRecord.at >= midnight,
+        UsageRecord.at < midnight + timedelta(days=1),
+    )
+    if viewer.project_ids is not None:  # the requests of the projects' gateway keys
+        keys = select(GatewayKey.public_id).where(GatewayKey.project_id.in_(viewer.project_ids))
+        window = (*window, UsageRecord.key_id.in_(keys))
     requests, tokens, errors = db.session.execute(
         select(
             func.count(),
@@ -173,8 +228,9 @@ def _hour_of(column: Any) -> Any:
     return func.strftime("%H", column)
 
 
-def _operations(state: str | None, limit: int = 8) -> list[Operation]:
-    query = select(Operation).order_by(Operation.created_at.desc()).limit(limit)
+def _operations(state: str | None, viewer: Viewer, limit: int = 8) -> list[Operation]:
+    query = select(Operation).where(viewer.operations())
+    query = query.order_by(Operation.created_at.desc()).limit(limit)
     if state:
         query = query.where(Operation.state == state)
     return list(db.session.scalars(query))

@@ -7,18 +7,21 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, flash, redirect, render_template, request, url_for
 from flask.blueprints import BlueprintSetupState
+from sqlalchemy import select
 
 from portal.core.errors import NotFound, SpectrError
 from portal.core.live_parts import live_parts_events
-from portal.core.security import check_role, current_principal
+from portal.core.security import check_role, current_principal, require_principal
 from portal.core.sse import heartbeat_seconds, sse_response
 from portal.extensions import db
 from portal.monitoring import events, webhooks
 from portal.monitoring.discovery import init_proxy_discovery, scrape_targets
 from portal.monitoring.metrics import init_request_metrics, render_metrics
 from portal.monitoring.models import EVENT_KINDS, Event
-from portal.monitoring.overview import fleet_overview
+from portal.monitoring.overview import Viewer, fleet_overview
 from portal.monitoring.schemas import WebhookSchema
+from portal.projects.access import visible_project_ids
+from portal.projects.models import Project
 from portal.web.auth import page_role
 from portal.web.forms import NO_STORE, flash_error, keep_secret, load_form, take_secret
 
@@ -60,7 +63,19 @@ def index() -> Any:
 @page_role("viewer")
 def overview() -> Any:
     """The dashboard's live part, fetched again every few seconds by the home page."""
-    return render_template("monitoring/_overview.html", overview=fleet_overview())
+    return render_template(
+        "monitoring/_overview.html", overview=fleet_overview(None, callers_viewer())
+    )
+
+
+def callers_viewer() -> Viewer:
+    """The dashboard of the caller: its projects' hosts, applications and gateway traffic."""
+    project_ids = visible_project_ids()
+    if project_ids is None:
+        return Viewer()
+    if set(db.session.scalars(select(Project.id))) <= set(project_ids):  # e.g. only `default`
+        return Viewer()
+    return Viewer(project_ids, require_principal().user_id)
 
 
 # The overview's "Updated …" stamp changes every time it is rendered; a change elsewhere is news.
@@ -73,8 +88,10 @@ OVERVIEW_POLL_SECONDS = 2.0  # a dozen grouped queries a round: not every second
 def overview_live() -> Any:
     """The dashboard's live part as Server-Sent Events, sent when anything in it changes."""
 
+    viewer = callers_viewer()  # worked out while the request is here; the stream outlives it
+
     def payload() -> dict[str, Any]:
-        html = render_template("monitoring/_overview.html", overview=fleet_overview())
+        html = render_template("monitoring/_overview.html", overview=fleet_overview(None, viewer))
         return {"parts": {"fleet-overview": html}}
 
     return sse_response(live_parts_events(

@@ -120,11 +120,12 @@ def logout() -> Any:
 @page_role("viewer")
 def home() -> Any:
     from portal.monitoring.overview import fleet_overview
+    from portal.monitoring.views import callers_viewer
     from portal.projects.quotas import usage_by_project
 
     return render_template(
         "home.html",
-        overview=fleet_overview(),
+        overview=fleet_overview(None, callers_viewer()),
         projects=usage_by_project(visible_project_ids()),
         roles=caller_scope(),
     )

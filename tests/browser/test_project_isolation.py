@@ -138,8 +138,13 @@ def _sees_only(page: Page, portal: Portal, mine: str, theirs: str, other_host: i
     snap(page, f"projects-{mine}-gateway-keys")
     assert page.goto(f"{portal.url}/hosts/{other_host}").status == 404
 
-    api = Api(page, portal)
     page.goto(f"{portal.url}/")
+    overview = page.locator("#overview-hosts")
+    expect(overview).to_contain_text(f"{mine}-gpu-1")
+    for hidden in (f"{theirs}-gpu-1", "default-box", "spectr-node"):
+        expect(overview).not_to_contain_text(hidden)
+    expect(page.locator("#tile-hosts .tile-value")).to_have_text("1")
+    api = Api(page, portal)
     assert [h["name"] for h in api.get("/hosts")] == [f"{mine}-gpu-1"]
     assert [a["name"] for a in api.get("/apps")] == [f"{mine}-web"]
     assert [k["name"] for k in api.get("/proxy/keys")] == [f"{mine}-key"]
