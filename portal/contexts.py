@@ -22,6 +22,7 @@ API_BLUEPRINTS = [
     "portal.catalog.api",
     "portal.artifacts.api",
     "portal.apps.api",
+    "portal.projects.sharing_api",
     "portal.registry.api",
     "portal.backup.api",
 ]

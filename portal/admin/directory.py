@@ -48,6 +48,7 @@ class DirectoryConfig:
     group_mode: str = "member"
     group_base: str = ""
     role_groups: dict[str, list[str]] = field(default_factory=dict)
+    project_groups: str = ""  # PROJECT:ROLE=GROUP DN entries (portal.projects.identity)
     timeout: int = 10  # seconds; ldap3 packs it into a socket option, so a whole number
 
     @classmethod
@@ -67,6 +68,7 @@ class DirectoryConfig:
             group_mode=get_setting("ldap_group_mode"),
             group_base=get_setting("ldap_group_base"),
             role_groups={role: split_list(get_setting(f"ldap_{role}_groups")) for role in ROLES},
+            project_groups=get_setting("ldap_project_groups") or "",
         )
 
 

@@ -30,6 +30,7 @@ from portal.admin.sign_in import ExternalIdentity
 from portal.core.security import ROLES, hash_token
 from portal.core.timeutil import utcnow
 from portal.extensions import db
+from portal.projects.identity import project_roles
 
 STATE_LIFETIME = timedelta(minutes=10)
 CLOCK_SKEW = 60  # seconds of a provider's clock ahead or behind
@@ -56,6 +57,7 @@ class OidcConfig:
     username_claim: str = "preferred_username"
     roles_claim: str = "groups"
     role_values: dict[str, list[str]] | None = None
+    project_values: str = ""  # PROJECT:ROLE=VALUE entries (portal.projects.identity)
     ca_certificate: str = ""
 
     @classmethod
@@ -70,6 +72,7 @@ class OidcConfig:
             username_claim=get_setting("oidc_username_claim") or "preferred_username",
             roles_claim=get_setting("oidc_roles_claim"),
             role_values={r: split_list(get_setting(f"oidc_{r}_values")) for r in ROLES},
+            project_values=get_setting("oidc_project_values") or "",
             ca_certificate=get_setting("oidc_ca_certificate") or "",
         )
 
@@ -297,7 +300,8 @@ def _identity(config: OidcConfig, claims: dict[str, Any]) -> ExternalIdentity:
         (r for r in reversed(ROLES) if values & set((config.role_values or {}).get(r, []))),
         None,
     )
-    return ExternalIdentity("oidc", f"{claims['iss']}|{claims['sub']}", username, role)
+    mapped = project_roles(config.project_values, values)
+    return ExternalIdentity("oidc", f"{claims['iss']}|{claims['sub']}", username, role, mapped)
 
 
 def forget_old_sign_in_states() -> int:

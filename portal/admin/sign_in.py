@@ -21,6 +21,7 @@ from portal.core.audit import record_audit
 from portal.core.security import hash_password, verify_password
 from portal.core.timeutil import utcnow
 from portal.extensions import db
+from portal.projects.identity import ProjectRoles, project_roles, sync_memberships
 from portal.projects.service import join_default_project
 from portal.settings.service import get_setting
 
@@ -49,6 +50,8 @@ class ExternalIdentity:
     external_id: str
     username: str
     role: str | None
+    # Roles in the projects a group/claim mapping names; None: no mapping is configured.
+    projects: ProjectRoles | None = None
 
 
 def sign_in_with_password(username: str, password: str) -> User:
@@ -86,7 +89,8 @@ def _through_directory(username: str, password: str, user: User | None) -> User:
         if exc.reason in {"disabled", "unknown_user"} and user is not None and user.active:
             deactivate_external_user(user, f"directory: {exc.reason}")
         raise SignInRefused(exc.reason, _person_message(exc), username, "ldap") from None
-    identity = ExternalIdentity("ldap", account.dn, username, account.role)
+    mapped = project_roles(config.project_groups, account.groups, directory.normalize_dn)
+    identity = ExternalIdentity("ldap", account.dn, username, account.role, mapped)
     return provision(identity)
 
 
@@ -139,6 +143,8 @@ def provision(identity: ExternalIdentity) -> User:
         user.role = identity.role
     user.username = identity.username
     user.last_login_at = utcnow()
+    if identity.projects is not None:
+        sync_memberships(user, identity.projects)
     return user
 
 
@@ -153,7 +159,8 @@ def _create_external(identity: ExternalIdentity) -> User:
     )
     db.session.add(user)
     db.session.flush()
-    join_default_project(user)
+    if identity.projects is None or not identity.projects.roles:
+        join_default_project(user)  # a person the mapping places in projects stays there
     record_audit(
         "user.create",
         f"user:{identity.username}",

@@ -40,7 +40,7 @@ from portal.core.operations.schemas import OperationSchema
 from portal.core.pagination import SelectPage
 from portal.core.sse import sse_alt_response, sse_response
 from portal.hosts.log_follow import LOG_EVENTS, resume_point
-from portal.hosts.service import visible_host
+from portal.hosts.service import deployable_host, visible_host
 from portal.projects.access import project_role, visible_project_ids
 
 blp = Blueprint("apps", __name__, url_prefix="/api/v1", description="Applications on hosts")
@@ -73,11 +73,14 @@ class AppCollection(MethodView):
     def post(self, body: dict) -> Any:
         """Create an application (revision 1) and, unless deploy=false, start deploying it.
 
-        It belongs to its host's project, where the caller needs the operator role.
+        It belongs to `project`: its host's project or one the host is shared with (by
+        default the first of those where the caller is an operator).
         """
-        if body.get("host_id"):
-            visible_host(body["host_id"], "operator")
-        return service.create_app(body)
+        project = body.pop("project", None)
+        if not body.get("host_id"):
+            return service.create_app(body)  # a 422 naming the missing field
+        _, project_id = deployable_host(body["host_id"], project)
+        return service.create_app(body, project_id=project_id)
 
 
 @blp.route("/apps/<id:app_id>")
@@ -124,7 +127,7 @@ class AppDuplicate(MethodView):
         """Copy an application's latest revision (secrets included) into a new application."""
         source = service.visible_app(app_id, "operator")
         host_id = body["host_id"] or source.host_id
-        visible_host(host_id, "operator")
+        deployable_host(host_id, prefer=source.project_id)
         return editing.duplicate_app(source, body["name"], host_id, body["deploy"])
 
 
@@ -252,5 +255,5 @@ class ModelDeploy(MethodView):
     def post(self, body: dict, model_id: int) -> Any:
         """Create and deploy a model server from a catalog model, a runtime, a host and GPUs."""
         if body.get("host_id"):
-            visible_host(body["host_id"], "operator")
+            deployable_host(body["host_id"])
         return deploy_model(model_id, body)

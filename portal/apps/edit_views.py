@@ -16,7 +16,7 @@ from portal.apps.spec import RESTART_POLICIES, AppInputSchema
 from portal.core.command_line import split_command
 from portal.core.errors import SpectrError, ValidationFailed
 from portal.extensions import db
-from portal.hosts.service import get_host, visible_host
+from portal.hosts.service import deployable_host, get_host
 from portal.web.auth import page_project_role
 from portal.web.forms import flash_error, load_form
 
@@ -134,7 +134,7 @@ def duplicate(app_id: int) -> Any:
             "host_id": request.form.get("host_id") or source.host_id,
             "deploy": bool(request.form.get("deploy")),
         })  # fmt: skip
-        visible_host(body["host_id"], "operator")  # the copy goes to that host's project
+        deployable_host(body["host_id"], prefer=source.project_id)  # one of the caller's
         copy = editing.duplicate_app(source, body["name"], body["host_id"], body["deploy"])
     except SpectrError as exc:
         db.session.rollback()

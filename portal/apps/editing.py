@@ -21,6 +21,7 @@ from portal.apps.service import add_revision, get_revision
 from portal.core.audit import record_audit
 from portal.core.errors import ValidationFailed
 from portal.hosts.service import get_host
+from portal.projects.sharing import project_for_new_app
 
 # Spec keys the edit form does not show; they are carried over unchanged into the new revision.
 FORM_KEYS = ("image", "command", "env", "ports", "volumes", "gpus", "restart_policy", "labels")
@@ -91,6 +92,8 @@ def duplicate_app(source: Application, name: str, host_id: int, deploy: bool) ->
     copy = Application(
         name=name,
         host_id=host.id,
+        # The source's project where the host allows it (a shared host), else as a new one.
+        project_id=project_for_new_app(host, prefer=source.project_id),
         kind=source.kind,
         status="pending",
         model_id=source.model_id,

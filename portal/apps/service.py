@@ -24,7 +24,7 @@ from portal.core.operations.service import create_operation
 from portal.core.security import current_principal
 from portal.extensions import db
 from portal.hosts.service import get_host
-from portal.projects import quotas
+from portal.projects import quotas, sharing
 from portal.projects.access import checked
 
 PENDING, REMOVED = "pending", "removed"
@@ -119,6 +119,7 @@ def create_app(body: dict[str, Any], **extra: Any) -> Application:
             )
     host = get_host(body["host_id"])
     body = {**body, "kind": body.get("kind") or CONTAINER}
+    body.pop("project", None)  # resolved to `project_id` by the API (deployable_host)
     app = Application(
         name=body["name"], host_id=host.id, kind=body["kind"], status=PENDING, **extra
     )
@@ -136,12 +137,14 @@ def add_revision(
     gpus = revision_extra.pop("gpu_indexes", None)
     gpus = gpus if gpus is not None else list(spec.get("gpus") or [])
     host = get_host(app.host_id)
-    if app.project_id is None:  # a new application belongs to its host's project
-        app.project_id = host.project_id
+    if app.project_id is None:  # the host's project, or one the host is shared with
+        app.project_id = sharing.project_for_new_app(host)
     if is_new:
         quotas.check_application_quota(app.project_id)
-    # The latest revision's GPUs count against the project's quota, deployed yet or not.
+    # The latest revision's GPUs count against the project's quotas, deployed yet or not, and
+    # on a shared host against the project's share of it.
     quotas.check_gpu_quotas(app.project_id, app.id, host.id, gpus)
+    sharing.check_share_gpus(host, app.project_id, app.id, len(gpus))
     if body.get("deploy", True):
         rules.check_deployable(host, app, spec, gpus)
     else:
@@ -201,8 +204,10 @@ def start_operation(app: Application, kind: str, params: dict[str, Any] | None =
 def deploy(app: Application, number: int | None = None) -> Operation:
     """Deploy a revision (the latest by default) after checking the rules."""
     revision = get_revision(app, number or app.latest_revision)
-    rules.check_deployable(get_host(app.host_id), app, revision.spec, revision.gpu_indexes or [])
-    quotas.check_gpu_quotas(app.project_id, app.id, app.host_id, revision.gpu_indexes or [])
+    host = get_host(app.host_id)
+    rules.check_deployable(host, app, revision.spec, revision.gpu_indexes or [])
+    quotas.check_gpu_quotas(app.project_id, app.id, host.id, revision.gpu_indexes or [])
+    sharing.check_share_gpus(host, app.project_id, app.id, len(revision.gpu_indexes or []))
     return start_operation(app, "app.deploy", {"revision": revision.number})
 
 
@@ -214,6 +219,7 @@ def rollback(app: Application, number: int) -> Operation:
     host = get_host(app.host_id)
     rules.check_deployable(host, app, older.spec, older.gpu_indexes or [])
     quotas.check_gpu_quotas(app.project_id, app.id, host.id, older.gpu_indexes or [])
+    sharing.check_share_gpus(host, app.project_id, app.id, len(older.gpu_indexes or []))
     app.latest_revision += 1
     app.revisions.append(
         AppRevision(

@@ -14,6 +14,7 @@ from marshmallow import validate
 
 from portal.apps.models import APP_KINDS, COMPOSE
 from portal.core.converters import MAX_DATABASE_ID
+from portal.projects.schemas import PROJECT_NAME
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 ENV_NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="not a valid variable name")
@@ -81,6 +82,12 @@ class AppInputSchema(ma.Schema):
         validate=validate.Regexp(NAME_PATTERN, error="lowercase letters, digits, '-' and '_'")
     )
     host_id = ma.fields.Integer(validate=validate.Range(1, MAX_DATABASE_ID))
+    project = ma.fields.String(
+        load_default=None,
+        validate=PROJECT_NAME,
+        metadata={"description": "Project the new application belongs to (its host's own or "
+                  "one the host is shared with); default: the first where you are an operator"},
+    )  # fmt: skip
     kind = ma.fields.String(
         load_default=None,
         validate=validate.OneOf(APP_KINDS),

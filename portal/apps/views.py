@@ -22,6 +22,7 @@ from portal.core.operations.models import Operation
 from portal.core.sse import heartbeat_seconds, sse_response
 from portal.extensions import db
 from portal.hosts.service import (
+    deployable_host,
     ensure_local_host,
     get_host,
     host_choices,
@@ -146,12 +147,15 @@ def _listed(
 ) -> tuple[list[Any], list[Application], dict[int, Any], int]:
     """A page of hosts, their applications (status from the last sweep), the status each
     shows, and how many hosts there are in all (0 unless `count`: the live stream needs none)."""
-    query = hosts_query(project_ids=visible_project_ids())
+    project_ids = visible_project_ids()
+    query = hosts_query(project_ids=project_ids)
     total = 0
     if count:
         total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     hosts = list(db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)))
-    apps = list(db.session.scalars(service.apps_query(host_ids=[host.id for host in hosts])))
+    # A shared host lists the caller's projects' applications, not its owner's.
+    on_hosts = service.apps_query(host_ids=[host.id for host in hosts], project_ids=project_ids)
+    apps = list(db.session.scalars(on_hosts))
     apply_health_checks(apps)
     last = _last_operations(apps)
     shown = {app.id: shown_status(app, last.get(app.last_operation_id or "")) for app in apps}
@@ -212,10 +216,11 @@ def host_suggestions() -> Any:
 @page_project_role("operator")
 def create() -> Any:
     try:
-        values = _form_app()
-        if values.get("host_id"):  # it belongs to its host's project: an operator there
-            visible_host(values["host_id"], "operator")
-        app = service.create_app(values)
+        body = _form_app()
+        extra = {}
+        if body.get("host_id"):  # a host of the caller's projects, or one shared with them
+            extra["project_id"] = deployable_host(body["host_id"], body.pop("project", None))[1]
+        app = service.create_app(body, **extra)
     except SpectrError as exc:
         flash_error(exc)
         return _index_page(request.form, 422)  # the form keeps what was typed

@@ -121,7 +121,7 @@ class HostGpuSamples(MethodView):
     @blp.response(200, GpuSeriesSchema(many=True))
     def get(self, query: dict, host_id: int) -> Any:
         """Each GPU's readings (utilisation, memory, temperature, power) of the health sweeps."""
-        service.visible_host(host_id, "viewer")
+        service.visible_host(host_id, "viewer", shared=True)
         since = utcnow() - timedelta(minutes=query["minutes"])
         return [{"index": i, "samples": s} for i, s in history(host_id, since).items()]
 
@@ -131,8 +131,9 @@ class HostItem(MethodView):
     @project_role("viewer")
     @blp.response(200, HostDetailSchema)
     def get(self, host_id: int) -> Any:
-        """Show a host with its facts, GPUs, status history and containers."""
-        return service.visible_host(host_id, "viewer")
+        """Show a host with its facts, GPUs, status history and containers (a project that
+        sees it through a share: no containers)."""
+        return service.visible_host(host_id, "viewer", shared=True)
 
     @project_role("operator")
     @blp.arguments(HostPatchSchema(partial=True))

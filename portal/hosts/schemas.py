@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 from cryptography import x509
 
@@ -11,6 +13,7 @@ from portal.core.pki import certificate_summary
 from portal.hosts.facts import summary
 from portal.hosts.models import HOST_STATUSES
 from portal.projects.schemas import project_field
+from portal.projects.sharing import seen_through_share
 
 ADDRESS = validate_host_address
 NAME = ma.validate.Regexp(
@@ -84,10 +87,24 @@ class ContainerSchema(ma.Schema):
     updated_at = UtcDateTime()
 
 
+class _OwnersContainers(ma.fields.List):
+    """A host's containers, shown to its own project only: a project that sees the host
+    through a share sees its applications, not the owner's containers."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if seen_through_share(getattr(obj, "project_id", None)):
+            return []
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
 class HostSchema(ma.Schema):
     id = ma.fields.Integer()
     name = ma.fields.String()
     project_id = ma.fields.Integer()
+    shared = ma.fields.Function(
+        lambda host: seen_through_share(getattr(host, "project_id", None)),
+        metadata={"description": "You see this host through a share of its project's"},
+    )
     address = ma.fields.String()
     ssh_port = ma.fields.Integer()
     ssh_user = ma.fields.String()
@@ -114,7 +131,10 @@ class HostSchema(ma.Schema):
 class HostDetailSchema(HostSchema):
     facts = ma.fields.Dict()
     status_changes = ma.fields.Method("_history")
-    containers = ma.fields.List(ma.fields.Nested(ContainerSchema))
+    containers = _OwnersContainers(
+        ma.fields.Nested(ContainerSchema),
+        metadata={"description": "Empty for a host seen through a share"},
+    )
     agent_certificate = ma.fields.Method(
         "_agent_certificate",
         metadata={"description": "serial, sha256 and expiry of the agent's server certificate"},

@@ -7,14 +7,14 @@ import sys
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, false, func, insert, select, true, update
+from sqlalchemy import ColumnElement, false, func, insert, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer, selectinload
 
 from portal.automation.inventory import InventoryHost
 from portal.core import plugins
 from portal.core.audit import record_audit
-from portal.core.errors import Conflict, NotFound, ValidationFailed
+from portal.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from portal.core.timeutil import utcnow
 from portal.engines import AgentEngine, ContainerEngine, LocalDockerEngine
 from portal.extensions import db
@@ -26,7 +26,8 @@ from portal.hosts.models import (
     HostGpu,
     HostStatusChange,
 )
-from portal.projects.access import checked
+from portal.projects import sharing
+from portal.projects.access import caller_scope, checked, target_project
 from portal.settings.service import get_setting
 
 EDITABLE_FIELDS = (
@@ -51,10 +52,52 @@ def get_host(host_id: int) -> Host:
     return host
 
 
-def visible_host(host_id: int, needed: str = "viewer") -> Host:
+def visible_host(host_id: int, needed: str = "viewer", shared: bool = False) -> Host:
     """The host, if the caller has `needed` in its project: 404 like a missing one when the
-    caller cannot see that project, 403 when its role there is lower."""
-    return checked(get_host(host_id), needed, f"No host with id {host_id}.")
+    caller cannot see that project, 403 when its role there is lower. A caller who sees the
+    host only through a share reads it where `shared` allows (403 for anything else)."""
+    host = get_host(host_id)
+    if caller_scope().role_in(host.project_id) is None:
+        share = sharing.callers_share(host)
+        if share is not None:
+            if shared and needed == "viewer":
+                return checked(_ShareView(host, share.project_id), "viewer", "").host
+            raise Forbidden(
+                f"Host '{host.name}' is shared with your project '{share.project.name}': you "
+                "may deploy your applications there; its own project manages the host."
+            )
+    return checked(host, needed, f"No host with id {host_id}.")
+
+
+class _ShareView:
+    """A host seen through a share, for `checked`: its project is the sharing one."""
+
+    def __init__(self, host: Host, project_id: int) -> None:
+        self.host, self.project_id = host, project_id
+
+
+def deployable_host(
+    host_id: int, project: str | None = None, prefer: int | None = None
+) -> tuple[Host, int]:
+    """The host a new application goes to, and the project it will belong to: the named
+    project (the host's own or one it is shared with), else `prefer`, the host's or a sharing
+    one where the caller is an operator. 404 when the caller sees the host through none."""
+    host = get_host(host_id)
+    allowed = [host.project_id, *(share.project_id for share in sharing.shares_of(host.id))]
+    scope = caller_scope()
+    if not any(scope.role_in(project_id) for project_id in allowed):
+        raise NotFound(f"No host with id {host_id}.")
+    if project is not None:
+        found = target_project(project, "operator")
+        sharing.require_deployable_in(host, found)
+        return host, found.id
+    project_id = sharing.project_for_new_app(host, prefer)
+    checked(_ShareView(host, project_id), "operator", f"No host with id {host_id}.")
+    return host, project_id
+
+
+def _of_projects(project_ids: list[int]) -> ColumnElement[bool]:
+    return or_(Host.project_id.in_(project_ids), Host.id.in_(sharing.shared_host_ids(project_ids)))
 
 
 def list_hosts(status: str | None = None) -> list[Host]:
@@ -77,8 +120,8 @@ def hosts_query(
     query = select(Host).options(selectinload(Host.gpus), *_SECRETS_DEFERRED).order_by(Host.name)
     if status:
         query = query.where(Host.status == status)
-    if project_ids is not None:
-        query = query.where(Host.project_id.in_(project_ids))
+    if project_ids is not None:  # the projects' own hosts and those shared with them
+        query = query.where(_of_projects(project_ids))
     if label:
         key, has_value, value = label.partition("=")
         text = Host.labels[key.strip()].as_string()
@@ -99,8 +142,8 @@ def host_choices(
     With `prefix`, only the hosts whose name starts with it; `limit` caps how many.
     """
     query = select(Host.id, Host.name, Host.address, Host.status, Host.is_local)
-    if project_ids is not None:
-        query = query.where(Host.project_id.in_(project_ids))
+    if project_ids is not None:  # the projects' own hosts and those shared with them
+        query = query.where(_of_projects(project_ids))
     if prefix:
         query = query.where(Host.name.startswith(prefix, autoescape=True))
     return list(db.session.execute(query.order_by(Host.name).limit(limit)).all())

@@ -22,6 +22,7 @@ from portal.hosts.gpu_charts import (
 from portal.hosts.models import HOST_STATUSES, Host
 from portal.hosts.schemas import BECOME_METHODS, HostPatchSchema, HostWriteSchema
 from portal.projects.access import projects_with, target_project, visible_project_ids
+from portal.projects.sharing import seen_through_share, shares_of
 from portal.web.auth import page_project_role, page_role
 from portal.web.forms import flash_error
 from portal.web.listing import Listing, SortColumn, list_page
@@ -38,6 +39,12 @@ HOST_SORTS = {
     "status": SortColumn(Host.status),
     "last_seen": SortColumn(Host.last_seen_at, descending_first=True),
 }
+
+
+@bp.app_context_processor
+def _sharing() -> dict[str, Any]:
+    """Rows of hosts seen through a share say so."""
+    return {"seen_through_share": seen_through_share}
 
 
 @bp.get("")
@@ -157,9 +164,10 @@ def import_hosts() -> Any:
 @bp.get("/<id:host_id>")
 @page_role("viewer")
 def detail(host_id: int) -> Any:
-    host = service.visible_host(host_id, "viewer")
+    host = service.visible_host(host_id, "viewer", shared=True)
+    shared = seen_through_share(host.project_id)
     operation, lines = None, []
-    if host.last_operation_id:
+    if host.last_operation_id and not shared:
         try:
             operation = operations.get_operation(host.last_operation_id)
             lines = operations.read_log(operation.id)
@@ -170,6 +178,7 @@ def detail(host_id: int) -> Any:
     minutes = window_minutes(request.args.get("minutes"))
     return render_template(
         "hosts/detail.html", host=host, op=operation, lines=lines, models=host_models(host),
+        shared=shared, shares=[] if shared else shares_of(host.id),
         gpu_charts=host_gpu_charts(host, minutes), minutes=minutes, windows=WINDOWS_MINUTES,
     )  # fmt: skip
 
@@ -178,7 +187,7 @@ def detail(host_id: int) -> Any:
 @page_role("viewer")
 def gpu_charts_live(host_id: int) -> Any:
     """The host page's GPU charts, sent again each time a sweep adds samples."""
-    service.visible_host(host_id, "viewer")
+    service.visible_host(host_id, "viewer", shared=True)
     minutes = window_minutes(request.args.get("minutes"))
     sent: dict[str, Any] = {"newest": "never", "payload": None}
 

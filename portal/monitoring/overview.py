@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, inspect, select
+from sqlalchemy import case, func, inspect, or_, select
 
 from portal.core.operations.models import FAILED, Operation
 from portal.core.timeutil import utcnow
@@ -15,6 +15,7 @@ from portal.hosts.models import HOST_STATUSES, Host, HostContainer, HostGpu
 from portal.monitoring.events import list_events
 from portal.monitoring.models import OPEN
 from portal.projects.access import ProjectFilter, every_project
+from portal.projects.models import HostShare
 from portal.proxy.models import UsageRecord
 from portal.proxy.usage import usage_within
 
@@ -86,15 +87,21 @@ def fleet_overview(
     )
 
 
+def hosts_within(within: ProjectFilter) -> Any:
+    """Hosts of the projects `within` lets by, and the hosts shared with them."""
+    shared = select(HostShare.host_id).where(within(HostShare.project_id))
+    return or_(within(Host.project_id), Host.id.in_(shared))
+
+
 def _hosts_by_status(within: ProjectFilter) -> dict[str, int]:
-    query = select(Host.status, func.count()).where(within(Host.project_id)).group_by(Host.status)
+    query = select(Host.status, func.count()).where(hosts_within(within)).group_by(Host.status)
     found = dict(db.session.execute(query).all())
     return {status: found.get(status, 0) for status in HOST_STATUSES}
 
 
 def _host_rows(within: ProjectFilter, limit: int = 50) -> list[dict[str, Any]]:
     """The first hosts by name, with GPU and running-container counts of those hosts only."""
-    query = select(Host).where(within(Host.project_id)).order_by(Host.name).limit(limit)
+    query = select(Host).where(hosts_within(within)).order_by(Host.name).limit(limit)
     hosts = db.session.scalars(query).all()
     ids = [host.id for host in hosts]
     gpus = dict(
@@ -136,7 +143,7 @@ def _gpus_by_model(within: ProjectFilter) -> list[GpuModelUse]:
             func.sum(case((HostGpu.memory_used_mib > _IDLE_GPU_MIB, 1), else_=0)),
         )
         .join(Host, Host.id == HostGpu.host_id)
-        .where(within(Host.project_id))
+        .where(hosts_within(within))
         .group_by(HostGpu.model)
         .order_by(HostGpu.model)
     )

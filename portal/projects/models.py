@@ -88,3 +88,23 @@ def default_project_for_row(context: Any) -> int:
     """Column default of `project_id`: a row inserted without one (by the ORM or in bulk)
     lands in `default`."""
     return default_project_id(context.connection)
+
+
+class HostShare(db.Model):
+    """A host of one project lent to another: its members see the host (read-only) and
+    deploy their own applications on it, holding at most `gpu_limit` of its GPUs."""
+
+    __tablename__ = "host_shares"
+    __table_args__ = (UniqueConstraint("host_id", "project_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    # GPUs of the host the project's applications may hold together; None: no limit but the
+    # host's own (and the project's quota).
+    gpu_limit: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    project: Mapped[Project] = relationship()

@@ -130,3 +130,38 @@ class MemberAddSchema(ma.Schema):
 
 class MemberRoleSchema(ma.Schema):
     role = ma.fields.String(required=True, validate=ma.validate.OneOf(ROLES))
+
+
+class HostShareSchema(ma.Schema):
+    project = ma.fields.Function(lambda share: share.project.name, dump_only=True)
+    project_id = ma.fields.Integer(dump_only=True)
+    gpu_limit = ma.fields.Integer(allow_none=True)
+    created_at = UtcDateTime(dump_only=True)
+
+
+class HostShareAddSchema(ma.Schema):
+    project = ma.fields.String(
+        required=True,
+        validate=PROJECT_NAME,
+        metadata={"description": "The project the host is shared with (by name)"},
+    )
+    gpu_limit = ma.fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=ma.validate.Range(0, 1_000_000),
+        metadata={"description": "GPUs of the host its applications may hold; null: no limit"},
+    )
+
+
+class HostShareChangeSchema(ma.Schema):
+    gpu_limit = ma.fields.Integer(
+        required=True, allow_none=True, validate=ma.validate.Range(0, 1_000_000)
+    )
+
+
+class MoveSchema(ma.Schema):
+    project = ma.fields.String(
+        required=True,
+        validate=PROJECT_NAME,
+        metadata={"description": "The project it moves to (you are admin there too)"},
+    )

@@ -135,8 +135,10 @@ class Keys(MethodView):
     @project_role("viewer")
     @blp.response(200, GatewayKeySchema(many=True))
     def get(self) -> Any:
-        """List gateway keys (yours; admins see all) of your projects."""
-        return service.list_keys(require_principal(), visible_project_ids())
+        """List gateway keys of your projects: yours, and all of those you administer."""
+        return service.list_keys(
+            require_principal(), visible_project_ids(), visible_project_ids("admin")
+        )
 
     @project_role("operator")
     @blp.arguments(GatewayKeySchema)

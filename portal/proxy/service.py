@@ -170,11 +170,17 @@ def _path_back(name: str, fallbacks: list[str], graph: dict[str, list[str]]) -> 
     return []
 
 
-def list_keys(principal: Principal, project_ids: list[int] | None = None) -> list[GatewayKey]:
-    """Gateway keys, newest first: the caller's own (admins: everyone's), of these projects."""
+def list_keys(
+    principal: Principal,
+    project_ids: list[int] | None = None,
+    administered: list[int] | None = None,
+) -> list[GatewayKey]:
+    """Gateway keys, newest first, of these projects: the caller's own and those of the
+    projects it `administered` (global admins: everyone's)."""
     query = select(GatewayKey).order_by(GatewayKey.created_at.desc())
     if not principal.has_role("admin"):
-        query = query.where(GatewayKey.user_id == principal.user_id)
+        mine = GatewayKey.user_id == principal.user_id
+        query = query.where(or_(mine, GatewayKey.project_id.in_(administered or [])))
     if project_ids is not None:
         query = query.where(GatewayKey.project_id.in_(project_ids))
     return list(db.session.scalars(query))

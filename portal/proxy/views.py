@@ -37,7 +37,9 @@ def index() -> Any:
         "proxy/index.html",
         routes=service.list_routes(visible_project_ids()),
         models=service.list_models(project_clause),
-        keys=service.list_keys(require_principal(), visible_project_ids()),
+        keys=service.list_keys(
+            require_principal(), visible_project_ids(), visible_project_ids("admin")
+        ),
         operator_projects=projects_with("operator"),
         daily=daily,
         per_model=usage_aggregates("model", since=day_ago, within=project_clause),

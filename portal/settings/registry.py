@@ -114,6 +114,15 @@ def _sign_in(name: str, field: ma.fields.Field, default: Any, text: str, **kw: A
 
 _PEM = ma.validate.Regexp(r"^$|-----BEGIN CERTIFICATE-----", error="Paste a PEM certificate.")
 _LIST = ma.fields.String(validate=ma.validate.Length(max=4000))
+
+
+def _project_mapping(value: str) -> None:
+    """PROJECT:ROLE=GROUP entries (imported late: the projects package needs the models)."""
+    from portal.projects.identity import validate_mapping
+
+    validate_mapping(value)
+
+
 _sign_in(
     "sso_required",
     ma.fields.Boolean(),
@@ -164,6 +173,13 @@ _sign_in(
 _sign_in("ldap_group_base", _LIST, "", "Where groups are searched (member and ad_nested modes).")
 for _role in ("admin", "operator", "viewer"):
     _sign_in(f"ldap_{_role}_groups", _LIST, "", f"Group DNs whose members are {_role}s.")
+_sign_in(
+    "ldap_project_groups",
+    ma.fields.String(validate=[ma.validate.Length(max=4000), _project_mapping]),
+    "",
+    "Project memberships from groups: PROJECT:ROLE=GROUP DN entries separated by ';'. The "
+    "projects named follow the groups at every sign-in.",
+)
 _sign_in("oidc_enabled", ma.fields.Boolean(), False, "Sign in with an OpenID Connect provider.")
 _sign_in(
     "oidc_issuer",
@@ -184,6 +200,13 @@ _sign_in("oidc_username_claim", _LIST, "preferred_username", "Claim that names t
 _sign_in("oidc_roles_claim", _LIST, "groups", "Claim holding groups or roles.")
 for _role in ("admin", "operator", "viewer"):
     _sign_in(f"oidc_{_role}_values", _LIST, "", f"Claim values that make a user {_role}.")
+_sign_in(
+    "oidc_project_values",
+    ma.fields.String(validate=[ma.validate.Length(max=4000), _project_mapping]),
+    "",
+    "Project memberships from claim values: PROJECT:ROLE=VALUE entries separated by ';'. The "
+    "projects named follow the claim at every sign-in.",
+)
 _sign_in(
     "oidc_ca_certificate",
     ma.fields.String(validate=[ma.validate.Length(max=20000), _PEM]),

@@ -54,6 +54,12 @@ BODIES = {
                                                          "role": "viewer"},
     ("patch", "/api/v1/projects/{project_id}/members/{user_id}"): {"role": "operator"},
     ("patch", "/api/v1/proxy/routes/{route_id}"): {"retries": 2},
+    ("post", "/api/v1/hosts/{host_id}/shares"): {"project": "nowhere"},
+    ("patch", "/api/v1/hosts/{host_id}/shares/{project}"): {"gpu_limit": 1},
+    ("post", "/api/v1/hosts/{host_id}/move"): {"project": "nowhere"},
+    ("post", "/api/v1/apps/{app_id}/move"): {"project": "nowhere"},
+    ("post", "/api/v1/proxy/keys/{key_id}/move"): {"project": "nowhere"},
+    ("post", "/api/v1/proxy/routes/{route_id}/move"): {"project": "nowhere"},
 }  # fmt: skip
 QUERIES = {("get", "/api/v1/apps/{app_id}/diff"): "?from=1&to=1"}
 
