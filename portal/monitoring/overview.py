@@ -153,10 +153,18 @@ def _gpus_by_model(within: ProjectFilter) -> list[GpuModelUse]:
     ]
 
 
+# Databases (by URL) known to have the applications table: once made it stays, so the catalog
+# query that asks is not sent again with every dashboard refresh.
+_HAS_APPLICATIONS: set[str] = set()
+
+
 def _applications_by_status(within: ProjectFilter) -> dict[str, int] | None:
     """Applications by status; None until the applications context has its table."""
-    if not inspect(db.engine).has_table("applications"):
-        return None
+    url = str(db.engine.url)
+    if url not in _HAS_APPLICATIONS:
+        if not inspect(db.engine).has_table("applications"):
+            return None
+        _HAS_APPLICATIONS.add(url)
     from portal.apps.models import Application
 
     query = select(Application.status, func.count()).where(within(Application.project_id))

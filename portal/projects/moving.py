@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from portal.apps.models import Application, AppRevision
+from portal.apps.models import Application
 from portal.core.audit import record_audit
-from portal.core.errors import QuotaExceeded, ValidationFailed
+from portal.core.errors import ValidationFailed
 from portal.extensions import db
 from portal.hosts.models import Host
 from portal.projects import quotas, sharing
@@ -31,7 +31,7 @@ def move_host(host: Host, target: Project) -> Host:
         Application.host_id == host.id, Application.project_id == source.id
     )
     apps = list(db.session.scalars(query.order_by(Application.name)))
-    check_room(target, apps)
+    quotas.check_room(target, apps)
     for app in apps:
         app.project_id = target.id
     host.project_id = target.id
@@ -49,8 +49,8 @@ def move_app(app: Application, target: Project) -> Application:
     host = db.session.get(Host, app.host_id)
     source = _source(app.project_id, target, f"Application '{app.name}'")
     sharing.require_deployable_in(host, target)
-    check_room(target, [app])
-    held = 0 if app.status == quotas.REMOVED else _held_gpus(app)
+    quotas.check_room(target, [app])
+    held = 0 if app.status == quotas.REMOVED else len(quotas.latest_gpu_indexes(app))
     sharing.check_share_gpus(host, target.id, app.id, held)
     app.project_id = target.id
     _audit("app.move", f"app:{app.name}", source, target, {"host": host.name})
@@ -73,34 +73,6 @@ def move_route(route: ProxyRoute, target: Project) -> ProxyRoute:
     _audit("route.move", f"route:{route.name}", source, target, {})
     db.session.commit()
     return route
-
-
-def check_room(target: Project, apps: list[Application]) -> None:
-    """Refuse (409 `quota_exceeded`) applications the target's quotas have no room for; an
-    application removed from its host holds nothing."""
-    held = [app for app in apps if app.status != quotas.REMOVED]
-    gpus = sum(_held_gpus(app) for app in held)
-    if target.gpu_limit is not None and gpus:
-        _refuse_over(target, "gpus", quotas.gpus_in_use(target.id), gpus, target.gpu_limit)
-    if target.application_limit is not None and held:
-        used = quotas.applications_in(target.id)
-        _refuse_over(target, "applications", used, len(held), target.application_limit)
-
-
-def _refuse_over(target: Project, quota: str, used: int, requested: int, limit: int) -> None:
-    if used + requested > limit:
-        raise QuotaExceeded(
-            f"Project '{target.name}' is over its '{quota}' quota: {used} of {limit} in use, "
-            f"{requested} more would move in.",
-            {"quota": quota, "used": used, "requested": requested, "limit": limit},
-        )
-
-
-def _held_gpus(app: Application) -> int:
-    query = select(AppRevision.gpu_indexes).where(
-        AppRevision.app_id == app.id, AppRevision.number == app.latest_revision
-    )
-    return len(db.session.scalar(query) or [])
 
 
 def _source(project_id: int, target: Project, what: str) -> Project:

@@ -183,7 +183,38 @@ def check_gpu_quotas(project_id: int, app_id: int | None, host_id: int, gpus: li
     if project.gpu_limit is None and project.gpu_memory_limit_mib is None and not limits:
         return
     held = held_gpus([project_id], except_app_id=app_id)[0].get(project_id, GpuUse())
-    asked = gpus_asked(host_id, gpus)
+    _check_gpus(project, held, gpus_asked(host_id, gpus))
+
+
+def check_room(project: Project, apps: list[Application]) -> None:
+    """Refuse (409) applications moving into `project` that its quotas have no room for: the
+    GPUs their latest revisions hold (count, per model, memory) and their number. An
+    application removed from its host holds nothing and does not count."""
+    held_apps = [app for app in apps if app.status != REMOVED]
+    if not held_apps:
+        return
+    asked = GpuUse()
+    for app in held_apps:
+        indexes = latest_gpu_indexes(app)
+        facts = _gpu_facts({app.host_id}) if indexes else {}
+        for index in indexes or []:
+            asked.add(*facts.get((app.host_id, index), (UNKNOWN_MODEL, 0)))
+    held = held_gpus([project.id])[0].get(project.id, GpuUse())
+    _check_gpus(project, held, asked)
+    _refuse_over(project, "applications", applications_in(project.id), len(held_apps),
+                 project.application_limit, "applications")  # fmt: skip
+
+
+def latest_gpu_indexes(app: Application) -> list[int]:
+    """The GPUs the application's latest revision asks for (what it holds)."""
+    query = select(AppRevision.gpu_indexes).where(
+        AppRevision.app_id == app.id, AppRevision.number == app.latest_revision
+    )
+    return list(db.session.scalar(query) or [])
+
+
+def _check_gpus(project: Project, held: GpuUse, asked: GpuUse) -> None:
+    limits = project.gpu_model_limits or {}
     _refuse_over(project, "gpus", held.count, asked.count, project.gpu_limit, "GPUs")
     for model, count in sorted(asked.by_model.items()):
         _refuse_over(project, "gpus_per_model", held.by_model.get(model, 0), count,
