@@ -29,9 +29,9 @@ bp = Blueprint("projects_pages", __name__, url_prefix="/projects")
 QUOTAS = tuple(LIMITS)
 # What each quota is called on the pages, in the order they show.
 QUOTA_LABELS = {
-    "gpu_limit": "GPUs",
-    "gpu_memory_limit_mib": "GPU memory (MiB)",
-    "application_limit": "Applications",
+    "gpu_limit": "GPU quota",
+    "gpu_memory_limit_mib": "GPU memory quota (MiB)",
+    "application_limit": "Application quota",
     "gateway_rpm_limit": "Gateway requests per minute",
     "gateway_tokens_per_day_limit": "Gateway tokens per day",
     "gateway_tokens_per_month_limit": "Gateway tokens per month",

@@ -44,9 +44,16 @@ def test_an_admin_creates_a_project_adds_a_member_and_sets_quotas(
         settings = page.locator("#project-settings")
         settings.get_by_label("GPU quota").fill("8")
         settings.get_by_label("Application quota").fill("3")
+        settings.get_by_label("GPU memory quota (MiB)").fill("163840")
+        settings.get_by_label("Gateway tokens per day").fill("1000000")
+        settings.get_by_label("GPUs per model").fill("NVIDIA H100 80GB HBM3 = 4")
         settings.get_by_role("button", name="Save").click()
         expect(page.locator("#usage-gpus")).to_contain_text("0 of 8")
         expect(page.locator("#usage-applications")).to_contain_text("0 of 3")
+        expect(page.locator("#usage-gpu_memory_mib")).to_contain_text("0 MiB of 163,840 MiB")
+        expect(page.locator("#usage-gateway_tokens_per_day")).to_contain_text("0 of 1,000,000")
+        per_model = page.locator('[data-gpu-model="NVIDIA H100 80GB HBM3"]')
+        expect(per_model).to_contain_text("0 of 4")
         snap(page, "project-detail")
 
         page.get_by_role("link", name="Projects", exact=True).click()
@@ -58,5 +65,8 @@ def test_an_admin_creates_a_project_adds_a_member_and_sets_quotas(
 
     project = next(p for p in api.get("/projects") if p["name"] == name)
     assert (project["gpu_limit"], project["application_limit"]) == (8, 3)
+    assert project["gpu_memory_limit_mib"] == 163840
+    assert project["gateway_tokens_per_day_limit"] == 1_000_000
+    assert project["gpu_model_limits"] == {"NVIDIA H100 80GB HBM3": 4}
     members = api.get(f"/projects/{project['id']}/members")
     assert {(m["username"], m["role"]) for m in members} == {(member, "operator")}
