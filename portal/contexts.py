@@ -34,6 +34,7 @@ PAGE_BLUEPRINTS = [
     "portal.admin.sign_in_views",
     "portal.admin.sign_in_admin_views",
     "portal.projects.views",
+    "portal.projects.sharing_views",
     "portal.settings.views",
     "portal.proxy.views",
     "portal.monitoring.views",

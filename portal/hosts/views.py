@@ -22,6 +22,7 @@ from portal.hosts.gpu_charts import (
 from portal.hosts.models import HOST_STATUSES, Host
 from portal.hosts.schemas import BECOME_METHODS, HostPatchSchema, HostWriteSchema
 from portal.projects.access import projects_with, target_project, visible_project_ids
+from portal.projects.models import Project
 from portal.projects.sharing import seen_through_share, shares_of
 from portal.web.auth import page_project_role, page_role
 from portal.web.forms import flash_error
@@ -179,6 +180,7 @@ def detail(host_id: int) -> Any:
     return render_template(
         "hosts/detail.html", host=host, op=operation, lines=lines, models=host_models(host),
         shared=shared, shares=[] if shared else shares_of(host.id),
+        owner=db.session.get(Project, host.project_id), move_targets=[p for p in projects_with("admin") if p.id != host.project_id],
         gpu_charts=host_gpu_charts(host, minutes), minutes=minutes, windows=WINDOWS_MINUTES,
     )  # fmt: skip
 

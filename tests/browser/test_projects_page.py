@@ -70,3 +70,36 @@ def test_an_admin_creates_a_project_adds_a_member_and_sets_quotas(
     assert project["gpu_model_limits"] == {"NVIDIA H100 80GB HBM3": 4}
     members = api.get(f"/projects/{project['id']}/members")
     assert {(m["username"], m["role"]) for m in members} == {(member, "operator")}
+
+
+def test_a_host_admin_shares_a_host_with_another_project_then_moves_it_there(
+    page: Page, portal: Portal, api: Api
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    team = api.post("/projects", {"name": f"lab-{tag}"})["name"]
+    # Never contacted: no agent, no bootstrap (the address is this machine's).
+    host = api.post("/hosts", {"name": f"box-{tag}", "address": "127.0.0.1",
+                               "ssh_password": "not-used"})  # fmt: skip
+    with console_errors(page) as errors:
+        page.goto(f"{portal.url}/hosts/{host['id']}")
+        card = page.locator("#host-projects")
+        expect(card).to_contain_text("Owned by default")
+        sharing = card.locator("#share-host")
+        sharing.get_by_label("Share with project").fill(team)
+        sharing.get_by_label("GPUs it may hold").fill("2")
+        sharing.get_by_role("button", name="Share").click()
+        row = page.locator(f'#host-share-list tr[data-share="{team}"]')
+        expect(row).to_contain_text("2")
+        snap(page, "host-shared")
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        moving = page.locator("#move-host")
+        moving.get_by_label("Move to project").select_option(team)
+        moving.get_by_role("button", name="Move").click()
+        expect(page.locator("#host-projects")).to_contain_text(f"Owned by {team}")
+        # The share with the project it moved to has no more reason to be.
+        expect(page.locator("#host-share-list")).to_have_count(0)
+        snap(page, "host-moved")
+    assert not errors, errors
+    moved = api.get(f"/hosts/{host['id']}")["project_id"]
+    assert moved == next(p["id"] for p in api.get("/projects") if p["name"] == team)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
+from flask import Flask, g
 from flask.testing import FlaskClient
 
 from portal.admin import service as admin_service
@@ -88,3 +90,15 @@ def make_app(host: Host, gpus: list[int] | None = None) -> Application:
     db.session.add(app)
     db.session.commit()
     return app
+
+
+def signed_in(app: Flask, api: ApiClient) -> tuple[FlaskClient, str]:
+    """A browser-like client signed in as `api`'s user, and its CSRF token for page forms."""
+    browser = app.test_client()
+    answer = browser.post("/login", data={"username": api.username, "password": PASSWORD})
+    assert answer.status_code == 302
+    # The test's app context (and its `g`) outlives each request: flask-wtf would hand this
+    # session the token it keeps in `g` for the previous client's session.
+    g.pop("csrf_token", None)
+    page = browser.get("/operations").get_data(as_text=True)
+    return browser, re.search(r'name="csrf-token" content="([^"]+)"', page)[1]

@@ -22,9 +22,16 @@ from sqlalchemy import select
 from portal.apps.models import Application
 from portal.core.audit import AuditEvent
 from portal.extensions import db
+from portal.hosts.models import Host
 from portal.proxy.models import GatewayKey, ProxyRoute
 from tests.portal.conftest import _make_postgres_app
-from tests.portal.projects_support import make_app, make_host, make_project, member_api
+from tests.portal.projects_support import (
+    make_app,
+    make_host,
+    make_project,
+    member_api,
+    signed_in,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -235,3 +242,39 @@ def test_moving_an_application_a_gateway_key_and_a_route(client: Any) -> None:
     assert _audit_projects("gateway_key.move") == {alpha.id, beta.id}
     assert _audit_projects("route.move") == {alpha.id, beta.id}
     assert [r["name"] for r in stranger.get("/api/v1/proxy/routes").json] == ["r1"]
+
+
+def test_the_host_page_shares_and_moves_with_the_apis_rules(app: Flask, client: Any) -> None:
+    alpha, beta = make_project("alpha"), make_project("beta")
+    host = make_host(alpha.id, gpus=2)
+    operator, operator_csrf = signed_in(app, member_api(client, {alpha.id: "operator"}))
+    outsider, outsider_csrf = signed_in(app, member_api(client, {beta.id: "admin"}))
+    # Last: the test's one app context keeps the newest session's CSRF token (see signed_in).
+    owner, csrf = signed_in(app, member_api(client, {alpha.id: "admin", beta.id: "admin"}))
+    page = f"/hosts/{host.id}"
+
+    # Only the host project's admins get the card, and only they may use its forms.
+    assert 'id="host-projects"' not in operator.get(page).get_data(as_text=True)
+    refused = operator.post(f"{page}/shares", data={"csrf_token": operator_csrf, "project": "beta"})
+    assert refused.status_code == 403
+    hidden = outsider.post(f"{page}/move", data={"csrf_token": outsider_csrf, "project": "beta"})
+    assert hidden.status_code == 404  # another project's host, as if it did not exist
+
+    assert 'id="host-projects"' in owner.get(page).get_data(as_text=True)
+    shared = owner.post(
+        f"{page}/shares", data={"csrf_token": csrf, "project": "beta", "gpu_limit": "1"}
+    )
+    assert shared.status_code == 302
+    assert 'data-share="beta"' in owner.get(page).get_data(as_text=True)
+    assert _audit_projects("host.share") == {alpha.id, beta.id}
+    # Bad input is said on the page, not a 500: an unknown project, a negative GPU count.
+    for bad in ({"project": "nowhere"}, {"project": "beta", "gpu_limit": "-1"}):
+        answer = owner.post(
+            f"{page}/shares", data={"csrf_token": csrf, **bad}, follow_redirects=True
+        )
+        assert answer.status_code == 200 and 'class="flash error' in answer.get_data(as_text=True)
+
+    moved = owner.post(f"{page}/move", data={"csrf_token": csrf, "project": "beta"})
+    assert moved.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Host, host.id).project_id == beta.id

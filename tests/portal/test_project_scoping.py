@@ -20,8 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from flask import Flask, g
-from flask.testing import FlaskClient
+from flask import Flask
 
 from portal.admin import service as admin_service
 from portal.catalog.models import LlmModel
@@ -31,13 +30,14 @@ from portal.core.timeutil import utcnow
 from portal.extensions import db
 from portal.monitoring.models import HOST_UNREACHABLE, Event
 from portal.proxy.models import GatewayKey, GatewayModel, ProxyRoute, UsageRecord
-from tests.portal.conftest import PASSWORD, ApiClient, _make_postgres_app
+from tests.portal.conftest import ApiClient, _make_postgres_app
 from tests.portal.projects_support import (
     make_app,
     make_host,
     make_project,
     member_api,
     quick_user,
+    signed_in,
 )
 
 pytestmark = pytest.mark.postgres
@@ -220,19 +220,8 @@ def test_new_operations_carry_the_project_of_what_they_act_on(world: Any) -> Non
 # --- pages ---
 
 
-def _signed_in(app: Flask, api: ApiClient) -> tuple[FlaskClient, str]:
-    browser = app.test_client()
-    answer = browser.post("/login", data={"username": api.username, "password": PASSWORD})
-    assert answer.status_code == 302
-    # The test's app context (and its `g`) outlives each request: flask-wtf would hand this
-    # session the token it keeps in `g` for the previous client's session.
-    g.pop("csrf_token", None)
-    page = browser.get("/operations").get_data(as_text=True)
-    return browser, re.search(r'name="csrf-token" content="([^"]+)"', page)[1]
-
-
 def test_pages_show_only_the_callers_projects(pg_app: Flask, world: Any) -> None:
-    browser, _ = _signed_in(pg_app, world.viewer)
+    browser, _ = signed_in(pg_app, world.viewer)
     a, b = world.a, world.b
     pages = {
         "/": (a.host.name, b.host.name),
@@ -253,13 +242,13 @@ def test_pages_show_only_the_callers_projects(pg_app: Flask, world: Any) -> None
     assert browser.get(f"/projects/{world.beta.id}").status_code == 404
     assert browser.get("/admin/audit").status_code == 403
 
-    lead, _ = _signed_in(pg_app, world.lead)
+    lead, _ = signed_in(pg_app, world.lead)
     audit = lead.get("/admin/audit").get_data(as_text=True)
     assert f"test.{a.host.name}" in audit and f"test.{b.host.name}" not in audit
 
 
 def test_page_actions_use_the_role_in_the_resources_project(pg_app: Flask, world: Any) -> None:
-    browser, csrf = _signed_in(pg_app, world.mixed)
+    browser, csrf = signed_in(pg_app, world.mixed)
     a, b = world.a, world.b
     # Buttons: on beta's host (operator there), not on alpha's (viewer there).
     assert 'id="host-actions"' in browser.get(f"/hosts/{b.host.id}").get_data(as_text=True)
@@ -285,12 +274,12 @@ def test_page_actions_use_the_role_in_the_resources_project(pg_app: Flask, world
 
     # A global operator who is a viewer in alpha (operator nowhere): refused, whatever the
     # global role says.
-    other, csrf = _signed_in(pg_app, world.global_operator)
+    other, csrf = signed_in(pg_app, world.global_operator)
     form = {"csrf_token": csrf}
     assert other.post(f"/hosts/{a.host.id}/forget-host-key", data=form).status_code == 403
     assert 'id="host-actions"' not in other.get(f"/hosts/{a.host.id}").get_data(as_text=True)
     # An operator of beta only: alpha's things are not found.
-    outsider, csrf = _signed_in(pg_app, world.beta_operator)
+    outsider, csrf = signed_in(pg_app, world.beta_operator)
     form = {"csrf_token": csrf}
     assert outsider.post(f"/hosts/{a.host.id}/forget-host-key", data=form).status_code == 404
     assert outsider.post(f"/apps/{a.app.id}/deploy", data=form).status_code == 404
@@ -306,7 +295,7 @@ def test_page_actions_use_the_role_in_the_resources_project(pg_app: Flask, world
 
 def test_project_pages_manage_members_and_quotas(pg_app: Flask, world: Any) -> None:
     admin_user = quick_user("admin")
-    admin, admin_csrf = _signed_in(pg_app, SimpleNamespace(username=admin_user.username))
+    admin, admin_csrf = signed_in(pg_app, SimpleNamespace(username=admin_user.username))
     form = {"csrf_token": admin_csrf}
     created = admin.post("/projects", data={**form, "name": "gamma", "gpu_limit": "2"})
     assert created.status_code == 302
@@ -326,7 +315,7 @@ def test_project_pages_manage_members_and_quotas(pg_app: Flask, world: Any) -> N
     assert {"project.create", "project.member.add", "project.update"} <= actions
 
     # The new project admin manages members, not quotas; alpha's lead does not see gamma.
-    browser, csrf = _signed_in(pg_app, SimpleNamespace(username=newcomer.username))
+    browser, csrf = signed_in(pg_app, SimpleNamespace(username=newcomer.username))
     form = {"csrf_token": csrf}
     viewer = quick_user()
     assert browser.post(f"/projects/{gamma}/members",
@@ -337,7 +326,7 @@ def test_project_pages_manage_members_and_quotas(pg_app: Flask, world: Any) -> N
     bad = browser.post(f"/projects/{gamma}/members", data={**form, "username": "", "role": "boss"})
     assert bad.status_code == 302  # refused on the page with the fields named, not a 500
     assert "Check these fields:" in browser.get(f"/projects/{gamma}").get_data(as_text=True)
-    outsider, csrf = _signed_in(pg_app, world.lead)
+    outsider, csrf = signed_in(pg_app, world.lead)
     assert outsider.get(f"/projects/{gamma}").status_code == 404
     assert outsider.post(f"/projects/{gamma}/members",
                          data={"csrf_token": csrf, "username": "x", "role": "viewer"}
