@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
+
+# Actions and assertions wait this long: Playwright's assertions default to 5 s, which a page
+# of a portal busy beside Molecule, image builds and the other test streams can need more than
+# (CI's first test, a browser deploy, failed on it while every stream was starting).
+ACTION_TIMEOUT_MS = 15_000
+expect.set_options(timeout=ACTION_TIMEOUT_MS)
 
 if TYPE_CHECKING:
     from tests.browser.pages import Api
@@ -157,7 +163,7 @@ def browser_context(
         headless=True,
         args=CHROMIUM_ARGS,
     )
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(ACTION_TIMEOUT_MS)
     try:
         yield context
     finally:
