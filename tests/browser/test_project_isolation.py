@@ -19,9 +19,8 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Portal, running_portal
 from tests.browser.pages import Api, log_in, snap
-from tests.collection.tls import TestCA
 from tests.support import slapd
-from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider
+from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider, running_provider
 from tests.support.slapd import BASE, SERVICE_DN, SERVICE_PASSWORD, Slapd
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -38,30 +37,19 @@ def projects_portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal
 
 @pytest.fixture(scope="module")
 def ldap_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
-    slapd.install()
-    server = Slapd(tmp_path_factory.mktemp("slapd"), TestCA()).start()
-    try:
-        server.seed()
+    with slapd.seeded(tmp_path_factory.mktemp("slapd")) as server:
         server.add_group("team-alpha", [server.add_person("ann", ANN_PASSWORD)])
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def provider(
     tmp_path_factory: pytest.TempPathFactory, projects_portal: Portal
 ) -> Iterator[OidcProvider]:
-    started = OidcProvider(
-        tmp_path_factory.mktemp("oidc"),
-        [f"{projects_portal.url}/login/sso/callback"],
-        [f"{projects_portal.url}/login"],
-        {"dora": ["team-beta"]},
-    ).start()
-    try:
+    with running_provider(
+        tmp_path_factory.mktemp("oidc"), projects_portal.url, {"dora": ["team-beta"]}
+    ) as started:
         yield started
-    finally:
-        started.stop()
 
 
 def _seed(api: Api) -> dict[str, Any]:

@@ -19,9 +19,8 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Portal, running_portal
 from tests.browser.pages import Api, log_in, snap
-from tests.collection.tls import TestCA
 from tests.support import slapd
-from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider
+from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider, running_provider
 from tests.support.slapd import BASE, SERVICE_DN, SERVICE_PASSWORD, Slapd
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -37,32 +36,21 @@ def sign_in_portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]
 
 @pytest.fixture(scope="module")
 def ldap_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
-    slapd.install()
-    server = Slapd(tmp_path_factory.mktemp("slapd"), TestCA()).start()
-    try:
-        server.seed()
+    with slapd.seeded(tmp_path_factory.mktemp("slapd")) as server:
         bob = server.add_person("bob", BOB)
         team = server.add_group("ops-team", [bob])
         server.add_group("spectr-operators", [team])
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def provider(
     tmp_path_factory: pytest.TempPathFactory, sign_in_portal: Portal
 ) -> Iterator[OidcProvider]:
-    started = OidcProvider(
-        tmp_path_factory.mktemp("oidc"),
-        [f"{sign_in_portal.url}/login/sso/callback"],
-        [f"{sign_in_portal.url}/login"],
-        {"carol": ["spectr-admins"]},
-    ).start()
-    try:
+    with running_provider(
+        tmp_path_factory.mktemp("oidc"), sign_in_portal.url, {"carol": ["spectr-admins"]}
+    ) as started:
         yield started
-    finally:
-        started.stop()
 
 
 def _fill(page: Page, values: dict[str, str]) -> None:

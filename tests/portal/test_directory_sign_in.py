@@ -39,10 +39,7 @@ def test_ca() -> TestCA:
 
 @pytest.fixture(scope="module")
 def ldap_server(tmp_path_factory: pytest.TempPathFactory, test_ca: TestCA) -> Iterator[Slapd]:
-    slapd.install()
-    server = Slapd(tmp_path_factory.mktemp("slapd"), test_ca).start()
-    try:
-        server.seed()
+    with slapd.seeded(tmp_path_factory.mktemp("slapd"), test_ca) as server:
         dns = {uid: server.add_person(uid, password) for uid, password in PASSWORDS.items()}
         server.dns = dns  # type: ignore[attr-defined]
         team = server.add_group("ops-team", [dns["bob"]])
@@ -50,8 +47,6 @@ def ldap_server(tmp_path_factory: pytest.TempPathFactory, test_ca: TestCA) -> It
         server.add_group("spectr-admins", [dns["alice"]])
         server.add_group("other", [dns["carol"]])
         yield server
-    finally:
-        server.stop()
 
 
 def _group(name: str) -> str:

@@ -23,21 +23,17 @@ from portal.core.audit import AuditEvent
 from portal.extensions import db
 from portal.settings.service import update_settings
 from tests.portal.conftest import ApiClient
-from tests.support.oidc_provider import OidcProvider, settings_for
+from tests.support.oidc_provider import OidcProvider, running_provider, settings_for
 
-CALLBACK = "http://localhost/login/sso/callback"  # the test client's own address
+PORTAL = "http://localhost"  # the test client's own address
+CALLBACK = f"{PORTAL}/login/sso/callback"
 ACCOUNTS = {"carol": ["spectr-operators"], "ada": ["spectr-admins", "x"], "nemo": ["unmapped"]}
 
 
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
-    started = OidcProvider(
-        tmp_path_factory.mktemp("oidc"), [CALLBACK], ["http://localhost/login"], ACCOUNTS
-    ).start()
-    try:
+    with running_provider(tmp_path_factory.mktemp("oidc"), PORTAL, ACCOUNTS) as started:
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture

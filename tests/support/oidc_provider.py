@@ -7,6 +7,7 @@ in with any password at its development login form, and carry the groups the tes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +125,18 @@ def settings_for(provider: OidcProvider, **overrides: Any) -> dict[str, Any]:
         "oidc_viewer_values": "spectr-viewers",
         **overrides,
     }
+
+
+@contextlib.contextmanager
+def running_provider(
+    folder: Path, portal_url: str, accounts: dict[str, list[str]]
+) -> Iterator[OidcProvider]:
+    """The provider with the portal at `portal_url` as its client (its callback and logout
+    pages) and these accounts (user -> groups); stopped afterwards."""
+    started = OidcProvider(
+        folder, [f"{portal_url}/login/sso/callback"], [f"{portal_url}/login"], accounts
+    ).start()
+    try:
+        yield started
+    finally:
+        started.stop()

@@ -187,3 +187,16 @@ class Slapd:
 def _add(conn: Connection, dn: str, classes: list[str], attributes: dict) -> None:
     conn.add(dn, classes, attributes)
     assert conn.result["result"] == 0, (dn, conn.result)
+
+
+@contextlib.contextmanager
+def seeded(folder: Path, ca: TestCA | None = None) -> Iterator[Slapd]:
+    """slapd (installed if missing) on `folder` with a certificate of `ca` (a new test CA by
+    default) and the base entries seeded; stopped afterwards."""
+    install()
+    server = Slapd(folder, ca or TestCA()).start()
+    try:
+        server.seed()
+        yield server
+    finally:
+        server.stop()
