@@ -31,6 +31,7 @@ from portal.hosts.service import (
     visible_host,
 )
 from portal.projects.access import can, visible_project_ids
+from portal.projects.sharing import app_move_targets
 from portal.web.auth import page_project_role, page_role
 from portal.web.forms import flash_error, load_form
 
@@ -290,6 +291,7 @@ def _detail_page(app: Application, **extra: Any) -> str:
         )
         if can(app.project_id, "operator")
         else [],
+        move_targets=app_move_targets(app, values["host"]),
         **{"diff": None, "exec_result": None, **extra},
     )
 

@@ -21,7 +21,7 @@ from portal.core.errors import Conflict, NotFound, QuotaExceeded, ValidationFail
 from portal.core.security import ROLE_RANK, current_principal
 from portal.extensions import db
 from portal.hosts.models import Host
-from portal.projects.access import caller_scope
+from portal.projects.access import caller_scope, projects_with
 from portal.projects.models import HostShare, Project
 from portal.projects.quotas import REMOVED
 
@@ -77,6 +77,20 @@ def project_for_new_app(host: Host, prefer: int | None = None) -> int:
     operator = next((pid for pid in ordered if scope.can(pid, "operator")), None)
     # None: the caller's role is too low everywhere; the first project it sees says so (403).
     return operator or next((pid for pid in ordered if scope.role_in(pid)), host.project_id)
+
+
+def app_move_targets(app: Application, host: Host) -> list[Project]:
+    """The projects an application may move to from the caller's hands: where the caller is
+    admin, other than its own, that own its host or have a share of it."""
+    if not caller_scope().can(app.project_id, "admin"):
+        return []
+    shared_with = {share.project_id for share in shares_of(host.id)}
+    return [
+        project
+        for project in projects_with("admin")
+        if project.id != app.project_id
+        and (project.id == host.project_id or project.id in shared_with)
+    ]
 
 
 def require_deployable_in(host: Host, project: Project) -> None:

@@ -1,7 +1,7 @@
-"""Host page actions of projects: share a host with another project, end a share, move the
-host to another project. The same services, schemas and access rules as the API's
-(portal/projects/sharing_api.py): the caller is admin of the host's project (and, to move it,
-of the target project)."""
+"""Page actions of projects: share a host with another project, end a share, move a host or an
+application to another project. The same services, schemas and access rules as the API's
+(portal/projects/sharing_api.py): the caller is admin of the resource's project (and, to move
+it, of the target project)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, request, url_for
 
+from portal.apps.service import visible_app
 from portal.core.errors import SpectrError
 from portal.hosts.service import visible_host
 from portal.projects import moving, sharing
@@ -17,14 +18,14 @@ from portal.projects.schemas import HostShareAddSchema, MoveSchema
 from portal.web.auth import page_project_role
 from portal.web.forms import flash_error, load_form
 
-bp = Blueprint("project_host_pages", __name__, url_prefix="/hosts")
+bp = Blueprint("project_move_pages", __name__)
 
 
 def _back(host_id: int) -> Any:
     return redirect(url_for("hosts_pages.detail", host_id=host_id) + "#host-projects")
 
 
-@bp.post("/<id:host_id>/shares")
+@bp.post("/hosts/<id:host_id>/shares")
 @page_project_role("admin")
 def share(host_id: int) -> Any:
     host = visible_host(host_id, "admin")
@@ -40,7 +41,7 @@ def share(host_id: int) -> Any:
     return _back(host_id)
 
 
-@bp.post("/<id:host_id>/shares/<string:project>/end")
+@bp.post("/hosts/<id:host_id>/shares/<string:project>/end")
 @page_project_role("admin")
 def end_share(host_id: int, project: str) -> Any:
     host = visible_host(host_id, "admin")
@@ -53,7 +54,7 @@ def end_share(host_id: int, project: str) -> Any:
     return _back(host_id)
 
 
-@bp.post("/<id:host_id>/move")
+@bp.post("/hosts/<id:host_id>/move")
 @page_project_role("admin")
 def move(host_id: int) -> Any:
     host = visible_host(host_id, "admin")
@@ -65,3 +66,17 @@ def move(host_id: int) -> Any:
     else:
         flash(f"{host.name} moved to {body['project']}, with its project's applications.")
     return _back(host_id)
+
+
+@bp.post("/apps/<id:app_id>/move")
+@page_project_role("admin")
+def move_app(app_id: int) -> Any:
+    app = visible_app(app_id, "admin")
+    try:
+        body = load_form(MoveSchema(), {"project": request.form.get("project", "")})
+        moving.move_app(app, target_project(body["project"], "admin"))
+    except SpectrError as exc:
+        flash_error(exc)
+    else:
+        flash(f"{app.name} moved to {body['project']}.")
+    return redirect(url_for("apps_pages.detail", app_id=app_id) + "#app-projects")

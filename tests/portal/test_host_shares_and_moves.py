@@ -278,3 +278,30 @@ def test_the_host_page_shares_and_moves_with_the_apis_rules(app: Flask, client: 
     assert moved.status_code == 302
     db.session.expire_all()
     assert db.session.get(Host, host.id).project_id == beta.id
+
+
+def test_the_app_page_moves_an_app_to_a_project_its_host_is_shared_with(
+    app: Flask, client: Any
+) -> None:
+    alpha, beta, gamma = make_project("alpha"), make_project("beta"), make_project("gamma")
+    host = make_host(alpha.id, gpus=2)
+    application = make_app(host, gpus=[0])
+    sharer = member_api(client, {alpha.id: "admin", beta.id: "admin", gamma.id: "admin"})
+    assert (
+        sharer.post(f"/api/v1/hosts/{host.id}/shares", json={"project": "beta"}).status_code == 201
+    )
+    operator, _ = signed_in(app, member_api(client, {alpha.id: "operator"}))
+    admin, csrf = signed_in(app, sharer)
+    page = f"/apps/{application.id}"
+
+    assert 'id="move-app"' not in operator.get(page).get_data(as_text=True)
+    form = admin.get(page).get_data(as_text=True)
+    # Only where the host may take it: beta has a share, gamma neither owns nor shares the host.
+    assert "<option>beta</option>" in form and "<option>gamma</option>" not in form
+    moved = admin.post(f"{page}/move", data={"csrf_token": csrf, "project": "beta"})
+    assert moved.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Application, application.id).project_id == beta.id
+    refused = admin.post(f"{page}/move", data={"csrf_token": csrf, "project": "gamma"},
+                         follow_redirects=True)  # fmt: skip
+    assert "is not shared with project" in refused.get_data(as_text=True)
