@@ -5,6 +5,7 @@ it, of the target project)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, flash, redirect, request, url_for
@@ -13,8 +14,10 @@ from portal.apps.service import visible_app
 from portal.core.errors import SpectrError
 from portal.hosts.service import visible_host
 from portal.projects import moving, sharing
-from portal.projects.access import target_project
+from portal.projects.access import checked, target_project
+from portal.projects.models import Project
 from portal.projects.schemas import HostShareAddSchema, MoveSchema
+from portal.proxy import service as proxy
 from portal.web.auth import page_project_role
 from portal.web.forms import flash_error, load_form
 
@@ -80,3 +83,28 @@ def move_app(app_id: int) -> Any:
     else:
         flash(f"{app.name} moved to {body['project']}.")
     return redirect(url_for("apps_pages.detail", app_id=app_id) + "#app-projects")
+
+
+@bp.post("/gateway/keys/<id:key_id>/move")
+@page_project_role("admin")
+def move_key(key_id: int) -> Any:
+    key = checked(proxy.get_key(key_id), "admin", f"No gateway key with id {key_id}.")
+    return _move_on_gateway_page(key.name, lambda target: moving.move_key(key, target))
+
+
+@bp.post("/gateway/routes/<id:route_id>/move")
+@page_project_role("admin")
+def move_route(route_id: int) -> Any:
+    route = checked(proxy.get_route(route_id), "admin", f"No route with id {route_id}.")
+    return _move_on_gateway_page(route.name, lambda target: moving.move_route(route, target))
+
+
+def _move_on_gateway_page(name: str, move_to: Callable[[Project], Any]) -> Any:
+    try:
+        body = load_form(MoveSchema(), {"project": request.form.get("project", "")})
+        move_to(target_project(body["project"], "admin"))
+    except SpectrError as exc:
+        flash_error(exc)
+    else:
+        flash(f"{name} moved to {body['project']}.")
+    return redirect(url_for("proxy_pages.index"))

@@ -41,6 +41,7 @@ def index() -> Any:
             require_principal(), visible_project_ids(), visible_project_ids("admin")
         ),
         operator_projects=projects_with("operator"),
+        admin_projects=projects_with("admin"),
         daily=daily,
         per_model=usage_aggregates("model", since=day_ago, within=project_clause),
         chart=bar_chart(daily),

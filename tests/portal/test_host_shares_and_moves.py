@@ -305,3 +305,28 @@ def test_the_app_page_moves_an_app_to_a_project_its_host_is_shared_with(
     refused = admin.post(f"{page}/move", data={"csrf_token": csrf, "project": "gamma"},
                          follow_redirects=True)  # fmt: skip
     assert "is not shared with project" in refused.get_data(as_text=True)
+
+
+def test_the_gateway_page_moves_keys_and_routes_for_admins_of_both_projects(
+    app: Flask, client: Any
+) -> None:
+    alpha, beta = make_project("alpha"), make_project("beta")
+    both = member_api(client, {alpha.id: "admin", beta.id: "admin"})
+    key = both.post("/api/v1/proxy/keys", json={"name": "k", "project": "alpha"}).json
+    route = {"name": "r1", "upstreams": ["http://127.0.0.1:9"], "project": "alpha"}
+    route = both.post("/api/v1/proxy/routes", json=route).json
+    operator, operator_csrf = signed_in(app, member_api(client, {alpha.id: "operator"}))
+    admin, csrf = signed_in(app, both)
+
+    assert 'class="move"' not in operator.get("/gateway").get_data(as_text=True)
+    refused = operator.post(f"/gateway/keys/{key['id']}/move",
+                            data={"csrf_token": operator_csrf, "project": "beta"})  # fmt: skip
+    assert refused.status_code == 403
+    page = admin.get("/gateway").get_data(as_text=True)
+    assert page.count('class="move"') == 2
+    for path in (f"/gateway/keys/{key['id']}/move", f"/gateway/routes/{route['id']}/move"):
+        moved = admin.post(path, data={"csrf_token": csrf, "project": "beta"})
+        assert moved.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(GatewayKey, key["id"]).project_id == beta.id
+    assert db.session.get(ProxyRoute, route["id"]).project_id == beta.id
