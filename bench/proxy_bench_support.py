@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -22,11 +23,20 @@ class Service:
     name: str
     port: int
     proc: subprocess.Popen
-    host: str = "bench"  # the Host header requests carry
+    host: str = "bench"  # the Host header requests carry (and the SNI over TLS)
+    tls: ssl.SSLContext | None = None  # a client context: the path is reached over TLS
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A new client connection to the path (TLS with SNI `host` when `tls` is set)."""
+        if self.tls is None:
+            return await asyncio.open_connection("127.0.0.1", self.port)
+        return await asyncio.open_connection(
+            "127.0.0.1", self.port, ssl=self.tls, server_hostname=self.host
+        )
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -234,7 +244,7 @@ async def run_concurrent(
 
     async def client() -> None:
         nonlocal done
-        reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
+        reader, writer = await service.connect()
         while time.perf_counter() < deadline:
             if await http_request(reader, writer, service.host, body, secret) == 200:
                 done += 1
@@ -249,7 +259,7 @@ async def time_to_first_event(
     service: Service, count: int, body: bytes, secret: str
 ) -> list[float]:
     """Stream `count` completions; return ms from sending each to its first SSE event."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
+    reader, writer = await service.connect()
     samples = []
     for _ in range(count):
         start = time.perf_counter()

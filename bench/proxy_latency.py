@@ -12,6 +12,8 @@ Paths measured against the same stand-in model server (proxy/tests/llm_standin.p
                 gateway; key check, Redis limit check, usage record) -> upstream
   gateway-lean  client -> spectr-proxy (after, the default: the lean path serves the gateway,
                 same addons: key check, Redis limit check, usage record) -> upstream
+  gateway-tls-* with --tls: the gateway over TLS (SNI "bench", a self-signed certificate),
+                ended by mitmproxy (before) or by the lean path (after, proxy/lean/tls.py)
   litellm       client -> LiteLLM's proxy (--peers litellm; PyPI's litellm[proxy] in a venv of
                 its own under ~/.cache/spectr-bench, master key only, no database) -> upstream
 """
@@ -23,6 +25,7 @@ import asyncio
 import hashlib
 import json
 import os
+import ssl
 import statistics
 import sys
 import tempfile
@@ -48,6 +51,8 @@ from proxy_bench_support import (
     tree_cpu_seconds,
 )
 
+from proxy.tests.tls_support import self_signed
+
 SECRET = "sk-spectr-bench-" + uuid.uuid4().hex
 BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hi"}],
                    "max_tokens": 2}).encode()  # fmt: skip
@@ -71,7 +76,7 @@ def proxy_config(upstream_url: str) -> dict:
 
 async def latency(service: Service, count: int, body: bytes) -> list[float]:
     """Send `count` requests one after another on one keep-alive connection; return ms each."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
+    reader, writer = await service.connect()
     samples = []
     try:
         for _ in range(count):
@@ -148,11 +153,11 @@ GOALS = {"added median ms": 0.5, "added p99 ms": 3.0, "req/s at 16 clients": 200
 
 def report(results: dict[str, dict]) -> None:
     direct, nginx = results["direct"], results["nginx"]
-    print("\npath          median ms  p99 ms  added median  added p99  req/s (16 clients)  "
+    print("\npath             median ms  p99 ms  added median  added p99  req/s (16 clients)  "
           "vs direct  vs nginx  stream TTFB ms  added TTFB  CPU us/req")  # fmt: skip
     for name, r in results.items():
         print(
-            f"{name:<13} {r['median']:>9.3f} {r['p99']:>7.3f}"
+            f"{name:<16} {r['median']:>9.3f} {r['p99']:>7.3f}"
             f" {r['median'] - direct['median']:>13.3f} {r['p99'] - direct['p99']:>10.3f}"
             f" {r['rps']:>19.0f} {r['rps'] / direct['rps']:>10.2f} {r['rps'] / nginx['rps']:>9.2f}"
             f" {r['ttfb']:>15.3f} {r['ttfb'] - direct['ttfb']:>11.3f} {r['cpu_us']:>11.0f}"
@@ -188,6 +193,11 @@ def main() -> int:
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="also the gateway over TLS: ended by mitmproxy (before) and by the lean path (after)",
+    )
+    parser.add_argument(
         "--peers",
         default="",
         help="peer gateways measured in the same run: 'litellm' (installed from PyPI on first use)",
@@ -201,7 +211,11 @@ def main() -> int:
         upstream = start_upstream(free_port())
         started.append(upstream)
         config_file = workdir / "proxy.json"
-        config_file.write_text(json.dumps(proxy_config(upstream.url)))
+        config = proxy_config(upstream.url)
+        if args.tls:
+            cert, key = self_signed("bench", workdir)
+            config["gateway"]["tls"] = {"cert_file": str(cert), "key_file": str(key)}
+        config_file.write_text(json.dumps(config))
         nginx = start_nginx(workdir, upstream.port)
         started.append(nginx)
         before = start_proxy(
@@ -214,6 +228,12 @@ def main() -> int:
         route = Service("route", before.port, before.proc, host="plain")
         paths = {"direct": upstream, "nginx": nginx, "route": route, "gateway-mitm": before,
                  "gateway-lean": after}  # fmt: skip
+        if args.tls:
+            client_tls = ssl.create_default_context(cafile=str(cert))
+            paths["gateway-tls-mitm"] = Service(
+                "tls-mitm", before.port, before.proc, tls=client_tls
+            )
+            paths["gateway-tls-lean"] = Service("tls-lean", after.port, after.proc, tls=client_tls)
         if "litellm" in args.peers.split(","):
             paths["litellm"] = start_litellm(workdir, upstream.port, SECRET)
             started.append(paths["litellm"])

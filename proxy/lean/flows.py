@@ -58,14 +58,24 @@ class HookChains:
                 logger.exception("addon hook %s failed", getattr(hook, "__qualname__", hook))
 
 
-def client_of(peername: Any, sockname: Any) -> connection.Client:
-    """Return mitmproxy's view of a client connection (one per connection, as there)."""
-    return connection.Client(
+def client_of(
+    peername: Any, sockname: Any, tls: Any = None, server_name: str | None = None
+) -> connection.Client:
+    """Return mitmproxy's view of a client connection (one per connection, as there); `tls`:
+    the connection's TlsSession when its TLS ended on the lean path, for `server_name`."""
+    client = connection.Client(
         peername=tuple(peername[:2]) if peername else ("", 0),
         sockname=tuple(sockname[:2]) if sockname else ("", 0),
         timestamp_start=time.time(),
         state=connection.ConnectionState.OPEN,
     )
+    if tls is not None:  # what the addons read of it: X-Forwarded-Proto, the access log
+        client.tls = True
+        client.sni = server_name
+        client.timestamp_tls_setup = time.time()
+        client.alpn = b"http/1.1"
+        client.tls_version = tls.version
+    return client
 
 
 def new_flow(
@@ -73,12 +83,12 @@ def new_flow(
 ) -> http.HTTPFlow:
     """Return a live flow for a parsed request, as mitmproxy's reverse mode would build it."""
     flow = http.HTTPFlow(client, new_server(None), live=True)
-    host, port = authority(head.host)
+    host, port = authority(head.host, 443 if client.tls else 80)
     flow.request = http.Request(
         host,
         port,
         head.method,
-        b"http",
+        b"https" if client.tls else b"http",
         b"",
         head.target,
         b"HTTP/1.1",
@@ -112,9 +122,9 @@ def flow_error(message: str) -> Error:
     return Error(message)
 
 
-def authority(host: str) -> tuple[str, int]:
-    """Split a Host header into host and port (80 when it names none)."""
+def authority(host: str, default_port: int = 80) -> tuple[str, int]:
+    """Split a Host header into host and port (the scheme's default when it names none)."""
     name, colon, port = host.rpartition(":")
     if colon and port.isdigit() and (not name.startswith("[") or name.endswith("]")):
         return name, int(port)
-    return host, 80
+    return host, default_port

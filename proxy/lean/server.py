@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 
 from mitmproxy import connection, ctx, http
@@ -21,6 +22,7 @@ from proxy.lean.http1 import (
     read_request_body,
     response_head,
 )
+from proxy.lean.tls import NeedMore, ServerContexts, TlsSession, client_hello_sni, lean_tls_host
 from proxy.lean.upstream import UpstreamPool
 from proxy.lean.wire import PeerClosed, Wire
 from proxy.state import GATEWAY_PREFIX, ProxyState, host_matches, host_of
@@ -57,6 +59,7 @@ class LeanGateway:
         # Whether a body may be read is the key check's decision, made on the head.
         self.auth = next((a for a in addons if isinstance(a, GatewayAuth)), GatewayAuth(state))
         self.pool = UpstreamPool(upstream_insecure)
+        self.tls_contexts = ServerContexts()
         self.mode, self.host, self.port = mode, host, port
         self._server: asyncio.Server | None = None
         self._mitmproxy: ServerInstance | None = None
@@ -115,8 +118,13 @@ class LeanGateway:
                 if size == 0:
                     wire.close()
                     return
+                if size is None and wire.tls is None and await self._start_tls(wire):
+                    continue  # the ClientHello named a gateway host: requests come decrypted
                 head = parse_request_head(bytes(wire.buffer[:size])) if size else None
-                if head is None or not self._is_gateway(head):
+                if wire.tls is not None:
+                    if not self._serves_on_tls(wire, head):
+                        return
+                elif head is None or not self._is_gateway(head):
                     self._hand_over(wire)
                     return
                 del wire.buffer[:size]
@@ -125,7 +133,7 @@ class LeanGateway:
                 if body is None:
                     return
                 if client is None:
-                    client = client_of(wire.peername, wire.sockname)
+                    client = client_of(wire.peername, wire.sockname, wire.tls, wire.server_name)
                 flow = new_flow(client, head, body, started)
                 if not await Exchange(self.hooks, self.pool, wire, flow, head.keep_alive).run():
                     if unread:
@@ -145,6 +153,8 @@ class LeanGateway:
         """The request's body, and whether it was left unread: a request without a valid key
         gets b"" (the key check answers 401, then the connection closes, its body still on
         it). None when the request was refused here (and the connection closed)."""
+        if not head.chunked and not head.length:
+            return b"", False  # no body: nothing to hold back, the connection may stay open
         authorization = b", ".join(v for n, v in head.fields if n.lower() == b"authorization")
         verdict = self.auth.body_verdict(
             authorization.decode("latin-1"), None if head.chunked else head.length
@@ -163,6 +173,43 @@ class LeanGateway:
         except ValueError as exc:  # a malformed chunked body
             refuse(wire, f"Malformed request body: {exc}.")
         return None, False
+
+    async def _start_tls(self, wire: ClientWire) -> bool:
+        """Terminate TLS here when the connection opens with a ClientHello naming a host the
+        lean path serves on TLS (proxy/lean/tls.py); False leaves it to mitmproxy."""
+        if wire.buffer[:1] != bytes((TLS_HANDSHAKE,)):
+            return False
+        while True:
+            try:
+                server_name = client_hello_sni(bytes(wire.buffer))
+                break
+            except NeedMore:
+                if not await wire.fill():
+                    return False
+        config = self.state.config
+        if not lean_tls_host(config, server_name) or config.gateway.tls is None:
+            return False
+        try:
+            context = self.tls_contexts.context_for(config.gateway.tls)
+        except (OSError, ssl.SSLError) as exc:  # mitmproxy then says so to the client
+            logger.error("lean gateway: cannot load the gateway's certificate: %s", exc)
+            return False
+        wire.start_tls(context, server_name)  # type: ignore[arg-type]
+        return True
+
+    def _serves_on_tls(self, wire: ClientWire, head: RequestHead | None) -> bool:
+        """On a connection whose TLS ends here: a request for a host this connection does not
+        serve gets 421 (its client should open a connection of its own for it), a head the
+        lean path does not read 400; both close it. Anything else is served here."""
+        if head is None:
+            refuse(wire, "This connection serves HTTP/1.1 requests of the gateway only.")
+            return False
+        if not lean_tls_host(self.state.config, host_of(head.host)):
+            answer(wire, error_response(421, f"Host {head.host!r} is not served on this "
+                                             "connection.", "misdirected_request"))  # fmt: skip
+            wire.close()
+            return False
+        return True
 
     def _is_gateway(self, head: RequestHead) -> bool:
         hosts = self.state.config.gateway.hosts
@@ -196,6 +243,51 @@ class ClientWire(Wire):
         self.peername = transport.get_extra_info("peername")
         self.sockname = transport.get_extra_info("sockname")
         self.gateway.accept(self)
+
+    # TLS ended here (proxy/lean/tls.py): what the parser reads and the exchange writes is
+    # plaintext; the transport carries TLS records.
+
+    tls: TlsSession | None = None
+    server_name: str | None = None
+
+    def start_tls(self, context: ssl.SSLContext, server_name: str) -> None:
+        """From now on the connection is TLS: the bytes already here (the ClientHello) and all
+        that follow are decrypted into the buffer."""
+        self.tls, self.server_name = TlsSession(context), server_name
+        pending = bytes(self.buffer)
+        self.buffer.clear()
+        self._from_network(pending)
+
+    def data_received(self, data: bytes) -> None:
+        if self.tls is None:
+            super().data_received(data)
+        else:
+            self._from_network(data)
+
+    def _from_network(self, data: bytes) -> None:
+        assert self.tls is not None
+        try:
+            plain, reply = self.tls.receive(data)
+        except ssl.SSLError as exc:  # a bad handshake or record: nothing to answer in HTTP
+            self.abort(PeerClosed(f"TLS: {exc}"))
+            return
+        if reply and self.transport is not None and not self.closed:
+            self.transport.write(reply)
+        if plain:
+            super().data_received(plain)
+        if self.tls.closed_by_peer:
+            self.eof_received()
+
+    def write(self, data: bytes) -> None:
+        if self.tls is None:
+            super().write(data)
+        elif not self.closed and self.transport is not None:
+            self.transport.write(self.tls.send(data))
+
+    def close(self) -> None:
+        if self.tls is not None and not self.closed and self.transport is not None:
+            self.transport.write(self.tls.close_notify())
+        super().close()
 
 
 async def head_length(wire: Wire) -> int | None:

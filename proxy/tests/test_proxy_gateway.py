@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from proxy.tests.proxy_harness import client, new_key, wait_until
+from proxy.tests.proxy_harness import client, new_key, wait_for_port, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -245,6 +245,9 @@ def test_workers_share_one_port_and_one_usage_stream(
     a = upstream("a")
     secret, digest = new_key()
     proxy = start_proxy(gateway_config([a], [key("k1", digest)]), args=["--workers", "2"])
+    # The second worker has joined the port once its own admin port answers (port + 1): on a
+    # loaded machine every connection went to the first one before that.
+    wait_for_port(proxy.admin_port + 1)
     for _ in range(20):  # a new connection each time, so the kernel spreads them over workers
         with client(proxy, secret) as http:
             assert http.post(CHAT, json=HELLO).status_code == 200
