@@ -249,6 +249,7 @@ class ClientWire(Wire):
 
     tls: TlsSession | None = None
     server_name: str | None = None
+    tls_closed = False  # close_notify sent
 
     def start_tls(self, context: ssl.SSLContext, server_name: str) -> None:
         """From now on the connection is TLS: the bytes already here (the ClientHello) and all
@@ -285,9 +286,19 @@ class ClientWire(Wire):
             self.transport.write(self.tls.send(data))
 
     def close(self) -> None:
-        if self.tls is not None and not self.closed and self.transport is not None:
-            self.transport.write(self.tls.close_notify())
+        self._notify_close()
         super().close()
+
+    async def linger_close(self) -> None:
+        self._notify_close()  # before the FIN that linger_close sends: no write may follow it
+        await super().linger_close()
+
+    def _notify_close(self) -> None:
+        """Send TLS's close_notify, once, before the connection's end."""
+        if self.tls is None or self.tls_closed or self.closed or self.transport is None:
+            return
+        self.tls_closed = True
+        self.transport.write(self.tls.close_notify())
 
 
 async def head_length(wire: Wire) -> int | None:

@@ -185,3 +185,15 @@ def test_a_broken_handshake_costs_its_connection_only(tls_proxy):
     # The proxy still serves everyone else.
     gateway = https_get(proxy.port, "llm.test", gateway_ca, path="/v1/models")
     assert gateway.startswith(b"HTTP/1.1 401") and b"missing_api_key" in gateway
+
+
+def test_a_post_without_a_key_over_tls_gets_its_401_and_a_clean_end(tls_proxy):
+    proxy, _, gateway_ca, _ = tls_proxy
+    body = b"x" * 200_000  # never read: the key check answers on the head
+    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: llm.test\r\nContent-Length: %d\r\n"
+               b"\r\n" % len(body)) + body  # fmt: skip
+    with tls_connection(proxy.port, "llm.test", gateway_ca) as tls:
+        answer = exchange(tls, request)
+        assert answer.startswith(b"HTTP/1.1 401") and b"missing_api_key" in answer
+        assert b"connection: close" in answer.lower()
+    assert "Traceback" not in proxy.output()  # close_notify, then the lingering drain, then FIN
