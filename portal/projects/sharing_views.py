@@ -61,50 +61,42 @@ def end_share(host_id: int, project: str) -> Any:
 @page_project_role("admin")
 def move(host_id: int) -> Any:
     host = visible_host(host_id, "admin")
-    try:
-        body = load_form(MoveSchema(), {"project": request.form.get("project", "")})
-        moving.move_host(host, target_project(body["project"], "admin"))
-    except SpectrError as exc:
-        flash_error(exc)
-    else:
-        flash(f"{host.name} moved to {body['project']}, with its project's applications.")
-    return _back(host_id)
+    return _moved(f"{host.name}, with its project's applications,",
+                  lambda target: moving.move_host(host, target),
+                  url_for("hosts_pages.detail", host_id=host_id) + "#host-projects")  # fmt: skip
 
 
 @bp.post("/apps/<id:app_id>/move")
 @page_project_role("admin")
 def move_app(app_id: int) -> Any:
     app = visible_app(app_id, "admin")
-    try:
-        body = load_form(MoveSchema(), {"project": request.form.get("project", "")})
-        moving.move_app(app, target_project(body["project"], "admin"))
-    except SpectrError as exc:
-        flash_error(exc)
-    else:
-        flash(f"{app.name} moved to {body['project']}.")
-    return redirect(url_for("apps_pages.detail", app_id=app_id) + "#app-projects")
+    return _moved(app.name, lambda target: moving.move_app(app, target),
+                  url_for("apps_pages.detail", app_id=app_id) + "#app-projects")  # fmt: skip
 
 
 @bp.post("/gateway/keys/<id:key_id>/move")
 @page_project_role("admin")
 def move_key(key_id: int) -> Any:
     key = checked(proxy.get_key(key_id), "admin", f"No gateway key with id {key_id}.")
-    return _move_on_gateway_page(key.name, lambda target: moving.move_key(key, target))
+    return _moved(f"The key {key.name}", lambda target: moving.move_key(key, target),
+                  url_for("proxy_pages.index"))  # fmt: skip
 
 
 @bp.post("/gateway/routes/<id:route_id>/move")
 @page_project_role("admin")
 def move_route(route_id: int) -> Any:
     route = checked(proxy.get_route(route_id), "admin", f"No route with id {route_id}.")
-    return _move_on_gateway_page(route.name, lambda target: moving.move_route(route, target))
+    return _moved(f"The route {route.name}", lambda target: moving.move_route(route, target),
+                  url_for("proxy_pages.index"))  # fmt: skip
 
 
-def _move_on_gateway_page(name: str, move_to: Callable[[Project], Any]) -> Any:
+def _moved(what: str, move_to: Callable[[Project], Any], back: str) -> Any:
+    """Move a resource to the form's project (`move_to` does it), say so, and go `back`."""
     try:
         body = load_form(MoveSchema(), {"project": request.form.get("project", "")})
         move_to(target_project(body["project"], "admin"))
     except SpectrError as exc:
         flash_error(exc)
     else:
-        flash(f"{name} moved to {body['project']}.")
-    return redirect(url_for("proxy_pages.index"))
+        flash(f"{what} moved to {body['project']}.")
+    return redirect(back)
