@@ -137,7 +137,8 @@ def test_a_reload_that_does_not_load_keeps_the_running_credentials(agent_factory
 def test_reload_names_settings_that_need_a_restart(agent_factory, pki):
     agent = agent_factory()
     agent.reload(max_connections=8, log_level="DEBUG")
-    wait_until(lambda: "restart the agent to apply" in agent.log_path.read_text())
+    # 60 s as settle's: it took over 30 once, with two agent suites and a CI beside it.
+    wait_until(lambda: "restart the agent to apply" in agent.log_path.read_text(), seconds=60)
 
     assert "restart the agent to apply: max_connections" in agent.log_path.read_text()
     assert status(agent, client_context(pki.ca.cert_path), agent.token) == 200
