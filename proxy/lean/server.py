@@ -114,12 +114,12 @@ class LeanGateway:
             while True:
                 wire.waiting_since = time.monotonic()
                 size = await head_length(wire)
-                wire.waiting_since = 0.0
-                if size == 0:
-                    wire.close()
-                    return
                 if size is None and wire.tls is None and await self._start_tls(wire):
                     continue  # the ClientHello named a gateway host: requests come decrypted
+                wire.waiting_since = 0.0  # (kept while a ClientHello trickles in: idle too)
+                if size == 0 or wire.closed:
+                    wire.close()
+                    return
                 head = parse_request_head(bytes(wire.buffer[:size])) if size else None
                 if wire.tls is not None:
                     if not self._serves_on_tls(wire, head):
