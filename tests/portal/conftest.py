@@ -46,6 +46,15 @@ def new_postgres_database(prefix: str = "spectr_test") -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.contextmanager
+def in_context(application: Flask) -> Iterator[Flask]:
+    """The app's context for a whole test; its sessions and pool closed after."""
+    with application.app_context():
+        yield application
+        db.session.remove()
+        db.engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A database of this test session's own on the machine's Postgres, dropped at the end."""
@@ -106,10 +115,8 @@ def _make_postgres_app(tmp_path: Path, url: str, **extra: Any) -> Flask:
 def app(tmp_path: Path, sqlite_template: Path) -> Iterator[Flask]:
     """The portal on SQLite (the embedded default), with operations run at enqueue time."""
     application = _make_sqlite_app(tmp_path, sqlite_template)
-    with application.app_context():
+    with in_context(application):
         yield application
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -121,10 +128,8 @@ def any_db_app(
         application = _make_sqlite_app(tmp_path, sqlite_template)
     else:
         application = _make_postgres_app(tmp_path, request.getfixturevalue("postgres_migrated"))
-    with application.app_context():
+    with in_context(application):
         yield application
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture
@@ -250,7 +255,5 @@ def queue_only_app(tmp_path, sqlite_template):
         tmp_path, f"sqlite:///{tmp_path / 'spectr.db'}", SPECTR_QUEUE_IMMEDIATE=False
     )
     application = create_app(config)
-    with application.app_context():
+    with in_context(application):
         yield application
-        db.session.remove()
-        db.engine.dispose()

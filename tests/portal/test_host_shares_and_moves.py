@@ -24,7 +24,7 @@ from portal.core.audit import AuditEvent
 from portal.extensions import db
 from portal.hosts.models import Host
 from portal.proxy.models import GatewayKey, ProxyRoute
-from tests.portal.conftest import _make_postgres_app
+from tests.portal.conftest import _make_postgres_app, in_context
 from tests.portal.projects_support import (
     make_app,
     make_host,
@@ -40,10 +40,8 @@ pytestmark = pytest.mark.postgres
 def app(tmp_path: Path, postgres_migrated: str) -> Iterator[Flask]:
     """The portal on Postgres (this module's `client` and helpers use it)."""
     application = _make_postgres_app(tmp_path, postgres_migrated)
-    with application.app_context():
+    with in_context(application):
         yield application
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from portal.core.timeutil import utcnow
 from portal.extensions import db
 from portal.monitoring.models import HOST_UNREACHABLE, Event
 from portal.proxy.models import GatewayKey, GatewayModel, ProxyRoute, UsageRecord
-from tests.portal.conftest import ApiClient, _make_postgres_app
+from tests.portal.conftest import ApiClient, _make_postgres_app, in_context
 from tests.portal.projects_support import (
     make_app,
     make_host,
@@ -48,10 +48,8 @@ def pg_app(tmp_path: Path, postgres_migrated: str) -> Iterator[Flask]:
     """The portal on the machine's Postgres, emptied for this test; operations are queued,
     not run."""
     application = _make_postgres_app(tmp_path, postgres_migrated, SPECTR_QUEUE_IMMEDIATE=False)
-    with application.app_context():
+    with in_context(application):
         yield application
-        db.session.remove()
-        db.engine.dispose()
 
 
 def _operation(project_id: int | None, target: str, state: str = SUCCEEDED) -> Operation:
