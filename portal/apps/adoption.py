@@ -1,9 +1,10 @@
 """Adopt containers and compose projects already running on a host, without touching them.
 
 The adopted application's revision 1 records what the engine shows (image, published ports,
-labels). The engine contract does not expose a container's env or command, so they are not
-in that revision: the next revision an operator writes is deployed in full and replaces the
-container.
+labels, the host's GPUs it asks for). The engine contract does not expose a container's env or
+command, so they are not in that revision: the next revision an operator writes is deployed in
+full and replaces the container. An adopted application holds its GPUs like a deployed one:
+adoption is refused over the project's quotas, and deploys elsewhere leave those GPUs alone.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from portal.core.errors import Conflict, NotFound, UpstreamUnavailable
 from portal.core.timeutil import utcnow
 from portal.engines import ContainerInfo, EngineError
 from portal.engines import errors as engine_errors
+from portal.engines.models import GpuRequest
 from portal.extensions import db
+from portal.hosts.models import Host
 from portal.hosts.service import get_host
-from portal.projects.quotas import check_application_quota
+from portal.projects.quotas import check_application_quota, check_gpu_quotas
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -66,9 +69,10 @@ def adopt(host_id: int, kind: str, name: str) -> Application:
     host = get_host(host_id)
     with engine_of(host) as engine:
         if kind == COMPOSE:
-            members = engine.list_containers(labels={PROJECT_LABEL: name})
-            if not members:
+            listed = engine.list_containers(labels={PROJECT_LABEL: name})
+            if not listed:
                 raise NotFound(f"No compose project '{name}' on '{host.name}'.")
+            members = [engine.inspect_container(m.id) for m in listed]  # with their GPUs
             spec: dict[str, Any] = {
                 "compose": {"services": {_service(m): _service_spec(m) for m in members}}
             }
@@ -83,7 +87,11 @@ def adopt(host_id: int, kind: str, name: str) -> Application:
                 )
             spec = _container_spec(members[0])
     status, detail = summarize(members)
+    gpus = sorted({index for m in members for index in gpu_indexes(host, m.gpus)})
+    if kind == CONTAINER:
+        spec["gpus"] = gpus
     check_application_quota(host.project_id)
+    check_gpu_quotas(host.project_id, None, host.id, gpus)
     app = Application(
         name=members[0].name if kind == CONTAINER else name,
         host_id=host.id,
@@ -98,12 +106,27 @@ def adopt(host_id: int, kind: str, name: str) -> Application:
     )
     spec["secret_env_keys"] = []
     app.revisions.append(
-        AppRevision(number=1, spec=spec, note="adopted as found", created_by=_actor())
+        AppRevision(
+            number=1, spec=spec, gpu_indexes=gpus, note="adopted as found", created_by=_actor()
+        )
     )
     db.session.add(app)
     record_audit("app.adopt", f"app:{app.name}", details={"host": host.name, "kind": kind})
     _commit_unique(app, host.name)
     return app
+
+
+def gpu_indexes(host: Host, request: GpuRequest | None) -> list[int]:
+    """The indexes of the host's GPUs a container's request names (by index or UUID) or, for
+    a count, the first ones (all for -1), as the nvidia runtime picks them. Ids the host's GPU
+    facts do not list are left out: Spectr cannot count or place what it does not know."""
+    if request is None:
+        return []
+    gpus = sorted(host.gpus, key=lambda gpu: gpu.index)
+    if request.device_ids is None:
+        return [gpu.index for gpu in (gpus if request.count < 0 else gpus[: request.count])]
+    by_id = {str(gpu.index): gpu.index for gpu in gpus} | {g.uuid: g.index for g in gpus if g.uuid}
+    return sorted({by_id[ident] for ident in request.device_ids if ident in by_id})
 
 
 def _service(info: ContainerInfo) -> str:

@@ -23,7 +23,8 @@ pytest, the engine and an image on that engine with `sh`, `sleep`, `echo` and `i
 
 Every container the suite makes is named `spectr-contract-…` and removed afterwards through the
 engine itself. What the suite checks: health and facts, images, the container lifecycle and
-label listing, the error tree (NotFound, Conflict, BadRequest), stats, logs (tail, follow,
+label listing, the GPUs a container asks for (read back by inspect; created, never started, so
+no GPU is needed), the error tree (NotFound, Conflict, BadRequest), stats, logs (tail, follow,
 close early, the read timeout), exec (collected and streamed, user/workdir/env, timeout).
 """
 
@@ -38,7 +39,7 @@ import pytest
 
 from portal.engines.base import ContainerEngine
 from portal.engines.errors import BadRequest, Conflict, EngineError, NotFound, Unavailable
-from portal.engines.models import ContainerSpec, ExecChunk, ExecExit, LogChunk
+from portal.engines.models import ContainerSpec, ExecChunk, ExecExit, GpuRequest, LogChunk
 
 TICKER = ["sh", "-c", "while true; do echo tick; sleep 0.01; done"]
 
@@ -98,6 +99,22 @@ class ContainerEngineContract:
         engine.remove_container(name)
         with pytest.raises(NotFound):
             engine.inspect_container(name)
+
+    def test_inspect_reads_back_the_gpus_a_container_asks_for(
+        self, engine: ContainerEngine, image: str, container_names: Callable[[str], str]
+    ) -> None:
+        asks = {
+            "by-id": GpuRequest(device_ids=["0", "GPU-4f1c"]),
+            "all": GpuRequest(count=-1),
+            "two": GpuRequest(count=2),
+        }
+        for purpose, request in asks.items():
+            name = container_names(f"gpus-{purpose}")
+            engine.create_container(_spec(image, name, gpus=request), start=False)
+            assert engine.inspect_container(name).gpus == request
+        name = container_names("no-gpus")
+        engine.create_container(_spec(image, name), start=False)
+        assert engine.inspect_container(name).gpus is None
 
     def test_errors_map_to_the_exception_tree(
         self, engine: ContainerEngine, image: str, container_names: Callable[[str], str]

@@ -15,6 +15,7 @@ from typing import Any
 from portal.engines.models import (
     ContainerInfo,
     ContainerStats,
+    GpuRequest,
     ImageInfo,
     MountInfo,
     NetworkAttachment,
@@ -121,7 +122,29 @@ def container_from_inspect(document: dict[str, Any]) -> ContainerInfo:
         env=config.get("Env") or [],
         restart_policy=((document.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name")
         or None,
+        gpus=gpu_request_from_inspect(document),
     )
+
+
+def gpu_request_from_inspect(document: dict[str, Any]) -> GpuRequest | None:
+    """The GPUs an inspected container asks for: its device request (`--gpus`) or, under the
+    nvidia runtime, its NVIDIA_VISIBLE_DEVICES (the way before device requests)."""
+    host_config = document.get("HostConfig") or {}
+    for request in host_config.get("DeviceRequests") or []:
+        capabilities = {c for group in request.get("Capabilities") or [] for c in group}
+        if "gpu" in capabilities or request.get("Driver") == "nvidia":
+            ids = request.get("DeviceIDs")
+            count = -1 if ids else int(request.get("Count") or 0)
+            return GpuRequest(count, list(ids) if ids else None, request.get("Driver") or "nvidia")
+    if host_config.get("Runtime") != "nvidia":
+        return None
+    env = (document.get("Config") or {}).get("Env") or []
+    visible = dict(item.partition("=")[::2] for item in env).get("NVIDIA_VISIBLE_DEVICES", "")
+    if visible == "all":
+        return GpuRequest()
+    if visible and visible not in ("none", "void"):
+        return GpuRequest(device_ids=visible.split(","))
+    return None
 
 
 def image_from_document(entry: dict[str, Any]) -> ImageInfo:

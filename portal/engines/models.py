@@ -125,6 +125,7 @@ class ContainerInfo:
     entrypoint: list[str] | None = None
     env: list[str] = field(default_factory=list)  # KEY=VALUE as the engine has it: mask to show
     restart_policy: str | None = None
+    gpus: GpuRequest | None = None  # the GPUs it asks for (--gpus or the nvidia runtime)
 
 
 @dataclass(frozen=True)

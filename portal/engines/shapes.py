@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
+from portal.engines.docker_shapes import gpu_request_from_inspect
 from portal.engines.models import (
     ContainerInfo,
     ImageInfo,
@@ -42,6 +43,8 @@ def container_info(item: dict[str, Any]) -> ContainerInfo:
     values["mounts"] = [MountInfo(**mount) for mount in item.get("mounts") or []]
     values["networks"] = [NetworkAttachment(**net) for net in item.get("networks") or []]
     values["env"] = item.get("env") or []
+    # The agent's inspect carries Docker's document as "raw": the GPUs are read from it.
+    values["gpus"] = gpu_request_from_inspect(item["raw"]) if item.get("raw") else None
     return ContainerInfo(**values)
 
 

@@ -81,6 +81,14 @@ class EnvVarSchema(ma.Schema):
     masked = ma.fields.Boolean()
 
 
+class GpuRequestSchema(ma.Schema):
+    count = ma.fields.Integer(metadata={"description": "-1: every GPU (unused with device_ids)"})
+    device_ids = ma.fields.List(
+        ma.fields.String(), allow_none=True, metadata={"description": "GPU indexes or UUIDs"}
+    )
+    driver = ma.fields.String()
+
+
 class ContainerDetailSchema(ContainerRowSchema):
     command = ma.fields.List(ma.fields.String(), allow_none=True)
     entrypoint = ma.fields.List(ma.fields.String(), allow_none=True)
@@ -89,6 +97,9 @@ class ContainerDetailSchema(ContainerRowSchema):
     )
     env = ma.fields.List(ma.fields.Nested(EnvVarSchema))
     restart_policy = ma.fields.String(allow_none=True)
+    gpus = ma.fields.Nested(
+        GpuRequestSchema, allow_none=True, metadata={"description": "the GPUs it asks for"}
+    )
     restart_count = ma.fields.Integer()
     health = ma.fields.String(allow_none=True)
     exit_code = ma.fields.Integer(allow_none=True)

@@ -10,6 +10,8 @@ from typing import Any
 import docker
 import pytest
 
+from portal.extensions import db
+from portal.hosts.models import HostGpu
 from tests.apps.helpers import get_json, succeeded
 from tests.portal.conftest import ApiClient
 
@@ -243,3 +245,51 @@ def test_port_held_by_a_process_on_the_spectr_node_is_refused(
         answer.json["message"]
         == f"Port {port} on '{local_host.name}' is already in use by another process."
     )
+
+
+def test_adopted_containers_hold_their_gpus_within_the_projects_quota(
+    api_as: Callable[[str], ApiClient],
+    local_host: Any,
+    standin_image: str,
+    docker_client: docker.DockerClient,
+    unique_name: Callable[[str], str],
+    cleanup_containers: list[str],
+) -> None:
+    # No GPU exists here: the host's GPU facts are written as a GPU host's agent reports them,
+    # and the containers are created, never started (the engine keeps their GPU requests as
+    # asked; starting them would need the nvidia runtime).
+    local_host.gpus = [
+        HostGpu(index=0, uuid="GPU-0a", model="H100", memory_total_mib=81559),
+        HostGpu(index=1, uuid="GPU-1b", model="H100", memory_total_mib=81559),
+    ]
+    db.session.commit()
+    admin, api = api_as("admin"), api_as("operator")
+    project = f"/api/v1/projects/{local_host.project_id}"
+    assert admin.patch(project, json={"gpu_limit": 1}).status_code == 200
+
+    def outside(what: str, request: docker.types.DeviceRequest) -> str:
+        name = unique_name(what)
+        cleanup_containers.append(name)
+        docker_client.containers.create(
+            standin_image, ["sleep", "infinity"], name=name, device_requests=[request]
+        )
+        return name
+
+    by_uuid = outside("gpu-uuid", docker.types.DeviceRequest(device_ids=["GPU-1b"], capabilities=[["gpu"]]))  # fmt: skip
+    every = outside("gpu-all", docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]]))
+    detail = api.get(f"/api/v1/hosts/{local_host.id}/containers/{by_uuid}").json
+    assert detail["gpus"] == {"count": -1, "device_ids": ["GPU-1b"], "driver": "nvidia"}
+    adopted = api.post("/api/v1/apps/adopt", json={"host_id": local_host.id, "name": by_uuid})
+    assert adopted.status_code == 201, adopted.json
+    assert adopted.json["revisions"][0]["spec"]["gpus"] == [1]
+    assert admin.get(project).json["usage"]["gpus"]["used"] == 1
+    # The second asks for every GPU of the host: over the project's one.
+    refused = api.post("/api/v1/apps/adopt", json={"host_id": local_host.id, "name": every})
+    assert refused.status_code == 409, refused.json
+    assert refused.json["details"] == {"quota": "gpus", "used": 1, "requested": 2, "limit": 1}
+    assert every in [f["name"] for f in api.get(f"/api/v1/hosts/{local_host.id}/adoptable").json]
+    assert admin.patch(project, json={"gpu_limit": 3}).status_code == 200
+    adopted = api.post("/api/v1/apps/adopt", json={"host_id": local_host.id, "name": every})
+    assert adopted.status_code == 201, adopted.json
+    assert adopted.json["revisions"][0]["spec"]["gpus"] == [0, 1]
+    assert admin.get(project).json["usage"]["gpus"]["used"] == 3

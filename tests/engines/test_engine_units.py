@@ -24,7 +24,11 @@ from portal.engines import (
     VolumeMount,
 )
 from portal.engines.agent_transport import _error_from, error_for_code
-from portal.engines.docker_shapes import container_from_list, stats_from_sample
+from portal.engines.docker_shapes import (
+    container_from_list,
+    gpu_request_from_inspect,
+    stats_from_sample,
+)
 from portal.engines.shapes import container_info
 
 REPO = Path(__file__).resolve().parents[2]
@@ -142,6 +146,24 @@ def test_list_and_agent_shapes_agree():
                             "created": None, "ports": [{"container_port": 80, "protocol": "tcp",
                             "host_ip": "127.0.0.1", "host_port": 8080}], "raw": {}})  # fmt: skip
     assert local == agent
+
+
+@pytest.mark.parametrize(
+    ("visible", "expected"),
+    [
+        ("all", GpuRequest()),
+        ("0,GPU-1b", GpuRequest(device_ids=["0", "GPU-1b"])),
+        ("none", None),
+        (None, None),
+    ],
+)
+def test_gpus_under_the_nvidia_runtime_are_read_from_its_environment(visible, expected):
+    # Containers started before device requests (`--runtime nvidia -e NVIDIA_VISIBLE_DEVICES`)
+    # ask for GPUs this way; no such runtime is installed here, so the document is written out.
+    env = ["PATH=/usr/bin"] + ([f"NVIDIA_VISIBLE_DEVICES={visible}"] if visible else [])
+    document = {"HostConfig": {"Runtime": "nvidia"}, "Config": {"Env": env}}
+    assert gpu_request_from_inspect(document) == expected
+    assert gpu_request_from_inspect({**document, "HostConfig": {"Runtime": "runc"}}) is None
 
 
 def test_stats_cpu_percent_from_deltas():
