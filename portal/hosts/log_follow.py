@@ -224,13 +224,16 @@ class LogFollower:
             return None  # it restarted between the end of the stream and this look
         if info.state == "removing":
             raise engine_errors.NotFound(f"container {self.container} is being removed")
-        code = f" (exit code {info.exit_code})" if info.exit_code is not None else ""
+        # A container created and never started has an exit code of 0 and nothing to say yet.
+        exit_code = None if info.state == "created" else info.exit_code
+        code = f" (exit code {exit_code})" if exit_code is not None else ""
         again = "; it restarts by its restart policy" if info.state == "restarting" else ""
+        said = "has not been started" if info.state == "created" else f"stopped{code}{again}"
         return ended(
             "stopped",
-            f"The container stopped{code}{again}.",
+            f"The container {said}.",
             container=self.container,
             state=info.state,
-            exit_code=info.exit_code,
+            exit_code=exit_code,
             at=datetime.now(UTC).isoformat(timespec="seconds"),
         )

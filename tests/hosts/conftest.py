@@ -44,8 +44,9 @@ VENV_BIN = str(Path(sys.executable).parent)
 
 @pytest.fixture
 def run_container() -> Iterator[Callable[..., Any]]:
-    """run(script, **options): a container of the test image running `sh -c script` on this
-    machine's engine, named spectr-test-run-<random>; every one is removed at the end."""
+    """run(script, start=True, **options): a container of the test image running `sh -c
+    script` on this machine's engine (created only with start=False), named
+    spectr-test-run-<random>; every one is removed at the end."""
     import docker
     import docker.errors
 
@@ -53,8 +54,9 @@ def run_container() -> Iterator[Callable[..., Any]]:
     engine = docker.from_env()
     started: list[Any] = []
 
-    def run(script: str, **options: Any) -> Any:
-        container = engine.containers.run(
+    def run(script: str, start: bool = True, **options: Any) -> Any:
+        make = engine.containers.run if start else engine.containers.create
+        container = make(
             built.stdout.strip(), ["sh", "-c", script], detach=True,
             name=f"spectr-test-run-{uuid.uuid4().hex[:6]}", **options,
         )  # fmt: skip

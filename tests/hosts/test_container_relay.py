@@ -204,6 +204,11 @@ def test_a_followed_log_says_why_it_ended(api_as, run_container):
     assert kind == "end" and (end["reason"], end["state"], end["exit_code"]) == (
         "stopped", "exited", 3)  # fmt: skip
     assert end["message"] == "The container stopped (exit code 3)."
+    never_started = run_container("echo never", start=False)
+    kind, end = _events(viewer.get(f"{path}/{never_started.name}/logs").get_data(as_text=True))[-1]
+    assert kind == "end" and (end["reason"], end["state"], end["exit_code"]) == (
+        "stopped", "created", None)  # fmt: skip
+    assert end["message"] == "The container has not been started."
 
     removed = run_container("echo here; sleep 3600")
     response = viewer.get(f"{path}/{removed.name}/logs", buffered=False)
