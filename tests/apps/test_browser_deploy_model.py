@@ -90,6 +90,8 @@ def test_deploy_model_from_the_catalog_in_the_browser(
     assert (
         get_json(f"http://127.0.0.1:{port}/v1/models", attempts=240)["data"][0]["id"] == model_name
     )
+    # The deploy ends after the server answers; the page then reloads itself, once.
+    expect(page.locator("#op-state")).to_have_text("succeeded", timeout=120_000)
     page.reload()
     expect(page.locator("#app-log")).to_contain_text("stand-in model server", timeout=20_000)
     page.locator("#command-box input[name=command]").fill("python3 -c 'print(6 * 7)'")

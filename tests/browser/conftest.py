@@ -7,6 +7,7 @@ inside the portal), exactly as `make run` starts it; the browser talks to it ove
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -14,14 +15,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 # Actions and assertions wait this long: Playwright's assertions default to 5 s, which a page
 # of a portal busy beside Molecule, image builds and the other test streams can need more than
@@ -170,10 +172,33 @@ def browser_context(
         context.close()
 
 
+def _again_if_interfaces_changed(navigate: Callable[..., Any]) -> Callable[..., Any]:
+    """Load the page again when Chromium dropped the load because network interfaces changed.
+
+    Every container started or removed on the shared engine adds or removes an interface, and
+    Chromium then aborts what is in flight (net::ERR_NETWORK_CHANGED): the machine, not the page.
+    Only GET loads are repeated (goto, reload); a form's POST is never sent twice.
+    """
+
+    @functools.wraps(navigate)
+    def again(*args: Any, **kwargs: Any) -> Any:
+        for attempt in range(3):
+            try:
+                return navigate(*args, **kwargs)
+            except PlaywrightError as error:
+                if "net::ERR_NETWORK_CHANGED" not in str(error) or attempt == 2:
+                    raise
+        return None
+
+    return again
+
+
 @pytest.fixture
 def page(browser_context: BrowserContext, request: pytest.FixtureRequest) -> Iterator[Page]:
     """A browser tab; when the test fails, its screenshot goes to tests/.artifacts/."""
     tab = browser_context.pages[0] if browser_context.pages else browser_context.new_page()
+    tab.goto = _again_if_interfaces_changed(tab.goto)  # type: ignore[method-assign]
+    tab.reload = _again_if_interfaces_changed(tab.reload)  # type: ignore[method-assign]
     yield tab
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:

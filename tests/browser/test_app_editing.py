@@ -15,6 +15,7 @@ import contextlib
 import os
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.browser.conftest import Portal, running_portal
 from tests.browser.pages import Api, console_errors, log_in, snap
@@ -200,6 +201,48 @@ def test_the_compose_editor_marks_problem_lines_and_saves_a_valid_file(
         snap(page, "compose-saved-diff")
     # the refused save is a 422 page, which Chromium logs as a failed load; nothing else
     assert [error for error in errors if "status of 422" not in error] == []
+
+
+def test_the_compose_check_is_sent_again_when_the_network_drops_it(
+    page: Page, portal: Portal, api: Api, image: str
+) -> None:
+    """A browser on the Docker host loses requests in flight whenever a container starts or
+    stops (Chromium: ERR_NETWORK_CHANGED); the check must not keep the answer for the old text.
+    The drop is made here by aborting the request, as Chromium does then."""
+    created = api.post("/apps", {"name": f"spectr-test-drop-{uuid.uuid4().hex[:4]}",
+                                 "host_id": node_id(api), "kind": "compose",
+                                 "compose": COMPOSE.format(image=image), "deploy": False})  # fmt: skip
+    sent: list[str] = []
+    dropping = {"count": 2}
+
+    def drop_some(route: Route) -> None:
+        sent.append(route.request.post_data or "")
+        if dropping["count"] > 0:
+            dropping["count"] -= 1
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/apps/compose-check", drop_some)
+    page.goto(f"{portal.url}/apps/{created['id']}/edit")
+    text = page.locator("#compose-text")
+    text.fill(COMPOSE.format(image=image) + "  db:\n    command: ['true']\n")
+    expect(page.locator(".compose-problems li")).to_contain_text("services/db: an image is needed")
+    assert len(sent) == 3 and all("db" in body for body in sent)  # two dropped, then answered
+
+    dropping["count"] = 10  # every send dropped: it gives up after two repeats
+    text.fill(COMPOSE.format(image=image))
+    deadline = time.monotonic() + 60  # the first send and its two repeats, 0.5 s and 1 s apart
+    while len(sent) < 6 and time.monotonic() < deadline:  # (a busy machine may take longer)
+        page.wait_for_timeout(100)
+    page.wait_for_timeout(2_500)  # longer than the last repeat's pause: no fourth send
+    assert len(sent) == 6
+    expect(page.locator(".compose-problems li")).to_contain_text("an image is needed")  # kept
+
+    dropping["count"] = 1  # giving up on one text does not stop the next from being repeated
+    text.fill(COMPOSE.format(image=image).replace("18091", "18093"))
+    expect(page.locator("#compose-check")).to_contain_text("Valid: 1 service")
+    assert len(sent) == 8 and "18093" in sent[-1]
 
 
 def test_lists_and_the_dashboard_follow_status_without_reload(

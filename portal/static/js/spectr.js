@@ -7,6 +7,34 @@
     if (csrf) event.detail.headers["X-CSRFToken"] = csrf.content;
   });
 
+  // A browser on the Docker host sees its network interfaces change whenever a container
+  // starts or stops, and drops the requests in flight (Chromium: ERR_NETWORK_CHANGED). The
+  // editors' checks and previews would then keep showing the answer for the text before: a
+  // request that changes nothing (a GET, or one marked data-safe-to-repeat) is sent again, with
+  // what the field holds by then, twice at most.
+  const REPEATS = 2;
+  document.addEventListener("htmx:sendError", (event) => {
+    const element = event.detail.elt;
+    const config = event.detail.requestConfig;
+    if (!element || !config) return;
+    const safe = config.verb === "get" || element.hasAttribute("data-safe-to-repeat");
+    const repeat = Number((config.headers || {})["X-Spectr-Repeat"] || 0) + 1;
+    if (!safe || repeat > REPEATS) return;
+    setTimeout(() => {
+      window.htmx.ajax(config.verb, config.path, {
+        source: element, target: config.target, headers: { "X-Spectr-Repeat": String(repeat) },
+      });
+    }, 500 * repeat);
+  });
+
+  // A form the person sent wins over the reload when an operation ends: reloading then would
+  // cancel the form's navigation (a command's output lost while the command still ran).
+  let sending = false;
+  document.addEventListener("submit", (event) => {
+    setTimeout(() => { if (!event.defaultPrevented) sending = true; }, 0); // after every handler
+  });
+  window.addEventListener("pageshow", () => { sending = false; }); // back from the cache
+
   function followOperation(section) {
     if (section.dataset.final === "true") return;
     const log = document.getElementById("op-log");
@@ -42,7 +70,7 @@
       // A finished operation cannot be cancelled: the button goes with it.
       const cancel = document.getElementById("op-cancel");
       if (cancel) cancel.remove();
-      if (section.dataset.reloadWhenDone === "true") window.location.reload();
+      if (section.dataset.reloadWhenDone === "true" && !sending) window.location.reload();
     });
   }
 
