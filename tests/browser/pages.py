@@ -37,6 +37,17 @@ def snap(page: Page, name: str, full_page: bool = True) -> None:
         page.set_viewport_size(before)
 
 
+def cut_chips(page: Page, selector: str = ".badge") -> list[str]:
+    """The text of every status chip on the page that is cut (wider than its box, or broken
+    over two lines). Measured in one go: live pages replace their chips whenever the server
+    sends them anew, and a chip measured after that would be a detached one, 0 wide."""
+    chips = page.locator(selector).evaluate_all(
+        "(all) => all.map((e) => [e.innerText, e.scrollWidth, e.clientWidth,"
+        " e.getClientRects().length])"
+    )
+    return [text for text, scroll, client, rects in chips if scroll > client or rects != 1]
+
+
 class Api:
     """The REST API as the browser's signed-in user: its session cookie and CSRF token."""
 
@@ -76,13 +87,22 @@ class Api:
         return answer.json()
 
 
+# Chromium drops the requests in flight whenever this machine's network interfaces change, and
+# every container started or removed on the shared engine (this test's, another stream's, or
+# Molecule's beside it) adds or removes one: the machine causes these, not the page.
+INTERFACES_CHANGED = "net::ERR_NETWORK_CHANGED"
+
+
 @contextmanager
 def console_errors(page: Page) -> Iterator[list[str]]:
-    """Collect the console's errors and the page's uncaught exceptions while the block runs."""
+    """Collect the console's errors and the page's uncaught exceptions while the block runs.
+
+    Requests Chromium dropped because the machine's interfaces changed are left out.
+    """
     seen: list[str] = []
 
     def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
+        if message.type == "error" and INTERFACES_CHANGED not in message.text:
             seen.append(f"{page.url}: {message.text}")
 
     def on_page_error(error: Exception) -> None:
