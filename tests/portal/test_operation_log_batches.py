@@ -1,5 +1,6 @@
 """An operation's log is written in batches: thousands of lines in a few statements, in order,
-visible to a reader within a fraction of a second, all of them before the operation ends."""
+visible to a reader within a fraction of a second, all of them before the operation ends; a
+follower of the log gets every line, the last ones too."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from portal.automation.provisioner import EventCollector
 from portal.core.operations import kinds, runner, service
@@ -73,6 +74,34 @@ def test_a_reader_sees_lines_while_the_handler_still_runs(app: Flask, chatty_kin
 
     assert seen == ["line 0", "line 1", "line 2"] and state_meanwhile == "running"
     assert waited < 2.0  # held back at most 0.2 s, not until the end
+
+
+def test_a_follower_gets_the_last_lines_written_as_the_operation_ended(
+    any_db_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker flushes its last line and ends the operation between a follower's reads of
+    one poll (as it did under CI's load: `spectr models import` printed no "Stored in")."""
+    operation = Operation(id="00000000-0000-0000-0000-00000000f011", kind="noop",
+                          state="running", params={})  # fmt: skip
+    db.session.add(operation)
+    db.session.commit()
+    read_log, ended = service.read_log, threading.Event()
+
+    def read_then_the_worker_ends(operation_id: str, after_id: int = 0, limit: int = 1000) -> list:
+        lines = read_log(operation_id, after_id, limit)
+        if not ended.is_set():
+            service.append_log(operation_id, "Stored in the registry")
+            with db.engine.begin() as conn:
+                conn.execute(update(Operation).filter_by(id=operation_id).values(state="succeeded"))
+            ended.set()
+        return lines
+
+    monkeypatch.setattr(service, "read_log", read_then_the_worker_ends)
+    polls = list(service.follow_log(operation.id, poll_seconds=0))
+
+    assert [line.message for lines, _, _ in polls for line in lines] == ["Stored in the registry"]
+    assert [last for _, _, last in polls] == [False] * (len(polls) - 1) + [True]
+    assert polls[-1][1].state == "succeeded"
 
 
 def _run_in_app(app: Flask, operation_id: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +24,6 @@ from portal.core.pagination import SelectPage
 from portal.core.request_input import header_integer, header_text
 from portal.core.security import current_principal, require_role
 from portal.core.sse import sse_alt_response, sse_event, sse_response
-from portal.extensions import db
 from portal.projects.access import project_role
 
 blp = Blueprint(
@@ -121,12 +119,9 @@ def _follow_log(operation_id: str, after: int) -> Iterator[str]:
     """Yield log lines as they are written, state changes, then the final state, then stop."""
     line_schema = LogLineSchema()
     idle_polls, last_state = 0, None
-    while True:
-        lines = service.read_log(operation_id, after)
+    for lines, operation, last in service.follow_log(operation_id, after, FOLLOW_POLL_SECONDS):
         for line in lines:
-            after = line.id
             yield sse_event(line_schema.dump(line), event="line", event_id=line.id)
-        operation = service.get_operation(operation_id)
         state = {
             "state": operation.state,
             "progress": operation.progress,
@@ -135,13 +130,10 @@ def _follow_log(operation_id: str, after: int) -> Iterator[str]:
             "max_attempts": operation.max_attempts,
             "error": operation.error,
         }
-        if operation.is_final and not lines:
+        if last:
             yield sse_event(state, event="end")
             return
         idle_polls = 0 if lines else idle_polls + 1
         if state != last_state or idle_polls % 40 == 39:  # changes, and a keep-alive
             yield sse_event(state, event="state")
             last_state = state
-        db.session.rollback()  # see rows committed by the worker on the next poll
-        db.session.expire_all()
-        time.sleep(FOLLOW_POLL_SECONDS)

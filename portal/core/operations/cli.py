@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import click
 from flask.cli import with_appcontext
@@ -54,23 +53,15 @@ def watch_command(operation_id: str, interval: float) -> None:
 def follow_operation(operation_id: str, interval: float = 0.5) -> None:
     """Print an operation's log lines under a progress bar until it ends; exit 1 unless it succeeded."""
     op = _get(operation_id)
-    after = 0
     with click.progressbar(length=1000, label=f"{op.kind} {op.state}", show_eta=False) as bar:
         done = 0
-        while True:
-            for line in service.read_log(operation_id, after):
-                after = line.id
+        for lines, op, _ in service.follow_log(operation_id, poll_seconds=interval):
+            for line in lines:
                 click.echo(f"\n{line.at:%H:%M:%S} {line.level:<7} {line.message}", nl=False)
-            db.session.rollback()
-            db.session.expire_all()
-            op = _get(operation_id)
             target = int(op.progress * 1000)
             bar.label = f"{op.kind} {op.state}"
             bar.update(max(target - done, 0))
             done = max(done, target)
-            if op.is_final:
-                break
-            time.sleep(interval)
     click.echo(f"\n{op.state}" + (f": {op.error}" if op.error else ""))
     if op.state != "succeeded":
         raise SystemExit(1)

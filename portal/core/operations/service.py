@@ -7,7 +7,9 @@ the row, not the queue, is the truth: `recovery` re-enqueues whatever the queue 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -246,6 +248,32 @@ def read_log(operation_id: str, after_id: int = 0, limit: int = 1000) -> list[Op
             .limit(limit)
         )
     )
+
+
+def follow_log(
+    operation_id: str, after_id: int = 0, poll_seconds: float = 0.5
+) -> Iterator[tuple[list[OperationLogLine], Operation, bool]]:
+    """Poll an operation: yield (new log lines, the operation, whether this is the last poll)
+    until it has ended and every line of its log has been yielded.
+
+    The state is read before the lines: a worker commits each line before the state that ends
+    the operation, so the lines read after an ended state are all there are. (Read the other
+    way round, a last line written between the two reads was lost: CI's `spectr models import`
+    ended without its "Stored in" line.)
+    """
+    while True:
+        db.session.rollback()  # see rows the worker committed since the last poll
+        db.session.expire_all()
+        operation = get_operation(operation_id)
+        ended = operation.is_final
+        lines = read_log(operation_id, after_id)
+        if lines:
+            after_id = lines[-1].id
+        yield lines, operation, ended and not lines
+        if ended and not lines:
+            return
+        if not ended:
+            time.sleep(poll_seconds)
 
 
 def require_creatable_kind(kind: str) -> None:
