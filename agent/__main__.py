@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.hash_token:
         print(hash_token(sys.stdin.readline().strip()))
         return 0
+    # Before the port opens: a SIGHUP sent as soon as the agent accepts connections (a
+    # credential rotation right after a start) is kept for the reloader, not fatal as SIGHUP's
+    # default action is (CI's reload test lost its agent that way under load).
+    reload_wanted = threading.Event()
+    signal.signal(signal.SIGHUP, lambda signum, frame: reload_wanted.set())
     try:
         config = load_config(args)
     except ConfigError as error:
@@ -60,13 +65,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _shutdown)
     signal.signal(signal.SIGINT, _shutdown)
-    reloading = threading.Lock()
-
-    def _reload(signum: int, frame: object) -> None:
-        # Off the signal handler: reading files and building a TLS context may take a moment.
-        threading.Thread(target=reload_credentials, args=(server, args, reloading)).start()
-
-    signal.signal(signal.SIGHUP, _reload)
+    # Off the signal handler: reading files and building a TLS context may take a moment.
+    threading.Thread(
+        target=_reload_when_wanted, args=(server, args, reload_wanted), daemon=True
+    ).start()
     log.info(
         "spectr-agent %s listening on https://%s:%s%s",
         __version__,
@@ -79,23 +81,33 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def reload_credentials(server: AgentServer, args: argparse.Namespace, lock: threading.Lock) -> None:
+def _reload_when_wanted(
+    server: AgentServer, args: argparse.Namespace, wanted: threading.Event
+) -> None:
+    """One reload at a time, for as long as the agent runs; SIGHUPs that come during a reload
+    make one more (it reads the newest configuration)."""
+    while True:
+        wanted.wait()
+        wanted.clear()
+        reload_credentials(server, args)
+
+
+def reload_credentials(server: AgentServer, args: argparse.Namespace) -> None:
     """Read the configuration again and apply its certificate, key, client CA and tokens.
 
     A configuration that does not load leaves the running credentials as they were.
     """
-    with lock:
-        try:
-            config = load_config(args)
-            needs_restart = server.reload(config)
-        except (ConfigError, OSError, ValueError) as error:
-            log.error("reload refused, credentials unchanged: %s", error)
-            return
-        tokens = 2 if config.previous_token_sha256 else 1
-        log.info("reloaded: certificate %s, %d token(s) accepted%s", config.tls_cert, tokens,
-                 ", mutual TLS" if config.client_ca else "")  # fmt: skip
-        if needs_restart:
-            log.warning("restart the agent to apply: %s", ", ".join(needs_restart))
+    try:
+        config = load_config(args)
+        needs_restart = server.reload(config)
+    except (ConfigError, OSError, ValueError) as error:
+        log.error("reload refused, credentials unchanged: %s", error)
+        return
+    tokens = 2 if config.previous_token_sha256 else 1
+    log.info("reloaded: certificate %s, %d token(s) accepted%s", config.tls_cert, tokens,
+             ", mutual TLS" if config.client_ca else "")  # fmt: skip
+    if needs_restart:
+        log.warning("restart the agent to apply: %s", ", ".join(needs_restart))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -37,6 +38,19 @@ def wait_until(predicate, seconds: float = 30.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def wait_for_log(agent: AgentProcess, text: str, seconds: float = 60.0) -> None:
+    """Wait for `text` in the agent's log; fail at once, with the log, if the agent exited."""
+
+    def logged() -> bool:
+        log = agent.log_path.read_text()
+        assert agent.process is not None and agent.process.poll() is None, (
+            f"the agent exited ({agent.process and agent.process.returncode}): {log[-2000:]}"
+        )
+        return text in log
+
+    wait_until(logged, seconds)
 
 
 def status(agent: AgentProcess, context, token: str) -> int:
@@ -126,7 +140,7 @@ def test_a_reload_that_does_not_load_keeps_the_running_credentials(agent_factory
     other_token = secrets.token_urlsafe(24)
     # a key that does not belong to the certificate: the TLS context cannot be built
     agent.reload(tls_key=pki.rogue_server[1], token_sha256=hash_token(other_token))
-    wait_until(lambda: "reload refused" in agent.log_path.read_text())
+    wait_for_log(agent, "reload refused")
 
     assert served_certificate(agent, context) == der(pki.server[0])
     assert status(agent, context, agent.token) == 200
@@ -137,8 +151,33 @@ def test_a_reload_that_does_not_load_keeps_the_running_credentials(agent_factory
 def test_reload_names_settings_that_need_a_restart(agent_factory, pki):
     agent = agent_factory()
     agent.reload(max_connections=8, log_level="DEBUG")
-    # 60 s as settle's: it took over 30 once, with two agent suites and a CI beside it.
-    wait_until(lambda: "restart the agent to apply" in agent.log_path.read_text(), seconds=60)
+    wait_for_log(agent, "restart the agent to apply")
 
     assert "restart the agent to apply: max_connections" in agent.log_path.read_text()
     assert status(agent, client_context(pki.ca.cert_path), agent.token) == 200
+
+
+# The agent with the moment after its port opens made 3 s long: under load that moment was long
+# enough for a SIGHUP sent as soon as the port accepted to arrive before the agent handled it.
+SLOW_AFTER_LISTENING = """
+import sys, time
+import agent.server as server
+opened = server.AgentServer.__init__
+def slow(self, app):
+    opened(self, app)
+    time.sleep(3)
+server.AgentServer.__init__ = slow
+from agent.__main__ import main
+sys.exit(main())
+"""
+
+
+def test_a_sighup_as_soon_as_the_port_opens_is_a_reload_not_the_agents_end(agent_factory, pki):
+    agent = agent_factory(launcher=[sys.executable, "-c", SLOW_AFTER_LISTENING])
+    new_token = secrets.token_urlsafe(24)
+    # Within the 3 s: the port accepts connections, the agent does not serve them yet.
+    agent.reload(token_sha256=hash_token(new_token))
+
+    wait_for_log(agent, "reloaded: certificate")
+    assert "listening on" in agent.log_path.read_text()
+    assert status(agent, client_context(pki.ca.cert_path), new_token) == 200
