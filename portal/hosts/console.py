@@ -29,6 +29,9 @@ from portal.hosts.relay import open_engine
 
 SHELLS = {"sh": ["/bin/sh"], "bash": ["/bin/bash"]}
 POLL_S = 0.5  # how often the relay looks at the clock, the exec and the container
+# A shell killed with its container can end before the engine records the container's stop.
+STOP_SETTLE_S = 3.0
+EXEC_ENDED = {"end": "exec_ended"}  # the input loop's answer when the exec's output ended
 
 
 class Socket(Protocol):
@@ -116,12 +119,16 @@ def relay(console: Console, ws: Socket, idle_s: float) -> dict[str, Any]:
     output.start()
     end: dict[str, Any] = {"end": "closed", "message": "The browser closed the console."}
     try:
-        end = _input_loop(console, ws, output, idle_s)
-    except Exception as exc:  # the browser's socket broke (simple_websocket.ConnectionClosed)
-        end = {"end": "closed", "message": f"The connection closed: {type(exc).__name__}."}
+        try:
+            end = _input_loop(console, ws, output, idle_s)
+        except Exception as exc:  # the browser's socket broke (simple_websocket.ConnectionClosed)
+            end = {"end": "closed", "message": f"The connection closed: {type(exc).__name__}."}
+        finally:
+            exit_code = console.session.close()  # kills the shell if it still runs
+            output.join(timeout=5)
+        if end is EXEC_ENDED:
+            end = why_the_exec_ended(console.engine, console.container_id, exit_code)
     finally:
-        exit_code = console.session.close()  # kills the shell if it still runs
-        output.join(timeout=5)
         console.engine.close()
     end["exit_code"] = exit_code
     if end["end"] == "exited" and exit_code is not None:
@@ -142,7 +149,7 @@ def _input_loop(console: Console, ws: Socket, output: _OutputPump, idle_s: float
         elif isinstance(message, str) and message:
             _control(console, message)
         if output.ended.is_set():
-            return _why_the_exec_ended(console)
+            return EXEC_ENDED
         last_activity = max(last_activity, output.last_output)
         if time.monotonic() - last_activity > idle_s:
             return {
@@ -162,17 +169,29 @@ def _control(console: Console, message: str) -> None:
         return  # the exec ended meanwhile: the output pump says so next
 
 
-def _why_the_exec_ended(console: Console) -> dict[str, Any]:
-    try:
-        info = console.engine.inspect_container(console.container_id)
-        running = info.state == "running"
-    except engine_errors.NotFound:
-        return {"end": "container_removed", "message": "The container was removed."}
-    except EngineError:
-        running = True
-    if not running:
-        return {"end": "container_stopped", "message": f"The container is {info.state}."}
-    return {"end": "exited", "message": "The shell exited."}
+def why_the_exec_ended(
+    engine: ContainerEngine, container_id: str, exit_code: int | None
+) -> dict[str, Any]:
+    """The container was stopped or removed, or the shell exited by itself.
+
+    A shell killed by a signal (137 when its container is stopped) can end before the engine
+    has recorded the container's stop: then the container is looked at again for a moment, so
+    the person is told the container stopped rather than that their shell exited.
+    """
+    killed = exit_code is None or exit_code > 128
+    deadline = time.monotonic() + (STOP_SETTLE_S if killed else 0)
+    while True:
+        try:
+            state = engine.inspect_container(container_id).state
+        except engine_errors.NotFound:
+            return {"end": "container_removed", "message": "The container was removed."}
+        except EngineError:
+            state = "running"  # unknown: the shell's own end is what is known
+        if state != "running":
+            return {"end": "container_stopped", "message": f"The container is {state}."}
+        if time.monotonic() >= deadline:
+            return {"end": "exited", "message": "The shell exited."}
+        time.sleep(0.2)
 
 
 def _audit_end(console: Console, end: dict[str, Any]) -> None:

@@ -11,12 +11,14 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 import simple_websocket
 
+from portal.hosts import console
 from tests.browser.conftest import Portal, running_portal
 from tests.support import docker_objects
 from tests.support.docker_objects import Made
@@ -203,6 +205,35 @@ def test_idle_sessions_and_stopped_containers_close_and_say_why(
     ws = connect(portal, admin, node, "spectr-test-no-such-container")
     _, controls = read_until(ws, lambda _, found: bool(found))
     assert controls[0]["message"].startswith("No container 'spectr-test-no-such-container'")
+
+
+class LaggingEngine:
+    """Reads a container's state from a list: the engine recording a stop a moment after the
+    shell it killed ended, as Docker did under CI's load (a lag the real engine cannot be made to
+    show on demand, so this stands in for it)."""
+
+    def __init__(self, *states: str) -> None:
+        self.states, self.looked = list(states), 0
+
+    def inspect_container(self, container_id: str) -> SimpleNamespace:
+        self.looked += 1
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        return SimpleNamespace(state=state)
+
+
+def test_a_stop_the_engine_records_late_is_still_told_as_the_container_stopping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(console, "STOP_SETTLE_S", 1.0)
+    lagging = LaggingEngine("running", "running", "exited")
+    assert console.why_the_exec_ended(lagging, "c", 137) == {  # type: ignore[arg-type]
+        "end": "container_stopped", "message": "The container is exited."}  # fmt: skip
+    exited = LaggingEngine("running")  # `exit` typed: said at once, no second look
+    assert console.why_the_exec_ended(exited, "c", 0)["end"] == "exited"  # type: ignore[arg-type]
+    assert exited.looked == 1
+    killed = LaggingEngine("running")  # the shell alone was killed: said after the moment
+    assert console.why_the_exec_ended(killed, "c", 137)["end"] == "exited"  # type: ignore[arg-type]
+    assert killed.looked > 1
 
 
 def test_only_operators_from_spectrs_own_pages_open_a_console(

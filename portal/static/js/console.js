@@ -68,13 +68,17 @@
         term.write("\r\n\x1b[90m— " + end.message + " —\x1b[0m\r\n");
         say(end.message, end.end);
       });
-      ws.addEventListener("close", () => {
-        if (!ended) say("The connection closed.", "closed");
+      ws.addEventListener("close", (event) => {
+        // After Disconnect the socket closes a moment later: its own words stay.
+        if (!ended && !event.target.spectrDisconnected) say("The connection closed.", "closed");
         closed();
       });
     });
     disconnect.addEventListener("click", () => {
-      if (ws) ws.close();
+      if (ws) {
+        ws.spectrDisconnected = true;
+        ws.close();
+      }
       say("Disconnected; the shell was ended.", "closed");
     });
     // Leaving the page closes the socket; the portal then ends the shell.
