@@ -245,6 +245,32 @@ def test_the_compose_check_is_sent_again_when_the_network_drops_it(
     assert len(sent) == 8 and "18093" in sent[-1]
 
 
+def test_text_typed_before_the_pages_scripts_ran_is_checked(
+    page: Page, portal: Portal, api: Api, image: str
+) -> None:
+    """The editor is there as soon as its HTML is; its scripts come after (they are deferred),
+    and a slow page (a saved form's answer, on a busy portal) can be typed into before. What was
+    typed then is checked once the scripts run. The slow script is made here by holding htmx's
+    response until the text is in."""
+    created = api.post("/apps", {"name": f"spectr-test-early-{uuid.uuid4().hex[:4]}",
+                                 "host_id": node_id(api), "kind": "compose",
+                                 "compose": COMPOSE.format(image=image), "deploy": False})  # fmt: skip
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    page.route("**/vendor/htmx/htmx.min.js", hold)
+    page.goto(f"{portal.url}/apps/{created['id']}/edit", wait_until="commit")
+    text = page.locator("#compose-text")
+    expect(page.locator("#compose-check")).to_contain_text("Valid: 1 service")  # the server's
+    text.fill(COMPOSE.format(image=image) + "  db:\n    command: ['true']\n")
+    assert len(held) == 1  # htmx had not arrived when the text changed
+    held[0].continue_()
+    expect(page.locator(".compose-problems li")).to_contain_text("services/db: an image is needed")
+    expect(page.locator("[data-gutter] .bad-line")).to_have_text("8")
+
+
 def test_lists_and_the_dashboard_follow_status_without_reload(
     page: Page, portal: Portal, api: Api, engine: docker.DockerClient, image: str
 ) -> None:
