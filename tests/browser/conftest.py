@@ -199,6 +199,11 @@ def page(browser_context: BrowserContext, request: pytest.FixtureRequest) -> Ite
     tab = browser_context.pages[0] if browser_context.pages else browser_context.new_page()
     tab.goto = _again_if_interfaces_changed(tab.goto)  # type: ignore[method-assign]
     tab.reload = _again_if_interfaces_changed(tab.reload)  # type: ignore[method-assign]
+    # Requests the browser lost (no answer at all): a failing test's report lists them, since a
+    # page then only shows that something did not come (see pytest_runtest_makereport).
+    lost: list[str] = []
+    tab.on("requestfailed", lambda sent: lost.append(f"{sent.method} {sent.url}: {sent.failure}"))
+    request.node.lost_requests = lost
     yield tab
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
@@ -221,7 +226,11 @@ def api(page: Page, portal: Portal) -> Api:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Keep each phase's report on the test item, so fixtures can tell a failed test."""
+    """Keep each phase's report on the test item, so fixtures can tell a failed test; a failed
+    test's report lists the requests its page lost."""
     report = yield
     setattr(item, f"rep_{report.when}", report)
+    lost = getattr(item, "lost_requests", None)
+    if report.failed and lost:
+        report.sections.append(("requests the browser lost", "\n".join(lost)))
     return report
