@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import (
+    BrowserContext,
+    Page,
+    Playwright,
+    Request,
+    expect,
+    sync_playwright,
+)
 from playwright.sync_api import Error as PlaywrightError
 
 # Actions and assertions wait this long: Playwright's assertions default to 5 s, which a page
@@ -193,6 +200,11 @@ def _again_if_interfaces_changed(navigate: Callable[..., Any]) -> Callable[..., 
     return again
 
 
+def lost_request(sent: Request) -> str:
+    """A request the browser got no answer for, and why (Chromium's net:: error)."""
+    return f"{sent.method} {sent.url}: {sent.failure}"
+
+
 @pytest.fixture
 def page(browser_context: BrowserContext, request: pytest.FixtureRequest) -> Iterator[Page]:
     """A browser tab; when the test fails, its screenshot goes to tests/.artifacts/."""
@@ -202,7 +214,7 @@ def page(browser_context: BrowserContext, request: pytest.FixtureRequest) -> Ite
     # Requests the browser lost (no answer at all): a failing test's report lists them, since a
     # page then only shows that something did not come (see pytest_runtest_makereport).
     lost: list[str] = []
-    tab.on("requestfailed", lambda sent: lost.append(f"{sent.method} {sent.url}: {sent.failure}"))
+    tab.on("requestfailed", lambda sent: lost.append(lost_request(sent)))
     request.node.lost_requests = lost
     yield tab
     report = getattr(request.node, "rep_call", None)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Dialog, Page, expect
 
-from tests.browser.conftest import Portal
+from tests.browser.conftest import Portal, lost_request
 from tests.browser.pages import INTERFACES_CHANGED, Api, console_errors, log_in, snap
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -154,7 +154,7 @@ def _try_it_out(
     block.locator(".opblock-summary-control").click()
     block.get_by_role("button", name="Try it out").click()
     lost: list[str] = []
-    page.on("requestfailed", lambda sent: lost.append(f"{sent.method} {sent.url}: {sent.failure}"))
+    page.on("requestfailed", lambda sent: lost.append(lost_request(sent)))
     for attempt in range(3):
         if body is not None:
             block.locator("textarea.body-param__text").fill(json.dumps(body()))
