@@ -342,3 +342,30 @@ def test_the_host_page_charts_each_gpu_and_follows_new_samples(
         expect(charts.locator("#gpu-0-charts polyline")).to_have_count(3)
         snap(page, "host-gpu-charts")
     assert errors == []
+
+
+def test_a_host_name_typed_before_the_pages_scripts_ran_gets_suggestions(
+    page: Page, tmp_path: Path
+) -> None:
+    """The same early typing on the applications page of a fleet too large for a host select:
+    the name typed before the scripts ran gets its suggestions once they run (htmx's script is
+    held here until the name is in, as above)."""
+    hosts = (f"node-{n:04d} ansible_host=10.99.1.{n % 250}" for n in range(205))
+    fleet = "\n".join(["[gpu]", *hosts])
+    (tmp_path / "large-fleet").mkdir()
+    with running_portal(tmp_path / "large-fleet") as large:
+        log_in(page, large)
+        Api(page, large).post("/hosts/import", {"content": fleet, "format": "ini",
+                                                "ssh_password": "not used"})  # fmt: skip
+        held: list[Route] = []
+        page.route("**/vendor/htmx/htmx.min.js", lambda route: held.append(route))
+        page.goto(f"{large.url}/apps", wait_until="commit")
+        page.locator("#new-app summary").click()  # a <details>: opens without scripts
+        page.locator("input[name=host_name]").fill("node-012")
+        assert len(held) == 1  # htmx had not arrived when the name was typed
+        held[0].continue_()
+        options = page.locator("#host-suggestions option")
+        expect(options).to_have_count(10)
+        assert options.evaluate_all("(all) => all.map((o) => o.value)") == [
+            f"node-012{n}" for n in range(10)
+        ]

@@ -35,14 +35,6 @@
     // The problems list is swapped in by htmx: mark the new lines when it changes.
     editor.addEventListener("htmx:afterSwap", number);
     number();
-    // The text can be typed into before the scripts run (they are deferred): the problems the
-    // server rendered are then for the text it sent. Check what the editor holds now, as its
-    // trigger would (which cannot: htmx takes the text it finds as the unchanged one).
-    if (text.value !== text.defaultValue) {
-      window.htmx.ajax("post", text.getAttribute("hx-post"), {
-        source: text, target: text.getAttribute("hx-target"), swap: "innerHTML",
-      });
-    }
   }
 
   document.addEventListener("DOMContentLoaded", () => {

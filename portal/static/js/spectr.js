@@ -222,8 +222,21 @@
   };
   window.addEventListener("hashchange", () => openTarget(window.location.hash));
 
+  // These scripts are deferred, so a slow page (a form's answer on a busy portal) can be typed
+  // into before they run. htmx then takes the text it finds as the unchanged one and an
+  // "input changed" trigger never fires for it: the field's check, preview or suggestions would
+  // stay those of the text the server sent. Send the field's request once, as its trigger would.
+  const FIELDS_CHECKED_ON_CHANGE = "input[hx-trigger*=changed], textarea[hx-trigger*=changed]";
+  const checkTypedEarly = (field) => {
+    const trigger = field.getAttribute("hx-trigger");
+    if (field.value === field.defaultValue || /(^|,)\s*load\b/.test(trigger)) return;
+    const verb = ["get", "post"].find((name) => field.hasAttribute(`hx-${name}`));
+    if (verb) window.htmx.ajax(verb, field.getAttribute(`hx-${verb}`), { source: field });
+  };
+
   document.addEventListener("DOMContentLoaded", () => {
     openTarget(window.location.hash);
+    document.querySelectorAll(FIELDS_CHECKED_ON_CHANGE).forEach(checkTypedEarly);
     document.querySelectorAll("form[data-host-gpus]").forEach(followHostGpus);
     document.querySelectorAll("[data-live-url]").forEach(followAppStatus);
     const section = document.getElementById("operation");
