@@ -225,7 +225,8 @@
   // These scripts are deferred, so a slow page (a form's answer on a busy portal) can be typed
   // into before they run. htmx then takes the text it finds as the unchanged one and an
   // "input changed" trigger never fires for it: the field's check, preview or suggestions would
-  // stay those of the text the server sent. Send the field's request once, as its trigger would.
+  // stay those of the text the server sent. Send the field's request once, as its trigger would
+  // (a field whose trigger includes `load` sends it by itself).
   const FIELDS_CHECKED_ON_CHANGE = "input[hx-trigger*=changed], textarea[hx-trigger*=changed]";
   const checkTypedEarly = (field) => {
     const trigger = field.getAttribute("hx-trigger");
