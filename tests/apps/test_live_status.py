@@ -18,7 +18,7 @@ from portal.core.timeutil import utcnow
 from portal.engines import ContainerInfo, PortBinding
 from portal.extensions import db
 from portal.hosts.health import Probe, record_probes
-from portal.hosts.service import ensure_local_host
+from portal.hosts.service import create_host, ensure_local_host
 from tests.apps.helpers import log_in
 
 
@@ -76,6 +76,22 @@ def test_the_app_page_follows_the_sweep_live(
     assert "none published" in changed["parts"]["app-ports"]
     db.session.expire_all()
     assert db.session.get_one(Application, web.id).status == "restarting"
+
+
+def test_a_page_of_many_hosts_without_applications_names_a_few_and_counts_the_rest(
+    app: Flask, client: FlaskClient, create_user: Callable[..., Any]
+) -> None:
+    log_in(client, create_user, "operator")
+    client.get("/apps")  # records the Spectr node
+    for n in range(20):
+        create_host({"name": f"idle-{n:02d}", "address": "10.99.2.1", "ssh_password": "pw"})
+    db.session.commit()
+
+    page = client.get("/apps").get_data(as_text=True)
+    listed = page[page.index('id="hosts-without-apps"') :].split("</p>")[0]
+
+    assert listed.count("/hosts/") == 12  # each named host links to its page
+    assert "and 9 more hosts of this page" in listed and 'href="/hosts"' in listed
 
 
 def test_the_apps_page_shows_ports_and_no_empty_host_cards(

@@ -369,3 +369,4 @@ def test_a_host_name_typed_before_the_pages_scripts_ran_gets_suggestions(
         assert options.evaluate_all("(all) => all.map((o) => o.value)") == [
             f"node-012{n}" for n in range(10)
         ]
+        snap(page, "apps-large-fleet-host-search")
