@@ -162,21 +162,29 @@ def _initial_password() -> tuple[str, bool]:
 
 @cli.command("run")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on; 0 takes a free one (the line printed at start names it).",
+)
 def run_command(host: str, port: int) -> None:
     """Serve the portal, with the embedded worker unless a Redis queue is configured."""
-    from werkzeug.serving import run_simple
+    from werkzeug.serving import make_server
 
     from portal.web.server_errors import JsonErrorsRequestHandler
     from portal.worker import start_embedded_worker
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    # Bound before anything is printed: the line below names the port the server holds, the one
+    # a script that asked for port 0 reads back (no window for another process to take it).
+    server = make_server(host, port, app, threaded=True, request_handler=JsonErrorsRequestHandler)
     if app.config["SPECTR_EMBEDDED_WORKER"]:
         start_embedded_worker(app)
-    click.echo(f"Spectr portal on http://{host}:{port}/ (API docs at /api/docs)")
-    run_simple(
-        host, port, app, threaded=True, use_reloader=False, request_handler=JsonErrorsRequestHandler
-    )
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URL writes it
+    click.echo(f"Spectr portal on http://{shown}:{server.port}/ (API docs at /api/docs)")
+    server.serve_forever()
 
 
 @cli.command("worker")

@@ -24,6 +24,14 @@ separate=(tests/collection tests/deploy)
 components=(agent/tests proxy/tests)
 browser=(tests/browser)
 
+# What the kernel says from here on, and the machine's free memory every 10 s: a process of a test
+# that died of a signal (an OOM kill, a segfault) is reported with the kernel's line about it.
+kernel_lines=$(dmesg 2>/dev/null | wc -l)
+while sleep 10; do awk '/^MemAvailable:/ {print int($2 / 1024)}' /proc/meminfo; done \
+  >"$logs/memory-available-mib.log" &
+memory_sampler=$!
+trap 'kill "$memory_sampler" 2>/dev/null' EXIT
+
 # Test hosts of every stream start from these images: build them once, before any stream starts.
 tests/images/build-host.sh plain >/dev/null || exit 1
 tests/images/build-host.sh dind >/dev/null || exit 1
@@ -100,6 +108,9 @@ cat "$logs/pytest-browser.log"
 
 echo "=== llama.cpp runtime image (log: $logs/llama-server.log)"
 tail -3 "$logs/llama-server.log"
+echo "=== machine: least memory available during the run: $(sort -n "$logs/memory-available-mib.log" | head -1) MiB"
+dmesg 2>/dev/null | tail -n +"$((kernel_lines + 1))" |
+  grep -iE 'out of memory|killed process|segfault|general protection|traps:|oom' || true
 echo "exit status: pytest $main_status, pytest ${separate[*]} $ansible_status," \
   "spectr.core checks $collection_status, pytest ${components[*]} $components_status," \
   "molecule $molecule_status, pytest ${browser[*]} $browser_status"

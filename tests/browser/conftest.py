@@ -11,7 +11,6 @@ import functools
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -87,6 +86,12 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
         yield started
 
 
+# The portals this session's fixtures started, with their logs: a failing test's report says
+# which of them has exited, how, and what it printed last (a portal that died shows up otherwise
+# only as pages that stop answering).
+_PORTALS: dict[subprocess.Popen, Path] = {}
+
+
 @contextlib.contextmanager
 def running_portal(instance: Path, **settings: str) -> Iterator[Portal]:
     """A `spectr run` of its own on `instance`, with SPECTR_* `settings` (name without prefix)."""
@@ -94,6 +99,7 @@ def running_portal(instance: Path, **settings: str) -> Iterator[Portal]:
     env.update(
         # The code of this checkout, even when the venv's editable install points at another.
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+        PYTHONFAULTHANDLER="1",  # a fatal signal prints every thread's stack to the log
         SPECTR_INSTANCE_PATH=str(instance),
         SPECTR_ADMIN_PASSWORD=ADMIN_PASSWORD,
         SPECTR_MODELS_DIR=str(instance / "node-models"),  # not the machine's /var/lib/spectr
@@ -103,41 +109,60 @@ def running_portal(instance: Path, **settings: str) -> Iterator[Portal]:
         [str(SPECTR), "init"], env=env, cwd=instance, capture_output=True, text=True, check=False
     )
     assert init.returncode == 0, f"spectr init failed:\n{init.stdout}\n{init.stderr}"
-    port = _free_port()
     log_path = instance / "portal.log"
     with open(log_path, "wb") as log:
+        # Port 0: the server binds a free port itself and names it, so no other process of the
+        # machine can take it between a choice and the bind.
         server = subprocess.Popen(
-            [str(SPECTR), "run", "--host", "127.0.0.1", "--port", str(port)],
+            [str(SPECTR), "run", "--host", "127.0.0.1", "--port", "0"],
             env=env,
             cwd=instance,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    _PORTALS[server] = log_path
     try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_until_healthy(url, server, log_path)
+        url = _wait_until_healthy(server, log_path)
         yield Portal(url, "admin", ADMIN_PASSWORD, instance)
     finally:
         _stop(server)
+        del _PORTALS[server]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+SERVING = re.compile(r"^Spectr portal on (http://127\.0\.0\.1:\d+)/", re.MULTILINE)
 
 
-def _wait_until_healthy(url: str, server: subprocess.Popen, log_path: Path) -> None:
+def _wait_until_healthy(server: subprocess.Popen, log_path: Path) -> str:
+    """The URL the portal named once it answers /healthz there."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
             pytest.fail(f"spectr run exited with {server.returncode}:\n{log_path.read_text()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
+        named = SERVING.search(log_path.read_text(errors="replace"))
+        if named:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{named[1]}/healthz", timeout=2).status_code == 200:
+                    return named[1]
         time.sleep(0.2)
     pytest.fail(f"spectr run did not answer /healthz within 60 s:\n{log_path.read_text()}")
+
+
+def exited_portals() -> str:
+    """How each portal of this session that is no longer running ended, with its log's end."""
+    told = []
+    for server, log_path in _PORTALS.items():
+        code = server.poll()
+        if code is None:
+            continue
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        said = log_path.read_text(errors="replace")
+        # faulthandler's report of a fatal signal, every thread's stack, or else the last lines
+        fatal = said.rfind("Fatal Python error")
+        tail = said[fatal:].splitlines()[:200] if fatal >= 0 else said.splitlines()[-40:]
+        told.append(f"spectr run (pid {server.pid}, {log_path}) ended by {how}; its log ends:")
+        told.extend(tail)
+    return "\n".join(told)
 
 
 def _stop(server: subprocess.Popen) -> None:
@@ -245,4 +270,6 @@ def pytest_runtest_makereport(
     lost = getattr(item, "lost_requests", None)
     if report.failed and lost:
         report.sections.append(("requests the browser lost", "\n".join(lost)))
+    if report.failed and (exited := exited_portals()):
+        report.sections.append(("portals that are no longer running", exited))
     return report

@@ -28,7 +28,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import Portal, _free_port, running_portal
+from agent.tests.harness import free_port
+from tests.browser.conftest import Portal, running_portal
 from tests.browser.pages import Api, log_in, snap
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.docker]
@@ -260,7 +261,7 @@ def _read_until(response: httpx.Response, marker: str, timeout: float) -> str:
 def test_published_ports_are_links_and_hosts_without_apps_get_no_card(
     page: Page, portal: Portal, api: Api, engine: docker.DockerClient, image: str
 ) -> None:
-    name, port = unique("web"), _free_port()
+    name, port = unique("web"), free_port()
     app = recorded_app(api, name, image)
     run(engine, image, name, "cd /tmp && exec python3 -m http.server 8000",
         ports={"8000/tcp": ("127.0.0.1", port)})  # fmt: skip

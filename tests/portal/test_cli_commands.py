@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import click
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -26,6 +27,7 @@ from portal.core.audit import AuditEvent
 from portal.extensions import db
 from tests.portal.conftest import new_postgres_database
 from tests.portal.test_config_and_cli import ROOT, SPECTR, spectr
+from tests.support.process_group import stop_process_group
 
 ADMIN_PASSWORD = "initial admin pw"
 NEW = "a new admin passphrase"
@@ -147,6 +149,32 @@ def _signs_in(instance: Path, username: str, password: str) -> bool:
     app = create_app({"SPECTR_INSTANCE_PATH": str(instance)})
     with app.app_context():
         return service.authenticate_password(username, password) is not None
+
+
+def test_run_on_port_zero_serves_on_the_free_port_it_names(instance: Path) -> None:
+    """Scripts and tests start a portal without choosing a port: none can be taken meanwhile."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPECTR_")}
+    env.update(PYTHONPATH=str(ROOT), SPECTR_INSTANCE_PATH=str(instance))
+    log = instance / "run.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([SPECTR, "run", "--port", "0"], env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        deadline, named = time.monotonic() + 60, None
+        while named is None and time.monotonic() < deadline and process.poll() is None:
+            named = re.search(r"Spectr portal on http://127\.0\.0\.1:(\d+)/", log.read_text())
+            time.sleep(0.2)
+        assert named, f"no port named:\n{log.read_text()}"
+        port = int(named[1])
+        assert port != 0
+        answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        assert answer.status_code == 200 and answer.json()["status"] == "ok"
+    finally:
+        stop_process_group(process)
+
+    refused = spectr(instance, "run", "--port", "70000")
+    assert refused.returncode == 2
+    assert "Invalid value for '--port': 70000 is not in the range 0<=x<=65535." in refused.stderr
 
 
 def _password_resets(instance: Path) -> tuple[list[dict], list[bool]]:
