@@ -41,6 +41,7 @@ from proxy.tests.proxy_harness import ProxyProcess
 from tests.e2e.conftest import SpectrProcess
 from tests.hosts.conftest import free_port, wait_for
 from tests.support import testhosts
+from tests.support.process_group import stop_direct_service
 from tests.support.testhosts import TestHost, cleanup_key_pair, run_docker, start_test_host
 from tests.support.tiny_gguf import exact_count_logit_bias, write_tiny_llama_gguf
 
@@ -106,11 +107,7 @@ def spectr_registry(spectr_process: SpectrProcess, tmp_path: Path) -> Iterator[d
         assert deployed["result"]["address"] == address
         yield {"address": address, "service_name": name, "operation": deployed}
     finally:
-        subprocess.run(
-            ["start-stop-daemon", "--stop", "--retry", "TERM/10/KILL/5", "--remove-pidfile",
-             "--pidfile", f"/run/{name}.pid"],
-            capture_output=True, check=False,
-        )  # fmt: skip
+        stop_direct_service(name, "/usr/bin/docker-registry")
         shutil.rmtree(CERTS_DIR / address, ignore_errors=True)  # the node's push trusted it
         Path(SERVICE_LOG_DIR, f"{name}.log").unlink(missing_ok=True)
         shutil.rmtree(tmp_path / "registry", ignore_errors=True)  # ~340 MB of image layers

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from portal.extensions import db
 from portal.registry.engine_images import CERTS_DIR
 from portal.registry.models import SPECTR, Registry
 from tests.portal import conftest as portal_fixtures
+from tests.support.process_group import stop_direct_service
 
 # The portal's fixtures, shared with its tests (SQLite and Postgres apps, API clients).
 app = portal_fixtures.app
@@ -87,10 +87,6 @@ def deploy_request(tmp_path: Path) -> Iterator[dict]:
         "gc_schedule": "",  # no cron file outside the temporary folder
     }
     yield body
-    subprocess.run(
-        ["start-stop-daemon", "--stop", "--retry", "TERM/10/KILL/5", "--remove-pidfile",
-         "--pidfile", f"/run/{name}.pid"],
-        capture_output=True, check=False,
-    )  # fmt: skip
+    stop_direct_service(name, "/usr/bin/docker-registry")
     Path(f"/run/{name}-gc.lock").unlink(missing_ok=True)
     Path(f"/var/log/spectr/{name}.log").unlink(missing_ok=True)
