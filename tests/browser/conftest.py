@@ -31,6 +31,8 @@ from playwright.sync_api import (
 )
 from playwright.sync_api import Error as PlaywrightError
 
+from tests.support.process_group import stop_process_group
+
 # Actions and assertions wait this long: Playwright's assertions default to 5 s, which a page
 # of a portal busy beside Molecule, image builds and the other test streams can need more than
 # (CI's first test, a browser deploy, failed on it while every stream was starting).
@@ -126,7 +128,7 @@ def running_portal(instance: Path, **settings: str) -> Iterator[Portal]:
         url = _wait_until_healthy(server, log_path)
         yield Portal(url, "admin", ADMIN_PASSWORD, instance)
     finally:
-        _stop(server)
+        stop_process_group(server)
         del _PORTALS[server]
 
 
@@ -163,18 +165,6 @@ def exited_portals() -> str:
         told.append(f"spectr run (pid {server.pid}, {log_path}) ended by {how}; its log ends:")
         told.extend(tail)
     return "\n".join(told)
-
-
-def _stop(server: subprocess.Popen) -> None:
-    # The portal runs in a session of its own (start_new_session): signal only that group.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +12,7 @@ import pytest
 
 from agent.tests.harness import free_port
 from tests.monitoring.processes import PortalProcess, wait_for
+from tests.support.process_group import stop_process_group
 
 pytestmark = pytest.mark.slow
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -56,7 +55,6 @@ def test_metrics_sum_requests_served_by_every_gunicorn_worker(tmp_path: Path) ->
             assert healthz_count(answer.text) == before + REQUESTS
         worker_files = list(multiproc.glob("histogram_*.db"))
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=20)
+        stop_process_group(server, 20)
 
     assert len(worker_files) >= 2, "requests should have reached more than one worker"

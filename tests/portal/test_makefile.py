@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.support.process_group import stop_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = ROOT / "pyproject.toml"
@@ -132,8 +133,7 @@ def test_make_run_serves_on_the_port_asked_for_and_says_where_spectr_is(
         else:
             pytest.fail(f"make run did not serve on {port}:\n{log.read_text()}")
     finally:
-        os.killpg(make.pid, signal.SIGTERM)
-        make.wait(30)
+        stop_process_group(make, 30)
     said = log.read_text()
     assert f"The spectr command is {venv}/bin/spectr" in said
     assert "Created admin user 'admin'." in said
