@@ -99,6 +99,7 @@ def test_operations_sort_by_a_column_header(page: Page, portal: Portal, api: Api
     assert stamps == sorted(stamps, reverse=True)
     created.get_by_role("link").click()
     expect(created).to_have_attribute("aria-sort", "ascending")
+    expect(page.locator(".pager")).to_contain_text("3 operations")  # below the rows: parsed
     again = page.locator("#operations tbody time").evaluate_all(
         "times => times.map(t => t.getAttribute('title'))"
     )
