@@ -42,6 +42,19 @@ def main(argv: list[str] | None = None) -> int:
     # default action is (CI's reload test lost its agent that way under load).
     reload_wanted = threading.Event()
     signal.signal(signal.SIGHUP, lambda signum, frame: reload_wanted.set())
+    # SIGTERM and SIGINT likewise: a stop sent as soon as the port accepts (a service manager
+    # stopping an agent it just started) ends the agent cleanly, not by the default action (CI's
+    # clean-stop test saw exit -15 under load: the handler came after the bind).
+    stop_wanted = threading.Event()
+    server: AgentServer | None = None
+
+    def _shutdown(signum: int, frame: object) -> None:
+        stop_wanted.set()
+        if server is not None:  # serve_forever returns at once, even if it has not started yet
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _shutdown)
+    signal.signal(signal.SIGINT, _shutdown)
     try:
         config = load_config(args)
     except ConfigError as error:
@@ -57,14 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"spectr-agent: cannot start: {error}", file=sys.stderr)
         return 1
-    stop = threading.Event()
-
-    def _shutdown(signum: int, frame: object) -> None:
-        stop.set()
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, _shutdown)
-    signal.signal(signal.SIGINT, _shutdown)
+    if stop_wanted.is_set():  # asked to stop before the server was there to shut down
+        server.server_close()
+        return 0
     # Off the signal handler: reading files and building a TLS context may take a moment.
     threading.Thread(
         target=_reload_when_wanted, args=(server, args, reload_wanted), daemon=True

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import socket
 import ssl
+import sys
 import time
 
 import httpx
 import pytest
 
-from agent.tests.harness import client_context
+from agent.tests.harness import AgentProcess, client_context
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -119,6 +120,32 @@ def test_sigterm_stops_the_agent_cleanly(agent_factory):
     own = agent_factory()
     own.stop()
     assert own.process.returncode == 0
+
+
+# The agent, with one change: it sends itself SIGTERM the moment its port opens, as a service
+# manager that stops an agent it has just started may.
+TERM_AS_THE_PORT_OPENS = """
+import os, signal, sys
+import agent.server
+bind = agent.server.AgentServer.__init__
+def bind_then_term(self, app):
+    bind(self, app)
+    os.kill(os.getpid(), signal.SIGTERM)
+agent.server.AgentServer.__init__ = bind_then_term
+from agent.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_sigterm_as_soon_as_the_port_opens_stops_the_agent_cleanly(pki, tmp_path):
+    own = AgentProcess(
+        tmp_path, pki.server, launcher=[sys.executable, "-c", TERM_AS_THE_PORT_OPENS]
+    )
+    own.start(wait=False)
+    try:
+        assert own.process.wait(timeout=30) == 0, own.log_path.read_text()[-2000:]
+    finally:
+        own.stop()
 
 
 def test_connections_beyond_the_cap_are_closed(agent_factory, pki):
