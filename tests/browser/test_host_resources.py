@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Dialog, Page, expect
+from playwright.sync_api import Dialog, Page, Request, Route, expect
 
 from agent.tests.harness import free_port
 from tests.browser.conftest import Portal
@@ -89,6 +89,28 @@ def test_containers_list_a_container_page_and_bulk_stop_start(
         expect(row(page, web.name)).to_contain_text("running")
         expect(row(page, web.name).locator(f'a[href="http://127.0.0.1:{port}"]')).to_be_visible()
         snap_fitting(page, "host-containers")
+
+        # A press before resources.js ran (it names the chosen containers in the question) sends
+        # nothing: the script is held here until after the press.
+        held: list[Route] = []
+        posts: list[str] = []
+
+        def note_post(request: Request) -> None:
+            if request.method == "POST":
+                posts.append(request.url)
+
+        page.on("request", note_post)
+        page.route("**/static/js/resources.js", lambda route: held.append(route))
+        page.reload(wait_until="commit")
+        row(page, web.name).get_by_role("checkbox").check()
+        page.get_by_role("button", name="Stop", exact=True).click()
+        assert len(held) == 1 and dialogs == [] and posts == []
+        held[0].continue_()
+        page.unroute("**/static/js/resources.js")
+        expect(page.locator("#bulk-count")).to_have_text("1 selected")
+        page.remove_listener("request", note_post)
+        web.reload()
+        assert posts == [] and web.status == "running"
 
         # Bulk stop, confirmed, then bulk start. The outcome is the flash message, or (when the
         # browser lost the answer to Docker's interface change) the notice that says so.

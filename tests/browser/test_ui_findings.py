@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
-from playwright.sync_api import Dialog, Page, expect
+from playwright.sync_api import Dialog, Page, Route, expect
 
 from tests.browser.conftest import Portal
 from tests.browser.pages import Api, console_errors, cut_chips, snap
@@ -385,6 +385,32 @@ def test_destructive_buttons_ask_first(page: Page, portal: Portal, api: Api) -> 
     expect(page.locator(".flash")).to_have_text("Application forgotten.")
     for confirmed in ["form[action$='/action/remove']", "form[action$='/delete']"]:
         assert page.locator(confirmed).count() == 0  # nothing left to press on the list page
+
+
+def test_a_destructive_button_pressed_before_the_deferred_scripts_ran_still_asks(
+    page: Page, portal: Portal
+) -> None:
+    """Buttons are drawn before the page's deferred scripts run; on a slow page (CI's busy
+    machine, a portal far away) a press can come first and must ask all the same. The slow page
+    is made here by holding spectr.js, where the question used to be asked, until after the
+    press."""
+    name = unique("pressed-early")
+    page.goto(f"{portal.url}/admin/tokens")
+    page.fill("form[action$='/admin/tokens'] input[name=name]", name)
+    page.get_by_role("button", name="Create", exact=True).click()
+    expect(page.locator("#new-token")).to_be_visible()
+    held: list[Route] = []
+    page.route("**/static/js/spectr.js", lambda route: held.append(route))
+    page.goto(f"{portal.url}/admin/tokens", wait_until="commit")
+    row = page.locator("tr", has_text=name)
+    said = _answer_next_dialog(page, accept=False)
+    row.get_by_role("button", name="Revoke").click()
+    assert len(held) == 1  # spectr.js had not arrived when the button was pressed
+    assert said and name in said[0]
+    held[0].continue_()
+    page.unroute("**/static/js/spectr.js")
+    page.reload()
+    expect(page.locator("tr", has_text=name)).to_contain_text("active")
 
 
 # 15 -----------------------------------------------------------------------------------------

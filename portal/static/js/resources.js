@@ -30,6 +30,7 @@
       if (!window.confirm(question)) event.preventDefault();
     });
     show();
+    form.dataset.ready = "1"; // confirm.js held presses back until now
   }
 
   // Actions that make Docker add or remove network interfaces (a container starts or stops, a

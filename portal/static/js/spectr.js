@@ -195,12 +195,6 @@
     xhr.send(file);
   }
 
-  // Destructive forms carry data-confirm: nothing is sent until the person agrees.
-  document.addEventListener("submit", (event) => {
-    const form = event.target.closest("form[data-confirm]");
-    if (form && !window.confirm(form.dataset.confirm)) event.preventDefault();
-  }, true);
-
   // The model deploy form offers the GPUs of the host chosen, and only those.
   function followHostGpus(form) {
     const select = form.querySelector('select[name="host_id"]');
