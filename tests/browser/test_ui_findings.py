@@ -388,7 +388,7 @@ def test_destructive_buttons_ask_first(page: Page, portal: Portal, api: Api) -> 
 
 
 def test_a_destructive_button_pressed_before_the_deferred_scripts_ran_still_asks(
-    page: Page, portal: Portal
+    page: Page, portal: Portal, api: Api
 ) -> None:
     """Buttons are drawn before the page's deferred scripts run; on a slow page (CI's busy
     machine, a portal far away) a press can come first and must ask all the same. The slow page
