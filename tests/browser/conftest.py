@@ -194,11 +194,20 @@ def browser_context(
         context.close()
 
 
-def _again_if_interfaces_changed(navigate: Callable[..., Any]) -> Callable[..., Any]:
-    """Load the page again when Chromium dropped the load because network interfaces changed.
+# Chromium drops the requests in flight whenever this machine's network interfaces change, and
+# every container started or removed on the shared engine (this test's, another stream's, or
+# Molecule's beside it) adds or removes one: the machine causes these, not the page.
+INTERFACES_CHANGED = "net::ERR_NETWORK_CHANGED"
+# Why Chromium drops a load that is worth repeating (see _again_if_dropped).
+DROPPED_LOADS = (INTERFACES_CHANGED, "net::ERR_ABORTED")
 
-    Every container started or removed on the shared engine adds or removes an interface, and
-    Chromium then aborts what is in flight (net::ERR_NETWORK_CHANGED): the machine, not the page.
+
+def _again_if_dropped(navigate: Callable[..., Any]) -> Callable[..., Any]:
+    """Load the page again when Chromium dropped the load for a reason outside the test.
+
+    - net::ERR_NETWORK_CHANGED: the machine's interfaces changed (INTERFACES_CHANGED).
+    - net::ERR_ABORTED: the page started a navigation of its own at the same moment (an
+      operation's page reloads itself when the operation ends), and the later one wins.
     Only GET loads are repeated (goto, reload); a form's POST is never sent twice.
     """
 
@@ -208,7 +217,7 @@ def _again_if_interfaces_changed(navigate: Callable[..., Any]) -> Callable[..., 
             try:
                 return navigate(*args, **kwargs)
             except PlaywrightError as error:
-                if "net::ERR_NETWORK_CHANGED" not in str(error) or attempt == 2:
+                if not any(why in str(error) for why in DROPPED_LOADS) or attempt == 2:
                     raise
         return None
 
@@ -224,8 +233,8 @@ def lost_request(sent: Request) -> str:
 def page(browser_context: BrowserContext, request: pytest.FixtureRequest) -> Iterator[Page]:
     """A browser tab; when the test fails, its screenshot goes to tests/.artifacts/."""
     tab = browser_context.pages[0] if browser_context.pages else browser_context.new_page()
-    tab.goto = _again_if_interfaces_changed(tab.goto)  # type: ignore[method-assign]
-    tab.reload = _again_if_interfaces_changed(tab.reload)  # type: ignore[method-assign]
+    tab.goto = _again_if_dropped(tab.goto)  # type: ignore[method-assign]
+    tab.reload = _again_if_dropped(tab.reload)  # type: ignore[method-assign]
     # Requests the browser lost (no answer at all): a failing test's report lists them, since a
     # page then only shows that something did not come (see pytest_runtest_makereport).
     lost: list[str] = []

@@ -10,7 +10,7 @@ from typing import Any
 
 from playwright.sync_api import ConsoleMessage, Page
 
-from tests.browser.conftest import ARTIFACTS, Portal
+from tests.browser.conftest import ARTIFACTS, INTERFACES_CHANGED, Portal
 
 SCREENS = ARTIFACTS / "screens"
 VIEWPORTS = {"desktop": (1440, 900), "phone": (390, 844)}
@@ -85,12 +85,6 @@ class Api:
         )
         assert answer.ok, f"PATCH {path}: {answer.status} {answer.text()}"
         return answer.json()
-
-
-# Chromium drops the requests in flight whenever this machine's network interfaces change, and
-# every container started or removed on the shared engine (this test's, another stream's, or
-# Molecule's beside it) adds or removes one: the machine causes these, not the page.
-INTERFACES_CHANGED = "net::ERR_NETWORK_CHANGED"
 
 
 @contextmanager
