@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from playwright.sync_api import ConsoleMessage, Page
+from playwright.sync_api import ConsoleMessage, Page, Route
 
 from tests.browser.conftest import ARTIFACTS, INTERFACES_CHANGED, Portal
 
@@ -109,3 +109,19 @@ def console_errors(page: Page) -> Iterator[list[str]]:
     finally:
         page.remove_listener("console", on_console)
         page.remove_listener("pageerror", on_page_error)
+
+
+@contextmanager
+def script_held(page: Page, pattern: str) -> Iterator[list[Route]]:
+    """Hold the answer to the script `pattern` names while the block runs, then let it through.
+
+    A deferred script runs after its page is drawn; on a busy portal a person can type or press
+    before. Holding the script makes that window as long as the test needs. The block gets the
+    requests held so far (one when the page asked for the script before the block ended).
+    """
+    held: list[Route] = []
+    page.route(pattern, lambda route: held.append(route))
+    yield held  # when the block fails, the script stays held: the test ends with the page
+    for route in held:
+        route.continue_()
+    page.unroute(pattern)

@@ -26,7 +26,7 @@ import pytest
 from playwright.sync_api import Page, Route, expect
 
 from tests.browser.conftest import Portal, running_portal
-from tests.browser.pages import Api, console_errors, log_in, snap
+from tests.browser.pages import Api, console_errors, log_in, script_held, snap
 from tests.browser.test_live_status_and_logs import mark_page, still_marked, wait_for
 from tests.support.fake_nvidia_smi import install_fake_nvidia_smi
 
@@ -255,18 +255,12 @@ def test_text_typed_before_the_pages_scripts_ran_is_checked(
     created = api.post("/apps", {"name": f"spectr-test-early-{uuid.uuid4().hex[:4]}",
                                  "host_id": node_id(api), "kind": "compose",
                                  "compose": COMPOSE.format(image=image), "deploy": False})  # fmt: skip
-    held: list[Route] = []
-
-    def hold(route: Route) -> None:
-        held.append(route)
-
-    page.route("**/vendor/htmx/htmx.min.js", hold)
-    page.goto(f"{portal.url}/apps/{created['id']}/edit", wait_until="commit")
-    text = page.locator("#compose-text")
-    expect(page.locator("#compose-check")).to_contain_text("Valid: 1 service")  # the server's
-    text.fill(COMPOSE.format(image=image) + "  db:\n    command: ['true']\n")
-    assert len(held) == 1  # htmx had not arrived when the text changed
-    held[0].continue_()
+    with script_held(page, "**/vendor/htmx/htmx.min.js") as held:
+        page.goto(f"{portal.url}/apps/{created['id']}/edit", wait_until="commit")
+        text = page.locator("#compose-text")
+        expect(page.locator("#compose-check")).to_contain_text("Valid: 1 service")  # the server's
+        text.fill(COMPOSE.format(image=image) + "  db:\n    command: ['true']\n")
+        assert len(held) == 1  # htmx had not arrived when the text changed
     expect(page.locator(".compose-problems li")).to_contain_text("services/db: an image is needed")
     expect(page.locator("[data-gutter] .bad-line")).to_have_text("8")
 
@@ -357,13 +351,11 @@ def test_a_host_name_typed_before_the_pages_scripts_ran_gets_suggestions(
         log_in(page, large)
         Api(page, large).post("/hosts/import", {"content": fleet, "format": "ini",
                                                 "ssh_password": "not used"})  # fmt: skip
-        held: list[Route] = []
-        page.route("**/vendor/htmx/htmx.min.js", lambda route: held.append(route))
-        page.goto(f"{large.url}/apps", wait_until="commit")
-        page.locator("#new-app summary").click()  # a <details>: opens without scripts
-        page.locator("input[name=host_name]").fill("node-012")
-        assert len(held) == 1  # htmx had not arrived when the name was typed
-        held[0].continue_()
+        with script_held(page, "**/vendor/htmx/htmx.min.js") as held:
+            page.goto(f"{large.url}/apps", wait_until="commit")
+            page.locator("#new-app summary").click()  # a <details>: opens without scripts
+            page.locator("input[name=host_name]").fill("node-012")
+            assert len(held) == 1  # htmx had not arrived when the name was typed
         options = page.locator("#host-suggestions option")
         expect(options).to_have_count(10)
         assert options.evaluate_all("(all) => all.map((o) => o.value)") == [

@@ -13,11 +13,11 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Dialog, Page, Request, Route, expect
+from playwright.sync_api import Dialog, Page, Request, expect
 
 from agent.tests.harness import free_port
 from tests.browser.conftest import Portal
-from tests.browser.pages import console_errors, cut_chips, log_in, snap
+from tests.browser.pages import console_errors, cut_chips, log_in, script_held, snap
 from tests.support import docker_objects
 from tests.support.docker_objects import Made
 
@@ -92,7 +92,6 @@ def test_containers_list_a_container_page_and_bulk_stop_start(
 
         # A press before resources.js ran (it names the chosen containers in the question) sends
         # nothing: the script is held here until after the press.
-        held: list[Route] = []
         posts: list[str] = []
 
         def note_post(request: Request) -> None:
@@ -100,13 +99,11 @@ def test_containers_list_a_container_page_and_bulk_stop_start(
                 posts.append(request.url)
 
         page.on("request", note_post)
-        page.route("**/static/js/resources.js", lambda route: held.append(route))
-        page.reload(wait_until="commit")
-        row(page, web.name).get_by_role("checkbox").check()
-        page.get_by_role("button", name="Stop", exact=True).click()
-        assert len(held) == 1 and dialogs == [] and posts == []
-        held[0].continue_()
-        page.unroute("**/static/js/resources.js")
+        with script_held(page, "**/static/js/resources.js") as held:
+            page.reload(wait_until="commit")
+            row(page, web.name).get_by_role("checkbox").check()
+            page.get_by_role("button", name="Stop", exact=True).click()
+            assert len(held) == 1 and dialogs == [] and posts == []
         expect(page.locator("#bulk-count")).to_have_text("1 selected")
         page.remove_listener("request", note_post)
         web.reload()

@@ -13,10 +13,10 @@ import uuid
 from typing import Any
 
 import pytest
-from playwright.sync_api import Dialog, Page, Route, expect
+from playwright.sync_api import Dialog, Page, expect
 
 from tests.browser.conftest import Portal
-from tests.browser.pages import Api, console_errors, cut_chips, snap
+from tests.browser.pages import Api, console_errors, cut_chips, script_held, snap
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 APP_URL = re.compile(r"/apps/(?P<id>\d+)$")
@@ -399,16 +399,13 @@ def test_a_destructive_button_pressed_before_the_deferred_scripts_ran_still_asks
     page.fill("form[action$='/admin/tokens'] input[name=name]", name)
     page.get_by_role("button", name="Create", exact=True).click()
     expect(page.locator("#new-token")).to_be_visible()
-    held: list[Route] = []
-    page.route("**/static/js/spectr.js", lambda route: held.append(route))
-    page.goto(f"{portal.url}/admin/tokens", wait_until="commit")
-    row = page.locator("tr", has_text=name)
-    said = _answer_next_dialog(page, accept=False)
-    row.get_by_role("button", name="Revoke").click()
-    assert len(held) == 1  # spectr.js had not arrived when the button was pressed
-    assert said and name in said[0]
-    held[0].continue_()
-    page.unroute("**/static/js/spectr.js")
+    with script_held(page, "**/static/js/spectr.js") as held:
+        page.goto(f"{portal.url}/admin/tokens", wait_until="commit")
+        row = page.locator("tr", has_text=name)
+        said = _answer_next_dialog(page, accept=False)
+        row.get_by_role("button", name="Revoke").click()
+        assert len(held) == 1  # spectr.js had not arrived when the button was pressed
+        assert said and name in said[0]
     page.reload()
     expect(page.locator("tr", has_text=name)).to_contain_text("active")
 
