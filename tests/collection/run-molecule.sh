@@ -28,7 +28,9 @@ if [ $# -gt 0 ]; then
 else
   scenarios=()
   for file in molecule/*/molecule.yml; do
-    scenarios+=("$(basename "$(dirname "$file")")")
+    scenario=$(basename "$(dirname "$file")")
+    # molecule/default is not a scenario: an empty one that keeps Molecule quiet (see its file).
+    [ "$scenario" = default ] || scenarios+=("$scenario")
   done
 fi
 
