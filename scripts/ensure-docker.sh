@@ -14,12 +14,17 @@ if ! command -v dockerd >/dev/null 2>&1; then
   apt-get install -y -qq docker.io >/dev/null
 fi
 
+# Only daemons of this machine's own PID namespace count: pgrep also sees the dockerd and
+# containerd inside Docker-in-Docker test containers (Molecule's, or those a stopped run left),
+# which serve only their container.
+running_here() { pgrep --ns $$ --nslist pid -x "$1" >/dev/null; }
+
 mkdir -p /var/log/spectr-ci
-if ! pgrep -x containerd >/dev/null; then
+if ! running_here containerd; then
   nohup containerd >/var/log/spectr-ci/containerd.log 2>&1 &
   sleep 1
 fi
-if ! pgrep -x dockerd >/dev/null; then
+if ! running_here dockerd; then
   nohup dockerd --host=unix:///var/run/docker.sock >/var/log/spectr-ci/dockerd.log 2>&1 &
 fi
 
